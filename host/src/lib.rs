@@ -1,0 +1,21 @@
+//! Halyard: a WebAssembly-extensible telemetry host for edge devices.
+//!
+//! The native host owns everything that must be trusted and durable; what
+//! varies between fleets (decoders, validators, privacy policies, samplers,
+//! sources) runs as sandboxed WebAssembly components that implement the
+//! `halyard:plugin` WIT contract in `wit/`.
+//!
+//! # Layout
+//!
+//! - [`event`]: the host's view of an event: id assignment and the JSON form
+//!   used on the command line, in files and on the wire.
+//! - [`plugin`]: the component runtime: the engine and its limits, the single
+//!   `bindgen!` of the WIT package, the host imports, loading and checking a
+//!   component against the world of its kind, the on-disk compile cache, and
+//!   sandboxed calls that contain every trap.
+//! - [`cli`]: the `halyard` command line, kept apart from `main.rs` so that
+//!   tests can exercise argument parsing without spawning a process.
+
+pub mod cli;
+pub mod event;
+pub mod plugin;

@@ -1,0 +1,17 @@
+//! The `halyard` binary: parse arguments, run the command, map errors to an
+//! exit status. Everything else lives in the library.
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = halyard::cli::Cli::parse();
+    match halyard::cli::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            ExitCode::from(1)
+        }
+    }
+}

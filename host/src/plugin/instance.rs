@@ -1,0 +1,330 @@
+//! A running instance of a plugin and the sandboxed calls into it.
+//!
+//! Invariants:
+//! - every call (including `init` and instantiation, which run guest code)
+//!   runs under the plugin's CPU deadline and memory cap;
+//! - a trap or a result that breaks the contract discards the store (a
+//!   trapped store is poisoned) and the next call starts a fresh instance,
+//!   which runs `init` again: guest state is soft;
+//! - a call either returns one checked result per input or a [`CallError`];
+//!   it never panics the host.
+
+use std::sync::Arc;
+
+use wasmtime::component::{ComponentNamedList, Func, Instance, Lift, Lower};
+use wasmtime::{Store, Trap};
+
+use super::Plugin;
+use super::bindings::{Action, Event, Frame, InitError, PluginInfo, Verdict};
+use super::engine::deadline_ticks;
+use super::error::{CallError, LoadError, TrapCause};
+use super::host::HostState;
+use super::output;
+
+/// The most bytes guest-to-host imports (log messages, config lookups) may
+/// move in one host call.
+const HOSTCALL_FUEL: usize = 1 << 20;
+
+/// One live sandbox for a plugin, recreated on demand after a trap.
+pub struct PluginInstance {
+    plugin: Arc<Plugin>,
+    live: Option<Live>,
+    /// Traps (and contract breaks) since this instance handle was created.
+    traps: u64,
+    /// Calls made through this handle.
+    calls: u64,
+}
+
+/// A store with an instantiated, initialised component.
+struct Live {
+    store: Store<HostState>,
+    stage: Func,
+}
+
+impl PluginInstance {
+    /// A handle for `plugin`; the sandbox is created on the first call.
+    pub fn new(plugin: Arc<Plugin>) -> Self {
+        PluginInstance {
+            plugin,
+            live: None,
+            traps: 0,
+            calls: 0,
+        }
+    }
+
+    /// The plugin this instance runs.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        &self.plugin
+    }
+
+    /// Traps and contract breaks so far.
+    pub fn traps(&self) -> u64 {
+        self.traps
+    }
+
+    /// Calls made so far.
+    pub fn calls(&self) -> u64 {
+        self.calls
+    }
+
+    /// Starts the sandbox now and returns what the plugin says about itself;
+    /// the loader uses it to refuse plugins whose `init` fails.
+    pub(crate) fn start(&mut self) -> Result<PluginInfo, LoadError> {
+        let mut store = self.new_store();
+        let instance = self
+            .plugin
+            .pre
+            .instantiate(&mut store)
+            .map_err(|e| LoadError::Start(trap_error(&self.plugin, &store, &e)))?;
+        let info_fn = instance
+            .get_typed_func::<(), (PluginInfo,)>(&mut store, "info")
+            .map_err(|e| self.export_type_error("info", &e))?;
+        let (info,) = info_fn
+            .call(&mut store, ())
+            .map_err(|e| LoadError::Start(trap_error(&self.plugin, &store, &e)))?;
+        let limits = &self.plugin.options.limits;
+        output::check_str(&info.name, "plugin name", limits)
+            .and_then(|()| output::check_str(&info.version, "plugin version", limits))
+            .map_err(|message| {
+                LoadError::Start(CallError::BadOutput {
+                    plugin: self.plugin.info.name.clone(),
+                    message,
+                })
+            })?;
+        self.check_stage_type(&instance, &mut store)?;
+        let stage = self.init(&instance, &mut store)?;
+        self.live = Some(Live { store, stage });
+        Ok(info)
+    }
+
+    /// Runs `init` and returns the stage export, or why the plugin refused.
+    fn init(&self, instance: &Instance, store: &mut Store<HostState>) -> Result<Func, LoadError> {
+        let init = instance
+            .get_typed_func::<(), (Result<(), InitError>,)>(&mut *store, "init")
+            .map_err(|e| self.export_type_error("init", &e))?;
+        store.data_mut().start_call();
+        store.set_epoch_deadline(self.deadline());
+        let (result,) = init
+            .call(&mut *store, ())
+            .map_err(|e| LoadError::Start(trap_error(&self.plugin, store, &e)))?;
+        result.map_err(|e| LoadError::Init {
+            key: e.key,
+            message: e.message,
+        })?;
+        let export = self.plugin.kind.stage_export();
+        instance
+            .get_func(&mut *store, export)
+            .ok_or(LoadError::MissingExport {
+                kind: self.plugin.kind,
+                export,
+                required: self.plugin.kind.required_exports().join(", "),
+                found: String::new(),
+            })
+    }
+
+    /// Checks the stage export's signature against the WIT of the kind.
+    fn check_stage_type(
+        &self,
+        instance: &Instance,
+        store: &mut Store<HostState>,
+    ) -> Result<(), LoadError> {
+        use super::kind::PluginKind::*;
+        let name = self.plugin.kind.stage_export();
+        let store = &mut *store;
+        let checked = match self.plugin.kind {
+            Source => instance
+                .get_typed_func::<(u32,), (Vec<Event>,)>(store, name)
+                .map(drop),
+            Decoder => instance
+                .get_typed_func::<(&[Frame],), (Vec<Result<Vec<Event>, String>>,)>(store, name)
+                .map(drop),
+            Validator => instance
+                .get_typed_func::<(&[Event],), (Vec<Verdict>,)>(store, name)
+                .map(drop),
+            Privacy => instance
+                .get_typed_func::<(&[Event],), (Vec<Action>,)>(store, name)
+                .map(drop),
+            Sampler => instance
+                .get_typed_func::<(&[Event],), (Vec<bool>,)>(store, name)
+                .map(drop),
+        };
+        checked.map_err(|e| self.export_type_error(name, &e))
+    }
+
+    fn export_type_error(&self, export: &'static str, err: &wasmtime::Error) -> LoadError {
+        LoadError::ExportType {
+            kind: self.plugin.kind,
+            export,
+            message: format!("{err:#}"),
+        }
+    }
+
+    fn new_store(&self) -> Store<HostState> {
+        let plugin = &self.plugin;
+        let state = HostState::new(
+            plugin.info.name.as_str().into(),
+            Arc::new(plugin.options.config.clone()),
+            &plugin.options.grants,
+            &plugin.options.limits,
+        );
+        let mut store = Store::new(plugin.pre.engine(), state);
+        store.limiter(|s| &mut s.limits);
+        store.set_hostcall_fuel(HOSTCALL_FUEL);
+        // Instantiation runs guest code: a fresh store's deadline of 0 would
+        // trap at once.
+        store.set_epoch_deadline(self.deadline());
+        store
+    }
+
+    fn deadline(&self) -> u64 {
+        deadline_ticks(self.plugin.options.limits.call_deadline)
+    }
+
+    /// Calls the stage export with `params`; on any failure the store is
+    /// dropped and the trap counted.
+    fn call<P, R>(&mut self, params: P) -> Result<R, CallError>
+    where
+        P: ComponentNamedList + Lower,
+        R: ComponentNamedList + Lift,
+    {
+        self.calls += 1;
+        if self.live.is_none() {
+            self.start().map_err(|e| {
+                self.traps += 1;
+                match e {
+                    LoadError::Start(call) => call,
+                    other => CallError::Restart {
+                        plugin: self.plugin.info.name.clone(),
+                        message: other.to_string(),
+                    },
+                }
+            })?;
+        }
+        let deadline = self.deadline();
+        let Some(live) = self.live.as_mut() else {
+            return Err(CallError::Restart {
+                plugin: self.plugin.info.name.clone(),
+                message: "no instance".into(),
+            });
+        };
+        live.store.data_mut().start_call();
+        live.store.set_epoch_deadline(deadline);
+        let typed = live.stage.typed::<P, R>(&live.store);
+        let result = typed.and_then(|f| f.call(&mut live.store, params));
+        match result {
+            Ok(value) => Ok(value),
+            Err(err) => {
+                let error = trap_error(&self.plugin, &live.store, &err);
+                self.live = None;
+                self.traps += 1;
+                Err(error)
+            }
+        }
+    }
+
+    /// Discards the instance after a result that broke the contract.
+    fn bad_output(&mut self, message: String) -> CallError {
+        self.live = None;
+        self.traps += 1;
+        CallError::BadOutput {
+            plugin: self.plugin.info.name.clone(),
+            message,
+        }
+    }
+
+    /// Polls a source for at most `max` events.
+    pub fn poll(&mut self, max: u32) -> Result<Vec<Event>, CallError> {
+        let (events,): (Vec<Event>,) = self.call((max,))?;
+        let limits = &self.plugin.options.limits;
+        let check = if events.len() > max as usize {
+            Err(format!(
+                "{} events for a poll of at most {max}",
+                events.len()
+            ))
+        } else {
+            output::check_events(&events, limits)
+        };
+        check.map_err(|m| self.bad_output(m))?;
+        Ok(events)
+    }
+
+    /// Decodes frames; one result per frame.
+    pub fn decode(
+        &mut self,
+        frames: &[Frame],
+    ) -> Result<Vec<Result<Vec<Event>, String>>, CallError> {
+        let (results,): (Vec<Result<Vec<Event>, String>>,) = self.call((frames,))?;
+        let limits = &self.plugin.options.limits;
+        let check = output::check_count("results", results.len(), frames.len()).and_then(|()| {
+            results.iter().try_for_each(|r| match r {
+                Ok(events) => output::check_events(events, limits),
+                Err(message) => output::check_str(message, "decode error", limits),
+            })
+        });
+        check.map_err(|m| self.bad_output(m))?;
+        Ok(results)
+    }
+
+    /// Validates events; one verdict per event.
+    pub fn validate(&mut self, events: &[Event]) -> Result<Vec<Verdict>, CallError> {
+        let (verdicts,): (Vec<Verdict>,) = self.call((events,))?;
+        let check = output::check_count("verdicts", verdicts.len(), events.len())
+            .and_then(|()| output::check_verdicts(&verdicts, &self.plugin.options.limits));
+        check.map_err(|m| self.bad_output(m))?;
+        Ok(verdicts)
+    }
+
+    /// Applies a privacy policy; one action per event. Rewritten events keep
+    /// the id of the event they replace, whatever the guest put there.
+    pub fn redact(&mut self, events: &[Event]) -> Result<Vec<Action>, CallError> {
+        let (mut actions,): (Vec<Action>,) = self.call((events,))?;
+        let check = output::check_count("actions", actions.len(), events.len())
+            .and_then(|()| output::check_actions(&actions, &self.plugin.options.limits));
+        check.map_err(|m| self.bad_output(m))?;
+        for (action, original) in actions.iter_mut().zip(events) {
+            if let Action::Rewrite(event) = action {
+                event.id = original.id;
+            }
+        }
+        Ok(actions)
+    }
+
+    /// Samples events; one keep/discard decision per event.
+    pub fn sample(&mut self, events: &[Event]) -> Result<Vec<bool>, CallError> {
+        let (keep,): (Vec<bool>,) = self.call((events,))?;
+        output::check_count("decisions", keep.len(), events.len())
+            .map_err(|m| self.bad_output(m))?;
+        Ok(keep)
+    }
+}
+
+/// Turns a wasmtime error from a guest call into a readable [`CallError`].
+fn trap_error(plugin: &Plugin, store: &Store<HostState>, err: &wasmtime::Error) -> CallError {
+    let trap = err.downcast_ref::<Trap>().copied();
+    let root = err.root_cause().to_string();
+    let cause = match trap {
+        Some(Trap::Interrupt) => TrapCause::Deadline,
+        Some(Trap::UnreachableCodeReached) => TrapCause::Panic,
+        _ if root.contains("memory") && root.contains("grow") => TrapCause::Memory,
+        _ => TrapCause::Other,
+    };
+    let mut message = match cause {
+        TrapCause::Deadline => format!(
+            "ran past its {} ms deadline",
+            plugin.options.limits.call_deadline.as_millis()
+        ),
+        TrapCause::Memory => format!(
+            "tried to grow memory past its {} MiB cap",
+            plugin.options.limits.memory_bytes >> 20
+        ),
+        _ => trap.map(|t| t.to_string()).unwrap_or(root),
+    };
+    if let Some(line) = store.data().last_stderr_line() {
+        message.push_str(&format!(" (guest stderr: {line})"));
+    }
+    CallError::Trap {
+        plugin: plugin.info.name.clone(),
+        cause,
+        message,
+    }
+}

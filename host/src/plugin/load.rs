@@ -1,0 +1,217 @@
+//! Loading a component file into a [`Plugin`]: read, recognise, hash,
+//! compile (or fetch from the compile cache), check it against the world of
+//! its kind, and start one probe instance (`info` then `init`) so a plugin
+//! that cannot run is refused at load, with the reason, rather than on its
+//! first batch.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sha2::{Digest, Sha256};
+use wasmtime::component::Component;
+
+use super::engine::Runtime;
+use super::error::LoadError;
+use super::instance::PluginInstance;
+use super::kind::PluginKind;
+use super::limits::{Grants, Limits};
+use super::{Plugin, PluginInfo};
+
+/// How a plugin is to run: its config, grants and limits.
+#[derive(Debug, Clone, Default)]
+pub struct PluginOptions {
+    /// The key/value config the plugin reads through the `config` import.
+    pub config: BTreeMap<String, String>,
+    /// Capabilities beyond the default deny-all sandbox.
+    pub grants: Grants,
+    /// Memory, time and output caps.
+    pub limits: Limits,
+}
+
+/// Import name prefixes every plugin may use. WASI interfaces other than
+/// sockets are linked against an empty context (no preopens, env or
+/// network), so importing them grants nothing.
+const ALWAYS_ALLOWED: &[&str] = &[
+    "halyard:plugin/",
+    "wasi:cli/",
+    "wasi:io/",
+    "wasi:clocks/",
+    "wasi:random/",
+    "wasi:filesystem/",
+];
+
+impl Runtime {
+    /// Loads the component at `path`. With `kind` the component must
+    /// implement that world; without, the kind is inferred from its exports.
+    pub fn load(
+        &self,
+        path: &Path,
+        kind: Option<PluginKind>,
+        options: PluginOptions,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        self.load_bytes(path.to_path_buf(), &bytes, kind, options)
+    }
+
+    /// Loads a component from bytes already in memory; `path` names it in
+    /// messages and in `/plugins`.
+    pub fn load_bytes(
+        &self,
+        path: PathBuf,
+        bytes: &[u8],
+        kind: Option<PluginKind>,
+        options: PluginOptions,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        check_header(&path, bytes)?;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        let (component, from_cache) = self.compile(&path, bytes, &sha256)?;
+        let ty = component.component_type();
+        let imports: Vec<String> = ty
+            .imports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        let exports: Vec<String> = ty
+            .exports(&self.engine)
+            .map(|(n, _)| n.to_string())
+            .collect();
+        check_imports(&imports, &options.grants)?;
+        let kind = resolve_kind(kind, &exports)?;
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| LoadError::Instantiate {
+                message: e.root_cause().to_string(),
+            })?;
+        let mut plugin = Plugin {
+            kind,
+            info: PluginInfo {
+                name: file_stem(&path),
+                version: String::new(),
+            },
+            path,
+            sha256,
+            imports,
+            exports,
+            options,
+            from_cache,
+            pre,
+        };
+        // Probe: `info` names the plugin, `init` checks its config.
+        let probe = Arc::new(plugin.clone());
+        let mut instance = PluginInstance::new(probe);
+        plugin.info = instance.start()?;
+        Ok(Arc::new(plugin))
+    }
+
+    /// The compiled component, from the cache when possible.
+    fn compile(
+        &self,
+        path: &Path,
+        bytes: &[u8],
+        sha256: &str,
+    ) -> Result<(Component, bool), LoadError> {
+        if let Some(component) = self
+            .cache
+            .as_ref()
+            .and_then(|c| c.load(&self.engine, sha256))
+        {
+            return Ok((component, true));
+        }
+        let component =
+            Component::from_binary(&self.engine, bytes).map_err(|e| LoadError::Compile {
+                path: path.to_path_buf(),
+                message: e.root_cause().to_string(),
+            })?;
+        if let Some(cache) = &self.cache {
+            cache.store(sha256, &component);
+        }
+        Ok((component, false))
+    }
+}
+
+/// Tells a component from a core module from anything else, so the error
+/// says which.
+fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+    if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
+        return Err(LoadError::NotWasm {
+            path: path.to_path_buf(),
+        });
+    }
+    // Core modules have layer 0 (bytes 6..8); components have layer 1.
+    if bytes[6..8] == [0, 0] {
+        return Err(LoadError::CoreModule {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Refuses imports outside the allowed set.
+fn check_imports(imports: &[String], grants: &Grants) -> Result<(), LoadError> {
+    for import in imports {
+        if ALWAYS_ALLOWED.iter().any(|p| import.starts_with(p)) {
+            continue;
+        }
+        if import.starts_with("wasi:sockets/") {
+            if grants.network {
+                continue;
+            }
+            return Err(LoadError::ForbiddenImport {
+                import: import.clone(),
+                hint: " (network access needs the `network` grant in this plugin's config)"
+                    .to_string(),
+            });
+        }
+        return Err(LoadError::ForbiddenImport {
+            import: import.clone(),
+            hint: String::new(),
+        });
+    }
+    Ok(())
+}
+
+/// The kind to load as: the declared one if the exports fit it, else the
+/// one the exports identify.
+fn resolve_kind(declared: Option<PluginKind>, exports: &[String]) -> Result<PluginKind, LoadError> {
+    let has = |name: &str| exports.iter().any(|e| e == name);
+    let matching: Vec<PluginKind> = PluginKind::ALL
+        .into_iter()
+        .filter(|k| has(k.stage_export()))
+        .collect();
+    let kind = match declared {
+        Some(kind) => kind,
+        None => match matching.as_slice() {
+            [one] => *one,
+            _ => {
+                return Err(LoadError::UnknownKind {
+                    exports: exports.join(", "),
+                });
+            }
+        },
+    };
+    let required = kind.required_exports();
+    if let Some(missing) = required.iter().find(|e| !has(e)) {
+        let found = match matching.as_slice() {
+            [other] if *other != kind => format!("; this component looks like a {other}"),
+            _ => format!("; it exports [{}]", exports.join(", ")),
+        };
+        return Err(LoadError::MissingExport {
+            kind,
+            export: missing,
+            required: required.join(", "),
+            found,
+        });
+    }
+    Ok(kind)
+}
+
+/// The file name without extension, the plugin's name until `info` says.
+fn file_stem(path: &Path) -> String {
+    path.file_stem()
+        .map(|s| s.to_string_lossy().into_owned())
+        .unwrap_or_default()
+}

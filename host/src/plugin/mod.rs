@@ -1,0 +1,82 @@
+//! The component runtime: everything between a `.wasm` file on disk and a
+//! sandboxed call that cannot hurt the host.
+//!
+//! - [`bindings`]: the single `bindgen!` of the WIT package;
+//! - [`kind`]: the five plugin kinds and the exports that identify them;
+//! - [`limits`]: memory, CPU and output caps, and capability grants;
+//! - [`engine`]: the shared engine, epoch ticker and linker ([`Runtime`]);
+//! - [`cache`]: precompiled artefacts on disk, keyed by content hash;
+//! - [`host`]: the host imports (`log`, `clock`, `config`) and the deny-all
+//!   WASI context;
+//! - [`load`]: reading, checking and probing a component ([`Runtime::load`]);
+//! - [`instance`]: calls under limits, with every trap contained;
+//! - [`output`]: checks on guest output;
+//! - [`error`]: why a load or a call failed.
+
+pub mod bindings;
+pub mod cache;
+pub mod engine;
+pub mod error;
+pub mod host;
+pub mod instance;
+pub mod kind;
+pub mod limits;
+pub mod load;
+pub(crate) mod output;
+
+use std::path::PathBuf;
+
+use wasmtime::component::InstancePre;
+
+pub use bindings::{
+    Action, AttrValue, Attribute, Event, EventId, Frame, InitError, PluginInfo, Verdict,
+};
+pub use engine::Runtime;
+pub use error::{CallError, LoadError, TrapCause};
+pub use instance::PluginInstance;
+pub use kind::PluginKind;
+pub use limits::{Grants, Limits};
+pub use load::PluginOptions;
+
+/// A loaded, checked plugin: compiled, linked and known to start. Cheap to
+/// share; each pipeline worker makes its own [`PluginInstance`] from it.
+#[derive(Clone)]
+pub struct Plugin {
+    /// The world the component implements.
+    pub kind: PluginKind,
+    /// What the plugin says about itself (`info`).
+    pub info: PluginInfo,
+    /// Where it was loaded from.
+    pub path: PathBuf,
+    /// SHA-256 of the component bytes, hex: its identity in the cache, in
+    /// provenance and in `/plugins`.
+    pub sha256: String,
+    /// Everything the component imports.
+    pub imports: Vec<String>,
+    /// Everything the component exports.
+    pub exports: Vec<String>,
+    /// The config, grants and limits it runs with.
+    pub options: PluginOptions,
+    /// Whether the compiled code came from the compile cache.
+    pub from_cache: bool,
+    /// Linked and ready to instantiate in ~15 µs.
+    pub(crate) pre: InstancePre<host::HostState>,
+}
+
+impl Plugin {
+    /// A new sandbox handle for this plugin.
+    pub fn instance(self: &std::sync::Arc<Self>) -> PluginInstance {
+        PluginInstance::new(self.clone())
+    }
+}
+
+impl std::fmt::Debug for Plugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Plugin")
+            .field("kind", &self.kind)
+            .field("info", &self.info)
+            .field("path", &self.path)
+            .field("sha256", &self.sha256)
+            .finish_non_exhaustive()
+    }
+}
