@@ -52,7 +52,10 @@ fn main() {
             let src = member.path().join("src");
             if src.is_dir() {
                 println!("cargo:rerun-if-changed={}", src.display());
-                println!("cargo:rerun-if-changed={}", member.path().join("Cargo.toml").display());
+                println!(
+                    "cargo:rerun-if-changed={}",
+                    member.path().join("Cargo.toml").display()
+                );
                 let wit = member.path().join("wit");
                 if wit.is_dir() {
                     println!("cargo:rerun-if-changed={}", wit.display());

@@ -9,6 +9,7 @@
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "host-imports",
+    additional_derives: [PartialEq],
 });
 
 pub use halyard::plugin::types::{

@@ -6,9 +6,9 @@
 //! compatibility hash, so an artefact from another wasmtime version or engine
 //! configuration is never even opened.
 //!
-//! Invariant: the cache only ever memory-maps files this host wrote itself,
-//! written to a temporary file and renamed into place, so a reader never sees
-//! a partial artefact. A corrupt or incompatible artefact is a cache miss.
+//! Invariant: the cache only ever loads files this host wrote itself, written
+//! to a temporary file and renamed into place, so a reader never sees a
+//! partial artefact. A corrupt or incompatible artefact is a cache miss.
 
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
@@ -47,16 +47,20 @@ impl CompileCache {
     }
 
     /// The precompiled component, if a usable artefact exists.
+    ///
+    /// The artefact is read into memory rather than memory-mapped: a mapped
+    /// file that someone truncates or rewrites in place would kill the host
+    /// with SIGBUS, and reading ~200 KB costs microseconds.
     pub fn load(&self, engine: &Engine, sha256_hex: &str) -> Option<Component> {
         let path = self.artefact_path(sha256_hex);
-        if !path.is_file() {
-            return None;
-        }
+        let bytes = std::fs::read(&path).ok()?;
         // SAFETY: the file name is derived from the content hash and the
         // engine's compatibility hash, and only `store` below writes such
         // names, from `Component::serialize` of this same engine
-        // configuration, via temp file + rename.
-        match unsafe { Component::deserialize_file(engine, &path) } {
+        // configuration, via temp file + rename. Wasmtime checks the
+        // artefact's header and engine compatibility before using it, so a
+        // damaged file is an error here, not undefined behaviour.
+        match unsafe { Component::deserialize(engine, &bytes) } {
             Ok(component) => Some(component),
             Err(err) => {
                 tracing::warn!(path = %path.display(), error = %err, "discarding unusable compile-cache artefact");

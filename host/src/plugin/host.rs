@@ -103,15 +103,19 @@ impl HostState {
         self.log_dropped = 0;
     }
 
-    /// The last non-empty line the guest wrote to stderr (a panic message).
-    pub(crate) fn last_stderr_line(&self) -> Option<String> {
+    /// What the guest last wrote to stderr, for a trap message: the last two
+    /// lines, less Rust's `RUST_BACKTRACE` hint, so a panic reads as
+    /// "panicked at src/lib.rs:10:5: the message".
+    pub(crate) fn stderr_tail(&self) -> Option<String> {
         let bytes = self.stderr.contents();
         let text = String::from_utf8_lossy(&bytes);
-        text.lines()
-            .rev()
+        let lines: Vec<&str> = text
+            .lines()
             .map(str::trim)
-            .find(|l| !l.is_empty())
-            .map(|l| l.chars().take(512).collect())
+            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        let tail = lines[lines.len().saturating_sub(2)..].join(" ");
+        (!tail.is_empty()).then(|| truncate(&tail, 512).to_string())
     }
 }
 

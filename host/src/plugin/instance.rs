@@ -21,10 +21,6 @@ use super::error::{CallError, LoadError, TrapCause};
 use super::host::HostState;
 use super::output;
 
-/// The most bytes guest-to-host imports (log messages, config lookups) may
-/// move in one host call.
-const HOSTCALL_FUEL: usize = 1 << 20;
-
 /// One live sandbox for a plugin, recreated on demand after a trap.
 pub struct PluginInstance {
     plugin: Arc<Plugin>,
@@ -169,7 +165,7 @@ impl PluginInstance {
         );
         let mut store = Store::new(plugin.pre.engine(), state);
         store.limiter(|s| &mut s.limits);
-        store.set_hostcall_fuel(HOSTCALL_FUEL);
+        store.set_hostcall_fuel(plugin.options.limits.max_output_bytes);
         // Instantiation runs guest code: a fresh store's deadline of 0 would
         // trap at once.
         store.set_epoch_deadline(self.deadline());
@@ -302,6 +298,15 @@ impl PluginInstance {
 fn trap_error(plugin: &Plugin, store: &Store<HostState>, err: &wasmtime::Error) -> CallError {
     let trap = err.downcast_ref::<Trap>().copied();
     let root = err.root_cause().to_string();
+    if root.contains("fuel allocated for hostcalls") {
+        return CallError::BadOutput {
+            plugin: plugin.info.name.clone(),
+            message: format!(
+                "result larger than the {} MiB output cap",
+                plugin.options.limits.max_output_bytes >> 20
+            ),
+        };
+    }
     let cause = match trap {
         Some(Trap::Interrupt) => TrapCause::Deadline,
         Some(Trap::UnreachableCodeReached) => TrapCause::Panic,
@@ -319,7 +324,7 @@ fn trap_error(plugin: &Plugin, store: &Store<HostState>, err: &wasmtime::Error) 
         ),
         _ => trap.map(|t| t.to_string()).unwrap_or(root),
     };
-    if let Some(line) = store.data().last_stderr_line() {
+    if let Some(line) = store.data().stderr_tail() {
         message.push_str(&format!(" (guest stderr: {line})"));
     }
     CallError::Trap {

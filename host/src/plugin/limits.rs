@@ -21,6 +21,11 @@ pub struct Limits {
     pub max_body_bytes: usize,
     /// The most attributes one event may carry.
     pub max_attributes: usize,
+    /// Roughly the most bytes one call may copy out of the guest (wasmtime's
+    /// hostcall fuel). It is checked while results are lifted, before the
+    /// host allocates them, so a guest cannot make the host allocate more
+    /// than this (e.g. by returning many strings that alias one buffer).
+    pub max_output_bytes: usize,
 }
 
 impl Default for Limits {
@@ -32,6 +37,7 @@ impl Default for Limits {
             max_string_bytes: 64 << 10,
             max_body_bytes: 1 << 20,
             max_attributes: 256,
+            max_output_bytes: 16 << 20,
         }
     }
 }

@@ -1,0 +1,181 @@
+//! The field mapping from one JSON object to one event.
+
+use halyard_sdk::{AttrValue, Config, Event, Frame, InitError};
+use serde_json::{Map, Number, Value};
+
+/// How the decoder maps JSON fields onto an event (see README.md).
+#[derive(Debug)]
+pub struct Mapping {
+    source_field: String,
+    kind_field: String,
+    value_field: String,
+    unit_field: String,
+    time_field: String,
+    /// Nanoseconds per unit of the time field.
+    time_scale: i64,
+    kind_prefix: String,
+    default_source: Option<String>,
+}
+
+/// Fallback field names tried when the configured one is absent.
+const SOURCE_FALLBACK: &str = "source";
+const KIND_FALLBACK: &str = "kind";
+
+impl Mapping {
+    /// Parses and checks the config (see README.md).
+    pub fn from_config(config: &Config) -> Result<Self, InitError> {
+        let field = |key: &str, default: &str| -> Result<String, InitError> {
+            let name = config.get(key).map(str::trim).unwrap_or(default);
+            if name.is_empty() {
+                return Err(InitError::for_key(key, format!("{key} must not be empty")));
+            }
+            Ok(name.to_owned())
+        };
+        let time_unit = config.get("time_unit").map(str::trim).unwrap_or("ms");
+        let time_scale = match time_unit {
+            "s" => 1_000_000_000,
+            "ms" => 1_000_000,
+            "us" => 1_000,
+            "ns" => 1,
+            other => {
+                return Err(InitError::for_key(
+                    "time_unit",
+                    format!("invalid value {other:?} for time_unit: expected s, ms, us or ns"),
+                ));
+            }
+        };
+        Ok(Mapping {
+            source_field: field("source_field", "device")?,
+            kind_field: field("kind_field", "metric")?,
+            value_field: field("value_field", "value")?,
+            unit_field: field("unit_field", "unit")?,
+            time_field: field("time_field", "ts")?,
+            time_scale,
+            kind_prefix: config.get("kind_prefix").unwrap_or_default().to_owned(),
+            default_source: config.get("default_source").map(str::to_owned),
+        })
+    }
+
+    /// Decodes every line of a frame, all or nothing: the first bad line
+    /// fails the whole frame with `line {n}: {reason}`.
+    pub fn decode_frame(
+        &self,
+        frame: &Frame,
+        now: &mut dyn FnMut() -> i64,
+    ) -> Result<Vec<Event>, String> {
+        let mut events = Vec::new();
+        for (index, raw) in frame.data.split(|b| *b == b'\n').enumerate() {
+            let n = index + 1;
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let line = std::str::from_utf8(raw).map_err(|_| format!("line {n}: not UTF-8"))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event = self
+                .decode_line(line, &frame.origin, now)
+                .map_err(|reason| format!("line {n}: {reason}"))?;
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    /// One non-blank line to one event; the error is the reason only.
+    fn decode_line(
+        &self,
+        line: &str,
+        origin: &str,
+        now: &mut dyn FnMut() -> i64,
+    ) -> Result<Event, String> {
+        let Value::Object(mut object) = serde_json::from_str::<Value>(line).map_err(json_error)?
+        else {
+            return Err("not a JSON object".to_owned());
+        };
+        let source = take_text(&mut object, &self.source_field)?;
+        let source = match source {
+            Some(s) => s,
+            None => take_text(&mut object, SOURCE_FALLBACK)?
+                .or_else(|| self.default_source.clone())
+                .unwrap_or_else(|| origin.to_owned()),
+        };
+        let kind = match take_text(&mut object, &self.kind_field)? {
+            Some(k) => Some(k),
+            None => take_text(&mut object, KIND_FALLBACK)?,
+        };
+        let kind = kind.map_or_else(String::new, |k| format!("{}{k}", self.kind_prefix));
+        let value = match object.shift_remove(&self.value_field) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(_) => return Err(format!("field {:?} is not a number", self.value_field)),
+        };
+        let unit = take_text(&mut object, &self.unit_field)?;
+        let time_ns = match object.shift_remove(&self.time_field) {
+            None | Some(Value::Null) => now(),
+            Some(Value::Number(n)) => self.scale_time(&n)?,
+            Some(_) => return Err(format!("field {:?} is not a number", self.time_field)),
+        };
+
+        let mut event = Event::new(source, kind, time_ns);
+        event.value = value;
+        event.unit = unit;
+        let mut body = Map::new();
+        for (key, value) in object {
+            match value {
+                Value::String(s) => event.set_attr(key, AttrValue::Str(s)),
+                Value::Bool(b) => event.set_attr(key, AttrValue::Boolean(b)),
+                Value::Number(n) => event.set_attr(key, number_attr(&n)),
+                nested @ (Value::Object(_) | Value::Array(_) | Value::Null) => {
+                    body.insert(key, nested);
+                }
+            }
+        }
+        if !body.is_empty() {
+            event.body = Some(Value::Object(body).to_string());
+        }
+        Ok(event)
+    }
+
+    /// A JSON time number in the configured unit, to nanoseconds.
+    fn scale_time(&self, n: &Number) -> Result<i64, String> {
+        let out_of_range = || format!("field {:?} is out of range", self.time_field);
+        if let Some(i) = n.as_i64() {
+            return i.checked_mul(self.time_scale).ok_or_else(out_of_range);
+        }
+        let ns = n.as_f64().map(|f| (f * self.time_scale as f64).round());
+        match ns {
+            // i64::MAX as f64 rounds up to 2^63, hence the strict bound.
+            Some(ns) if ns.is_finite() && ns >= i64::MIN as f64 && ns < i64::MAX as f64 => {
+                Ok(ns as i64)
+            }
+            _ => Err(out_of_range()),
+        }
+    }
+}
+
+/// Removes `field` and returns it as text: strings as-is, numbers and
+/// booleans as their JSON text; absent or null is `None`.
+fn take_text(object: &mut Map<String, Value>, field: &str) -> Result<Option<String>, String> {
+    match object.shift_remove(field) {
+        None | Some(Value::Null) => Ok(None),
+        Some(Value::String(s)) => Ok(Some(s)),
+        Some(scalar @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(scalar.to_string())),
+        Some(_) => Err(format!("field {field:?} is not a string")),
+    }
+}
+
+/// `invalid JSON at column {c}: {what}`; the line number is added by the
+/// caller, so serde_json's own "at line 1" suffix is dropped.
+fn json_error(err: serde_json::Error) -> String {
+    let text = err.to_string();
+    let suffix = format!(" at line {} column {}", err.line(), err.column());
+    let what = text.strip_suffix(&suffix).unwrap_or(&text);
+    format!("invalid JSON at column {}: {what}", err.column())
+}
+
+/// A JSON number as an attribute: `int` when it is an integer that fits
+/// i64, otherwise `float`.
+fn number_attr(n: &Number) -> AttrValue {
+    match n.as_i64() {
+        Some(i) => AttrValue::Int(i),
+        None => AttrValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+    }
+}

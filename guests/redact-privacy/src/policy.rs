@@ -1,0 +1,151 @@
+//! The redaction policy: config parsing and the per-event decision.
+
+use std::collections::HashSet;
+
+use halyard_sdk::{Action, AttrValue, Config, Event, InitError};
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// `"h:"` + the first 16 lowercase hex digits of SHA-256(salt ++ value).
+///
+/// Why salted and truncated: the same value always maps to the same token
+/// (so joins and counts still work downstream) but cannot be reversed by
+/// hashing a dictionary without the salt; 64 bits keep collisions rare.
+pub fn salted_hash(salt: &str, value: &str) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(salt.as_bytes());
+    hasher.update(value.as_bytes());
+    let digest = hasher.finalize();
+    let mut out = String::with_capacity(18);
+    out.push_str("h:");
+    for byte in &digest[..8] {
+        out.push(char::from(HEX[usize::from(byte >> 4)]));
+        out.push(char::from(HEX[usize::from(byte & 0x0f)]));
+    }
+    out
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// One `block_sources` item: an exact source, or a prefix (`item*`).
+#[derive(Debug, PartialEq)]
+enum Block {
+    Exact(String),
+    Prefix(String),
+}
+
+/// The parsed config of the privacy policy.
+#[derive(Debug)]
+pub struct Policy {
+    drop_keys: HashSet<String>,
+    hash_keys: HashSet<String>,
+    hash_source: bool,
+    salt: String,
+    blocks: Vec<Block>,
+}
+
+impl Policy {
+    /// Parses and checks the config (see README.md).
+    pub fn from_config(config: &Config) -> Result<Self, InitError> {
+        let drop_keys: HashSet<String> = config.list("drop_keys").into_iter().collect();
+        let hash_keys: HashSet<String> = config.list("hash_keys").into_iter().collect();
+        let hash_source = config.bool("hash_source", false)?;
+        let salt = config.get("salt").unwrap_or_default().to_owned();
+        if salt.is_empty() && (!hash_keys.is_empty() || hash_source) {
+            return Err(InitError::for_key(
+                "salt",
+                "salt must be set when hash_keys or hash_source is used",
+            ));
+        }
+        let blocks = config
+            .list("block_sources")
+            .into_iter()
+            .map(|item| match item.strip_suffix('*') {
+                Some(prefix) => Block::Prefix(prefix.to_owned()),
+                None => Block::Exact(item),
+            })
+            .collect();
+        Ok(Policy {
+            drop_keys,
+            hash_keys,
+            hash_source,
+            salt,
+            blocks,
+        })
+    }
+
+    /// True when events from `source` must not be shipped at all.
+    fn blocked(&self, source: &str) -> bool {
+        self.blocks.iter().any(|block| match block {
+            Block::Exact(s) => s == source,
+            Block::Prefix(p) => source.starts_with(p.as_str()),
+        })
+    }
+
+    /// The decision for one event: Drop for a blocked source, Keep when the
+    /// policy changes nothing, otherwise Rewrite with the redacted event.
+    pub fn apply(&self, mut event: Event) -> Action {
+        if self.blocked(&event.source) {
+            return Action::Drop;
+        }
+        let mut changed = false;
+        if !self.drop_keys.is_empty() || !self.hash_keys.is_empty() {
+            let before = event.attributes.len();
+            event
+                .attributes
+                .retain(|a| !self.drop_keys.contains(&a.key));
+            changed |= event.attributes.len() != before;
+            for attr in &mut event.attributes {
+                if self.hash_keys.contains(&attr.key) {
+                    attr.value = AttrValue::Str(salted_hash(&self.salt, &attr.value.to_string()));
+                    changed = true;
+                }
+            }
+            if let Some(body) = event.body.as_deref().and_then(|b| self.redact_body(b)) {
+                event.body = Some(body);
+                changed = true;
+            }
+        }
+        if self.hash_source {
+            event.source = salted_hash(&self.salt, &event.source);
+            changed = true;
+        }
+        if changed {
+            Action::Rewrite(event)
+        } else {
+            Action::Keep
+        }
+    }
+
+    /// The body with drop keys removed and hash keys masked at its top level,
+    /// or `None` when the body is not a JSON object or nothing changed.
+    /// Untouched keys keep their order (serde_json `preserve_order`).
+    fn redact_body(&self, body: &str) -> Option<String> {
+        let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(body) else {
+            return None;
+        };
+        let mut changed = false;
+        for key in &self.drop_keys {
+            changed |= map.shift_remove(key).is_some();
+        }
+        for (key, value) in map.iter_mut() {
+            if self.hash_keys.contains(key) {
+                *value = Value::String(salted_hash(&self.salt, &json_text(value)));
+                changed = true;
+            }
+        }
+        if !changed {
+            return None;
+        }
+        serde_json::to_string(&Value::Object(map)).ok()
+    }
+}
+
+/// The text a JSON value is hashed as: a string's contents, otherwise its
+/// compact JSON text (`42`, `true`, `null`, `{"a":1}`).
+fn json_text(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}

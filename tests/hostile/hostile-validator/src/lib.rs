@@ -1,0 +1,112 @@
+//! hostile-validator: a validator that misbehaves on purpose, so the host's
+//! sandbox limits (fuel/epochs, memory, output checks, capability denial,
+//! trap recovery) can be tested against a real component. The `mode` key
+//! picks the misbehaviour; see README.md.
+
+#![warn(missing_docs)]
+
+mod mode;
+
+use std::hint::black_box;
+
+use halyard_sdk::{Config, Event, InitError, Validator, Verdict};
+
+pub use mode::Mode;
+
+/// 1 MiB: the chunk size of the `alloc` mode.
+const MIB: usize = 1 << 20;
+
+/// The plugin: the selected mode and the state some modes need.
+#[derive(Debug)]
+pub struct HostileValidator {
+    mode: Mode,
+    /// `validate` calls so far (for `trap-after`).
+    calls: u64,
+    /// Memory kept alive by the `alloc` mode.
+    hoard: Vec<Vec<u8>>,
+}
+
+impl Validator for HostileValidator {
+    fn init(config: &Config) -> Result<Self, InitError> {
+        let mode = Mode::from_config(config)?;
+        match mode {
+            Mode::InitError => Err(InitError::for_key("mode", "init refused on purpose")),
+            Mode::InitLoop => spin(),
+            mode => Ok(HostileValidator {
+                mode,
+                calls: 0,
+                hoard: Vec::new(),
+            }),
+        }
+    }
+
+    fn validate(&mut self, event: &Event) -> Verdict {
+        self.validate_batch(vec![event.clone()])
+            .pop()
+            .unwrap_or(Verdict::Accept)
+    }
+
+    fn validate_batch(&mut self, events: Vec<Event>) -> Vec<Verdict> {
+        self.calls += 1;
+        let accept_all = || vec![Verdict::Accept; events.len()];
+        match self.mode {
+            Mode::Ok | Mode::InitError | Mode::InitLoop => accept_all(),
+            Mode::Loop => spin(),
+            Mode::Alloc => {
+                self.hoard_one_gib();
+                accept_all()
+            }
+            Mode::Panic => panic!("hostile guest panicked on purpose"),
+            Mode::Huge => vec![Verdict::Accept; 1_000_000],
+            Mode::HugeFits => vec![Verdict::Accept; 100_000],
+            Mode::Short => vec![Verdict::Accept; events.len().saturating_sub(1)],
+            Mode::LongReason => {
+                let reason = "x".repeat(4 * MIB);
+                vec![Verdict::Reject(reason); events.len()]
+            }
+            Mode::Snoop => vec![Verdict::Reject(snoop()); events.len()],
+            Mode::TrapAfter(n) if self.calls > n => {
+                panic!(
+                    "hostile guest trapping on call {} (after {n} calls)",
+                    self.calls
+                )
+            }
+            Mode::TrapAfter(_) => accept_all(),
+        }
+    }
+}
+
+halyard_sdk::export_validator!(HostileValidator);
+
+impl HostileValidator {
+    /// Allocates 1 GiB in 1 MiB chunks, writing every byte, and keeps it.
+    fn hoard_one_gib(&mut self) {
+        for _ in 0..1024 {
+            let chunk = black_box(vec![0xA5u8; MIB]);
+            self.hoard.push(chunk);
+        }
+    }
+}
+
+/// Loops forever in a way the optimiser cannot remove.
+fn spin() -> ! {
+    let mut counter = 0u64;
+    loop {
+        counter = black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Probes what the sandbox lets the guest see, as one line:
+/// `fs_root={ok|denied} file={ok|denied} env_home={set|unset} env_count={n}`.
+fn snoop() -> String {
+    let ok = |allowed: bool| if allowed { "ok" } else { "denied" };
+    let fs_root = ok(std::fs::read_dir("/").is_ok());
+    let file = ok(std::fs::read_to_string("/etc/hostname").is_ok());
+    let env_home = if std::env::var("HOME").is_ok() {
+        "set"
+    } else {
+        "unset"
+    };
+    let env_count = std::env::vars().count();
+    format!("fs_root={fs_root} file={file} env_home={env_home} env_count={env_count}")
+}
