@@ -7,6 +7,8 @@
 //!
 //! # Layout
 //!
+//! - [`config`]: the host's TOML config: `${VAR}` substitution, typed
+//!   sections that refuse unknown keys, checks that name the key.
 //! - [`event`]: the host's view of an event: id assignment and the JSON form
 //!   used on the command line, in files and on the wire.
 //! - [`plugin`]: the component runtime: the engine and its limits, the single
@@ -17,5 +19,6 @@
 //!   tests can exercise argument parsing without spawning a process.
 
 pub mod cli;
+pub mod config;
 pub mod event;
 pub mod plugin;

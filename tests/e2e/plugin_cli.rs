@@ -255,3 +255,40 @@ fn run_source_polls_and_a_trap_exits_non_zero() {
         "{lines:?}"
     );
 }
+
+#[test]
+fn config_check_prints_the_resolved_config_with_secrets_masked() {
+    let cli = Cli::new();
+    let file = cli.cache.path().join("halyard.toml");
+    std::fs::write(
+        &file,
+        "[[input]]\ntype = \"file\"\nname = \"f\"\npath = \"/tmp/x\"\ndecoder = { plugin = \"d.wasm\" }\n\
+         [transport]\ntype = \"http\"\nurl = \"http://127.0.0.1:1/v1/batches\"\napi_key = \"${TEST_HALYARD_KEY}\"\n",
+    )
+    .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_halyard"))
+        .args(["config", "check", file.to_str().unwrap()])
+        .env("TEST_HALYARD_KEY", "top-secret-value")
+        .output()
+        .unwrap();
+    let (text, err) = (
+        stdout(&out),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    );
+    assert!(out.status.success(), "{err}");
+    assert!(text.contains("api_key = \"***\""), "{text}");
+    assert!(!text.contains("top-secret-value") && !err.contains("top-secret-value"));
+    assert!(
+        text.contains("max_events = 1000"),
+        "defaults are filled in: {text}"
+    );
+
+    std::fs::write(&file, "[transport]\ntype = \"carrier-pigeon\"\n").unwrap();
+    let out = cli.run(&["config", "check", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("line 2") && err.contains("carrier-pigeon"),
+        "{err}"
+    );
+}

@@ -25,6 +25,20 @@ pub enum Command {
     /// Tools for plugin authors: check a component, run it over a file.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Tools for the host config file.
+    #[command(subcommand)]
+    Config(ConfigCommand),
+}
+
+/// `halyard config …`
+#[derive(Debug, Subcommand)]
+pub enum ConfigCommand {
+    /// Validate a config file and print it resolved (variables substituted,
+    /// defaults filled in) with secrets masked. Exit 0 if valid, 1 if not.
+    Check {
+        /// The config file.
+        file: PathBuf,
+    },
 }
 
 /// `halyard plugin …`
@@ -76,6 +90,21 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plugin(PluginCommand::Check(args)) => plugin_cmd::check(&args),
         Command::Plugin(PluginCommand::Run(args)) => plugin_cmd::run(&args),
+        Command::Config(ConfigCommand::Check { file }) => config_check(&file),
+    }
+}
+
+/// `halyard config check`: the resolved config, masked, or the error.
+fn config_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    match crate::config::HostConfig::load(file) {
+        Ok(config) => {
+            print!("{}", config.to_masked_toml());
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            Ok(ExitCode::from(1))
+        }
     }
 }
 

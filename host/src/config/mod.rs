@@ -1,0 +1,188 @@
+//! The host config: one TOML file, `${VAR}` / `${VAR:-default}` substituted
+//! from the environment, parsed into typed structs that refuse unknown keys,
+//! then checked for what types cannot say (at least one input, positive
+//! limits). Every error names the key and, for parse errors, the line.
+//!
+//! Secrets (the transport's API key) are masked whenever the config is
+//! printed; see [`HostConfig::to_masked_toml`].
+
+mod model;
+mod substitute;
+
+use std::path::{Path, PathBuf};
+
+pub use model::*;
+pub use substitute::{SubstituteError, substitute};
+
+/// Why a config file was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// A `${VAR}` reference could not be resolved.
+    #[error("config {path}: {source}")]
+    Substitute {
+        /// The file.
+        path: PathBuf,
+        /// Which reference and line.
+        source: SubstituteError,
+    },
+    /// TOML syntax, an unknown key, or a value of the wrong type; the
+    /// message carries the line, the column and the key.
+    #[error("config {path}: {message}")]
+    Parse {
+        /// The file.
+        path: PathBuf,
+        /// The TOML parser's message (line, column, key, expected values).
+        message: String,
+    },
+    /// A value that parses but cannot work.
+    #[error("config {path}: `{key}` {message}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// The dotted key at fault.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+impl HostConfig {
+    /// Reads, substitutes, parses and checks the config at `path`, taking
+    /// variables from the process environment.
+    pub fn load(path: &Path) -> Result<HostConfig, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(path, &text, |name| std::env::var(name).ok())
+    }
+
+    /// Parses config text; `lookup` resolves `${VAR}` references.
+    pub fn parse(
+        path: &Path,
+        text: &str,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<HostConfig, ConfigError> {
+        let text = substitute(text, lookup).map_err(|source| ConfigError::Substitute {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let config: HostConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            message: with_key_line(&text, e.span(), e.to_string().trim_end()),
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |key: &str, message: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            key: key.to_string(),
+            message: message.to_string(),
+        };
+        if self.inputs.is_empty() {
+            return Err(invalid("input", "must list at least one [[input]]"));
+        }
+        let mut names = std::collections::BTreeSet::new();
+        for (i, input) in self.inputs.iter().enumerate() {
+            let name = input.name();
+            if !names.insert(name) {
+                return Err(invalid(
+                    &format!("input[{i}].name"),
+                    &format!("`{name}` is used twice"),
+                ));
+            }
+            if let InputConfig::Source { interval_ms: 0, .. } = input {
+                return Err(invalid(
+                    &format!("input[{i}].interval_ms"),
+                    "must be at least 1",
+                ));
+            }
+        }
+        if self.batch.max_events == 0 {
+            return Err(invalid("batch.max_events", "must be at least 1"));
+        }
+        if self.buffer.max_mb == 0 {
+            return Err(invalid("buffer.max_mb", "must be at least 1"));
+        }
+        if self.retry.initial_ms == 0 || self.retry.max_ms < self.retry.initial_ms {
+            return Err(invalid("retry", "needs 0 < initial_ms <= max_ms"));
+        }
+        if self.breaker.failure_threshold == 0 {
+            return Err(invalid("breaker.failure_threshold", "must be at least 1"));
+        }
+        if let TransportConfig::Http { url, .. } = &self.transport
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(invalid(
+                "transport.url",
+                "must start with http:// or https://",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The resolved config as TOML with every secret replaced by `***`, for
+    /// `halyard config check` and logs.
+    pub fn to_masked_toml(&self) -> String {
+        let mut masked = self.clone();
+        if let TransportConfig::Http { api_key, .. } = &mut masked.transport
+            && api_key.is_some()
+        {
+            *api_key = Some("***".into());
+        }
+        toml::to_string_pretty(&masked).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
+    }
+}
+
+/// Adds the line of an unknown key to the parser's message. Inside tagged
+/// tables (`[[input]]`, `[transport]`) the parser can only point at the
+/// table's header, which leaves the reader hunting for the key.
+fn with_key_line(text: &str, span: Option<std::ops::Range<usize>>, message: &str) -> String {
+    let Some(field) = message
+        .split("unknown field `")
+        .nth(1)
+        .and_then(|rest| rest.split('`').next())
+    else {
+        return message.to_string();
+    };
+    let start = span.map(|s| s.start).unwrap_or(0).min(text.len());
+    let first_line = text[..start].matches('\n').count() + 1;
+    let found = text[start..]
+        .lines()
+        .enumerate()
+        .skip(1)
+        .take_while(|(_, l)| !l.trim_start().starts_with('['))
+        .find(|(_, l)| {
+            l.trim_start()
+                .strip_prefix(field)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        });
+    match found {
+        Some((offset, _)) => format!("{message}\n`{field}` is on line {}", first_line + offset),
+        None => message.to_string(),
+    }
+}
+
+impl InputConfig {
+    /// The input's name, unique within a config.
+    pub fn name(&self) -> &str {
+        match self {
+            InputConfig::Source { name, .. }
+            | InputConfig::File { name, .. }
+            | InputConfig::Http { name, .. } => name,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;

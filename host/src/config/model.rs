@@ -1,0 +1,393 @@
+//! The typed host config: one TOML file. Every table denies unknown keys,
+//! so a typo is an error that names the key and its line; choices are enums,
+//! not strings. Durations carry their unit in the key (`_ms`, `_s`).
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole config file.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HostConfig {
+    /// Who this host is.
+    #[serde(default)]
+    pub host: HostSection,
+    /// Where events come from.
+    #[serde(default, rename = "input")]
+    pub inputs: Vec<InputConfig>,
+    /// The sandboxed stage chains.
+    #[serde(default)]
+    pub stages: StagesConfig,
+    /// The durable buffer.
+    #[serde(default)]
+    pub buffer: BufferSection,
+    /// When a batch closes.
+    #[serde(default)]
+    pub batch: BatchSection,
+    /// Where batches go.
+    pub transport: TransportConfig,
+    /// Backoff between delivery attempts.
+    #[serde(default)]
+    pub retry: RetrySection,
+    /// When to stop trying a dead receiver for a while.
+    #[serde(default)]
+    pub breaker: BreakerSection,
+    /// The status server.
+    #[serde(default)]
+    pub health: HealthSection,
+    /// How long shutdown may take.
+    #[serde(default)]
+    pub shutdown: ShutdownSection,
+}
+
+/// `[host]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HostSection {
+    /// The host's id in provenance and on the wire; defaults to the hostname.
+    pub id: Option<String>,
+    /// Where the host keeps its state (buffer, input offsets, compile cache).
+    pub data_dir: PathBuf,
+}
+
+impl Default for HostSection {
+    fn default() -> Self {
+        HostSection {
+            id: None,
+            data_dir: PathBuf::from("halyard-data"),
+        }
+    }
+}
+
+/// A plugin reference with its own config, grants and limits.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PluginRef {
+    /// A name for logs and metrics; defaults to the file stem.
+    pub name: Option<String>,
+    /// The component file.
+    pub plugin: PathBuf,
+    /// Key/value config handed to the plugin (values are strings; numbers
+    /// and booleans are accepted and converted).
+    #[serde(default)]
+    pub config: BTreeMap<String, ConfigValue>,
+    /// Capabilities beyond the deny-all sandbox.
+    #[serde(default)]
+    pub grants: GrantsConfig,
+    /// Per-plugin limits; defaults apply where unset.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+}
+
+/// A plugin config value: TOML strings, numbers and booleans all become the
+/// string the plugin reads.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum ConfigValue {
+    /// A string.
+    Str(String),
+    /// An integer.
+    Int(i64),
+    /// A float.
+    Float(f64),
+    /// A boolean.
+    Bool(bool),
+}
+
+impl std::fmt::Display for ConfigValue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ConfigValue::Str(s) => f.write_str(s),
+            ConfigValue::Int(i) => write!(f, "{i}"),
+            ConfigValue::Float(x) => write!(f, "{x}"),
+            ConfigValue::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
+
+/// `grants = { … }` of a plugin.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct GrantsConfig {
+    /// Environment variables the plugin may read.
+    pub env: Vec<String>,
+    /// Directories the plugin may read.
+    pub read_dirs: Vec<PathBuf>,
+    /// Whether it may open sockets.
+    pub network: bool,
+}
+
+/// `limits = { … }` of a plugin.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LimitsConfig {
+    /// CPU deadline per batch call.
+    pub deadline_ms: Option<u64>,
+    /// Linear memory cap.
+    pub memory_mb: Option<usize>,
+}
+
+/// One `[[input]]`.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum InputConfig {
+    /// A source guest polled on an interval.
+    Source {
+        /// The input's name.
+        name: String,
+        /// The source plugin (`[input.source]`).
+        source: PluginRef,
+        /// Time between polls.
+        #[serde(default = "default_poll_ms")]
+        interval_ms: u64,
+        /// The most events one poll may return.
+        #[serde(default = "default_poll_max")]
+        max_per_poll: u32,
+    },
+    /// Tail a file; each line is a frame for the decoder.
+    File {
+        /// The input's name (offsets are stored under it).
+        name: String,
+        /// The file to follow across appends and rotation.
+        path: PathBuf,
+        /// Where to start the first time (later: the stored offset).
+        #[serde(default)]
+        start_at: StartAt,
+        /// The decoder plugin.
+        decoder: PluginRef,
+    },
+    /// An HTTP ingest endpoint: `POST` a body of frames (one per line).
+    Http {
+        /// The input's name.
+        name: String,
+        /// Address to listen on.
+        listen: SocketAddr,
+        /// The decoder plugin.
+        decoder: PluginRef,
+    },
+}
+
+fn default_poll_ms() -> u64 {
+    1000
+}
+fn default_poll_max() -> u32 {
+    1000
+}
+
+/// Where a file input starts when it has no stored offset.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StartAt {
+    /// Read the whole file (the default: nothing already there is missed).
+    #[default]
+    Beginning,
+    /// Only lines appended after the host starts.
+    End,
+}
+
+/// `[stages]`: the chains every batch runs through, in this order.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StagesConfig {
+    /// Validators (fail closed: a trap dead-letters the batch).
+    pub validate: Vec<PluginRef>,
+    /// Privacy policies (fail closed: a trap drops the batch, counted).
+    pub privacy: Vec<PluginRef>,
+    /// Samplers (fail open: a trap keeps the batch).
+    pub sample: Vec<PluginRef>,
+    /// Traps within `quarantine_window_s` that quarantine a plugin.
+    pub quarantine_after_traps: u32,
+    /// The window for `quarantine_after_traps`.
+    pub quarantine_window_s: u64,
+}
+
+impl Default for StagesConfig {
+    fn default() -> Self {
+        StagesConfig {
+            validate: Vec::new(),
+            privacy: Vec::new(),
+            sample: Vec::new(),
+            quarantine_after_traps: 5,
+            quarantine_window_s: 60,
+        }
+    }
+}
+
+/// `[buffer]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BufferSection {
+    /// The SQLite file, relative to `host.data_dir` unless absolute.
+    pub path: PathBuf,
+    /// Size bound in MiB of buffered event bytes.
+    pub max_mb: u64,
+    /// What to do when full.
+    pub when_full: WhenFullConfig,
+    /// `full` survives power loss; `normal` survives a killed process.
+    pub synchronous: Synchronous,
+}
+
+impl Default for BufferSection {
+    fn default() -> Self {
+        BufferSection {
+            path: PathBuf::from("buffer.db"),
+            max_mb: 256,
+            when_full: WhenFullConfig::DropOldest,
+            synchronous: Synchronous::Normal,
+        }
+    }
+}
+
+/// The buffer's overflow policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum WhenFullConfig {
+    /// Evict the oldest events to make room (counted).
+    DropOldest,
+    /// Refuse the newest events (counted).
+    DropNewest,
+    /// Push back on inputs (HTTP ingest answers 503).
+    Block,
+}
+
+/// SQLite durability level.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Synchronous {
+    /// Survives a killed process (WAL, the default).
+    Normal,
+    /// Also survives power loss, at a cost per commit.
+    Full,
+}
+
+/// `[batch]`: a batch closes at whichever limit comes first.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BatchSection {
+    /// Most events per batch.
+    pub max_events: usize,
+    /// Most encoded bytes per batch.
+    pub max_bytes: usize,
+    /// Longest a non-empty batch waits for more events.
+    pub max_age_ms: u64,
+}
+
+impl Default for BatchSection {
+    fn default() -> Self {
+        BatchSection {
+            max_events: 1000,
+            max_bytes: 1 << 20,
+            max_age_ms: 1000,
+        }
+    }
+}
+
+/// `[transport]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransportConfig {
+    /// POST batches to a hub.
+    Http {
+        /// The batch endpoint, e.g. `http://127.0.0.1:8080/v1/batches`.
+        url: String,
+        /// Sent in `api_key_header`; never logged or printed.
+        api_key: Option<String>,
+        /// The header carrying the key.
+        #[serde(default = "default_key_header")]
+        api_key_header: String,
+        /// Gzip request bodies.
+        #[serde(default = "yes")]
+        gzip: bool,
+        /// Per-request timeout.
+        #[serde(default = "default_timeout_ms")]
+        timeout_ms: u64,
+    },
+    /// Append each batch as a JSON line to a file.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Print each batch as a JSON line.
+    Stdout,
+}
+
+fn default_key_header() -> String {
+    "x-api-key".into()
+}
+fn yes() -> bool {
+    true
+}
+fn default_timeout_ms() -> u64 {
+    10_000
+}
+
+/// `[retry]`: exponential backoff with full jitter.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetrySection {
+    /// First backoff cap.
+    pub initial_ms: u64,
+    /// Largest backoff cap.
+    pub max_ms: u64,
+}
+
+impl Default for RetrySection {
+    fn default() -> Self {
+        RetrySection {
+            initial_ms: 1000,
+            max_ms: 60_000,
+        }
+    }
+}
+
+/// `[breaker]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BreakerSection {
+    /// Consecutive failures that open the breaker.
+    pub failure_threshold: u32,
+    /// Time open before one probe is let through.
+    pub recovery_timeout_ms: u64,
+}
+
+impl Default for BreakerSection {
+    fn default() -> Self {
+        BreakerSection {
+            failure_threshold: 5,
+            recovery_timeout_ms: 30_000,
+        }
+    }
+}
+
+/// `[health]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HealthSection {
+    /// Status server address.
+    pub listen: SocketAddr,
+}
+
+impl Default for HealthSection {
+    fn default() -> Self {
+        HealthSection {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// `[shutdown]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownSection {
+    /// How long shutdown may spend sending what is batched.
+    pub timeout_ms: u64,
+}
+
+impl Default for ShutdownSection {
+    fn default() -> Self {
+        ShutdownSection { timeout_ms: 5000 }
+    }
+}

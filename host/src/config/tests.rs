@@ -1,0 +1,122 @@
+use std::path::Path;
+
+use super::*;
+
+const MINIMAL: &str = r#"
+[[input]]
+type = "source"
+name = "sim"
+interval_ms = 500
+[input.source]
+plugin = "sim_source.wasm"
+config = { devices = 3, rate = 2.5, fault = true, prefix = "sim-" }
+
+[[input]]
+type = "file"
+name = "sensors"
+path = "/var/log/sensors.jsonl"
+decoder = { plugin = "jsonl_decoder.wasm" }
+
+[[stages.validate]]
+plugin = "range_validator.wasm"
+config = { "min.temp" = "0" }
+limits = { deadline_ms = 50 }
+
+[transport]
+type = "http"
+url = "${HUB:-http://127.0.0.1:8080}/v1/batches"
+api_key = "${KEY}"
+"#;
+
+fn env(name: &str) -> Option<String> {
+    (name == "KEY").then(|| "s3cret-key".to_string())
+}
+
+fn parse(text: &str) -> Result<HostConfig, ConfigError> {
+    HostConfig::parse(Path::new("halyard.toml"), text, env)
+}
+
+#[test]
+fn parses_with_defaults_and_substitution() {
+    let config = parse(MINIMAL).expect("valid");
+    assert_eq!(config.inputs.len(), 2);
+    match &config.inputs[0] {
+        InputConfig::Source {
+            source,
+            interval_ms,
+            max_per_poll,
+            ..
+        } => {
+            assert_eq!(*interval_ms, 500);
+            assert_eq!(*max_per_poll, 1000);
+            assert_eq!(source.config["devices"].to_string(), "3");
+            assert_eq!(source.config["rate"].to_string(), "2.5");
+            assert_eq!(source.config["fault"].to_string(), "true");
+        }
+        other => panic!("{other:?}"),
+    }
+    match &config.transport {
+        TransportConfig::Http {
+            url, api_key, gzip, ..
+        } => {
+            assert_eq!(url, "http://127.0.0.1:8080/v1/batches");
+            assert_eq!(api_key.as_deref(), Some("s3cret-key"));
+            assert!(*gzip);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(config.buffer.when_full, WhenFullConfig::DropOldest);
+    assert_eq!(config.stages.validate[0].limits.deadline_ms, Some(50));
+}
+
+#[test]
+fn unknown_key_is_named_with_its_line() {
+    let text = MINIMAL.replace("interval_ms = 500", "interval_ms = 500\nintervall = 3");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("`intervall` is on line 6"), "{err}");
+    assert!(err.contains("unknown field `intervall`"), "{err}");
+}
+
+#[test]
+fn wrong_enum_value_lists_the_choices() {
+    let text = format!("{MINIMAL}\n[buffer]\nwhen_full = \"drop_random\"\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("drop_random"), "{err}");
+    assert!(err.contains("drop_oldest"), "{err}");
+}
+
+#[test]
+fn unset_variable_names_line_and_variable() {
+    let err = HostConfig::parse(Path::new("h.toml"), MINIMAL, |_| None)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("line 24"), "{err}");
+    assert!(err.contains("`KEY` is not set"), "{err}");
+}
+
+#[test]
+fn semantic_errors_name_the_key() {
+    let text = MINIMAL.replace("interval_ms = 500", "interval_ms = 0");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("`input[0].interval_ms` must be at least 1"),
+        "{err}"
+    );
+    let text = MINIMAL.replace("name = \"sensors\"", "name = \"sim\"");
+    assert!(
+        parse(&text)
+            .unwrap_err()
+            .to_string()
+            .contains("`sim` is used twice")
+    );
+}
+
+#[test]
+fn masked_output_hides_the_api_key() {
+    let config = parse(MINIMAL).unwrap();
+    let printed = config.to_masked_toml();
+    assert!(!printed.contains("s3cret-key"), "{printed}");
+    assert!(printed.contains("api_key = \"***\""), "{printed}");
+    // The masked text is itself a valid config (with the placeholder key).
+    assert!(toml::from_str::<HostConfig>(&printed).is_ok());
+}
