@@ -1,0 +1,339 @@
+//! The buffer itself: opening, appending under the size bound, and stats.
+//! Leasing and acknowledging live in `delivery.rs`, dead letters in
+//! `dead_letter.rs`.
+
+use std::path::PathBuf;
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
+
+use crate::batch::{Leases, Record};
+use crate::config::{BufferConfig, RECORD_OVERHEAD_BYTES, WhenFull};
+use crate::error::{BufferError, Context};
+use crate::schema;
+use crate::stats::{Counters, Stats};
+
+/// Freed bytes (acked, evicted, dead-lettered) after which free pages are
+/// returned to the filesystem even though the buffer is not empty.
+const VACUUM_AFTER_FREED_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The durable buffer. See the crate docs for its guarantees.
+///
+/// All methods take `&self` and serialise on one internal lock, so a
+/// `Buffer` can be shared (`Arc<Buffer>`) between the pipeline that appends
+/// and the transport that drains.
+pub struct Buffer {
+    pub(crate) inner: Mutex<Inner>,
+}
+
+/// State behind the lock. In-memory totals change only after a commit.
+pub(crate) struct Inner {
+    pub(crate) conn: Connection,
+    pub(crate) config: BufferConfig,
+    /// Random per-open prefix of batch keys.
+    pub(crate) epoch: u64,
+    pub(crate) next_batch_id: u64,
+    pub(crate) leases: Leases,
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+    pub(crate) dead_letters: u64,
+    pub(crate) counters: Counters,
+    /// Bytes deleted since the last incremental vacuum.
+    pub(crate) freed_since_vacuum: u64,
+    /// Whether the last append had to drop or evict; logs once per episode.
+    pub(crate) dropping: bool,
+}
+
+/// What `open` found, so the host can log it and emit lifecycle events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenReport {
+    /// Where a corrupt buffer file was moved; when set the host should emit
+    /// `buffer.recovered`, since that file's records were not delivered.
+    pub recovered_from_corruption: Option<PathBuf>,
+    /// Records left over from the previous run that will be delivered again.
+    pub pending_records: u64,
+    /// Accounted bytes of those records.
+    pub pending_bytes: u64,
+}
+
+/// What happened to one `append` slice; every record not accepted is counted
+/// here and in [`Stats`], so losses are never silent.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct AppendOutcome {
+    /// New records now durably in the buffer.
+    pub accepted: u64,
+    /// New records dropped because they did not fit (the tail of the slice).
+    pub dropped_newest: u64,
+    /// Previously buffered records evicted to make room.
+    pub evicted_oldest: u64,
+}
+
+impl Buffer {
+    /// Opens the buffer at `config.path`, creating it if missing.
+    ///
+    /// A corrupt file is moved aside rather than failing: an edge device that
+    /// cannot start cannot report anything, whereas the moved-aside file can
+    /// still be salvaged by hand. Records left unacknowledged by the previous
+    /// run (including batches that were in flight) are delivered again.
+    pub fn open(config: BufferConfig) -> Result<(Buffer, OpenReport), BufferError> {
+        let opened = schema::open(&config)?;
+        let report = OpenReport {
+            recovered_from_corruption: opened.recovered_from_corruption,
+            pending_records: opened.records,
+            pending_bytes: opened.bytes,
+        };
+        tracing::debug!(buffer = %config.path.display(), records = opened.records,
+            bytes = opened.bytes, "buffer opened");
+        let inner = Inner {
+            conn: opened.conn,
+            config,
+            epoch: rand::random(),
+            next_batch_id: 1,
+            leases: Leases::default(),
+            records: opened.records,
+            bytes: opened.bytes,
+            dead_letters: opened.dead_letters,
+            counters: Counters::default(),
+            freed_since_vacuum: 0,
+            dropping: false,
+        };
+        Ok((
+            Buffer {
+                inner: Mutex::new(inner),
+            },
+            report,
+        ))
+    }
+
+    /// Durably stores `records`, in order, applying the `when_full` policy.
+    ///
+    /// The slice is one transaction: when this returns `Ok`, every accepted
+    /// record survives a crash; on `Err` nothing changed. Batching many
+    /// records per call is what makes appends fast (one commit each).
+    pub fn append(&self, records: &[Record]) -> Result<AppendOutcome, BufferError> {
+        if records.is_empty() {
+            return Ok(AppendOutcome::default());
+        }
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let sizes: Vec<u64> = records.iter().map(accounted_size).collect();
+        let free = inner.config.max_bytes.saturating_sub(inner.bytes);
+        let (accept, must_free) = match inner.config.when_full {
+            WhenFull::Block => {
+                let needed: u64 = sizes.iter().sum();
+                if needed > free {
+                    return Err(BufferError::Full { needed, free });
+                }
+                (records.len(), 0)
+            }
+            WhenFull::DropNewest => (fitting_prefix(&sizes, free).0, 0),
+            WhenFull::DropOldest => {
+                let evictable = inner.bytes.saturating_sub(inner.leases.bytes);
+                let (n, fit) = fitting_prefix(&sizes, free.saturating_add(evictable));
+                (n, fit.saturating_sub(free))
+            }
+        };
+
+        let now = now_ms();
+        let tx = inner
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("append: begin transaction")?;
+        let (evicted, evicted_bytes) = if must_free > 0 {
+            evict_oldest(&tx, &inner.leases, must_free)?
+        } else {
+            (0, 0)
+        };
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO records (id, payload, size, enqueued_ms) VALUES (?1, ?2, ?3, ?4)",
+                )
+                .ctx("append: prepare insert")?;
+            for (record, size) in records.iter().zip(&sizes).take(accept) {
+                insert
+                    .execute((&record.id, &record.payload, *size as i64, now))
+                    .ctx("append: insert record")?;
+            }
+        }
+        tx.commit().ctx("append: commit")?;
+
+        let accepted_bytes: u64 = sizes.iter().take(accept).sum();
+        let outcome = AppendOutcome {
+            accepted: accept as u64,
+            dropped_newest: (records.len() - accept) as u64,
+            evicted_oldest: evicted,
+        };
+        inner.records = inner.records.saturating_sub(evicted) + outcome.accepted;
+        inner.bytes = inner.bytes.saturating_sub(evicted_bytes) + accepted_bytes;
+        inner.counters.appended += outcome.accepted;
+        inner.counters.dropped_newest += outcome.dropped_newest;
+        inner.counters.evicted_oldest += evicted;
+        let dropping = outcome.dropped_newest > 0 || evicted > 0;
+        if dropping && !inner.dropping {
+            tracing::warn!(buffer = %inner.config.path.display(),
+                max_bytes = inner.config.max_bytes, policy = ?inner.config.when_full,
+                dropped_newest = outcome.dropped_newest, evicted_oldest = evicted,
+                "buffer full: dropping records (counted in stats); the transport is not keeping up");
+        } else if !dropping && inner.dropping {
+            tracing::info!(buffer = %inner.config.path.display(), "buffer no longer dropping records");
+        }
+        inner.dropping = dropping;
+        if evicted > 0 {
+            inner.after_delete(evicted_bytes);
+        }
+        Ok(outcome)
+    }
+
+    /// A snapshot for metrics. Never fails: if the oldest record's age cannot
+    /// be read, it is reported as `None` and a warning is logged.
+    pub fn stats(&self) -> Stats {
+        let inner = self.lock();
+        let oldest_ms: Option<i64> = inner
+            .conn
+            .prepare_cached("SELECT enqueued_ms FROM records ORDER BY seq LIMIT 1")
+            .and_then(|mut stmt| stmt.query_row([], |row| row.get(0)).optional())
+            .unwrap_or_else(|err| {
+                tracing::warn!(error = %err, "buffer stats: could not read the oldest record");
+                None
+            });
+        Stats {
+            records: inner.records,
+            bytes: inner.bytes,
+            oldest_age: oldest_ms
+                .map(|ms| Duration::from_millis(now_ms().saturating_sub(ms).max(0) as u64)),
+            leased_records: inner.leases.records,
+            dead_letters: inner.dead_letters,
+            dropped_newest_total: inner.counters.dropped_newest,
+            evicted_oldest_total: inner.counters.evicted_oldest,
+            appended_total: inner.counters.appended,
+            acked_total: inner.counters.acked,
+        }
+    }
+
+    /// The configuration this buffer was opened with.
+    pub fn config(&self) -> BufferConfig {
+        self.lock().config.clone()
+    }
+
+    /// Takes the lock. A panic while holding it cannot leave the file
+    /// inconsistent (transactions roll back on drop and totals are updated
+    /// only after commit), so a poisoned lock is safe to reuse.
+    pub(crate) fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+impl Inner {
+    /// Gives free pages back to the filesystem when the buffer has drained or
+    /// a lot has been deleted. Failures are logged, not returned: the delete
+    /// that got us here has already committed.
+    pub(crate) fn after_delete(&mut self, freed_bytes: u64) {
+        self.freed_since_vacuum += freed_bytes;
+        if self.records != 0 && self.freed_since_vacuum < VACUUM_AFTER_FREED_BYTES {
+            return;
+        }
+        match self.incremental_vacuum() {
+            Ok(pages) if pages > 0 => {
+                tracing::debug!(
+                    pages,
+                    records = self.records,
+                    "buffer returned free pages to disk"
+                );
+            }
+            Ok(_) => {}
+            Err(err) => tracing::warn!(error = %err, "buffer could not give free space back"),
+        }
+        self.freed_since_vacuum = 0;
+    }
+
+    fn incremental_vacuum(&self) -> Result<i64, BufferError> {
+        let pages: i64 = self
+            .conn
+            .pragma_query_value(None, "freelist_count", |row| row.get(0))
+            .ctx("vacuum: read freelist_count")?;
+        if pages > 0 {
+            // The pragma frees one page per step, so step it to completion.
+            let mut stmt = self
+                .conn
+                .prepare_cached("PRAGMA incremental_vacuum")
+                .ctx("vacuum: prepare")?;
+            let mut rows = stmt.query([]).ctx("vacuum: run")?;
+            while rows.next().ctx("vacuum: run")?.is_some() {}
+        }
+        Ok(pages)
+    }
+}
+
+/// Evicts the oldest records that are not leased until at least `must_free`
+/// accounted bytes are freed. Returns (records, bytes) evicted.
+fn evict_oldest(
+    tx: &Transaction<'_>,
+    leases: &Leases,
+    must_free: u64,
+) -> Result<(u64, u64), BufferError> {
+    let (mut count, mut freed) = (0u64, 0u64);
+    for (after, before) in leases.gaps() {
+        if freed >= must_free {
+            break;
+        }
+        let mut last = None;
+        {
+            let mut scan = tx
+                .prepare_cached(
+                    "SELECT seq, size FROM records WHERE seq > ?1 AND seq < ?2 ORDER BY seq",
+                )
+                .ctx("append: prepare eviction scan")?;
+            let mut rows = scan
+                .query((after, before))
+                .ctx("append: scan for eviction")?;
+            while let Some(row) = rows.next().ctx("append: scan for eviction")? {
+                let seq: i64 = row.get(0).ctx("append: read seq")?;
+                let size: i64 = row.get(1).ctx("append: read size")?;
+                freed += size.max(0) as u64;
+                count += 1;
+                last = Some(seq);
+                if freed >= must_free {
+                    break;
+                }
+            }
+        }
+        if let Some(last) = last {
+            tx.prepare_cached("DELETE FROM records WHERE seq > ?1 AND seq <= ?2")
+                .and_then(|mut stmt| stmt.execute((after, last)))
+                .ctx("append: evict oldest")?;
+        }
+    }
+    Ok((count, freed))
+}
+
+/// The longest prefix of `sizes` whose sum fits in `room`, and that sum.
+/// Stops at the first record that does not fit so the accepted records are
+/// exactly the oldest of the slice, never a slice with holes.
+fn fitting_prefix(sizes: &[u64], room: u64) -> (usize, u64) {
+    let mut sum = 0u64;
+    for (i, size) in sizes.iter().enumerate() {
+        if sum + size > room {
+            return (i, sum);
+        }
+        sum += size;
+    }
+    (sizes.len(), sum)
+}
+
+/// What a record counts against `max_bytes`.
+pub(crate) fn accounted_size(record: &Record) -> u64 {
+    record.payload.len() as u64 + RECORD_OVERHEAD_BYTES
+}
+
+/// Wall-clock milliseconds since the Unix epoch (0 if the clock is before it).
+/// Wall clock, not monotonic, because enqueue times must survive restarts.
+pub(crate) fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

@@ -1,0 +1,130 @@
+//! Handing batches to the transport and settling them: `next_batch`, `ack`,
+//! `nack`.
+
+use crate::batch::{Batch, Lease, Record};
+use crate::buffer::Buffer;
+use crate::error::{BufferError, Context};
+
+impl Buffer {
+    /// Leases the oldest records that are not already in flight, in sequence
+    /// order, or returns `None` when there are none.
+    ///
+    /// The batch stops at `max_records`, before the record that would take
+    /// the payload total past `max_bytes` (but always holds at least one
+    /// record, so an oversized record cannot wedge the queue), and before the
+    /// next record that is already leased. `max_records == 0` is treated as 1.
+    ///
+    /// The lease is in memory only: after a restart every unacknowledged
+    /// record is served again, which is where at-least-once duplicates come
+    /// from. Several batches may be in flight at once.
+    pub fn next_batch(
+        &self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Option<Batch>, BufferError> {
+        let max_records = max_records.max(1);
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        if inner.records == inner.leases.records {
+            return Ok(None);
+        }
+        let mut records = Vec::new();
+        let (mut first, mut last, mut payload_bytes, mut accounted) = (0i64, 0i64, 0usize, 0u64);
+        let mut stmt = inner
+            .conn
+            .prepare_cached(
+                "SELECT seq, id, payload, size FROM records \
+                 WHERE seq > ?1 AND seq < ?2 ORDER BY seq LIMIT ?3",
+            )
+            .ctx("next_batch: prepare read")?;
+        for (after, before) in inner.leases.gaps() {
+            let limit = i64::try_from(max_records).unwrap_or(i64::MAX);
+            let mut rows = stmt
+                .query((after, before, limit))
+                .ctx("next_batch: read records")?;
+            while let Some(row) = rows.next().ctx("next_batch: read records")? {
+                let payload: Vec<u8> = row.get(2).ctx("next_batch: read payload")?;
+                if !records.is_empty() && payload_bytes + payload.len() > max_bytes {
+                    break;
+                }
+                let seq: i64 = row.get(0).ctx("next_batch: read seq")?;
+                let id: [u8; 16] = row.get(1).ctx("next_batch: read record id")?;
+                let size: i64 = row.get(3).ctx("next_batch: read size")?;
+                if records.is_empty() {
+                    first = seq;
+                }
+                last = seq;
+                payload_bytes += payload.len();
+                accounted += size.max(0) as u64;
+                records.push(Record { id, payload });
+            }
+            // A batch never spans a leased range, so ack can delete by range.
+            if !records.is_empty() {
+                break;
+            }
+        }
+        drop(stmt);
+        if records.is_empty() {
+            return Ok(None);
+        }
+        let batch_id = inner.next_batch_id;
+        inner.next_batch_id += 1;
+        inner.leases.insert(Lease {
+            batch_id,
+            first,
+            last,
+            count: records.len() as u64,
+            bytes: accounted,
+        });
+        Ok(Some(Batch {
+            id: batch_id,
+            records,
+            first_seq: first as u64,
+            last_seq: last as u64,
+            epoch: inner.epoch,
+        }))
+    }
+
+    /// Deletes the batch's records (one statement, hence one transaction)
+    /// and releases its lease: the transport's acknowledgement is the only
+    /// thing that removes a record from the buffer.
+    ///
+    /// Fails with [`BufferError::UnknownBatch`] if the batch is not in flight
+    /// (acked twice, nacked, or from a previous run); nothing is deleted then.
+    /// On a SQLite error the lease is kept, so the ack can be retried.
+    pub fn ack(&self, batch: &Batch) -> Result<(), BufferError> {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let lease = inner
+            .leases
+            .find(batch, inner.epoch)
+            .ok_or_else(|| BufferError::UnknownBatch { key: batch.key() })?;
+        let deleted = inner
+            .conn
+            .prepare_cached("DELETE FROM records WHERE seq >= ?1 AND seq <= ?2")
+            .and_then(|mut stmt| stmt.execute((lease.first, lease.last)))
+            .ctx("ack: delete records")?;
+        if deleted as u64 != lease.count {
+            tracing::warn!(batch = %batch.key(), deleted, expected = lease.count,
+                "buffer ack deleted an unexpected number of records");
+        }
+        inner.leases.remove(&lease);
+        inner.records = inner.records.saturating_sub(lease.count);
+        inner.bytes = inner.bytes.saturating_sub(lease.bytes);
+        inner.counters.acked += lease.count;
+        inner.after_delete(lease.bytes);
+        Ok(())
+    }
+
+    /// Releases the lease so the records are served again, in order, by the
+    /// next `next_batch` — for a failed send that should be retried. A batch
+    /// that is not in flight is ignored.
+    pub fn nack(&self, batch: &Batch) {
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        match inner.leases.find(batch, inner.epoch) {
+            Some(lease) => inner.leases.remove(&lease),
+            None => tracing::debug!(batch = %batch.key(), "nack of a batch that is not in flight"),
+        }
+    }
+}

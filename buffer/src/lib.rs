@@ -1,0 +1,117 @@
+//! # Halyard's durable buffer
+//!
+//! Sits between the pipeline's stages and the transport so that telemetry
+//! survives crashes, restarts, power cuts and long network outages on an edge
+//! device, within a fixed disk budget.
+//!
+//! ## Invariants
+//!
+//! 1. **Accepted means committed.** A record is accepted only once the SQLite
+//!    transaction holding it has committed (WAL mode); [`Buffer::append`]
+//!    returns only after the commit. One `append` call is one transaction.
+//! 2. **Only an ack removes a record.** A record leaves the buffer only when
+//!    the transport acknowledges its batch ([`Buffer::ack`]) or gives up on
+//!    it explicitly ([`Buffer::dead_letter`]), or when the `DropOldest` policy
+//!    evicts it (counted). A crash, `kill -9` or power loss loses nothing that
+//!    was accepted: on reopen every unacknowledged record is served again.
+//!    Delivery is therefore at-least-once; duplicates are possible only for
+//!    batches that were in flight (leased but not acked) at the crash. Each
+//!    record carries the event's stable 16-byte id so receivers can dedupe.
+//!    Power-loss safety needs `synchronous_full`; with the default `NORMAL`
+//!    a power cut may roll back the last commits, but a process crash cannot.
+//! 3. **Leases are memory-only.** [`Buffer::next_batch`] marks records as in
+//!    flight in memory; a lease never survives a restart, so nothing can be
+//!    stranded by a crash between send and ack.
+//! 4. **Bounded startup.** Opening runs one aggregate query over the
+//!    `(seq, size)` index (not the payloads) and never loads the backlog;
+//!    records are read in bounded batches by sequence number.
+//! 5. **Bounded size, counted losses.** The accounted size (below) never
+//!    exceeds `max_bytes`. When a slice does not fit, [`WhenFull`] decides,
+//!    and every dropped or evicted record is counted in [`AppendOutcome`] and
+//!    [`Stats`]. Records in flight are never evicted.
+//! 6. **Space comes back.** The file uses `auto_vacuum = INCREMENTAL`; when
+//!    the buffer drains (or 16 MiB have been deleted since the last time)
+//!    `PRAGMA incremental_vacuum` returns free pages to the filesystem, and
+//!    `journal_size_limit` truncates the WAL after checkpoints.
+//! 7. **Corruption never blocks startup.** A file SQLite reports as corrupt or
+//!    not a database is renamed to `<name>.corrupt-<unix-time>` (with its
+//!    `-wal`), logged with `tracing::error!`, and replaced by an empty buffer;
+//!    [`OpenReport::recovered_from_corruption`] tells the host, which should
+//!    emit a `buffer.recovered` lifecycle event.
+//! 8. **One owner.** The file is locked exclusively (`locking_mode =
+//!    EXCLUSIVE`); a second opener gets [`BufferError::InUse`].
+//!
+//! ## Size accounting
+//!
+//! A record counts `payload.len() + RECORD_OVERHEAD_BYTES` (64) against
+//! `max_bytes`. The overhead approximates the per-row cost (sequence number,
+//! id, size, timestamp, cell header, index entry), so many tiny records cannot
+//! evade the bound. `max_bytes` bounds this logical figure, not the file size:
+//! the file also holds free pages, page slack, the WAL and index pages, which
+//! depend on SQLite internals and checkpoint timing; see
+//! [`BufferConfig::max_bytes`].
+//!
+//! ## On-disk format (schema version 1)
+//!
+//! One SQLite file plus its `-wal` (no `-shm`: exclusive locking keeps the WAL
+//! index in memory). Pragmas: `journal_mode = WAL`, `auto_vacuum =
+//! INCREMENTAL` (set at creation), `synchronous = NORMAL | FULL`,
+//! `locking_mode = EXCLUSIVE`, `journal_size_limit = 4 MiB`,
+//! `busy_timeout = 5 s`.
+//!
+//! ```sql
+//! CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
+//!   -- ('schema_version', 1); a file with a newer version is refused untouched
+//! CREATE TABLE records (
+//!     seq         INTEGER PRIMARY KEY AUTOINCREMENT, -- delivery order; never reused
+//!     id          BLOB NOT NULL,      -- the event's 16-byte stable id
+//!     payload     BLOB NOT NULL,      -- opaque, encoded by the host
+//!     size        INTEGER NOT NULL,   -- accounted bytes: length(payload) + 64
+//!     enqueued_ms INTEGER NOT NULL);  -- wall clock, Unix ms; for oldest_age
+//! CREATE INDEX records_seq_size ON records (seq, size); -- covers the open-time SUM
+//! CREATE TABLE dead_letter (
+//!     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+//!     id      BLOB NOT NULL,
+//!     payload BLOB NOT NULL,
+//!     reason  TEXT NOT NULL,
+//!     at_ms   INTEGER NOT NULL);      -- when it was dead-lettered, Unix ms
+//! ```
+//!
+//! `AUTOINCREMENT` keeps sequence numbers increasing even after the table has
+//! been emptied, so order holds across restarts. A batch is a contiguous
+//! sequence range with no other buffered record inside it, so acking deletes
+//! one range. The dead-letter table is not counted in `max_bytes` and is not
+//! pruned by the buffer.
+//!
+//! ## Usage
+//!
+//! ```no_run
+//! use halyard_buffer::{Buffer, BufferConfig, Record};
+//! # fn main() -> Result<(), halyard_buffer::BufferError> {
+//! let (buffer, report) = Buffer::open(BufferConfig::new("/var/lib/halyard/buffer.db", 256 << 20))?;
+//! if report.recovered_from_corruption.is_some() { /* emit buffer.recovered */ }
+//! buffer.append(&[Record { id: [7; 16], payload: b"{...}".to_vec() }])?;
+//! while let Some(batch) = buffer.next_batch(1000, 1 << 20)? {
+//!     // send batch.records with idempotency key batch.key(); then:
+//!     buffer.ack(&batch)?; // or buffer.nack(&batch) to retry later
+//! }
+//! # Ok(()) }
+//! ```
+
+#![warn(missing_docs)]
+
+mod batch;
+mod buffer;
+mod config;
+mod dead_letter;
+mod delivery;
+mod error;
+mod schema;
+mod stats;
+
+pub use batch::{Batch, Record};
+pub use buffer::{AppendOutcome, Buffer, OpenReport};
+pub use config::{BufferConfig, RECORD_OVERHEAD_BYTES, WhenFull};
+pub use dead_letter::DeadLetter;
+pub use error::BufferError;
+pub use stats::Stats;

@@ -1,0 +1,262 @@
+//! Opening the SQLite file: pragmas, schema, version check, and moving a
+//! corrupt file aside so a damaged buffer never blocks startup.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
+
+use crate::config::BufferConfig;
+use crate::error::{BufferError, Context};
+
+/// Schema version this build writes and understands.
+pub(crate) const SCHEMA_VERSION: i64 = 1;
+
+/// How long a statement waits for a lock held by someone else before failing.
+/// Only a foreign process can hold one (we lock the file exclusively), so this
+/// is mostly the grace period for a previous instance that is still exiting.
+pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// After a checkpoint, the WAL file is truncated to at most this many bytes,
+/// so a burst does not leave a large WAL behind for good.
+pub(crate) const JOURNAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
+
+const CREATE_SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY NOT NULL,
+    value INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS records (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    id          BLOB NOT NULL,
+    payload     BLOB NOT NULL,
+    size        INTEGER NOT NULL,
+    enqueued_ms INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS records_seq_size ON records (seq, size);
+CREATE TABLE IF NOT EXISTS dead_letter (
+    seq     INTEGER PRIMARY KEY AUTOINCREMENT,
+    id      BLOB NOT NULL,
+    payload BLOB NOT NULL,
+    reason  TEXT NOT NULL,
+    at_ms   INTEGER NOT NULL
+);
+";
+
+/// A connection ready for use, plus what was found in the file.
+pub(crate) struct Opened {
+    pub(crate) conn: Connection,
+    pub(crate) recovered_from_corruption: Option<PathBuf>,
+    pub(crate) records: u64,
+    pub(crate) bytes: u64,
+    pub(crate) dead_letters: u64,
+}
+
+/// Opens (creating if needed) the buffer file; a corrupt file is moved aside
+/// and replaced by an empty buffer.
+pub(crate) fn open(config: &BufferConfig) -> Result<Opened, BufferError> {
+    let path = &config.path;
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|source| BufferError::Io {
+            op: "create directory",
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    }
+    match try_open(config) {
+        Ok(opened) => Ok(opened),
+        Err(err) if is_corruption(&err) => {
+            let moved = move_aside(path)?;
+            tracing::error!(
+                buffer = %path.display(),
+                moved_to = %moved.display(),
+                error = %err,
+                "buffer file is corrupt; moved it aside and starting with an empty buffer. \
+                 Records in the moved file were NOT delivered; inspect it with sqlite3 to salvage them"
+            );
+            let mut opened = try_open(config)?;
+            opened.recovered_from_corruption = Some(moved);
+            Ok(opened)
+        }
+        Err(err) if is_locked(&err) => Err(BufferError::InUse { path: path.clone() }),
+        Err(err) => Err(err),
+    }
+}
+
+fn is_corruption(err: &BufferError) -> bool {
+    matches!(
+        err.sqlite_code(),
+        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
+    )
+}
+
+fn is_locked(err: &BufferError) -> bool {
+    matches!(
+        err.sqlite_code(),
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked)
+    )
+}
+
+fn try_open(config: &BufferConfig) -> Result<Opened, BufferError> {
+    let conn = Connection::open(&config.path).ctx("open: open file")?;
+    conn.busy_timeout(BUSY_TIMEOUT)
+        .ctx("open: set busy_timeout")?;
+    conn.set_prepared_statement_cache_capacity(32);
+    // One owner per file: leases are in memory, so a second process would
+    // re-deliver in-flight batches and could evict them. EXCLUSIVE before WAL
+    // also keeps the WAL index in heap memory (no -shm file).
+    conn.pragma_update(None, "locking_mode", "EXCLUSIVE")
+        .ctx("open: set locking_mode")?;
+    // Only takes effect on a new file; must precede the first CREATE TABLE.
+    conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .ctx("open: set auto_vacuum")?;
+    let mode: String = conn
+        .pragma_update_and_check(None, "journal_mode", "WAL", |row| row.get(0))
+        .ctx("open: enable WAL")?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        tracing::warn!(buffer = %config.path.display(), journal_mode = %mode,
+            "could not enable WAL; commits are still durable but slower");
+    }
+    let sync = if config.synchronous_full {
+        "FULL"
+    } else {
+        "NORMAL"
+    };
+    conn.pragma_update(None, "synchronous", sync)
+        .ctx("open: set synchronous")?;
+    conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
+        .ctx("open: set journal_size_limit")?;
+
+    let mut conn = conn;
+    prepare_schema(&mut conn, &config.path)?;
+
+    let auto_vacuum: i64 = conn
+        .pragma_query_value(None, "auto_vacuum", |row| row.get(0))
+        .ctx("open: read auto_vacuum")?;
+    if auto_vacuum != 2 {
+        tracing::warn!(buffer = %config.path.display(), auto_vacuum,
+            "buffer file was created without incremental auto-vacuum; a drained buffer will not shrink \
+             (delete the file while it is empty to fix)");
+    }
+
+    // Covered by records_seq_size, so this reads the index, not the payloads.
+    let (records, bytes): (i64, i64) = conn
+        .query_row(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records",
+            [],
+            |row| Ok((row.get(0)?, row.get(1)?)),
+        )
+        .ctx("open: count records")?;
+    let dead_letters: i64 = conn
+        .query_row("SELECT COUNT(*) FROM dead_letter", [], |row| row.get(0))
+        .ctx("open: count dead letters")?;
+    Ok(Opened {
+        conn,
+        recovered_from_corruption: None,
+        records: records.max(0) as u64,
+        bytes: bytes.max(0) as u64,
+        dead_letters: dead_letters.max(0) as u64,
+    })
+}
+
+/// Creates the schema in a new file, or checks the version of an existing
+/// one — before touching it, so a newer schema is never modified.
+fn prepare_schema(conn: &mut Connection, path: &Path) -> Result<(), BufferError> {
+    let tx = conn
+        .transaction_with_behavior(TransactionBehavior::Immediate)
+        .ctx("open: begin schema transaction")?;
+    let has_meta: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta')",
+            [],
+            |row| row.get(0),
+        )
+        .ctx("open: read schema")?;
+    if has_meta {
+        let found: Option<i64> = tx
+            .query_row(
+                "SELECT value FROM meta WHERE key = 'schema_version'",
+                [],
+                |row| row.get(0),
+            )
+            .optional()
+            .ctx("open: read schema version")?;
+        if let Some(found) = found.filter(|v| *v > SCHEMA_VERSION) {
+            return Err(BufferError::SchemaTooNew {
+                path: path.to_path_buf(),
+                found,
+                supported: SCHEMA_VERSION,
+            });
+        }
+    }
+    tx.execute_batch(CREATE_SCHEMA).ctx("open: create schema")?;
+    tx.execute(
+        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
+        [SCHEMA_VERSION],
+    )
+    .ctx("open: write schema version")?;
+    tx.commit().ctx("open: commit schema")
+}
+
+/// Renames `path` (and its WAL/SHM side files) to `<name>.corrupt-<unix-time>`,
+/// keeping them for forensics; a counter is appended if that name is taken.
+fn move_aside(path: &Path) -> Result<PathBuf, BufferError> {
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let base = with_suffix(path, &format!(".corrupt-{secs}"));
+    let mut target = base.clone();
+    let mut n = 1;
+    while target.exists() {
+        target = with_suffix(&base, &format!("-{n}"));
+        n += 1;
+    }
+    let rename = |from: &Path, to: &Path| {
+        std::fs::rename(from, to).map_err(|source| BufferError::Io {
+            op: "move corrupt file aside",
+            path: from.to_path_buf(),
+            source,
+        })
+    };
+    rename(path, &target)?;
+    for side in ["-wal", "-shm", "-journal"] {
+        let from = with_suffix(path, side);
+        if from.exists() {
+            rename(&from, &with_suffix(&target, side))?;
+        }
+    }
+    Ok(target)
+}
+
+fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+    let mut s = path.as_os_str().to_owned();
+    s.push(suffix);
+    PathBuf::from(s)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The open-time totals and the eviction scan must read the small
+    /// `(seq, size)` index, never the payloads: that is what keeps startup
+    /// and eviction cheap with a large backlog.
+    #[test]
+    fn size_queries_use_the_covering_index() {
+        let conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(CREATE_SCHEMA).unwrap();
+        for sql in [
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records",
+            "SELECT seq, size FROM records WHERE seq > 1 AND seq < 9 ORDER BY seq",
+        ] {
+            let plan: String = conn
+                .query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |r| r.get(3))
+                .unwrap();
+            assert!(
+                plan.contains("COVERING INDEX records_seq_size"),
+                "{sql}: {plan}"
+            );
+        }
+    }
+}

@@ -1,0 +1,44 @@
+//! What the buffer reports about itself, for metrics and health checks.
+
+use std::time::Duration;
+
+/// A snapshot of the buffer, cheap enough to take on every metrics scrape.
+///
+/// `records`, `bytes` and `dead_letters` describe the file (kept as running
+/// totals in memory, seeded at open); the `*_total` counters count since this
+/// open, so a metrics exporter should treat them as counters that reset on
+/// restart.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Stats {
+    /// Records in the buffer, in flight or not.
+    pub records: u64,
+    /// Accounted bytes of those records (payloads + per-record overhead), the
+    /// figure `max_bytes` bounds.
+    pub bytes: u64,
+    /// How long the oldest record has waited: the freshness lag an operator
+    /// alerts on. `None` when empty.
+    pub oldest_age: Option<Duration>,
+    /// Records currently leased to the transport.
+    pub leased_records: u64,
+    /// Records in the dead-letter table.
+    pub dead_letters: u64,
+    /// New records refused because the buffer was full (`DropNewest`, or
+    /// `DropOldest` when evicting everything evictable was not enough).
+    pub dropped_newest_total: u64,
+    /// Buffered records evicted to make room under `DropOldest`.
+    pub evicted_oldest_total: u64,
+    /// Records accepted by `append`.
+    pub appended_total: u64,
+    /// Records deleted by `ack`.
+    pub acked_total: u64,
+}
+
+/// Counters since open; only ever updated after the transaction they
+/// describe has committed.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Counters {
+    pub(crate) appended: u64,
+    pub(crate) acked: u64,
+    pub(crate) dropped_newest: u64,
+    pub(crate) evicted_oldest: u64,
+}

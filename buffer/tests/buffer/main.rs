@@ -1,0 +1,9 @@
+//! Tests of the durable buffer against real SQLite files in temporary
+//! directories. One test binary (modules below) keeps link time down.
+
+mod common;
+mod dead_letters;
+mod delivery;
+mod durability;
+mod full_policy;
+mod model;

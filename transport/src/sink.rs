@@ -1,0 +1,133 @@
+//! The one operation every destination offers: try to hand over one batch.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::{FileSink, HttpSink, StdoutSink};
+
+/// What one send attempt came to, classified for the delivery loop.
+///
+/// A sink never decides policy (how long to wait, when to give up); it only
+/// says whether the receiver took the batch, might take it later, or will
+/// never take it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Attempt {
+    /// The receiver has the batch; the host may acknowledge it.
+    Delivered,
+    /// The receiver is unreachable or overloaded; the same batch should be
+    /// sent again later.
+    Retry {
+        /// Human-readable cause, for logs (never contains credentials).
+        reason: String,
+        /// The receiver's `Retry-After`, already capped at
+        /// [`MAX_RETRY_AFTER`](crate::MAX_RETRY_AFTER); the loop waits at
+        /// least this long.
+        retry_after: Option<Duration>,
+    },
+    /// The receiver refused this batch and will refuse it again: the host
+    /// should dead-letter it instead of blocking the queue behind it.
+    Permanent {
+        /// Why, e.g. `HTTP 400: <start of the response body>`.
+        reason: String,
+    },
+}
+
+impl Attempt {
+    /// A retryable failure without a `Retry-After`; the common case.
+    pub fn retry(reason: impl Into<String>) -> Self {
+        Attempt::Retry {
+            reason: reason.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// A destination for encoded batches.
+///
+/// Implementations must be safe to call concurrently (several batches may be
+/// in flight) and must turn every failure into an [`Attempt`] rather than
+/// panic. `batch_key` is the batch's idempotency key: a receiver that sees a
+/// key twice must treat the second copy as a duplicate, which is what makes
+/// retrying after an ambiguous failure (a timeout) safe.
+///
+/// Implementations may simply write `async fn send(...)`; the trait spells
+/// out `impl Future + Send` so the delivery loop can run on any executor
+/// thread.
+pub trait Sink: Send + Sync {
+    /// Makes one attempt to deliver `body`; never retries by itself.
+    fn send(&self, batch_key: &str, body: &[u8]) -> impl Future<Output = Attempt> + Send;
+}
+
+impl<S: Sink + ?Sized> Sink for Arc<S> {
+    fn send(&self, batch_key: &str, body: &[u8]) -> impl Future<Output = Attempt> + Send {
+        (**self).send(batch_key, body)
+    }
+}
+
+/// Any of the built-in sinks, chosen at run time from the host's
+/// configuration without making the host generic over the sink type.
+#[derive(Debug)]
+pub enum AnySink {
+    /// Production: POST to the hub.
+    Http(HttpSink),
+    /// Local capture, one batch per line.
+    File(FileSink),
+    /// Debugging, one batch per line on standard output.
+    Stdout(StdoutSink),
+}
+
+impl Sink for AnySink {
+    async fn send(&self, batch_key: &str, body: &[u8]) -> Attempt {
+        match self {
+            AnySink::Http(sink) => sink.send(batch_key, body).await,
+            AnySink::File(sink) => sink.send(batch_key, body).await,
+            AnySink::Stdout(sink) => sink.send(batch_key, body).await,
+        }
+    }
+}
+
+impl From<HttpSink> for AnySink {
+    fn from(sink: HttpSink) -> Self {
+        AnySink::Http(sink)
+    }
+}
+
+impl From<FileSink> for AnySink {
+    fn from(sink: FileSink) -> Self {
+        AnySink::File(sink)
+    }
+}
+
+impl From<StdoutSink> for AnySink {
+    fn from(sink: StdoutSink) -> Self {
+        AnySink::Stdout(sink)
+    }
+}
+
+/// Returns a copy of `body` as exactly one line: a trailing `\n` added, and
+/// any CR/LF inside replaced by spaces.
+///
+/// In valid JSON a raw CR or LF can only be insignificant whitespace (inside
+/// strings they must be escaped), so the replacement keeps the document
+/// equivalent while keeping line-oriented readers in step.
+pub(crate) fn as_line(body: &[u8]) -> Vec<u8> {
+    let mut line = Vec::with_capacity(body.len() + 1);
+    line.extend(
+        body.iter()
+            .map(|&b| if b == b'\n' || b == b'\r' { b' ' } else { b }),
+    );
+    line.push(b'\n');
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn as_line_keeps_one_line_per_batch() {
+        assert_eq!(as_line(b"{\"a\":1}"), b"{\"a\":1}\n");
+        assert_eq!(as_line(b"{\n  \"a\": 1\r\n}"), b"{   \"a\": 1  }\n");
+    }
+}

@@ -1,0 +1,289 @@
+//! The delivery loop's timing and bookkeeping, with a scripted sink.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use halyard_transport::{
+    Attempt, Backoff, Breaker, BreakerConfig, BreakerState, CancellationToken, Delivery, Outcome,
+    RetryConfig, Sink, Transition,
+};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use BreakerState::*;
+
+/// What the scripted sink does on one call.
+enum Step {
+    Answer(Attempt),
+    /// Wait for the gate, then answer.
+    Gated(Arc<Notify>, Attempt),
+    /// Never answer.
+    Hang,
+}
+
+/// Plays a script, then repeats `otherwise`; records when each call came.
+struct Scripted {
+    script: Mutex<VecDeque<Step>>,
+    otherwise: Attempt,
+    calls: Mutex<Vec<Instant>>,
+    called: Notify,
+}
+
+impl Scripted {
+    fn new(script: Vec<Step>, otherwise: Attempt) -> Self {
+        Self {
+            script: Mutex::new(script.into()),
+            otherwise,
+            calls: Mutex::default(),
+            called: Notify::new(),
+        }
+    }
+
+    fn calls(&self) -> Vec<Instant> {
+        self.calls.lock().expect("lock").clone()
+    }
+
+    async fn wait_for_calls(&self, n: usize) {
+        loop {
+            let called = self.called.notified();
+            if self.calls().len() >= n {
+                return;
+            }
+            called.await;
+        }
+    }
+}
+
+impl Sink for Scripted {
+    async fn send(&self, _batch_key: &str, _body: &[u8]) -> Attempt {
+        self.calls.lock().expect("lock").push(Instant::now());
+        self.called.notify_waiters();
+        let step = self.script.lock().expect("lock").pop_front();
+        match step {
+            None => self.otherwise.clone(),
+            Some(Step::Answer(attempt)) => attempt,
+            Some(Step::Gated(gate, attempt)) => {
+                gate.notified().await;
+                attempt
+            }
+            Some(Step::Hang) => std::future::pending().await,
+        }
+    }
+}
+
+fn fail() -> Attempt {
+    Attempt::retry("HTTP 503: down")
+}
+
+fn tiny_backoff() -> Backoff {
+    let tiny = Duration::from_millis(1);
+    Backoff::seeded(
+        RetryConfig {
+            initial: tiny,
+            max: tiny,
+            multiplier: 2.0,
+        },
+        5,
+    )
+}
+
+fn delivery(script: Vec<Step>, otherwise: Attempt, threshold: u32) -> Arc<Delivery<Scripted>> {
+    let breaker = Breaker::new(BreakerConfig {
+        failure_threshold: threshold,
+        recovery_timeout: Duration::from_secs(30),
+    });
+    Arc::new(Delivery::new(
+        Scripted::new(script, otherwise),
+        tiny_backoff(),
+        breaker,
+    ))
+}
+
+fn spawn(
+    delivery: &Arc<Delivery<Scripted>>,
+    shutdown: &CancellationToken,
+) -> tokio::task::JoinHandle<Outcome> {
+    let (delivery, shutdown) = (Arc::clone(delivery), shutdown.clone());
+    tokio::spawn(async move { delivery.deliver("k", b"{}", &shutdown).await })
+}
+
+const SLACK: Duration = Duration::from_millis(2);
+
+#[tokio::test(start_paused = true)]
+async fn waits_out_the_open_breaker_and_probes_once_per_recovery_timeout() {
+    let script = vec![
+        Step::Answer(fail()),
+        Step::Answer(fail()),
+        Step::Answer(fail()),
+    ];
+    let delivery = delivery(script, Attempt::Delivered, 2);
+    let mut transitions = delivery.breaker().subscribe();
+    let outcome = delivery
+        .deliver("k", b"{}", &CancellationToken::new())
+        .await;
+    assert_eq!(outcome, Outcome::Delivered { attempts: 4 });
+
+    let t = delivery.sink().calls();
+    assert_eq!(t.len(), 4);
+    assert!(
+        t[1] - t[0] <= SLACK,
+        "closed: only the backoff between attempts"
+    );
+    let thirty = Duration::from_secs(30);
+    for (probe, opened) in [(t[2], t[1]), (t[3], t[2])] {
+        let gap = probe - opened;
+        assert!(gap >= thirty && gap <= thirty + SLACK, "{gap:?}");
+    }
+    let mut seen = Vec::new();
+    while let Ok(Transition { to, .. }) = transitions.try_recv() {
+        seen.push(to);
+    }
+    assert_eq!(seen, [Open, HalfOpen, Open, HalfOpen, Closed]);
+    let stats = delivery.stats().snapshot();
+    assert_eq!(
+        (stats.batches_sent, stats.batches_failed, stats.retries),
+        (1, 3, 3)
+    );
+    assert_eq!(stats.bytes_sent, 2);
+    assert_eq!(stats.breaker_state, Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_is_a_floor_and_is_capped_at_ten_minutes() {
+    let hinted = |secs| Attempt::Retry {
+        reason: "HTTP 429: slow down".into(),
+        retry_after: Some(Duration::from_secs(secs)),
+    };
+    let delivery = delivery(
+        vec![Step::Answer(hinted(7)), Step::Answer(hinted(86_400))],
+        Attempt::Delivered,
+        5,
+    );
+    let outcome = delivery
+        .deliver("k", b"{}", &CancellationToken::new())
+        .await;
+    assert_eq!(outcome, Outcome::Delivered { attempts: 3 });
+    let t = delivery.sink().calls();
+    assert_eq!(t[1] - t[0], Duration::from_secs(7));
+    assert_eq!(t[2] - t[1], Duration::from_secs(600));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusal_in_half_open_closes_the_breaker_and_dead_letters() {
+    let refused = Attempt::Permanent {
+        reason: "HTTP 413: too big".into(),
+    };
+    let delivery = delivery(vec![Step::Answer(fail())], refused, 1);
+    let outcome = delivery
+        .deliver("k", b"{}", &CancellationToken::new())
+        .await;
+    assert_eq!(
+        outcome,
+        Outcome::DeadLetter {
+            reason: "HTTP 413: too big".into(),
+            attempts: 2
+        }
+    );
+    assert_eq!(delivery.breaker().state(), Closed);
+    let stats = delivery.stats().snapshot();
+    assert_eq!(
+        (
+            stats.dead_lettered,
+            stats.batches_failed,
+            stats.batches_sent
+        ),
+        (1, 2, 0)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn shutdown_while_the_breaker_is_open_is_immediate() {
+    let delivery = delivery(Vec::new(), fail(), 1);
+    let shutdown = CancellationToken::new();
+    let task = spawn(&delivery, &shutdown);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(delivery.breaker().state(), Open);
+    let cancelled_at = Instant::now();
+    shutdown.cancel();
+    assert_eq!(
+        task.await.expect("no panic"),
+        Outcome::NotSent { attempts: 1 }
+    );
+    assert_eq!(cancelled_at.elapsed(), Duration::ZERO);
+    assert_eq!(delivery.sink().calls().len(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_already_cancelled_shutdown_sends_nothing() {
+    let delivery = delivery(Vec::new(), Attempt::Delivered, 5);
+    let shutdown = CancellationToken::new();
+    shutdown.cancel();
+    assert_eq!(
+        delivery.deliver("k", b"{}", &shutdown).await,
+        Outcome::NotSent { attempts: 0 }
+    );
+    assert!(delivery.sink().calls().is_empty());
+}
+
+#[tokio::test(start_paused = true)]
+async fn concurrent_batches_share_one_probe() {
+    let gate = Arc::new(Notify::new());
+    let script = vec![
+        Step::Answer(fail()),
+        Step::Gated(Arc::clone(&gate), Attempt::Delivered),
+    ];
+    let delivery = delivery(script, Attempt::Delivered, 1);
+    let shutdown = CancellationToken::new();
+    let first = spawn(&delivery, &shutdown);
+    delivery.sink().wait_for_calls(1).await;
+    // The circuit is open; three more batches queue behind it.
+    let others: Vec<_> = (0..3).map(|_| spawn(&delivery, &shutdown)).collect();
+    delivery.sink().wait_for_calls(2).await;
+    assert_eq!(delivery.breaker().state(), HalfOpen);
+    // While the probe hangs, nobody else may send, however long it takes.
+    tokio::time::sleep(Duration::from_secs(300)).await;
+    assert_eq!(delivery.sink().calls().len(), 2);
+    gate.notify_one();
+    let mut attempts = vec![first.await.expect("no panic")];
+    for task in others {
+        attempts.push(task.await.expect("no panic"));
+    }
+    let delivered = |n| Outcome::Delivered { attempts: n };
+    assert!(attempts.contains(&delivered(2)), "{attempts:?}");
+    assert_eq!(
+        attempts.iter().filter(|o| **o == delivered(1)).count(),
+        3,
+        "{attempts:?}"
+    );
+    assert_eq!(delivery.sink().calls().len(), 5);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_probe_abandoned_on_shutdown_lets_another_batch_probe() {
+    let script = vec![Step::Answer(fail()), Step::Hang];
+    let delivery = delivery(script, Attempt::Delivered, 1);
+    let (stop_first, keep_going) = (CancellationToken::new(), CancellationToken::new());
+    let first = spawn(&delivery, &stop_first);
+    // Call 1 fails and opens the circuit; call 2 is the first batch's probe,
+    // which hangs.
+    delivery.sink().wait_for_calls(2).await;
+    let second = spawn(&delivery, &keep_going);
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(
+        delivery.sink().calls().len(),
+        2,
+        "the second batch waits for the probe"
+    );
+    stop_first.cancel();
+    assert_eq!(
+        first.await.expect("no panic"),
+        Outcome::NotSent { attempts: 2 }
+    );
+    assert_eq!(
+        second.await.expect("no panic"),
+        Outcome::Delivered { attempts: 1 }
+    );
+    assert_eq!(delivery.breaker().state(), Closed);
+    assert_eq!(delivery.sink().calls().len(), 3);
+}
