@@ -15,10 +15,17 @@
 //!   `bindgen!` of the WIT package, the host imports, loading and checking a
 //!   component against the world of its kind, the on-disk compile cache, and
 //!   sandboxed calls that contain every trap.
+//! - [`pipeline`]: decode → validate → privacy → sample → buffer, with
+//!   each stage's failure policy and plugin quarantine; synchronous, owns
+//!   every plugin instance.
+//! - [`run`]: `halyard run`: the pipeline thread, file and source inputs,
+//!   the shipper (buffer → transport), ordered shutdown.
 //! - [`cli`]: the `halyard` command line, kept apart from `main.rs` so that
 //!   tests can exercise argument parsing without spawning a process.
 
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod pipeline;
 pub mod plugin;
+pub mod run;

@@ -25,6 +25,26 @@ pub enum Command {
     /// Tools for plugin authors: check a component, run it over a file.
     #[command(subcommand)]
     Plugin(PluginCommand),
+    /// Run the host: inputs → sandboxed stages → durable buffer → transport,
+    /// until SIGINT or SIGTERM.
+    Run {
+        /// The host config file (TOML).
+        #[arg(long, short)]
+        config: PathBuf,
+    },
+    /// Run a receiver: accepts batches from hosts, de-duplicates events by
+    /// id, stores them in SQLite. What the quickstart ships to.
+    Receive {
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: std::net::SocketAddr,
+        /// The SQLite file to store events in.
+        #[arg(long, default_value = "received.db")]
+        store: PathBuf,
+        /// Require this API key (also read from HALYARD_RECEIVER_API_KEY).
+        #[arg(long, env = "HALYARD_RECEIVER_API_KEY", hide_env_values = true)]
+        api_key: Option<String>,
+    },
     /// Tools for the host config file.
     #[command(subcommand)]
     Config(ConfigCommand),
@@ -91,6 +111,80 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(PluginCommand::Check(args)) => plugin_cmd::check(&args),
         Command::Plugin(PluginCommand::Run(args)) => plugin_cmd::run(&args),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
+        Command::Run { config } => run_host(&config),
+        Command::Receive {
+            listen,
+            store,
+            api_key,
+        } => receive(listen, store, api_key),
+    }
+}
+
+/// `halyard run`: loads the config, runs until a signal, reports totals.
+fn run_host(file: &std::path::Path) -> anyhow::Result<ExitCode> {
+    let config = match crate::config::HostConfig::load(file) {
+        Ok(config) => config,
+        Err(err) => {
+            eprintln!("error: {err}");
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    let report = runtime.block_on(crate::run::run(config, shutdown_signal()))?;
+    tracing::info!(
+        accepted = report.ingest.accepted,
+        rejected = report.ingest.rejected,
+        decode_errors = report.ingest.decode_errors,
+        delivered = report.ship.events_delivered,
+        left_in_buffer = report.left_in_buffer,
+        "totals"
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `halyard receive`: serves until SIGINT or SIGTERM, then prints the counts.
+fn receive(
+    listen: std::net::SocketAddr,
+    store: PathBuf,
+    api_key: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    let mut config = halyard_receiver::ReceiverConfig::new(listen, store.clone());
+    config.api_key = api_key.filter(|k| !k.is_empty());
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let receiver = halyard_receiver::bind(config).await?;
+        eprintln!(
+            "halyard receive: listening on http://{}/v1/batches",
+            receiver.local_addr()
+        );
+        receiver.run(shutdown_signal()).await?;
+        anyhow::Ok(())
+    })?;
+    let stats = halyard_receiver::open_stats(&store)?;
+    println!("{}", serde_json::to_string(&stats)?);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Resolves on SIGINT or SIGTERM.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let (Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        // Without signal handlers the host runs until killed.
+        std::future::pending::<()>().await;
+        return;
+    };
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
 }
 
@@ -114,6 +208,7 @@ fn init_logging() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }

@@ -1,0 +1,253 @@
+//! Per-event cost of each example stage through the sandbox, against the
+//! same logic in native Rust on the same `Event` type.
+//!
+//! Run with `cargo bench -p halyard --bench stages`. The input is the peer
+//! benchmark's sensor lines (see [`input`]); every stage runs in one warmed
+//! [`halyard::plugin::PluginInstance`] and gets prebuilt batch slices of
+//! 1, 100 and 1000 events. Before anything is timed, every guest's output on
+//! the whole input is asserted equal to its native twin's ([`check`]), which
+//! doubles as a cross-check of the guests. The results are printed as a
+//! markdown table, with the cold/warm load time, the cost of a fresh
+//! instance's first call and the boundary cost by event shape
+//! ([`shape`]). See BENCHMARKS.md for how to read them.
+//!
+//! `cargo bench -p halyard --bench stages -- redact` runs only the stages
+//! whose name contains `redact` (handy under `perf record`).
+
+#[path = "stages/check.rs"]
+mod check;
+#[path = "stages/input.rs"]
+mod input;
+#[path = "stages/native.rs"]
+mod native;
+#[path = "stages/report.rs"]
+mod report;
+#[path = "stages/shape.rs"]
+mod shape;
+#[path = "stages/timing.rs"]
+mod timing;
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use halyard::plugin::{Event, Frame, Plugin, PluginKind, PluginOptions, Runtime};
+use halyard_test_components::{FRACTION_SAMPLER, JSONL_DECODER, RANGE_VALIDATOR, REDACT_PRIVACY};
+
+use report::Row;
+use timing::{Budget, ns_per_event, timed};
+
+/// Distinct input lines; measurements cycle through them.
+const EVENTS: u64 = 1000;
+
+/// The batch sizes measured.
+const BATCHES: [usize; 3] = [1, 100, 1000];
+
+/// One measurement: up to 200 000 events or 1 s per repetition, median of
+/// 5. The 35 measurements (15 sandbox, 15 native, 5 shapes) can take at most
+/// about three minutes; on the 2-core development VM the whole run takes
+/// about 40 s.
+const BUDGET: Budget = Budget {
+    max_events: 200_000,
+    max_time: Duration::from_secs(1),
+    reps: 5,
+};
+
+/// A stage under test: a component with one config.
+pub struct Stage {
+    /// The name in the table, e.g. `fraction-sampler (0.5)`.
+    pub name: &'static str,
+    /// The component file.
+    pub path: &'static str,
+    /// The world it implements.
+    pub kind: PluginKind,
+    /// Its config as key/value pairs.
+    pub config: &'static [(&'static str, &'static str)],
+}
+
+/// The stages, in table order. The first four are distinct components.
+const STAGES: [Stage; 5] = [
+    Stage {
+        name: "jsonl-decoder",
+        path: JSONL_DECODER,
+        kind: PluginKind::Decoder,
+        config: &[],
+    },
+    Stage {
+        name: "range-validator",
+        path: RANGE_VALIDATOR,
+        kind: PluginKind::Validator,
+        config: &[("min.temp", "0")],
+    },
+    Stage {
+        name: "redact-privacy",
+        path: REDACT_PRIVACY,
+        kind: PluginKind::Privacy,
+        config: &[("hash_keys", "operator"), ("salt", "bench")],
+    },
+    Stage {
+        name: "fraction-sampler (1)",
+        path: FRACTION_SAMPLER,
+        kind: PluginKind::Sampler,
+        config: &[("fraction", "1")],
+    },
+    Stage {
+        name: "fraction-sampler (0.5)",
+        path: FRACTION_SAMPLER,
+        kind: PluginKind::Sampler,
+        config: &[("fraction", "0.5")],
+    },
+];
+
+fn main() {
+    // `cargo bench` passes `--bench`; any other argument selects the stages
+    // whose name contains it and skips the load, first-call and shape
+    // sections.
+    let filter = std::env::args().skip(1).find(|a| !a.starts_with('-'));
+    let selected = |name: &str| filter.as_deref().is_none_or(|f| name.contains(f));
+    let cache = tempfile::tempdir().expect("a temporary compile-cache directory");
+    let rt = Runtime::new(Some(cache.path().to_path_buf())).expect("the engine starts");
+
+    println!("# Halyard stage benchmark\n");
+    if filter.is_none() {
+        report::print_load_times(&STAGES[..4]);
+    }
+    let plugins: Vec<Arc<Plugin>> = STAGES.iter().map(|stage| load(&rt, stage)).collect();
+    let frames = input::frames(EVENTS);
+    let events = input::decode_with_ids(&mut plugins[0].instance(), &frames);
+    if filter.is_none() {
+        report::print_first_call(&plugins[1], &events);
+    }
+
+    println!("## Cross-check (guest output == native output on all {EVENTS} inputs)\n");
+    let mut rows = Vec::new();
+    for (stage, plugin) in STAGES.iter().zip(&plugins) {
+        let name = stage.name;
+        if !selected(name) {
+            continue;
+        }
+        rows.extend(match plugin.kind {
+            PluginKind::Decoder => bench_decoder(plugin, &frames),
+            PluginKind::Validator => bench_validator(plugin, &events),
+            PluginKind::Privacy => bench_redact(plugin, &events),
+            PluginKind::Sampler => bench_sampler(plugin, name, &events),
+            PluginKind::Source => unreachable!("no source is benchmarked"),
+        });
+    }
+    println!();
+    report::print_table(&rows, BUDGET);
+    report::print_call_overhead(&rows);
+    if filter.is_none() {
+        shape::print_shapes(&plugins[3], &events, BUDGET);
+    }
+}
+
+/// Loads a stage's component with its config; the bench's components and
+/// configs are known-good, so a failure is fatal.
+fn load(rt: &Runtime, stage: &Stage) -> Arc<Plugin> {
+    let options = PluginOptions {
+        config: input::config(stage.config),
+        ..Default::default()
+    };
+    rt.load(stage.path.as_ref(), Some(stage.kind), options)
+        .unwrap_or_else(|e| panic!("loading {}: {e}", stage.path))
+}
+
+/// Times the sandboxed and the native implementation at every batch size.
+fn compare<I>(
+    stage: &str,
+    inputs: &[I],
+    mut sandbox: impl FnMut(&[I]),
+    mut native: impl FnMut(&[I]),
+) -> Vec<Row> {
+    BATCHES
+        .iter()
+        .map(|&batch| {
+            let sandbox_ns = ns_per_event(inputs, batch, BUDGET, &mut sandbox);
+            let native_ns = ns_per_event(inputs, batch, BUDGET, &mut native);
+            eprintln!("  measured {stage} batch {batch}: {sandbox_ns:.0} / {native_ns:.0} ns");
+            Row {
+                stage: stage.to_owned(),
+                batch,
+                sandbox_ns,
+                native_ns,
+            }
+        })
+        .collect()
+}
+
+/// jsonl-decoder: one line per frame.
+fn bench_decoder(plugin: &Arc<Plugin>, frames: &[Frame]) -> Vec<Row> {
+    let mut inst = plugin.instance();
+    let native = native::JsonlDecoder;
+    check::decoder(&mut inst, &native, frames);
+    compare(
+        "jsonl-decoder",
+        frames,
+        |b| {
+            black_box(inst.decode(black_box(b)).expect("decode"));
+        },
+        |b| {
+            black_box(native.decode_batch(black_box(b)));
+        },
+    )
+}
+
+/// range-validator with `min.temp=0`: 10 % of the events are rejected.
+fn bench_validator(plugin: &Arc<Plugin>, events: &[Event]) -> Vec<Row> {
+    let mut inst = plugin.instance();
+    let native = native::RangeValidator::new(&plugin.options.config);
+    check::validator(&mut inst, &native, events);
+    compare(
+        "range-validator",
+        events,
+        |b| {
+            black_box(inst.validate(black_box(b)).expect("validate"));
+        },
+        |b| {
+            black_box(native.validate_batch(black_box(b)));
+        },
+    )
+}
+
+/// redact-privacy hashing `operator`: every event is rewritten.
+fn bench_redact(plugin: &Arc<Plugin>, events: &[Event]) -> Vec<Row> {
+    let mut inst = plugin.instance();
+    let native = native::RedactPolicy::new(&plugin.options.config);
+    let salt = plugin.options.config.get("salt").map_or("", String::as_str);
+    check::redact(&mut inst, &native, salt, events);
+    compare(
+        "redact-privacy",
+        events,
+        |b| {
+            black_box(inst.redact(black_box(b)).expect("redact"));
+        },
+        |b| {
+            black_box(native.redact_batch(black_box(b)));
+        },
+    )
+}
+
+/// fraction-sampler with the plugin's `fraction`.
+fn bench_sampler(plugin: &Arc<Plugin>, stage: &str, events: &[Event]) -> Vec<Row> {
+    let mut inst = plugin.instance();
+    let native = native::FractionSampler::new(&plugin.options.config);
+    check::sampler(&mut inst, &native, stage, events);
+    compare(
+        stage,
+        events,
+        |b| {
+            black_box(inst.sample(black_box(b)).expect("sample"));
+        },
+        |b| {
+            black_box(native.sample_batch(black_box(b)));
+        },
+    )
+}
+
+/// Wall time of loading a stage into `rt`, and whether it came from the
+/// compile cache.
+fn time_load(rt: &Runtime, stage: &Stage) -> (Duration, bool) {
+    let (elapsed, plugin) = timed(|| load(rt, stage));
+    (elapsed, plugin.from_cache)
+}

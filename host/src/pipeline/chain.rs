@@ -1,0 +1,148 @@
+//! The stage chains every batch runs through: validate → privacy → sample,
+//! each a list of plugins, each with the failure policy of its kind:
+//!
+//! - validator: fail closed: if it traps (or is quarantined) the whole
+//!   batch is rejected with the reason and goes to the dead-letter table;
+//! - privacy: fail closed: if it traps the batch is dropped and counted;
+//!   unredacted data never ships;
+//! - sampler: fail open: if it traps every event is kept.
+//!
+//! Invariant: every event that enters [`Chains::run`] leaves in exactly one
+//! of `accepted`, `rejected`, `privacy_dropped` or `sampled_out`.
+
+use crate::plugin::{Action, Event, Verdict};
+
+use super::stage::Stage;
+
+/// The configured chains.
+#[derive(Default)]
+pub struct Chains {
+    /// Validators, in order.
+    pub validators: Vec<Stage>,
+    /// Privacy policies, in order.
+    pub privacy: Vec<Stage>,
+    /// Samplers, in order.
+    pub samplers: Vec<Stage>,
+}
+
+/// Where a batch's events ended up.
+#[derive(Debug, Default)]
+pub struct ChainOutcome {
+    /// Events to buffer and ship.
+    pub accepted: Vec<Event>,
+    /// Events refused by a validator (or failed closed), with the reason;
+    /// they go to the dead-letter table.
+    pub rejected: Vec<(Event, String)>,
+    /// Events a privacy policy dropped, or dropped because it failed.
+    pub privacy_dropped: u64,
+    /// Events a sampler did not keep.
+    pub sampled_out: u64,
+}
+
+impl Chains {
+    /// Runs `events` through every chain.
+    pub fn run(&mut self, mut events: Vec<Event>) -> ChainOutcome {
+        let mut outcome = ChainOutcome::default();
+        for stage in &mut self.validators {
+            if events.is_empty() {
+                break;
+            }
+            events = validate(stage, events, &mut outcome.rejected);
+        }
+        for stage in &mut self.privacy {
+            if events.is_empty() {
+                break;
+            }
+            events = redact(stage, events, &mut outcome.privacy_dropped);
+        }
+        for stage in &mut self.samplers {
+            if events.is_empty() {
+                break;
+            }
+            events = sample(stage, events, &mut outcome.sampled_out);
+        }
+        outcome.accepted = events;
+        outcome
+    }
+
+    /// Every stage, in pipeline order.
+    pub fn stages(&self) -> impl Iterator<Item = &Stage> {
+        self.validators
+            .iter()
+            .chain(&self.privacy)
+            .chain(&self.samplers)
+    }
+}
+
+fn validate(
+    stage: &mut Stage,
+    events: Vec<Event>,
+    rejected: &mut Vec<(Event, String)>,
+) -> Vec<Event> {
+    stage.counters.events_in += events.len() as u64;
+    let verdicts = match stage.call(|i| i.validate(&events)) {
+        Some(Ok(verdicts)) => verdicts,
+        failed => {
+            let reason = match failed {
+                Some(Err(err)) => format!("validator {} failed: {err}", stage.name),
+                _ => format!("validator {} is quarantined", stage.name),
+            };
+            stage.counters.rejected += events.len() as u64;
+            rejected.extend(events.into_iter().map(|e| (e, reason.clone())));
+            return Vec::new();
+        }
+    };
+    let mut kept = Vec::with_capacity(events.len());
+    for (event, verdict) in events.into_iter().zip(verdicts) {
+        match verdict {
+            Verdict::Accept => kept.push(event),
+            Verdict::Reject(reason) => {
+                stage.counters.rejected += 1;
+                rejected.push((event, format!("{}: {reason}", stage.name)));
+            }
+        }
+    }
+    stage.counters.events_out += kept.len() as u64;
+    kept
+}
+
+fn redact(stage: &mut Stage, events: Vec<Event>, dropped: &mut u64) -> Vec<Event> {
+    stage.counters.events_in += events.len() as u64;
+    let Some(Ok(actions)) = stage.call(|i| i.redact(&events)) else {
+        stage.counters.dropped += events.len() as u64;
+        *dropped += events.len() as u64;
+        return Vec::new();
+    };
+    let mut kept = Vec::with_capacity(events.len());
+    for (event, action) in events.into_iter().zip(actions) {
+        match action {
+            Action::Keep => kept.push(event),
+            Action::Rewrite(rewritten) => kept.push(rewritten),
+            Action::Drop => {
+                stage.counters.dropped += 1;
+                *dropped += 1;
+            }
+        }
+    }
+    stage.counters.events_out += kept.len() as u64;
+    kept
+}
+
+fn sample(stage: &mut Stage, events: Vec<Event>, sampled_out: &mut u64) -> Vec<Event> {
+    let total = events.len() as u64;
+    stage.counters.events_in += total;
+    let Some(Ok(decisions)) = stage.call(|i| i.sample(&events)) else {
+        stage.counters.events_out += total;
+        return events;
+    };
+    let kept: Vec<Event> = events
+        .into_iter()
+        .zip(decisions)
+        .filter_map(|(event, keep)| keep.then_some(event))
+        .collect();
+    let out = kept.len() as u64;
+    stage.counters.events_out += out;
+    stage.counters.dropped += total - out;
+    *sampled_out += total - out;
+    kept
+}

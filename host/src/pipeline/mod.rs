@@ -1,0 +1,379 @@
+//! The data path inside the host, from frames or source events to the
+//! buffer:
+//!
+//! ```text
+//! frames ─► decode ─► ids ─► validate ─► privacy ─► sample ─► buffer
+//!             │                  │           │          │
+//!             └► dead letter ◄───┘        dropped   sampled out
+//! ```
+//!
+//! Invariants:
+//! - an event is *accepted* only once [`Pipeline::ingest_frames`] or
+//!   [`Pipeline::ingest_events`] returns `Ok`: its buffer transaction is
+//!   committed;
+//! - every frame and event is accounted for in exactly one counter:
+//!   accepted, dead-lettered, privacy-dropped, sampled out, or dropped by the
+//!   buffer's overflow policy;
+//! - ids are assigned here, never trusted from guests; a frame with a stable
+//!   key (a file offset) yields the same ids every time it is read, so a
+//!   re-read after a crash is de-duplicated by the receiver.
+//!
+//! The pipeline is synchronous and owns every plugin instance: it runs on a
+//! dedicated thread, never on an async runtime's worker.
+
+mod chain;
+mod stage;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use halyard_buffer::{Buffer, BufferError, Record};
+use sha2::{Digest, Sha256};
+
+use crate::config::{HostConfig, InputConfig, PluginRef};
+use crate::event;
+use crate::plugin::{
+    Event, EventId, Frame, Grants, Limits, LoadError, PluginKind, PluginOptions, Runtime,
+};
+
+pub use chain::{ChainOutcome, Chains};
+pub use stage::{QuarantinePolicy, Stage, StageCounters};
+
+/// A frame from a host-owned input, with an optional stable key.
+pub struct KeyedFrame {
+    /// The raw frame.
+    pub frame: Frame,
+    /// A stable identity (e.g. file identity + byte offset): events decoded
+    /// from it get ids derived from it instead of random ones.
+    pub key: Option<[u8; 16]>,
+}
+
+/// What one ingest call did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct IngestReport {
+    /// Events committed to the buffer.
+    pub accepted: u64,
+    /// Frames that failed to decode (dead-lettered).
+    pub decode_errors: u64,
+    /// Events rejected by validators (dead-lettered).
+    pub rejected: u64,
+    /// Events dropped by privacy policies.
+    pub privacy_dropped: u64,
+    /// Events not kept by samplers.
+    pub sampled_out: u64,
+    /// Events the buffer refused (`drop_newest`).
+    pub buffer_dropped: u64,
+    /// Older events the buffer evicted to make room (`drop_oldest`).
+    pub buffer_evicted: u64,
+}
+
+impl IngestReport {
+    fn add(&mut self, other: &IngestReport) {
+        self.accepted += other.accepted;
+        self.decode_errors += other.decode_errors;
+        self.rejected += other.rejected;
+        self.privacy_dropped += other.privacy_dropped;
+        self.sampled_out += other.sampled_out;
+        self.buffer_dropped += other.buffer_dropped;
+        self.buffer_evicted += other.buffer_evicted;
+    }
+}
+
+/// Why the pipeline could not be built or could not take a batch.
+#[derive(Debug, thiserror::Error)]
+pub enum PipelineError {
+    /// A configured plugin was refused.
+    #[error("{role} plugin {path}: {source}")]
+    Plugin {
+        /// Where it is used (`input sensors decoder`, `validate[0]`).
+        role: String,
+        /// The component file.
+        path: String,
+        /// Why it was refused.
+        source: LoadError,
+    },
+    /// The buffer refused the batch or failed.
+    #[error(transparent)]
+    Buffer(#[from] BufferError),
+    /// Frames arrived for an input that has no decoder.
+    #[error("no decoder for input `{0}`")]
+    UnknownInput(String),
+}
+
+/// The decoders and stage chains, and the buffer they feed.
+pub struct Pipeline {
+    decoders: HashMap<String, Stage>,
+    sources: Vec<(String, Stage)>,
+    chains: Chains,
+    buffer: Arc<Buffer>,
+    /// Everything ingested so far.
+    pub totals: IngestReport,
+}
+
+impl Pipeline {
+    /// Loads every plugin the config names and checks it against its kind;
+    /// the first refusal stops the build with the reason.
+    pub fn build(
+        config: &HostConfig,
+        runtime: &Runtime,
+        buffer: Arc<Buffer>,
+    ) -> Result<Pipeline, PipelineError> {
+        let policy = QuarantinePolicy {
+            threshold: config.stages.quarantine_after_traps.max(1),
+            window: Duration::from_secs(config.stages.quarantine_window_s),
+        };
+        let load = |role: String, r: &PluginRef, kind: PluginKind| {
+            let plugin = runtime
+                .load(&r.plugin, Some(kind), plugin_options(r))
+                .map_err(|source| PipelineError::Plugin {
+                    role: role.clone(),
+                    path: r.plugin.display().to_string(),
+                    source,
+                })?;
+            let name = r.name.clone().unwrap_or_else(|| plugin.info.name.clone());
+            Ok::<_, PipelineError>(Stage::new(name, &plugin, policy))
+        };
+        let mut decoders = HashMap::new();
+        let mut sources = Vec::new();
+        for input in &config.inputs {
+            match input {
+                InputConfig::Source { name, source, .. } => {
+                    sources.push((
+                        name.clone(),
+                        load(format!("input {name} source"), source, PluginKind::Source)?,
+                    ));
+                }
+                InputConfig::File { name, decoder, .. }
+                | InputConfig::Http { name, decoder, .. } => {
+                    let stage = load(
+                        format!("input {name} decoder"),
+                        decoder,
+                        PluginKind::Decoder,
+                    )?;
+                    decoders.insert(name.clone(), stage);
+                }
+            }
+        }
+        let chain = |refs: &[PluginRef], what: &str, kind| {
+            refs.iter()
+                .enumerate()
+                .map(|(i, r)| load(format!("{what}[{i}]"), r, kind))
+                .collect::<Result<Vec<_>, _>>()
+        };
+        let chains = Chains {
+            validators: chain(
+                &config.stages.validate,
+                "stages.validate",
+                PluginKind::Validator,
+            )?,
+            privacy: chain(
+                &config.stages.privacy,
+                "stages.privacy",
+                PluginKind::Privacy,
+            )?,
+            samplers: chain(&config.stages.sample, "stages.sample", PluginKind::Sampler)?,
+        };
+        Ok(Pipeline {
+            decoders,
+            sources,
+            chains,
+            buffer,
+            totals: IngestReport::default(),
+        })
+    }
+
+    /// The names of the source inputs, in config order.
+    pub fn source_names(&self) -> Vec<String> {
+        self.sources.iter().map(|(n, _)| n.clone()).collect()
+    }
+
+    /// Polls source input `index` for at most `max` events and ingests them.
+    pub fn poll_source(&mut self, index: usize, max: u32) -> Result<IngestReport, PipelineError> {
+        let Some((_, stage)) = self.sources.get_mut(index) else {
+            return Ok(IngestReport::default());
+        };
+        let events = match stage.call(|i| i.poll(max)) {
+            Some(Ok(events)) => events,
+            _ => Vec::new(),
+        };
+        stage.counters.events_out += events.len() as u64;
+        self.ingest_events(events)
+    }
+
+    /// Decodes frames from input `input` and ingests the events. Frames
+    /// that fail to decode, or all frames when the decoder traps, go to the
+    /// dead-letter table with the reason.
+    pub fn ingest_frames(
+        &mut self,
+        input: &str,
+        frames: Vec<KeyedFrame>,
+    ) -> Result<IngestReport, PipelineError> {
+        let decoder = self
+            .decoders
+            .get_mut(input)
+            .ok_or_else(|| PipelineError::UnknownInput(input.to_string()))?;
+        let (keys, raw): (Vec<_>, Vec<_>) = frames.into_iter().map(|f| (f.key, f.frame)).unzip();
+        decoder.counters.events_in += raw.len() as u64;
+        let mut report = IngestReport::default();
+        let mut dead: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        let mut events = Vec::new();
+        match decoder.call(|i| i.decode(&raw)) {
+            Some(Ok(results)) => {
+                for ((result, key), frame) in results.into_iter().zip(&keys).zip(&raw) {
+                    match result {
+                        Ok(decoded) => {
+                            for (n, mut e) in decoded.into_iter().enumerate() {
+                                e.id = match key {
+                                    Some(k) => derived_id(k, n),
+                                    None => event::new_id(),
+                                };
+                                events.push(e);
+                            }
+                        }
+                        Err(reason) => {
+                            report.decode_errors += 1;
+                            let reason = format!("{input}: decode failed: {reason}");
+                            dead.entry(reason)
+                                .or_default()
+                                .push(frame_record(frame, key));
+                        }
+                    }
+                }
+            }
+            failed => {
+                let reason = match failed {
+                    Some(Err(err)) => format!("{input}: decoder failed: {err}"),
+                    _ => format!("{input}: decoder {} is quarantined", decoder.name),
+                };
+                report.decode_errors += raw.len() as u64;
+                let records = raw
+                    .iter()
+                    .zip(&keys)
+                    .map(|(f, k)| frame_record(f, k))
+                    .collect();
+                dead.insert(reason, records);
+            }
+        }
+        decoder.counters.events_out += events.len() as u64;
+        decoder.counters.rejected += report.decode_errors;
+        for (reason, records) in &dead {
+            self.buffer.dead_letter_records(records, reason)?;
+        }
+        let more = self.run_and_buffer(events)?;
+        report.add(&more);
+        self.totals.add(&report);
+        Ok(report)
+    }
+
+    /// Ingests events a source produced (their ids are replaced).
+    pub fn ingest_events(&mut self, mut events: Vec<Event>) -> Result<IngestReport, PipelineError> {
+        for e in &mut events {
+            e.id = event::new_id();
+        }
+        let report = self.run_and_buffer(events)?;
+        self.totals.add(&report);
+        Ok(report)
+    }
+
+    fn run_and_buffer(&mut self, events: Vec<Event>) -> Result<IngestReport, PipelineError> {
+        let outcome = self.chains.run(events);
+        let mut report = IngestReport {
+            rejected: outcome.rejected.len() as u64,
+            privacy_dropped: outcome.privacy_dropped,
+            sampled_out: outcome.sampled_out,
+            ..IngestReport::default()
+        };
+        let mut dead: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        for (e, reason) in &outcome.rejected {
+            dead.entry(reason.clone())
+                .or_default()
+                .push(event_record(e));
+        }
+        for (reason, records) in &dead {
+            self.buffer.dead_letter_records(records, reason)?;
+        }
+        if !outcome.accepted.is_empty() {
+            let records: Vec<Record> = outcome.accepted.iter().map(event_record).collect();
+            let appended = self.buffer.append(&records)?;
+            report.accepted = appended.accepted;
+            report.buffer_dropped = appended.dropped_newest;
+            report.buffer_evicted = appended.evicted_oldest;
+        }
+        Ok(report)
+    }
+
+    /// Every decoder, source and chain stage with its counters.
+    pub fn stages(&self) -> impl Iterator<Item = &Stage> {
+        self.sources
+            .iter()
+            .map(|(_, s)| s)
+            .chain(self.decoders.values())
+            .chain(self.chains.stages())
+    }
+}
+
+/// The plugin options a config entry asks for.
+pub fn plugin_options(r: &PluginRef) -> PluginOptions {
+    let mut limits = Limits::default();
+    if let Some(ms) = r.limits.deadline_ms {
+        limits.call_deadline = Duration::from_millis(ms);
+    }
+    if let Some(mb) = r.limits.memory_mb {
+        limits.memory_bytes = mb << 20;
+    }
+    PluginOptions {
+        config: r
+            .config
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_string()))
+            .collect(),
+        grants: Grants {
+            env: r.grants.env.clone(),
+            read_dirs: r.grants.read_dirs.clone(),
+            network: r.grants.network,
+        },
+        limits,
+    }
+}
+
+/// The event's id as 16 bytes, big-endian.
+pub fn id_bytes(id: &EventId) -> [u8; 16] {
+    let mut out = [0u8; 16];
+    out[..8].copy_from_slice(&id.hi.to_be_bytes());
+    out[8..].copy_from_slice(&id.lo.to_be_bytes());
+    out
+}
+
+/// The id of the `n`th event decoded from the frame with stable `key`.
+fn derived_id(key: &[u8; 16], n: usize) -> EventId {
+    let digest = Sha256::new()
+        .chain_update(key)
+        .chain_update((n as u64).to_be_bytes())
+        .finalize();
+    let word = |i: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&digest[i..i + 8]);
+        u64::from_be_bytes(b)
+    };
+    EventId {
+        hi: word(0),
+        lo: word(8),
+    }
+}
+
+/// An accepted event as a buffer record: its id and its JSON form.
+fn event_record(e: &Event) -> Record {
+    Record {
+        id: id_bytes(&e.id),
+        payload: serde_json::to_vec(&event::to_json(e)).unwrap_or_default(),
+    }
+}
+
+/// A frame that failed to decode, kept raw for the dead-letter table.
+fn frame_record(frame: &Frame, key: &Option<[u8; 16]>) -> Record {
+    Record {
+        id: key.unwrap_or_else(|| id_bytes(&event::new_id())),
+        payload: frame.data.clone(),
+    }
+}

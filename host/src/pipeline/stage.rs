@@ -1,0 +1,113 @@
+//! One plugin in a stage chain: its sandbox, its counters and its trap
+//! window. After `threshold` traps within `window` the plugin is
+//! quarantined: the chain applies the stage's failure policy to every batch
+//! without calling it, so a broken plugin cannot burn CPU on every batch.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::plugin::{CallError, Plugin, PluginInstance};
+
+/// When a plugin is quarantined.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuarantinePolicy {
+    /// Traps within `window` that quarantine the plugin.
+    pub threshold: u32,
+    /// The sliding window.
+    pub window: Duration,
+}
+
+/// Counters one stage keeps; read by `/metrics` and `/plugins` later.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StageCounters {
+    /// Events handed to the plugin (or that bypassed it while quarantined).
+    pub events_in: u64,
+    /// Events that came out (accepted, kept, rewritten, sampled in).
+    pub events_out: u64,
+    /// Events rejected by a validator or failed closed.
+    pub rejected: u64,
+    /// Events dropped by a privacy policy or a sampler, or failed closed.
+    pub dropped: u64,
+    /// Calls that trapped or returned bad output.
+    pub traps: u64,
+    /// Calls made into the plugin.
+    pub calls: u64,
+}
+
+/// A plugin placed in a chain.
+pub struct Stage {
+    /// The plugin's name in logs, metrics and dead-letter reasons.
+    pub name: String,
+    instance: PluginInstance,
+    policy: QuarantinePolicy,
+    recent_traps: VecDeque<Instant>,
+    quarantined: bool,
+    /// What this stage has done so far.
+    pub counters: StageCounters,
+}
+
+impl Stage {
+    /// A stage running `plugin`, named `name`.
+    pub fn new(name: String, plugin: &Arc<Plugin>, policy: QuarantinePolicy) -> Self {
+        Stage {
+            name,
+            instance: plugin.instance(),
+            policy,
+            recent_traps: VecDeque::new(),
+            quarantined: false,
+            counters: StageCounters::default(),
+        }
+    }
+
+    /// Whether the plugin has been quarantined.
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantined
+    }
+
+    /// The plugin this stage runs.
+    pub fn plugin(&self) -> &Arc<Plugin> {
+        self.instance.plugin()
+    }
+
+    /// Runs `call` against the instance, counting calls and traps, and
+    /// quarantining after too many traps. `None` means "do not call": the
+    /// plugin is quarantined.
+    pub(crate) fn call<T>(
+        &mut self,
+        call: impl FnOnce(&mut PluginInstance) -> Result<T, CallError>,
+    ) -> Option<Result<T, CallError>> {
+        if self.quarantined {
+            return None;
+        }
+        self.counters.calls += 1;
+        let result = call(&mut self.instance);
+        if let Err(err) = &result {
+            self.counters.traps += 1;
+            self.record_trap(err);
+        }
+        Some(result)
+    }
+
+    fn record_trap(&mut self, err: &CallError) {
+        let now = Instant::now();
+        self.recent_traps.push_back(now);
+        while self
+            .recent_traps
+            .front()
+            .is_some_and(|t| now.duration_since(*t) > self.policy.window)
+        {
+            self.recent_traps.pop_front();
+        }
+        tracing::warn!(plugin = %self.name, error = %err, "plugin call failed");
+        if self.recent_traps.len() >= self.policy.threshold as usize {
+            self.quarantined = true;
+            tracing::error!(
+                plugin = %self.name,
+                traps = self.recent_traps.len(),
+                window_s = self.policy.window.as_secs(),
+                "plugin quarantined after repeated traps"
+            );
+        }
+    }
+}

@@ -1,0 +1,253 @@
+//! `halyard run`: the host's main job, wiring inputs → pipeline thread →
+//! buffer → shipper → transport.
+//!
+//! Shutdown order (SIGINT/SIGTERM or the caller's future): stop the inputs;
+//! let the pipeline thread finish what is queued (every reply it sends is a
+//! commit); let the shipper send what is buffered for up to
+//! `shutdown.timeout_ms`; then stop it, releasing any batch in flight. The
+//! buffer closes last. Nothing accepted is lost: whatever was not delivered
+//! is still in the buffer for the next start.
+
+mod file_input;
+mod ship;
+mod worker;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use halyard_buffer::{Buffer, BufferConfig, WhenFull};
+use halyard_transport::{
+    AnySink, Backoff, Breaker, BreakerConfig, Delivery, FileSink, HttpConfig, HttpSink,
+    RetryConfig, Secret, StdoutSink,
+};
+use tokio::sync::{Notify, watch};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::{HostConfig, InputConfig, Synchronous, TransportConfig, WhenFullConfig};
+use crate::pipeline::{IngestReport, Pipeline, PipelineError};
+use crate::plugin::{LoadError, Runtime};
+
+pub use file_input::FileInput;
+pub use ship::{ShipReport, ShipSettings, encode};
+pub use worker::{SourceSchedule, Work, Worker};
+
+/// Why the host could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The data directory could not be created.
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The wasm engine could not be created.
+    #[error(transparent)]
+    Engine(#[from] LoadError),
+    /// The buffer could not be opened.
+    #[error("cannot open the buffer: {0}")]
+    Buffer(#[from] halyard_buffer::BufferError),
+    /// A plugin was refused.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// The transport could not be set up.
+    #[error("transport: {0}")]
+    Transport(String),
+    /// A configured feature this build does not have yet.
+    #[error("{0}")]
+    Unsupported(String),
+    /// The pipeline thread could not be started.
+    #[error("cannot start the pipeline thread: {0}")]
+    Thread(std::io::Error),
+}
+
+/// What a run did, for the exit log and for tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// Everything ingested.
+    pub ingest: IngestReport,
+    /// Everything shipped.
+    pub ship: ShipReport,
+    /// Events left in the buffer at exit (sent after the next start).
+    pub left_in_buffer: u64,
+}
+
+/// Runs the host until `shutdown` resolves, then shuts down in order.
+pub async fn run(
+    config: HostConfig,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunReport, RunError> {
+    let data_dir = config.host.data_dir.clone();
+    std::fs::create_dir_all(&data_dir).map_err(|source| RunError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let host_id = config.host.id.clone().unwrap_or_else(hostname);
+    let runtime = Runtime::new(Some(data_dir.join("cache")))?;
+    let (buffer, opened) = Buffer::open(buffer_config(&config, &data_dir))?;
+    if let Some(moved) = &opened.recovered_from_corruption {
+        tracing::error!(moved_to = %moved.display(), "buffer file was corrupt; moved aside and started empty");
+    }
+    tracing::info!(pending = opened.pending_records, "buffer opened");
+    let buffer = Arc::new(buffer);
+    let pipeline = Pipeline::build(&config, &runtime, buffer.clone())?;
+    let delivery = Arc::new(delivery(&config)?);
+
+    let appended = Arc::new(Notify::new());
+    let schedules = config
+        .inputs
+        .iter()
+        .filter_map(|i| match i {
+            InputConfig::Source {
+                interval_ms,
+                max_per_poll,
+                ..
+            } => Some(SourceSchedule {
+                interval: Duration::from_millis(*interval_ms),
+                max_per_poll: *max_per_poll,
+            }),
+            _ => None,
+        })
+        .collect();
+    let worker = Worker::start(pipeline, schedules, appended.clone()).map_err(RunError::Thread)?;
+
+    let (stop_inputs, inputs_stopped) = watch::channel(false);
+    let mut inputs = Vec::new();
+    for input in &config.inputs {
+        match input {
+            InputConfig::Source { .. } => {}
+            InputConfig::File {
+                name,
+                path,
+                start_at,
+                ..
+            } => {
+                let Some(tx) = worker.sender() else { break };
+                let file = FileInput {
+                    name: name.clone(),
+                    path: path.clone(),
+                    start_at: *start_at,
+                    offset_file: data_dir.join("offsets").join(format!("{name}.json")),
+                };
+                inputs.push(tokio::spawn(file.run(tx, inputs_stopped.clone())));
+            }
+            InputConfig::Http { name, .. } => {
+                return Err(RunError::Unsupported(format!(
+                    "input `{name}`: the http input is not available in this build yet"
+                )));
+            }
+        }
+    }
+
+    let drain = CancellationToken::new();
+    let hard_stop = CancellationToken::new();
+    let settings = ShipSettings {
+        max_events: config.batch.max_events,
+        max_bytes: config.batch.max_bytes,
+        max_age: Duration::from_millis(config.batch.max_age_ms),
+        host_id,
+    };
+    let shipper = tokio::spawn(ship::ship(
+        buffer.clone(),
+        delivery,
+        settings,
+        appended,
+        drain.clone(),
+        hard_stop.clone(),
+    ));
+    tracing::info!(inputs = config.inputs.len(), "halyard running");
+
+    shutdown.await;
+    tracing::info!("shutting down: stopping inputs");
+    let _ = stop_inputs.send(true);
+    for input in inputs {
+        let _ = input.await;
+    }
+    let ingest = tokio::task::spawn_blocking(move || worker.stop())
+        .await
+        .unwrap_or_default();
+    drain.cancel();
+    let timeout = Duration::from_millis(config.shutdown.timeout_ms);
+    let mut shipper = shipper;
+    let ship = match tokio::time::timeout(timeout, &mut shipper).await {
+        Ok(report) => report.unwrap_or_default(),
+        Err(_) => {
+            tracing::warn!("shutdown timeout: unsent batches stay buffered");
+            hard_stop.cancel();
+            shipper.await.unwrap_or_default()
+        }
+    };
+    let left_in_buffer = buffer.stats().records;
+    tracing::info!(
+        delivered = ship.events_delivered,
+        left_in_buffer,
+        "halyard stopped"
+    );
+    Ok(RunReport {
+        ingest,
+        ship,
+        left_in_buffer,
+    })
+}
+
+fn buffer_config(config: &HostConfig, data_dir: &Path) -> BufferConfig {
+    let path = if config.buffer.path.is_absolute() {
+        config.buffer.path.clone()
+    } else {
+        data_dir.join(&config.buffer.path)
+    };
+    let mut b = BufferConfig::new(path, config.buffer.max_mb << 20);
+    b.when_full = match config.buffer.when_full {
+        WhenFullConfig::DropOldest => WhenFull::DropOldest,
+        WhenFullConfig::DropNewest => WhenFull::DropNewest,
+        WhenFullConfig::Block => WhenFull::Block,
+    };
+    b.synchronous_full = config.buffer.synchronous == Synchronous::Full;
+    b
+}
+
+fn delivery(config: &HostConfig) -> Result<Delivery<AnySink>, RunError> {
+    let sink: AnySink = match &config.transport {
+        TransportConfig::Http {
+            url,
+            api_key,
+            api_key_header,
+            gzip,
+            timeout_ms,
+        } => {
+            let mut http = HttpConfig::new(url.clone());
+            http.api_key = api_key.clone().filter(|k| !k.is_empty()).map(Secret::new);
+            http.api_key_header = api_key_header.clone();
+            http.gzip = *gzip;
+            http.timeout = Duration::from_millis(*timeout_ms);
+            HttpSink::new(&http)
+                .map_err(|e| RunError::Transport(e.to_string()))?
+                .into()
+        }
+        TransportConfig::File { path } => FileSink::open(path)
+            .map_err(|e| RunError::Transport(e.to_string()))?
+            .into(),
+        TransportConfig::Stdout => StdoutSink::new().into(),
+    };
+    let backoff = Backoff::new(RetryConfig {
+        initial: Duration::from_millis(config.retry.initial_ms),
+        max: Duration::from_millis(config.retry.max_ms),
+        multiplier: 2.0,
+    });
+    let breaker = Breaker::new(BreakerConfig {
+        failure_threshold: config.breaker.failure_threshold,
+        recovery_timeout: Duration::from_millis(config.breaker.recovery_timeout_ms),
+    });
+    Ok(Delivery::new(sink, backoff, breaker))
+}
+
+/// This machine's hostname, the default host id.
+fn hostname() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "halyard-host".to_string())
+}

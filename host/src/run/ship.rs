@@ -1,0 +1,142 @@
+//! The shipper: takes batches out of the buffer and delivers them.
+//!
+//! Invariants:
+//! - a batch closes when it holds `max_events` events or `max_bytes`, or
+//!   when its oldest event has waited `max_age`;
+//! - a batch is acknowledged (deleted from the buffer) only after the
+//!   transport reports it delivered; a permanent refusal moves it to the
+//!   dead-letter table with the reason; anything else (shutdown) releases it
+//!   to be sent again, under the same idempotency key, after a restart.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use halyard_buffer::{Batch, Buffer};
+use halyard_transport::{AnySink, Delivery, Outcome};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+/// Batch limits and the host identity carried in every batch.
+#[derive(Debug, Clone)]
+pub struct ShipSettings {
+    /// Most events per batch.
+    pub max_events: usize,
+    /// Most payload bytes per batch.
+    pub max_bytes: usize,
+    /// Longest the oldest event waits for a fuller batch.
+    pub max_age: Duration,
+    /// The host id on the wire.
+    pub host_id: String,
+}
+
+/// Counts of what the shipper did, for logs and tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct ShipReport {
+    /// Batches delivered.
+    pub batches_delivered: u64,
+    /// Events in delivered batches.
+    pub events_delivered: u64,
+    /// Batches moved to the dead-letter table.
+    pub batches_dead_lettered: u64,
+}
+
+/// Ships until `drain` is set and the buffer is empty, or `hard_stop` fires.
+pub async fn ship(
+    buffer: Arc<Buffer>,
+    delivery: Arc<Delivery<AnySink>>,
+    settings: ShipSettings,
+    appended: Arc<Notify>,
+    drain: CancellationToken,
+    hard_stop: CancellationToken,
+) -> ShipReport {
+    let mut report = ShipReport::default();
+    loop {
+        if hard_stop.is_cancelled() {
+            break;
+        }
+        let stats = buffer.stats();
+        let ready = stats.records.saturating_sub(stats.leased_records);
+        let draining = drain.is_cancelled();
+        if ready == 0 {
+            if draining {
+                break;
+            }
+            tokio::select! {
+                _ = appended.notified() => {}
+                _ = drain.cancelled() => {}
+                _ = hard_stop.cancelled() => break,
+            }
+            continue;
+        }
+        let age = stats.oldest_age.unwrap_or_default();
+        if !draining && (ready as usize) < settings.max_events && age < settings.max_age {
+            tokio::select! {
+                _ = appended.notified() => {}
+                _ = tokio::time::sleep(settings.max_age - age) => {}
+                _ = drain.cancelled() => {}
+                _ = hard_stop.cancelled() => break,
+            }
+            continue;
+        }
+        let batch = {
+            let buffer = buffer.clone();
+            let (n, b) = (settings.max_events, settings.max_bytes);
+            match tokio::task::spawn_blocking(move || buffer.next_batch(n, b)).await {
+                Ok(Ok(Some(batch))) => batch,
+                Ok(Ok(None)) => continue,
+                Ok(Err(err)) => {
+                    tracing::error!(error = %err, "cannot read from the buffer");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+                Err(_) => break,
+            }
+        };
+        let body = encode(&batch, &settings.host_id);
+        match delivery.deliver(&batch.key(), &body, &hard_stop).await {
+            Outcome::Delivered { .. } => {
+                report.batches_delivered += 1;
+                report.events_delivered += batch.records.len() as u64;
+                if let Err(err) = buffer.ack(&batch) {
+                    tracing::error!(error = %err, batch = %batch.key(), "delivered batch not acknowledged; it will be re-sent");
+                    buffer.nack(&batch);
+                }
+            }
+            Outcome::DeadLetter { reason, .. } => {
+                report.batches_dead_lettered += 1;
+                tracing::warn!(batch = %batch.key(), %reason, "batch refused by the receiver; dead-lettered");
+                if let Err(err) = buffer.dead_letter(&batch, &reason) {
+                    tracing::error!(error = %err, "cannot dead-letter batch; it stays buffered");
+                    buffer.nack(&batch);
+                }
+            }
+            Outcome::NotSent { .. } => {
+                buffer.nack(&batch);
+                break;
+            }
+        }
+    }
+    report
+}
+
+/// The wire body: `{"batch_id", "host": {"id", "version"}, "events": [...]}`,
+/// built by concatenating the stored event JSON without re-parsing it.
+pub fn encode(batch: &Batch, host_id: &str) -> Vec<u8> {
+    let head = serde_json::json!({
+        "batch_id": batch.key(),
+        "host": {"id": host_id, "version": env!("CARGO_PKG_VERSION")},
+    })
+    .to_string();
+    let mut body =
+        Vec::with_capacity(head.len() + batch.payload_bytes() + batch.records.len() + 16);
+    body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
+    body.extend_from_slice(b",\"events\":[");
+    for (i, record) in batch.records.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        body.extend_from_slice(&record.payload);
+    }
+    body.extend_from_slice(b"]}");
+    body
+}

@@ -1,0 +1,7 @@
+//! End-to-end tests of `halyard run`: the real binary, real guests, a real
+//! SQLite buffer, and a real peer (a file transport or the receiver on
+//! 127.0.0.1), with exact counts.
+
+mod file_transport;
+mod receiver;
+mod support;

@@ -1,0 +1,193 @@
+//! Shared helpers: bench-format input lines, a config writer, the host as a
+//! child process, and waiting on a condition with a deadline.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use halyard_test_components as components;
+
+/// Appends `n` lines in the peer-benchmark format (`shared/bench/sensor-lines.py`),
+/// numbered from `start`; returns how many have a negative value.
+pub fn write_sensor_lines(path: &Path, start: u64, n: u64) -> u64 {
+    use std::io::Write;
+    let operators = ["alice", "bob", "carol", "dave"];
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .unwrap();
+    let mut negative = 0;
+    let mut text = String::new();
+    for i in start..start + n {
+        let value = (((i * 37) % 1000) as f64 - 100.0) / 10.0;
+        negative += u64::from(value < 0.0);
+        text.push_str(&format!(
+            "{{\"device\":\"d{}\",\"metric\":\"temp\",\"value\":{value:?},\"ts\":{},\"operator\":\"{}\"}}\n",
+            i % 50,
+            1_700_000_000_000u64 + i,
+            operators[(i % 4) as usize]
+        ));
+    }
+    file.write_all(text.as_bytes()).unwrap();
+    negative
+}
+
+/// A host config: one file input through the three example stages.
+pub fn config(data_dir: &Path, input: &Path, transport: &str) -> String {
+    format!(
+        r#"
+[host]
+id = "e2e"
+data_dir = "{data}"
+
+[[input]]
+type = "file"
+name = "sensors"
+path = "{input}"
+decoder = {{ plugin = "{decoder}" }}
+
+[[stages.validate]]
+plugin = "{validator}"
+config = {{ "min.temp" = 0 }}
+
+[[stages.privacy]]
+plugin = "{privacy}"
+config = {{ hash_keys = "operator", salt = "e2e" }}
+
+[[stages.sample]]
+plugin = "{sampler}"
+config = {{ fraction = 1 }}
+
+[batch]
+max_events = 250
+max_age_ms = 100
+
+[retry]
+initial_ms = 20
+max_ms = 200
+
+[breaker]
+recovery_timeout_ms = 200
+
+[shutdown]
+timeout_ms = 2000
+
+{transport}
+"#,
+        data = data_dir.display(),
+        input = input.display(),
+        decoder = components::JSONL_DECODER,
+        validator = components::RANGE_VALIDATOR,
+        privacy = components::REDACT_PRIVACY,
+        sampler = components::FRACTION_SAMPLER,
+    )
+}
+
+/// The host running as a child process; killed if the test panics.
+pub struct Host {
+    child: Child,
+    /// Where its log goes.
+    pub log: PathBuf,
+}
+
+impl Host {
+    pub fn start(config_path: &Path) -> Host {
+        let log = config_path.with_extension(format!("log{}", rand_suffix()));
+        let child = Command::new(env!("CARGO_BIN_EXE_halyard"))
+            .args(["run", "--config", config_path.to_str().unwrap()])
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .expect("start halyard");
+        Host { child, log }
+    }
+
+    /// SIGTERM, then wait for a clean exit.
+    pub fn stop(mut self) -> String {
+        signal(self.child.id(), "-TERM");
+        let status = wait_exit(&mut self.child, Duration::from_secs(30));
+        let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+        assert!(status.success(), "halyard exited with {status}: {log}");
+        log
+    }
+
+    /// SIGKILL: no chance to flush anything.
+    pub fn kill9(mut self) {
+        signal(self.child.id(), "-KILL");
+        wait_exit(&mut self.child, Duration::from_secs(30));
+    }
+}
+
+impl Drop for Host {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn rand_suffix() -> u32 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0)
+}
+
+fn signal(pid: u32, sig: &str) {
+    let status = Command::new("kill")
+        .args([sig, &pid.to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill {sig} {pid}");
+}
+
+fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "halyard did not exit within {limit:?}"
+        );
+        std::thread::park_timeout(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `check` returns true, or panics with `what` at the deadline.
+pub fn wait_for(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?} waiting for {what}"
+        );
+        std::thread::park_timeout(Duration::from_millis(25));
+    }
+}
+
+/// Events in the batches a file transport wrote, in order.
+pub fn delivered(out: &Path) -> Vec<serde_json::Value> {
+    let Ok(text) = std::fs::read_to_string(out) else {
+        return Vec::new();
+    };
+    text.lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .flat_map(|batch| batch["events"].as_array().cloned().unwrap_or_default())
+        .collect()
+}
+
+/// Dead letters in the host's buffer file, with their reasons.
+pub fn dead_letters(data_dir: &Path) -> Vec<String> {
+    let config = halyard_buffer::BufferConfig::new(data_dir.join("buffer.db"), 1 << 30);
+    let (buffer, _) = halyard_buffer::Buffer::open(config).expect("open buffer");
+    buffer
+        .dead_letters(100_000)
+        .expect("dead letters")
+        .into_iter()
+        .map(|d| d.reason)
+        .collect()
+}
