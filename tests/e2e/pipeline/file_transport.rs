@@ -4,30 +4,18 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::support::{Host, config, dead_letters, delivered, wait_for, write_sensor_lines};
+use crate::support::{
+    Host, Scenario, dead_letters, delivered, file_transport, wait_for, write_sensor_lines,
+};
 
 #[test]
 fn every_line_is_delivered_rejected_or_dead_lettered_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let (input, out, data) = (
-        dir.path().join("in.jsonl"),
-        dir.path().join("out.jsonl"),
-        dir.path().join("data"),
-    );
-    let negative = write_sensor_lines(&input, 0, 2000);
-    assert_eq!(negative, 200);
-    let cfg = dir.path().join("halyard.toml");
-    std::fs::write(
-        &cfg,
-        config(
-            &data,
-            &input,
-            &format!("[transport]\ntype = \"file\"\npath = \"{}\"", out.display()),
-        ),
-    )
-    .unwrap();
+    let s = Scenario::new();
+    let out = s.path("out.jsonl");
+    assert_eq!(write_sensor_lines(&s.input, 0, 2000), 200);
+    s.write_config(&file_transport(&out));
 
-    let host = Host::start(&cfg);
+    let host = Host::start(&s.config);
     wait_for("1800 events delivered", Duration::from_secs(60), || {
         delivered(&out).len() >= 1800
     });
@@ -48,7 +36,7 @@ fn every_line_is_delivered_rejected_or_dead_lettered_exactly_once() {
             .is_some_and(|o| o.starts_with("h:"))),
         "every operator is hashed before it leaves"
     );
-    let dead = dead_letters(&data);
+    let dead = dead_letters(&s.data);
     assert_eq!(dead.len(), 200);
     assert!(
         dead.iter()
@@ -60,33 +48,20 @@ fn every_line_is_delivered_rejected_or_dead_lettered_exactly_once() {
 
 #[test]
 fn restart_neither_loses_nor_repeats_file_lines() {
-    let dir = tempfile::tempdir().unwrap();
-    let (input, out, data) = (
-        dir.path().join("in.jsonl"),
-        dir.path().join("out.jsonl"),
-        dir.path().join("data"),
-    );
-    write_sensor_lines(&input, 0, 1000);
-    let cfg = dir.path().join("halyard.toml");
-    std::fs::write(
-        &cfg,
-        config(
-            &data,
-            &input,
-            &format!("[transport]\ntype = \"file\"\npath = \"{}\"", out.display()),
-        ),
-    )
-    .unwrap();
+    let s = Scenario::new();
+    let out = s.path("out.jsonl");
+    write_sensor_lines(&s.input, 0, 1000);
+    s.write_config(&file_transport(&out));
 
-    let host = Host::start(&cfg);
+    let host = Host::start(&s.config);
     wait_for("900 events delivered", Duration::from_secs(60), || {
         delivered(&out).len() >= 900
     });
     host.stop();
     // Lines written while the host is down, and after it restarts.
-    write_sensor_lines(&input, 1000, 500);
-    let host = Host::start(&cfg);
-    write_sensor_lines(&input, 1500, 500);
+    write_sensor_lines(&s.input, 1000, 500);
+    let host = Host::start(&s.config);
+    write_sensor_lines(&s.input, 1500, 500);
     wait_for("1800 events delivered", Duration::from_secs(60), || {
         delivered(&out).len() >= 1800
     });

@@ -10,7 +10,7 @@ use std::time::Duration;
 use halyard_receiver::{ReceiverConfig, Stats, open_stats};
 use tokio::sync::oneshot;
 
-use crate::support::{Host, config, dead_letters, wait_for, write_sensor_lines};
+use crate::support::{Host, Scenario, dead_letters, http_transport, wait_for, write_sensor_lines};
 
 /// A receiver running on its own runtime; stopped on drop.
 struct Receiver {
@@ -64,31 +64,18 @@ impl Drop for Receiver {
     }
 }
 
-fn http_transport(url: &str, key: Option<&str>) -> String {
-    let key = key
-        .map(|k| format!("api_key = \"{k}\"\n"))
-        .unwrap_or_default();
-    format!("[transport]\ntype = \"http\"\nurl = \"{url}\"\n{key}")
-}
-
 fn loopback_any() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
 #[test]
 fn healthy_receiver_gets_every_valid_event_exactly_once() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start(loopback_any(), &dir.path().join("received.db"), Some("k3y"));
-    let (input, data) = (dir.path().join("in.jsonl"), dir.path().join("data"));
-    write_sensor_lines(&input, 0, 3000);
-    let cfg = dir.path().join("halyard.toml");
-    std::fs::write(
-        &cfg,
-        config(&data, &input, &http_transport(&receiver.url(), Some("k3y"))),
-    )
-    .unwrap();
+    let s = Scenario::new();
+    let receiver = Receiver::start(loopback_any(), &s.path("received.db"), Some("k3y"));
+    write_sensor_lines(&s.input, 0, 3000);
+    s.write_config(&http_transport(&receiver.url(), Some("k3y")));
 
-    let host = Host::start(&cfg);
+    let host = Host::start(&s.config);
     wait_for("2700 events stored", Duration::from_secs(60), || {
         receiver.stats().events_stored >= 2700
     });
@@ -102,28 +89,18 @@ fn healthy_receiver_gets_every_valid_event_exactly_once() {
 
 #[test]
 fn events_wait_in_the_buffer_while_the_receiver_is_down() {
-    let dir = tempfile::tempdir().unwrap();
+    let s = Scenario::new();
     // Reserve a port, then leave it closed: the receiver is "down".
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()
         .unwrap();
-    let (input, data) = (dir.path().join("in.jsonl"), dir.path().join("data"));
-    write_sensor_lines(&input, 0, 1000);
-    let input_len = std::fs::metadata(&input).unwrap().len();
-    let cfg = dir.path().join("halyard.toml");
-    std::fs::write(
-        &cfg,
-        config(
-            &data,
-            &input,
-            &http_transport(&format!("http://{port}/v1/batches"), None),
-        ),
-    )
-    .unwrap();
-    let offsets = data.join("offsets/sensors.json");
+    write_sensor_lines(&s.input, 0, 1000);
+    let input_len = std::fs::metadata(&s.input).unwrap().len();
+    s.write_config(&http_transport(&format!("http://{port}/v1/batches"), None));
+    let offsets = s.data.join("offsets/sensors.json");
 
-    let host = Host::start(&cfg);
+    let host = Host::start(&s.config);
     wait_for(
         "all lines committed to the buffer",
         Duration::from_secs(60),
@@ -132,7 +109,7 @@ fn events_wait_in_the_buffer_while_the_receiver_is_down() {
                 .is_ok_and(|t| t.contains(&format!("\"offset\":{input_len}")))
         },
     );
-    let receiver = Receiver::start(port, &dir.path().join("received.db"), None);
+    let receiver = Receiver::start(port, &s.path("received.db"), None);
     wait_for("900 events stored", Duration::from_secs(60), || {
         receiver.stats().events_stored >= 900
     });
@@ -143,18 +120,12 @@ fn events_wait_in_the_buffer_while_the_receiver_is_down() {
 
 #[test]
 fn kill_9_mid_stream_loses_nothing_and_duplicates_are_removed() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start(loopback_any(), &dir.path().join("received.db"), None);
-    let (input, data) = (dir.path().join("in.jsonl"), dir.path().join("data"));
-    write_sensor_lines(&input, 0, 20_000);
-    let cfg = dir.path().join("halyard.toml");
-    std::fs::write(
-        &cfg,
-        config(&data, &input, &http_transport(&receiver.url(), None)),
-    )
-    .unwrap();
+    let s = Scenario::new();
+    let receiver = Receiver::start(loopback_any(), &s.path("received.db"), None);
+    write_sensor_lines(&s.input, 0, 20_000);
+    s.write_config(&http_transport(&receiver.url(), None));
 
-    let host = Host::start(&cfg);
+    let host = Host::start(&s.config);
     wait_for("a first part delivered", Duration::from_secs(60), || {
         receiver.stats().events_stored >= 3000
     });
@@ -165,7 +136,7 @@ fn kill_9_mid_stream_loses_nothing_and_duplicates_are_removed() {
         "killed mid-stream ({stored_at_kill} stored)"
     );
 
-    let host = Host::start(&cfg);
+    let host = Host::start(&s.config);
     wait_for(
         "all 18000 valid events stored",
         Duration::from_secs(120),
@@ -185,33 +156,19 @@ fn kill_9_mid_stream_loses_nothing_and_duplicates_are_removed() {
 
 #[test]
 fn a_refused_api_key_dead_letters_batches_with_the_reason() {
-    let dir = tempfile::tempdir().unwrap();
-    let receiver = Receiver::start(
-        loopback_any(),
-        &dir.path().join("received.db"),
-        Some("right"),
-    );
-    let (input, data) = (dir.path().join("in.jsonl"), dir.path().join("data"));
-    let negative = write_sensor_lines(&input, 0, 500);
-    let cfg = dir.path().join("halyard.toml");
-    std::fs::write(
-        &cfg,
-        config(
-            &data,
-            &input,
-            &http_transport(&receiver.url(), Some("wrong")),
-        ),
-    )
-    .unwrap();
+    let s = Scenario::new();
+    let receiver = Receiver::start(loopback_any(), &s.path("received.db"), Some("right"));
+    let negative = write_sensor_lines(&s.input, 0, 500);
+    s.write_config(&http_transport(&receiver.url(), Some("wrong")));
 
-    let host = Host::start(&cfg);
+    let host = Host::start(&s.config);
     let refused = |d: &Vec<String>| d.iter().filter(|r| r.contains("HTTP 401")).count();
     wait_for("the batch refused", Duration::from_secs(60), || {
         std::fs::read_to_string(&host.log).is_ok_and(|l| l.contains("dead-lettered"))
     });
     host.stop();
     assert_eq!(receiver.stats().events_stored, 0);
-    let dead = dead_letters(&data);
+    let dead = dead_letters(&s.data);
     assert_eq!(
         refused(&dead) as u64,
         500 - negative,

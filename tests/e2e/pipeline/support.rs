@@ -191,3 +191,51 @@ pub fn dead_letters(data_dir: &Path) -> Vec<String> {
         .map(|d| d.reason)
         .collect()
 }
+
+/// One test's files: an input, a data dir and a config, in a temp dir.
+pub struct Scenario {
+    /// Keeps the files alive for the test.
+    pub dir: tempfile::TempDir,
+    /// The file input.
+    pub input: PathBuf,
+    /// The host's `data_dir`.
+    pub data: PathBuf,
+    /// The config file.
+    pub config: PathBuf,
+}
+
+impl Scenario {
+    pub fn new() -> Scenario {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |p: &str| dir.path().join(p);
+        Scenario {
+            input: path("in.jsonl"),
+            data: path("data"),
+            config: path("halyard.toml"),
+            dir,
+        }
+    }
+
+    /// A path inside the scenario's temp dir.
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    /// Writes the config with the given `[transport]` section.
+    pub fn write_config(&self, transport: &str) {
+        std::fs::write(&self.config, config(&self.data, &self.input, transport)).unwrap();
+    }
+}
+
+/// A `[transport]` section writing batches to `out`.
+pub fn file_transport(out: &Path) -> String {
+    format!("[transport]\ntype = \"file\"\npath = \"{}\"", out.display())
+}
+
+/// A `[transport]` section posting to `url`, with an optional API key.
+pub fn http_transport(url: &str, key: Option<&str>) -> String {
+    let key = key
+        .map(|k| format!("api_key = \"{k}\"\n"))
+        .unwrap_or_default();
+    format!("[transport]\ntype = \"http\"\nurl = \"{url}\"\n{key}")
+}
