@@ -1,7 +1,8 @@
 //! The on-disk compile cache.
 //!
 //! Compiling a component with Cranelift takes tens of milliseconds (hundreds
-//! in a debug build); loading a precompiled artefact takes ~0.1 ms. Artefacts
+//! in a debug build); a whole load from a precompiled artefact, probe
+//! instance included, measured under 1 ms (BENCHMARKS.md). Artefacts
 //! are keyed by the SHA-256 of the component bytes *and* the engine's
 //! compatibility hash, so an artefact from another wasmtime version or engine
 //! configuration is never even opened.

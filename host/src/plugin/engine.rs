@@ -35,7 +35,8 @@ pub struct Runtime {
 
 impl Runtime {
     /// Builds the engine and linker. `cache_dir` enables the on-disk compile
-    /// cache, which turns a 35–80 ms (release) compile into a ~0.1 ms load.
+    /// cache: a warm load (hash, deserialize, probe `init`) measured 0.7–0.8 ms
+    /// against 80–120 ms for a cold compile (release build; BENCHMARKS.md).
     pub fn new(cache_dir: Option<std::path::PathBuf>) -> Result<Self, LoadError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
