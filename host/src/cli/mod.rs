@@ -138,7 +138,12 @@ fn run_host(file: &std::path::Path) -> anyhow::Result<ExitCode> {
         accepted = report.ingest.accepted,
         rejected = report.ingest.rejected,
         decode_errors = report.ingest.decode_errors,
+        privacy_dropped = report.ingest.privacy_dropped,
+        sampled_out = report.ingest.sampled_out,
+        buffer_dropped = report.ingest.buffer_dropped,
+        buffer_evicted = report.ingest.buffer_evicted,
         delivered = report.ship.events_delivered,
+        dead_lettered_batches = report.ship.batches_dead_lettered,
         left_in_buffer = report.left_in_buffer,
         "totals"
     );

@@ -2,6 +2,9 @@
 //! SQLite buffer, and a real peer (a file transport or the receiver on
 //! 127.0.0.1), with exact counts.
 
+mod buffer_cap;
 mod file_transport;
+mod flaky_hub;
 mod receiver;
+mod retry;
 mod support;

@@ -13,7 +13,7 @@ use tokio::sync::oneshot;
 use crate::support::{Host, Scenario, dead_letters, http_transport, wait_for, write_sensor_lines};
 
 /// A receiver running on its own runtime; stopped on drop.
-struct Receiver {
+pub struct Receiver {
     runtime: tokio::runtime::Runtime,
     stop: Option<oneshot::Sender<()>>,
     addr: SocketAddr,
@@ -21,7 +21,7 @@ struct Receiver {
 }
 
 impl Receiver {
-    fn start(listen: SocketAddr, store: &Path, api_key: Option<&str>) -> Receiver {
+    pub fn start(listen: SocketAddr, store: &Path, api_key: Option<&str>) -> Receiver {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -45,11 +45,11 @@ impl Receiver {
         }
     }
 
-    fn stats(&self) -> Stats {
+    pub fn stats(&self) -> Stats {
         open_stats(&self.store).expect("stats")
     }
 
-    fn url(&self) -> String {
+    pub fn url(&self) -> String {
         format!("http://{}/v1/batches", self.addr)
     }
 }

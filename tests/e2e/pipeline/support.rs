@@ -223,7 +223,18 @@ impl Scenario {
 
     /// Writes the config with the given `[transport]` section.
     pub fn write_config(&self, transport: &str) {
-        std::fs::write(&self.config, config(&self.data, &self.input, transport)).unwrap();
+        self.write_config_with(transport, &[]);
+    }
+
+    /// Writes the config with `[transport]`, replacing text in the base
+    /// config first (e.g. a different breaker or buffer setting).
+    pub fn write_config_with(&self, transport: &str, replace: &[(&str, &str)]) {
+        let mut text = config(&self.data, &self.input, transport);
+        for (from, to) in replace {
+            assert!(text.contains(from), "base config has no `{from}`");
+            text = text.replace(from, to);
+        }
+        std::fs::write(&self.config, text).unwrap();
     }
 }
 
@@ -238,4 +249,26 @@ pub fn http_transport(url: &str, key: Option<&str>) -> String {
         .map(|k| format!("api_key = \"{k}\"\n"))
         .unwrap_or_default();
     format!("[transport]\ntype = \"http\"\nurl = \"{url}\"\n{key}")
+}
+
+/// The counters of the host's exit `totals` log line (`key=value` pairs).
+pub fn totals(log: &str) -> std::collections::HashMap<String, u64> {
+    let line = log
+        .lines()
+        .rev()
+        .find(|l| l.contains(" totals "))
+        .unwrap_or("");
+    line.split_whitespace()
+        .filter_map(|kv| kv.split_once('='))
+        .filter_map(|(k, v)| Some((k.to_string(), v.parse().ok()?)))
+        .collect()
+}
+
+/// Waits until the file input has committed the whole input file.
+pub fn wait_until_ingested(s: &Scenario) {
+    let len = std::fs::metadata(&s.input).unwrap().len();
+    let offsets = s.data.join("offsets/sensors.json");
+    wait_for("the whole file committed", Duration::from_secs(60), || {
+        std::fs::read_to_string(&offsets).is_ok_and(|t| t.contains(&format!("\"offset\":{len}")))
+    });
 }
