@@ -18,7 +18,7 @@
 //! - [`pipeline`]: decode → validate → privacy → sample → buffer, with
 //!   each stage's failure policy and plugin quarantine; synchronous, owns
 //!   every plugin instance.
-//! - [`run`]: `halyard run`: the pipeline thread, file and source inputs,
+//! - [`run`]: `halyard run`: the pipeline thread, file, http and source inputs,
 //!   the shipper (buffer → transport), ordered shutdown.
 //! - [`cli`]: the `halyard` command line, kept apart from `main.rs` so that
 //!   tests can exercise argument parsing without spawning a process.

@@ -40,6 +40,11 @@ use crate::plugin::{
 pub use chain::{ChainOutcome, Chains};
 pub use stage::{QuarantinePolicy, Stage, StageCounters};
 
+/// The most frames, or events, one plugin call gets. A larger ingest is cut
+/// into calls of this size (so each stays well within its CPU deadline) and
+/// committed in one buffer transaction.
+pub const MAX_PER_CALL: usize = 1000;
+
 /// A frame from a host-owned input, with an optional stable key.
 pub struct KeyedFrame {
     /// The raw frame.
@@ -204,18 +209,71 @@ impl Pipeline {
     /// Decodes frames from input `input` and ingests the events. Frames
     /// that fail to decode, or all frames when the decoder traps, go to the
     /// dead-letter table with the reason.
+    ///
+    /// More than [`MAX_PER_CALL`] frames are decoded and run through the
+    /// chains in calls of that size; the accepted events of all of them are
+    /// committed in one buffer transaction, so on `Err` none were accepted.
     pub fn ingest_frames(
         &mut self,
         input: &str,
         frames: Vec<KeyedFrame>,
     ) -> Result<IngestReport, PipelineError> {
+        if !self.decoders.contains_key(input) {
+            return Err(PipelineError::UnknownInput(input.to_string()));
+        }
+        let mut report = IngestReport::default();
+        let mut records = Vec::new();
+        let mut frames = frames.into_iter();
+        loop {
+            let chunk: Vec<KeyedFrame> = frames.by_ref().take(MAX_PER_CALL).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            let events = self.decode(input, chunk, &mut report)?;
+            records.extend(self.run_chains(events, &mut report)?);
+        }
+        self.append(&records, &mut report)?;
+        self.totals.add(&report);
+        Ok(report)
+    }
+
+    /// Ingests events a source produced (their ids are replaced). Like
+    /// [`Pipeline::ingest_frames`], in chain calls of at most
+    /// [`MAX_PER_CALL`] events and one buffer transaction.
+    pub fn ingest_events(&mut self, mut events: Vec<Event>) -> Result<IngestReport, PipelineError> {
+        for e in &mut events {
+            e.id = event::new_id();
+        }
+        let mut report = IngestReport::default();
+        let mut records = Vec::new();
+        let mut events = events.into_iter();
+        loop {
+            let chunk: Vec<Event> = events.by_ref().take(MAX_PER_CALL).collect();
+            if chunk.is_empty() {
+                break;
+            }
+            records.extend(self.run_chains(chunk, &mut report)?);
+        }
+        self.append(&records, &mut report)?;
+        self.totals.add(&report);
+        Ok(report)
+    }
+
+    /// Decodes one call's worth of frames; failures are dead-lettered and
+    /// counted in `report`.
+    fn decode(
+        &mut self,
+        input: &str,
+        frames: Vec<KeyedFrame>,
+        report: &mut IngestReport,
+    ) -> Result<Vec<Event>, PipelineError> {
         let decoder = self
             .decoders
             .get_mut(input)
             .ok_or_else(|| PipelineError::UnknownInput(input.to_string()))?;
         let (keys, raw): (Vec<_>, Vec<_>) = frames.into_iter().map(|f| (f.key, f.frame)).unzip();
         decoder.counters.events_in += raw.len() as u64;
-        let mut report = IngestReport::default();
+        let mut decode_errors = 0;
         let mut dead: BTreeMap<String, Vec<Record>> = BTreeMap::new();
         let mut events = Vec::new();
         match decoder.call(|i| i.decode(&raw)) {
@@ -232,7 +290,7 @@ impl Pipeline {
                             }
                         }
                         Err(reason) => {
-                            report.decode_errors += 1;
+                            decode_errors += 1;
                             let reason = format!("{input}: decode failed: {reason}");
                             dead.entry(reason)
                                 .or_default()
@@ -246,7 +304,7 @@ impl Pipeline {
                     Some(Err(err)) => format!("{input}: decoder failed: {err}"),
                     _ => format!("{input}: decoder {} is quarantined", decoder.name),
                 };
-                report.decode_errors += raw.len() as u64;
+                decode_errors += raw.len() as u64;
                 let records = raw
                     .iter()
                     .zip(&keys)
@@ -256,34 +314,26 @@ impl Pipeline {
             }
         }
         decoder.counters.events_out += events.len() as u64;
-        decoder.counters.rejected += report.decode_errors;
+        decoder.counters.rejected += decode_errors;
+        report.decode_errors += decode_errors;
         for (reason, records) in &dead {
             self.buffer.dead_letter_records(records, reason)?;
         }
-        let more = self.run_and_buffer(events)?;
-        report.add(&more);
-        self.totals.add(&report);
-        Ok(report)
+        Ok(events)
     }
 
-    /// Ingests events a source produced (their ids are replaced).
-    pub fn ingest_events(&mut self, mut events: Vec<Event>) -> Result<IngestReport, PipelineError> {
-        for e in &mut events {
-            e.id = event::new_id();
-        }
-        let report = self.run_and_buffer(events)?;
-        self.totals.add(&report);
-        Ok(report)
-    }
-
-    fn run_and_buffer(&mut self, events: Vec<Event>) -> Result<IngestReport, PipelineError> {
+    /// Runs one call's worth of events through the chains; rejections are
+    /// dead-lettered, everything is counted in `report`, and the accepted
+    /// events come back as records to append.
+    fn run_chains(
+        &mut self,
+        events: Vec<Event>,
+        report: &mut IngestReport,
+    ) -> Result<Vec<Record>, PipelineError> {
         let outcome = self.chains.run(events);
-        let mut report = IngestReport {
-            rejected: outcome.rejected.len() as u64,
-            privacy_dropped: outcome.privacy_dropped,
-            sampled_out: outcome.sampled_out,
-            ..IngestReport::default()
-        };
+        report.rejected += outcome.rejected.len() as u64;
+        report.privacy_dropped += outcome.privacy_dropped;
+        report.sampled_out += outcome.sampled_out;
         let mut dead: BTreeMap<String, Vec<Record>> = BTreeMap::new();
         for (e, reason) in &outcome.rejected {
             dead.entry(reason.clone())
@@ -293,14 +343,19 @@ impl Pipeline {
         for (reason, records) in &dead {
             self.buffer.dead_letter_records(records, reason)?;
         }
-        if !outcome.accepted.is_empty() {
-            let records: Vec<Record> = outcome.accepted.iter().map(event_record).collect();
-            let appended = self.buffer.append(&records)?;
-            report.accepted = appended.accepted;
-            report.buffer_dropped = appended.dropped_newest;
-            report.buffer_evicted = appended.evicted_oldest;
+        Ok(outcome.accepted.iter().map(event_record).collect())
+    }
+
+    /// Commits `records` in one buffer transaction and counts the outcome.
+    fn append(&self, records: &[Record], report: &mut IngestReport) -> Result<(), PipelineError> {
+        if records.is_empty() {
+            return Ok(());
         }
-        Ok(report)
+        let appended = self.buffer.append(records)?;
+        report.accepted += appended.accepted;
+        report.buffer_dropped += appended.dropped_newest;
+        report.buffer_evicted += appended.evicted_oldest;
+        Ok(())
     }
 
     /// Every decoder, source and chain stage with its counters.

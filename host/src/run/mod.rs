@@ -9,6 +9,7 @@
 //! is still in the buffer for the next start.
 
 mod file_input;
+mod http_input;
 mod ship;
 mod worker;
 
@@ -29,6 +30,7 @@ use crate::pipeline::{IngestReport, Pipeline, PipelineError};
 use crate::plugin::{LoadError, Runtime};
 
 pub use file_input::FileInput;
+pub use http_input::HttpInput;
 pub use ship::{ShipReport, ShipSettings, encode};
 pub use worker::{SourceSchedule, Work, Worker};
 
@@ -55,9 +57,16 @@ pub enum RunError {
     /// The transport could not be set up.
     #[error("transport: {0}")]
     Transport(String),
-    /// A configured feature this build does not have yet.
-    #[error("{0}")]
-    Unsupported(String),
+    /// An http input could not bind its listen address (e.g. in use).
+    #[error("input `{input}`: cannot listen on {addr}: {reason}")]
+    Listen {
+        /// The input's name.
+        input: String,
+        /// The configured address.
+        addr: std::net::SocketAddr,
+        /// What the OS said.
+        reason: std::io::Error,
+    },
     /// The pipeline thread could not be started.
     #[error("cannot start the pipeline thread: {0}")]
     Thread(std::io::Error),
@@ -94,6 +103,25 @@ pub async fn run(
     let buffer = Arc::new(buffer);
     let pipeline = Pipeline::build(&config, &runtime, buffer.clone())?;
     let delivery = Arc::new(delivery(&config)?);
+
+    // Bind every http input before the pipeline thread and the other inputs
+    // start, so a port in use fails the start with the input's name and
+    // address.
+    let mut listeners = Vec::new();
+    for input in &config.inputs {
+        if let InputConfig::Http { name, listen, .. } = input {
+            let bound =
+                HttpInput::bind(name, *listen)
+                    .await
+                    .map_err(|reason| RunError::Listen {
+                        input: name.clone(),
+                        addr: *listen,
+                        reason,
+                    })?;
+            tracing::info!(input = %name, listen = %bound.local_addr(), "http input bound");
+            listeners.push(bound);
+        }
+    }
 
     let appended = Arc::new(Notify::new());
     let schedules = config
@@ -133,12 +161,12 @@ pub async fn run(
                 };
                 inputs.push(tokio::spawn(file.run(tx, inputs_stopped.clone())));
             }
-            InputConfig::Http { name, .. } => {
-                return Err(RunError::Unsupported(format!(
-                    "input `{name}`: the http input is not available in this build yet"
-                )));
-            }
+            InputConfig::Http { .. } => {}
         }
+    }
+    for http in listeners {
+        let Some(tx) = worker.sender() else { break };
+        inputs.push(tokio::spawn(http.run(tx, inputs_stopped.clone())));
     }
 
     let drain = CancellationToken::new();

@@ -44,16 +44,6 @@ impl FlakyHub {
     pub fn url(&self) -> String {
         format!("http://{}/v1/batches", self.addr)
     }
-
-    pub fn statuses(&self) -> Vec<u16> {
-        self.seen
-            .lock()
-            .unwrap()
-            .requests
-            .iter()
-            .map(|r| r.1)
-            .collect()
-    }
 }
 
 fn serve(stream: TcpStream, seen: &Mutex<Seen>, script: &Mutex<std::vec::IntoIter<u16>>) {

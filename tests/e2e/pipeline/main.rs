@@ -5,6 +5,7 @@
 mod buffer_cap;
 mod file_transport;
 mod flaky_hub;
+mod http_input;
 mod receiver;
 mod retry;
 mod support;

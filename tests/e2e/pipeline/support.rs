@@ -33,30 +33,57 @@ pub fn write_sensor_lines(path: &Path, start: u64, n: u64) -> u64 {
     negative
 }
 
+/// Plugin call deadline in these tests. The deadline is wall-clock time, and
+/// a busy 2-core CI machine running a debug build can stretch a 1000-event
+/// call past the 100 ms default; deadline enforcement itself is tested in
+/// `plugin_runtime`. Here a spurious trap would dead-letter a batch and spoil
+/// the exact counts the tests are about.
+const PLUGIN_DEADLINE_MS: u64 = 5000;
+
 /// A host config: one file input through the three example stages.
 pub fn config(data_dir: &Path, input: &Path, transport: &str) -> String {
+    let file_input = format!(
+        "[[input]]\ntype = \"file\"\nname = \"sensors\"\npath = \"{}\"\n{}",
+        input.display(),
+        decoder_line()
+    );
+    config_with_input(data_dir, &file_input, transport)
+}
+
+/// The `decoder = {…}` line for an input: the jsonl decoder with the tests'
+/// deadline.
+pub fn decoder_line() -> String {
+    format!(
+        "decoder = {{ plugin = \"{}\", limits = {{ deadline_ms = {PLUGIN_DEADLINE_MS} }} }}\n",
+        components::JSONL_DECODER
+    )
+}
+
+/// A host config with the given `[[input]]` section, the three example
+/// stages, fast retries, and `tail` (the `[transport]`, plus any other
+/// tables) at the end.
+pub fn config_with_input(data_dir: &Path, input: &str, tail: &str) -> String {
     format!(
         r#"
 [host]
 id = "e2e"
 data_dir = "{data}"
 
-[[input]]
-type = "file"
-name = "sensors"
-path = "{input}"
-decoder = {{ plugin = "{decoder}" }}
+{input}
 
 [[stages.validate]]
 plugin = "{validator}"
+limits = {{ deadline_ms = {deadline} }}
 config = {{ "min.temp" = 0 }}
 
 [[stages.privacy]]
 plugin = "{privacy}"
+limits = {{ deadline_ms = {deadline} }}
 config = {{ hash_keys = "operator", salt = "e2e" }}
 
 [[stages.sample]]
 plugin = "{sampler}"
+limits = {{ deadline_ms = {deadline} }}
 config = {{ fraction = 1 }}
 
 [batch]
@@ -73,14 +100,13 @@ recovery_timeout_ms = 200
 [shutdown]
 timeout_ms = 2000
 
-{transport}
+{tail}
 "#,
         data = data_dir.display(),
-        input = input.display(),
-        decoder = components::JSONL_DECODER,
         validator = components::RANGE_VALIDATOR,
         privacy = components::REDACT_PRIVACY,
         sampler = components::FRACTION_SAMPLER,
+        deadline = PLUGIN_DEADLINE_MS,
     )
 }
 
