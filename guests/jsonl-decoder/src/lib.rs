@@ -5,6 +5,7 @@
 
 #![warn(missing_docs)]
 
+mod line;
 mod mapping;
 
 use halyard_sdk::{Config, Decoder, Event, Frame, InitError, clock};

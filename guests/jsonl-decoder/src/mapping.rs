@@ -1,20 +1,22 @@
 //! The field mapping from one JSON object to one event.
 
-use halyard_sdk::{AttrValue, Config, Event, Frame, InitError};
+use halyard_sdk::{AttrValue, Attribute, Config, Event, Frame, InitError};
 use serde_json::{Map, Number, Value};
+
+use crate::line::{Field, Line, Object};
 
 /// How the decoder maps JSON fields onto an event (see README.md).
 #[derive(Debug)]
 pub struct Mapping {
-    source_field: String,
-    kind_field: String,
-    value_field: String,
-    unit_field: String,
-    time_field: String,
+    pub(crate) source_field: String,
+    pub(crate) kind_field: String,
+    pub(crate) value_field: String,
+    pub(crate) unit_field: String,
+    pub(crate) time_field: String,
     /// Nanoseconds per unit of the time field.
     time_scale: i64,
-    kind_prefix: String,
-    default_source: Option<String>,
+    pub(crate) kind_prefix: String,
+    pub(crate) default_source: Option<String>,
 }
 
 /// Fallback field names tried when the configured one is absent.
@@ -86,7 +88,7 @@ impl Mapping {
         origin: &str,
         now: &mut dyn FnMut() -> i64,
     ) -> Result<Event, String> {
-        let Value::Object(mut object) = serde_json::from_str::<Value>(line).map_err(json_error)?
+        let Line::Object(mut object) = serde_json::from_str::<Line>(line).map_err(json_error)?
         else {
             return Err("not a JSON object".to_owned());
         };
@@ -101,16 +103,20 @@ impl Mapping {
             Some(k) => Some(k),
             None => take_text(&mut object, KIND_FALLBACK)?,
         };
-        let kind = kind.map_or_else(String::new, |k| format!("{}{k}", self.kind_prefix));
-        let value = match object.shift_remove(&self.value_field) {
-            None | Some(Value::Null) => None,
-            Some(Value::Number(n)) => n.as_f64(),
+        let kind = match kind {
+            None => String::new(),
+            Some(k) if self.kind_prefix.is_empty() => k,
+            Some(k) => format!("{}{k}", self.kind_prefix),
+        };
+        let value = match object.take(&self.value_field) {
+            None | Some(Field::Null) => None,
+            Some(Field::Number(n)) => n.as_f64(),
             Some(_) => return Err(format!("field {:?} is not a number", self.value_field)),
         };
         let unit = take_text(&mut object, &self.unit_field)?;
-        let time_ns = match object.shift_remove(&self.time_field) {
-            None | Some(Value::Null) => now(),
-            Some(Value::Number(n)) => self.scale_time(&n)?,
+        let time_ns = match object.take(&self.time_field) {
+            None | Some(Field::Null) => now(),
+            Some(Field::Number(n)) => self.scale_time(&n)?,
             Some(_) => return Err(format!("field {:?} is not a number", self.time_field)),
         };
 
@@ -118,15 +124,26 @@ impl Mapping {
         event.value = value;
         event.unit = unit;
         let mut body = Map::new();
-        for (key, value) in object {
-            match value {
-                Value::String(s) => event.set_attr(key, AttrValue::Str(s)),
-                Value::Bool(b) => event.set_attr(key, AttrValue::Boolean(b)),
-                Value::Number(n) => event.set_attr(key, number_attr(&n)),
-                nested @ (Value::Object(_) | Value::Array(_) | Value::Null) => {
-                    body.insert(key, nested);
+        // Keys are unique (see `Object::insert`), so attributes are pushed
+        // without `set_attr`'s search.
+        for (key, field) in object.into_rest() {
+            let value = match field {
+                Field::Str(s) => AttrValue::Str(s.into_owned()),
+                Field::Bool(b) => AttrValue::Boolean(b),
+                Field::Number(n) => number_attr(&n),
+                Field::Null => {
+                    body.insert(key.into_owned(), Value::Null);
+                    continue;
                 }
-            }
+                Field::Nested(nested) => {
+                    body.insert(key.into_owned(), nested);
+                    continue;
+                }
+            };
+            event.attributes.push(Attribute {
+                key: key.into_owned(),
+                value,
+            });
         }
         if !body.is_empty() {
             event.body = Some(Value::Object(body).to_string());
@@ -135,7 +152,7 @@ impl Mapping {
     }
 
     /// A JSON time number in the configured unit, to nanoseconds.
-    fn scale_time(&self, n: &Number) -> Result<i64, String> {
+    pub(crate) fn scale_time(&self, n: &Number) -> Result<i64, String> {
         let out_of_range = || format!("field {:?} is out of range", self.time_field);
         if let Some(i) = n.as_i64() {
             return i.checked_mul(self.time_scale).ok_or_else(out_of_range);
@@ -153,12 +170,13 @@ impl Mapping {
 
 /// Removes `field` and returns it as text: strings as-is, numbers and
 /// booleans as their JSON text; absent or null is `None`.
-fn take_text(object: &mut Map<String, Value>, field: &str) -> Result<Option<String>, String> {
-    match object.shift_remove(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(scalar @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(scalar.to_string())),
-        Some(_) => Err(format!("field {field:?} is not a string")),
+fn take_text(object: &mut Object<'_>, field: &str) -> Result<Option<String>, String> {
+    match object.take(field) {
+        None | Some(Field::Null) => Ok(None),
+        Some(Field::Str(s)) => Ok(Some(s.into_owned())),
+        Some(Field::Number(n)) => Ok(Some(Value::Number(n).to_string())),
+        Some(Field::Bool(b)) => Ok(Some(Value::Bool(b).to_string())),
+        Some(Field::Nested(_)) => Err(format!("field {field:?} is not a string")),
     }
 }
 

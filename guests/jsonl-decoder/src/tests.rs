@@ -100,3 +100,268 @@ fn bad_config_names_the_key() {
         .expect_err("config should be refused");
     assert_eq!(err.key.as_deref(), Some("time_unit"));
 }
+
+/// The decoder as it was before `line.rs`: the whole line parsed into a
+/// `serde_json::Value`. Kept as the reference the fast path must match
+/// byte for byte.
+mod reference {
+    use halyard_sdk::{AttrValue, Event};
+    use serde_json::{Map, Number, Value};
+
+    use super::super::Mapping;
+
+    pub fn decode_frame(
+        m: &Mapping,
+        data: &[u8],
+        origin: &str,
+        now: i64,
+    ) -> Result<Vec<Event>, String> {
+        let mut events = Vec::new();
+        for (index, raw) in data.split(|b| *b == b'\n').enumerate() {
+            let n = index + 1;
+            let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
+            let line = std::str::from_utf8(raw).map_err(|_| format!("line {n}: not UTF-8"))?;
+            if line.trim().is_empty() {
+                continue;
+            }
+            let event = decode_line(m, line, origin, now)
+                .map_err(|reason| format!("line {n}: {reason}"))?;
+            events.push(event);
+        }
+        Ok(events)
+    }
+
+    fn decode_line(m: &Mapping, line: &str, origin: &str, now: i64) -> Result<Event, String> {
+        let Value::Object(mut object) = serde_json::from_str::<Value>(line).map_err(json_error)?
+        else {
+            return Err("not a JSON object".to_owned());
+        };
+        let source = match take_text(&mut object, &m.source_field)? {
+            Some(s) => s,
+            None => take_text(&mut object, "source")?
+                .or_else(|| m.default_source.clone())
+                .unwrap_or_else(|| origin.to_owned()),
+        };
+        let kind = match take_text(&mut object, &m.kind_field)? {
+            Some(k) => Some(k),
+            None => take_text(&mut object, "kind")?,
+        };
+        let kind = kind.map_or_else(String::new, |k| format!("{}{k}", m.kind_prefix));
+        let value = match object.shift_remove(&m.value_field) {
+            None | Some(Value::Null) => None,
+            Some(Value::Number(n)) => n.as_f64(),
+            Some(_) => return Err(format!("field {:?} is not a number", m.value_field)),
+        };
+        let unit = take_text(&mut object, &m.unit_field)?;
+        let time_ns = match object.shift_remove(&m.time_field) {
+            None | Some(Value::Null) => now,
+            Some(Value::Number(n)) => m.scale_time(&n)?,
+            Some(_) => return Err(format!("field {:?} is not a number", m.time_field)),
+        };
+        let mut event = Event::new(source, kind, time_ns);
+        event.value = value;
+        event.unit = unit;
+        let mut body = Map::new();
+        for (key, value) in object {
+            match value {
+                Value::String(s) => event.set_attr(key, AttrValue::Str(s)),
+                Value::Bool(b) => event.set_attr(key, AttrValue::Boolean(b)),
+                Value::Number(n) => event.set_attr(key, number_attr(&n)),
+                nested @ (Value::Object(_) | Value::Array(_) | Value::Null) => {
+                    body.insert(key, nested);
+                }
+            }
+        }
+        if !body.is_empty() {
+            event.body = Some(Value::Object(body).to_string());
+        }
+        Ok(event)
+    }
+
+    fn take_text(object: &mut Map<String, Value>, field: &str) -> Result<Option<String>, String> {
+        match object.shift_remove(field) {
+            None | Some(Value::Null) => Ok(None),
+            Some(Value::String(s)) => Ok(Some(s)),
+            Some(scalar @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(scalar.to_string())),
+            Some(_) => Err(format!("field {field:?} is not a string")),
+        }
+    }
+
+    fn json_error(err: serde_json::Error) -> String {
+        let text = err.to_string();
+        let suffix = format!(" at line {} column {}", err.line(), err.column());
+        let what = text.strip_suffix(&suffix).unwrap_or(&text);
+        format!("invalid JSON at column {}: {what}", err.column())
+    }
+
+    fn number_attr(n: &Number) -> AttrValue {
+        match n.as_i64() {
+            Some(i) => AttrValue::Int(i),
+            None => AttrValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+        }
+    }
+}
+
+/// Lines that exercise every corner of the mapping and the parser.
+fn tricky_lines() -> Vec<String> {
+    let deep = format!("{}{}", "[".repeat(200), "]".repeat(200));
+    let deep_obj = format!("{{\"a\":{}1{}}}", "{\"b\":".repeat(130), "}".repeat(130));
+    let mut lines: Vec<String> = [
+        r#"{"device":"d1","metric":"temp","value":21.5,"unit":"celsius","ts":1700000000000,"room":"k","floor":2,"ratio":0.5,"ok":true,"tags":["a"],"extra":null}"#,
+        r#"{"device":"d1","device":"d2","room":"a","room":null,"x":1,"x":"y"}"#,
+        r#"{"device":null,"source":"s","metric":null,"kind":"k","source":"t"}"#,
+        r#"{"device":12,"metric":true,"unit":1.5e3,"value":-0,"ts":-0}"#,
+        r#"{"device":-0.0,"metric":1e2,"unit":false,"value":1E-7,"ts":1.5}"#,
+        r#"{"n":18446744073709551615,"m":-9223372036854775808,"big":1e300,"neg":-1.5e-300}"#,
+        r#"{"n":18446744073709551616,"m":-9223372036854775809}"#,
+        r#"{"ts":9223372036854775807}"#,
+        r#"{"ts":1e300}"#,
+        r#"{"ts":-9223372036854.775}"#,
+        r#"{"ts":"x"}"#,
+        r#"{"ts":{}}"#,
+        r#"{"value":[1]}"#,
+        r#"{"value":true}"#,
+        r#"{"unit":{"a":1}}"#,
+        r#"{"device":[1]}"#,
+        r#"{"metric":{}}"#,
+        r#"{"kind":[]}"#,
+        r#"{"source":{}}"#,
+        r#"{"d\u00e9vice":"\u00e9\n\"q\"","k\"ey":"v\\","\ud83d\ude00":"\ud83d\ude00"}"#,
+        r#"{"device":"\u0064\u0031","metric":"te\tmp"}"#,
+        r#"  { "device" : "d" , "nested" : { "b" : [ 1 , 2.50 , "x" , null , { } ] } , "arr" : [ ] }  "#,
+        r#"{"nested":{"z":1,"a":2,"z":3},"obj":{"k":1.0e2}}"#,
+        r#"{}"#,
+        r#"[]"#,
+        r#"[1,2,3]"#,
+        r#"[1,2"#,
+        r#"[1,oops]"#,
+        r#""just a string""#,
+        r#"42"#,
+        r#"-1.5"#,
+        r#"true"#,
+        r#"null"#,
+        r#"{"a":1}x"#,
+        r#"{"a":1} {"b":2}"#,
+        r#"{"a":1,}"#,
+        r#"{"a" 1}"#,
+        r#"{"a":}"#,
+        r#"{a:1}"#,
+        r#"{"a":1"#,
+        r#"{"device":"#,
+        r#"{"a":"\x"}"#,
+        r#"{"a":"\ud800"}"#,
+        r#"{"a":01}"#,
+        r#"{"a":1.}"#,
+        r#"{"a":1e}"#,
+        r#"{"a":1e999}"#,
+        r#"{"a":-}"#,
+        r#"{"a":tru}"#,
+        r#"{"a":[1,]}"#,
+        r#"{"a":{"b":}}"#,
+        "{\"a\":\"tab\there\"}",
+        "{oops",
+        "}",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect();
+    lines.push(deep);
+    lines.push(deep_obj);
+    lines
+}
+
+#[test]
+fn fast_path_matches_the_value_reference_byte_for_byte() {
+    let configs: [&[(&str, &str)]; 4] = [
+        &[],
+        &[
+            ("kind_prefix", "sensor."),
+            ("time_unit", "s"),
+            ("default_source", "gw"),
+        ],
+        &[
+            ("source_field", "source"),
+            ("kind_field", "kind"),
+            ("value_field", "v"),
+            ("unit_field", "device"),
+            ("time_field", "t"),
+            ("time_unit", "ns"),
+        ],
+        &[
+            ("source_field", "x"),
+            ("kind_field", "x"),
+            ("time_unit", "us"),
+        ],
+    ];
+    let lines = tricky_lines();
+    let mut frames: Vec<Vec<u8>> = lines.iter().map(|l| l.clone().into_bytes()).collect();
+    frames.push(lines[..4].join("\n").into_bytes());
+    frames.push(format!("{}\r\n\n{}\n", lines[0], lines[40]).into_bytes());
+    frames.push(b"\xff\xfe{}".to_vec());
+    for pairs in configs {
+        let m = mapping(pairs);
+        for data in &frames {
+            let fast = decode(&m, data);
+            let slow = reference::decode_frame(&m, data, "file:/tmp/in.jsonl", NOW);
+            assert_eq!(
+                fast,
+                slow,
+                "config {pairs:?}, input {}",
+                String::from_utf8_lossy(data)
+            );
+            // Floats compare by value above; their bits must match too.
+            if let (Ok(fast), Ok(slow)) = (&fast, &slow) {
+                assert_eq!(format!("{fast:?}"), format!("{slow:?}"));
+            }
+        }
+    }
+}
+
+#[test]
+fn fast_path_matches_the_reference_on_generated_lines() {
+    // A small deterministic generator of objects built from tricky parts.
+    const KEYS: [&str; 10] = [
+        "device", "source", "metric", "kind", "value", "unit", "ts", "a", "b", "a\\u0062",
+    ];
+    const VALUES: [&str; 16] = [
+        "null",
+        "true",
+        "false",
+        "0",
+        "-0",
+        "12",
+        "-7",
+        "1.5",
+        "1e3",
+        "18446744073709551615",
+        "\"s\"",
+        "\"e\\u00e9\"",
+        "\"\"",
+        "[]",
+        "{\"x\":[1,{\"y\":null}]}",
+        "-2.5E-3",
+    ];
+    let mut state = 0x2545_f491_4f6c_dd1du64;
+    let mut next = |n: usize| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        (state % n as u64) as usize
+    };
+    let m = mapping(&[("kind_prefix", "p.")]);
+    for _ in 0..5000 {
+        let fields: Vec<String> = (0..next(7))
+            .map(|_| {
+                format!(
+                    "\"{}\":{}",
+                    KEYS[next(KEYS.len())],
+                    VALUES[next(VALUES.len())]
+                )
+            })
+            .collect();
+        let line = format!("{{{}}}", fields.join(","));
+        let fast = decode(&m, line.as_bytes());
+        let slow = reference::decode_frame(&m, line.as_bytes(), "file:/tmp/in.jsonl", NOW);
+        assert_eq!(format!("{fast:?}"), format!("{slow:?}"), "{line}");
+    }
+}

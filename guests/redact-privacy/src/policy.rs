@@ -1,6 +1,6 @@
 //! The redaction policy: config parsing and the per-event decision.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use halyard_sdk::{Action, AttrValue, Config, Event, InitError};
 use serde_json::Value;
@@ -27,6 +27,37 @@ pub fn salted_hash(salt: &str, value: &str) -> String {
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
 
+/// At most this many values are remembered by [`HashCache`]; when it is
+/// full it is cleared and starts over.
+pub(crate) const CACHE_LIMIT: usize = 4096;
+
+/// Remembers `salted_hash(salt, value)` per value for one policy (one salt).
+///
+/// Why: hashed fields are identifiers (operators, users, hosts) that repeat
+/// heavily in telemetry, and SHA-256 runs in software inside the sandbox.
+/// The output is the same with or without the cache. The map is bounded so
+/// a stream of distinct values cannot grow it without limit; clearing it
+/// when full is crude but needs no bookkeeping per hit.
+#[derive(Debug, Default)]
+struct HashCache {
+    tokens: HashMap<String, String>,
+}
+
+impl HashCache {
+    /// `salted_hash(salt, value)`, from the cache when possible.
+    fn get(&mut self, salt: &str, value: &str) -> String {
+        if let Some(token) = self.tokens.get(value) {
+            return token.clone();
+        }
+        let token = salted_hash(salt, value);
+        if self.tokens.len() >= CACHE_LIMIT {
+            self.tokens.clear();
+        }
+        self.tokens.insert(value.to_owned(), token.clone());
+        token
+    }
+}
+
 /// One `block_sources` item: an exact source, or a prefix (`item*`).
 #[derive(Debug, PartialEq)]
 enum Block {
@@ -42,6 +73,7 @@ pub struct Policy {
     hash_source: bool,
     salt: String,
     blocks: Vec<Block>,
+    cache: HashCache,
 }
 
 impl Policy {
@@ -71,7 +103,14 @@ impl Policy {
             hash_source,
             salt,
             blocks,
+            cache: HashCache::default(),
         })
+    }
+
+    /// How many hashes are cached (for tests).
+    #[cfg(test)]
+    pub(crate) fn cached(&self) -> usize {
+        self.cache.tokens.len()
     }
 
     /// True when events from `source` must not be shipped at all.
@@ -84,21 +123,30 @@ impl Policy {
 
     /// The decision for one event: Drop for a blocked source, Keep when the
     /// policy changes nothing, otherwise Rewrite with the redacted event.
-    pub fn apply(&self, mut event: Event) -> Action {
+    pub fn apply(&mut self, mut event: Event) -> Action {
         if self.blocked(&event.source) {
             return Action::Drop;
         }
         let mut changed = false;
         if !self.drop_keys.is_empty() || !self.hash_keys.is_empty() {
-            let before = event.attributes.len();
-            event
-                .attributes
-                .retain(|a| !self.drop_keys.contains(&a.key));
-            changed |= event.attributes.len() != before;
-            for attr in &mut event.attributes {
-                if self.hash_keys.contains(&attr.key) {
-                    attr.value = AttrValue::Str(salted_hash(&self.salt, &attr.value.to_string()));
-                    changed = true;
+            if !self.drop_keys.is_empty() {
+                let before = event.attributes.len();
+                event
+                    .attributes
+                    .retain(|a| !self.drop_keys.contains(&a.key));
+                changed |= event.attributes.len() != before;
+            }
+            if !self.hash_keys.is_empty() {
+                for attr in &mut event.attributes {
+                    if self.hash_keys.contains(&attr.key) {
+                        // A string is hashed as itself, without a copy.
+                        let token = match &attr.value {
+                            AttrValue::Str(text) => self.cache.get(&self.salt, text),
+                            other => self.cache.get(&self.salt, &other.to_string()),
+                        };
+                        attr.value = AttrValue::Str(token);
+                        changed = true;
+                    }
                 }
             }
             if let Some(body) = event.body.as_deref().and_then(|b| self.redact_body(b)) {
@@ -107,7 +155,7 @@ impl Policy {
             }
         }
         if self.hash_source {
-            event.source = salted_hash(&self.salt, &event.source);
+            event.source = self.cache.get(&self.salt, &event.source);
             changed = true;
         }
         if changed {
@@ -120,7 +168,7 @@ impl Policy {
     /// The body with drop keys removed and hash keys masked at its top level,
     /// or `None` when the body is not a JSON object or nothing changed.
     /// Untouched keys keep their order (serde_json `preserve_order`).
-    fn redact_body(&self, body: &str) -> Option<String> {
+    fn redact_body(&mut self, body: &str) -> Option<String> {
         let Ok(Value::Object(mut map)) = serde_json::from_str::<Value>(body) else {
             return None;
         };
@@ -130,7 +178,13 @@ impl Policy {
         }
         for (key, value) in map.iter_mut() {
             if self.hash_keys.contains(key) {
-                *value = Value::String(salted_hash(&self.salt, &json_text(value)));
+                // The text hashed: a string's contents, otherwise its compact
+                // JSON text (`42`, `true`, `null`, `{"a":1}`).
+                let token = match &*value {
+                    Value::String(text) => self.cache.get(&self.salt, text),
+                    other => self.cache.get(&self.salt, &other.to_string()),
+                };
+                *value = Value::String(token);
                 changed = true;
             }
         }
@@ -138,14 +192,5 @@ impl Policy {
             return None;
         }
         serde_json::to_string(&Value::Object(map)).ok()
-    }
-}
-
-/// The text a JSON value is hashed as: a string's contents, otherwise its
-/// compact JSON text (`42`, `true`, `null`, `{"a":1}`).
-fn json_text(value: &Value) -> String {
-    match value {
-        Value::String(s) => s.clone(),
-        other => other.to_string(),
     }
 }

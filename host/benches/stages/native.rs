@@ -3,14 +3,18 @@
 //!
 //! Each type mirrors its guest in `guests/*/src` step by step, including the
 //! allocations the guest logic itself makes (the decoder builds owned
-//! strings; the privacy policy takes an owned event and returns the rewrite).
+//! strings for the event; the privacy policy takes an owned event, keeps
+//! the guest's cache of hashes, and returns the rewrite).
 //! What a native call does *not* pay is the sandbox: copying the batch into
 //! guest memory, lifting it into guest-owned values, and copying the results
 //! back. That difference is what the benchmark measures.
 
 #[path = "native_decoder.rs"]
 mod decoder;
+#[path = "native_line.rs"]
+mod line;
 
+use std::cell::RefCell;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use halyard::plugin::{Action, AttrValue, Event, EventId, Verdict};
@@ -145,23 +149,33 @@ pub fn salted_hash(salt: &str, value: &str) -> String {
     out
 }
 
-/// The text an attribute value is hashed as (the SDK's `Display`).
-fn attr_text(value: &AttrValue) -> String {
-    match value {
-        AttrValue::Str(s) => s.clone(),
-        AttrValue::Int(i) => i.to_string(),
-        AttrValue::Float(x) => x.to_string(),
-        AttrValue::Boolean(b) => b.to_string(),
+/// The guest's bound on its hash cache; cleared when full.
+const HASH_CACHE_LIMIT: usize = 4096;
+
+/// `salted_hash(salt, value)` through the guest's per-instance cache.
+fn cached_hash(cache: &mut HashMap<String, String>, salt: &str, value: &str) -> String {
+    if let Some(token) = cache.get(value) {
+        return token.clone();
     }
+    let token = salted_hash(salt, value);
+    if cache.len() >= HASH_CACHE_LIMIT {
+        cache.clear();
+    }
+    cache.insert(value.to_owned(), token.clone());
+    token
 }
 
 /// `redact-privacy` without source hashing: `drop_keys`, `hash_keys`,
-/// `salt` and `block_sources` (exact names or `prefix*`).
+/// `salt` and `block_sources` (exact names or `prefix*`), with the guest's
+/// cache of hashes per value.
 pub struct RedactPolicy {
     drop_keys: HashSet<String>,
     hash_keys: HashSet<String>,
     salt: String,
     blocks: Vec<String>,
+    /// A `RefCell` so the bench can keep calling through `&self`; the guest
+    /// holds the same map in its `&mut` instance.
+    cache: RefCell<HashMap<String, String>>,
 }
 
 impl RedactPolicy {
@@ -172,6 +186,7 @@ impl RedactPolicy {
             hash_keys: config_list(config, "hash_keys").into_iter().collect(),
             salt: config.get("salt").cloned().unwrap_or_default(),
             blocks: config_list(config, "block_sources"),
+            cache: RefCell::new(HashMap::new()),
         }
     }
 
@@ -195,15 +210,33 @@ impl RedactPolicy {
         }
         let mut changed = false;
         if !self.drop_keys.is_empty() || !self.hash_keys.is_empty() {
-            let before = event.attributes.len();
-            event
-                .attributes
-                .retain(|a| !self.drop_keys.contains(&a.key));
-            changed |= event.attributes.len() != before;
-            for attr in &mut event.attributes {
-                if self.hash_keys.contains(&attr.key) {
-                    attr.value = AttrValue::Str(salted_hash(&self.salt, &attr_text(&attr.value)));
-                    changed = true;
+            if !self.drop_keys.is_empty() {
+                let before = event.attributes.len();
+                event
+                    .attributes
+                    .retain(|a| !self.drop_keys.contains(&a.key));
+                changed |= event.attributes.len() != before;
+            }
+            if !self.hash_keys.is_empty() {
+                let mut cache = self.cache.borrow_mut();
+                for attr in &mut event.attributes {
+                    if self.hash_keys.contains(&attr.key) {
+                        // The SDK's `Display` text; a string without a copy.
+                        let token = match &attr.value {
+                            AttrValue::Str(s) => cached_hash(&mut cache, &self.salt, s),
+                            AttrValue::Int(i) => {
+                                cached_hash(&mut cache, &self.salt, &i.to_string())
+                            }
+                            AttrValue::Float(x) => {
+                                cached_hash(&mut cache, &self.salt, &x.to_string())
+                            }
+                            AttrValue::Boolean(b) => {
+                                cached_hash(&mut cache, &self.salt, &b.to_string())
+                            }
+                        };
+                        attr.value = AttrValue::Str(token);
+                        changed = true;
+                    }
                 }
             }
             if let Some(body) = event.body.as_deref().and_then(|b| self.redact_body(b)) {
@@ -229,11 +262,12 @@ impl RedactPolicy {
         }
         for (key, value) in map.iter_mut() {
             if self.hash_keys.contains(key) {
-                let text = match &*value {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                let mut cache = self.cache.borrow_mut();
+                let token = match &*value {
+                    Value::String(s) => cached_hash(&mut cache, &self.salt, s),
+                    other => cached_hash(&mut cache, &self.salt, &other.to_string()),
                 };
-                *value = Value::String(salted_hash(&self.salt, &text));
+                *value = Value::String(token);
                 changed = true;
             }
         }

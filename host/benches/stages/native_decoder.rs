@@ -1,22 +1,16 @@
 //! Native twin of `jsonl-decoder` (`guests/jsonl-decoder/src/mapping.rs`)
 //! with its default config.
 //!
-//! Like the guest, it relies on serde_json's `preserve_order` feature (set in
-//! the workspace `Cargo.toml`): `shift_remove` keeps the leftover fields in
-//! line order, so attributes come out in the same order as the guest's.
+//! Like the guest, it parses each line into its top-level fields in line
+//! order (`native_line.rs`, a copy of the guest's `line.rs`), borrowing
+//! strings from the line, and builds `serde_json` values only for nested
+//! objects and arrays, which go into the body.
 
 use halyard::plugin::{AttrValue, Attribute, Event, EventId, Frame};
 use serde_json::{Map, Number, Value};
 
+use super::line::{Field, Line, Object};
 use super::now_ns;
-
-/// Sets an attribute, replacing an existing one (the SDK's `set_attr`).
-fn set_attr(event: &mut Event, key: String, value: AttrValue) {
-    match event.attributes.iter_mut().find(|a| a.key == key) {
-        Some(existing) => existing.value = value,
-        None => event.attributes.push(Attribute { key, value }),
-    }
-}
 
 /// `jsonl-decoder` with its default mapping: `device` → source, `metric` →
 /// kind, `value`, `unit`, `ts` (ms) → time, other scalars → attributes,
@@ -51,12 +45,10 @@ fn decode_frame(frame: &Frame, now: &mut dyn FnMut() -> i64) -> Result<Vec<Event
     Ok(events)
 }
 
-/// The default `kind_prefix`: empty, but the guest still formats the kind.
-const KIND_PREFIX: &str = "";
-
-/// One line to one event with the default field names.
+/// One line to one event with the default field names (and the default
+/// empty `kind_prefix`, so the kind is used as it is).
 fn decode_line(line: &str, origin: &str, now: &mut dyn FnMut() -> i64) -> Result<Event, String> {
-    let Value::Object(mut object) = serde_json::from_str::<Value>(line).map_err(json_error)? else {
+    let Line::Object(mut object) = serde_json::from_str::<Line>(line).map_err(json_error)? else {
         return Err("not a JSON object".to_owned());
     };
     let source = match take_text(&mut object, "device")? {
@@ -67,16 +59,16 @@ fn decode_line(line: &str, origin: &str, now: &mut dyn FnMut() -> i64) -> Result
         Some(k) => Some(k),
         None => take_text(&mut object, "kind")?,
     };
-    let kind = kind.map_or_else(String::new, |k| format!("{KIND_PREFIX}{k}"));
-    let value = match object.shift_remove("value") {
-        None | Some(Value::Null) => None,
-        Some(Value::Number(n)) => n.as_f64(),
+    let kind = kind.unwrap_or_default();
+    let value = match object.take("value") {
+        None | Some(Field::Null) => None,
+        Some(Field::Number(n)) => n.as_f64(),
         Some(_) => return Err("field \"value\" is not a number".to_owned()),
     };
     let unit = take_text(&mut object, "unit")?;
-    let time_ns = match object.shift_remove("ts") {
-        None | Some(Value::Null) => now(),
-        Some(Value::Number(n)) => scale_ms(&n)?,
+    let time_ns = match object.take("ts") {
+        None | Some(Field::Null) => now(),
+        Some(Field::Number(n)) => scale_ms(&n)?,
         Some(_) => return Err("field \"ts\" is not a number".to_owned()),
     };
     let mut event = Event {
@@ -90,15 +82,24 @@ fn decode_line(line: &str, origin: &str, now: &mut dyn FnMut() -> i64) -> Result
         body: None,
     };
     let mut body = Map::new();
-    for (key, value) in object {
-        match value {
-            Value::String(s) => set_attr(&mut event, key, AttrValue::Str(s)),
-            Value::Bool(b) => set_attr(&mut event, key, AttrValue::Boolean(b)),
-            Value::Number(n) => set_attr(&mut event, key, number_attr(&n)),
-            nested @ (Value::Object(_) | Value::Array(_) | Value::Null) => {
-                body.insert(key, nested);
+    for (key, field) in object.into_rest() {
+        let value = match field {
+            Field::Str(s) => AttrValue::Str(s.into_owned()),
+            Field::Bool(b) => AttrValue::Boolean(b),
+            Field::Number(n) => number_attr(&n),
+            Field::Null => {
+                body.insert(key.into_owned(), Value::Null);
+                continue;
             }
-        }
+            Field::Nested(nested) => {
+                body.insert(key.into_owned(), nested);
+                continue;
+            }
+        };
+        event.attributes.push(Attribute {
+            key: key.into_owned(),
+            value,
+        });
     }
     if !body.is_empty() {
         event.body = Some(Value::Object(body).to_string());
@@ -122,12 +123,13 @@ fn scale_ms(n: &Number) -> Result<i64, String> {
 }
 
 /// Removes `field` and returns it as text (strings as-is, scalars as JSON).
-fn take_text(object: &mut Map<String, Value>, field: &str) -> Result<Option<String>, String> {
-    match object.shift_remove(field) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s)),
-        Some(scalar @ (Value::Number(_) | Value::Bool(_))) => Ok(Some(scalar.to_string())),
-        Some(_) => Err(format!("field {field:?} is not a string")),
+fn take_text(object: &mut Object<'_>, field: &str) -> Result<Option<String>, String> {
+    match object.take(field) {
+        None | Some(Field::Null) => Ok(None),
+        Some(Field::Str(s)) => Ok(Some(s.into_owned())),
+        Some(Field::Number(n)) => Ok(Some(Value::Number(n).to_string())),
+        Some(Field::Bool(b)) => Ok(Some(Value::Bool(b).to_string())),
+        Some(Field::Nested(_)) => Err(format!("field {field:?} is not a string")),
     }
 }
 
