@@ -11,7 +11,8 @@
 
 #[path = "native_decoder.rs"]
 mod decoder;
-#[path = "native_line.rs"]
+// The guest's own line parser, compiled natively: the twin cannot drift.
+#[path = "../../../guests/jsonl-decoder/src/line.rs"]
 mod line;
 
 use std::cell::RefCell;

@@ -2,7 +2,7 @@
 //! with its default config.
 //!
 //! Like the guest, it parses each line into its top-level fields in line
-//! order (`native_line.rs`, a copy of the guest's `line.rs`), borrowing
+//! order (the guest's own `line.rs`, compiled natively), borrowing
 //! strings from the line, and builds `serde_json` values only for nested
 //! objects and arrays, which go into the body.
 
