@@ -162,18 +162,25 @@ fn line_is_valid(i: u64) -> bool {
     (i * 37) % 1000 >= 100
 }
 
-#[test]
-fn posted_lines_are_answered_after_commit_with_exact_counts() {
-    let s = Scenario::new();
-    let out = s.path("out.jsonl");
+/// Starts a host with an http input on a free port and a file transport to
+/// `out`; returns once it listens.
+fn start_http_host(s: &Scenario, out: &Path) -> (Host, SocketAddr) {
     let [listen] = free_ports();
     std::fs::write(
         &s.config,
-        http_config(&s.data, listen, "", &file_transport(&out)),
+        http_config(&s.data, listen, "", &file_transport(out)),
     )
     .unwrap();
     let host = Host::start(&s.config);
     wait_listening(listen);
+    (host, listen)
+}
+
+#[test]
+fn posted_lines_are_answered_after_commit_with_exact_counts() {
+    let s = Scenario::new();
+    let out = s.path("out.jsonl");
+    let (host, listen) = start_http_host(&s, &out);
 
     let client = Client::new();
     let (mut accepted, mut rejected, mut negative) = (0, 0, 0);
@@ -313,14 +320,7 @@ fn a_full_buffer_under_block_answers_503_and_accepted_events_all_arrive() {
 fn gzip_bodies_decode_errors_and_refusals() {
     let s = Scenario::new();
     let out = s.path("out.jsonl");
-    let [listen] = free_ports();
-    std::fs::write(
-        &s.config,
-        http_config(&s.data, listen, "", &file_transport(&out)),
-    )
-    .unwrap();
-    let host = Host::start(&s.config);
-    wait_listening(listen);
+    let (host, listen) = start_http_host(&s, &out);
     let client = Client::new();
 
     // 20 lines, one of them not JSON, CRLF endings and a blank line, gzip, to `/`.

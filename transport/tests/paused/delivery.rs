@@ -202,7 +202,7 @@ async fn shutdown_while_the_breaker_is_open_is_immediate() {
     let delivery = delivery(Vec::new(), fail(), 1);
     let shutdown = CancellationToken::new();
     let task = spawn(&delivery, &shutdown);
-    tokio::time::sleep(Duration::from_secs(10)).await;
+    tokio::time::advance(Duration::from_secs(10)).await;
     assert_eq!(delivery.breaker().state(), Open);
     let cancelled_at = Instant::now();
     shutdown.cancel();
@@ -242,7 +242,7 @@ async fn concurrent_batches_share_one_probe() {
     delivery.sink().wait_for_calls(2).await;
     assert_eq!(delivery.breaker().state(), HalfOpen);
     // While the probe hangs, nobody else may send, however long it takes.
-    tokio::time::sleep(Duration::from_secs(300)).await;
+    tokio::time::advance(Duration::from_secs(300)).await;
     assert_eq!(delivery.sink().calls().len(), 2);
     gate.notify_one();
     let mut attempts = vec![first.await.expect("no panic")];
@@ -269,7 +269,7 @@ async fn a_probe_abandoned_on_shutdown_lets_another_batch_probe() {
     // which hangs.
     delivery.sink().wait_for_calls(2).await;
     let second = spawn(&delivery, &keep_going);
-    tokio::time::sleep(Duration::from_secs(120)).await;
+    tokio::time::advance(Duration::from_secs(120)).await;
     assert_eq!(
         delivery.sink().calls().len(),
         2,
