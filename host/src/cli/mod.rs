@@ -2,6 +2,7 @@
 //! that uses `anyhow`, prints to the terminal and chooses exit codes.
 
 mod plugin_cmd;
+mod trust_cmd;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,6 +10,9 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use plugin_cmd::{CheckArgs, RunArgs};
+pub use trust_cmd::{
+    InspectArgs, IssueArgs, KeygenArgs, LicenseCommand, SignArgs, VerifyBatchArgs, VerifyPluginArgs,
+};
 
 /// Halyard: a WebAssembly-extensible telemetry host.
 #[derive(Debug, Parser)]
@@ -22,7 +26,8 @@ pub struct Cli {
 /// The top-level commands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Tools for plugin authors: check a component, run it over a file.
+    /// Tools for plugin authors: check a component, run it over a file, sign
+    /// it and verify its signature.
     #[command(subcommand)]
     Plugin(PluginCommand),
     /// Run the host: inputs → sandboxed stages → durable buffer → transport,
@@ -48,6 +53,14 @@ pub enum Command {
     /// Tools for the host config file.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Generate an Ed25519 key pair (plugin signing, licence issuing or a
+    /// host key): private key 0600, public key printed on stdout.
+    Keygen(KeygenArgs),
+    /// Licence tokens: issue one (vendors, tests) or inspect one.
+    #[command(subcommand)]
+    License(LicenseCommand),
+    /// Check a stored batch's provenance signature offline.
+    Verify(VerifyBatchArgs),
 }
 
 /// `halyard config …`
@@ -70,6 +83,11 @@ pub enum PluginCommand {
     /// Run a plugin over a file offline and print the outcome per event (or
     /// per frame, for decoders) as JSON lines.
     Run(RunArgs),
+    /// Sign a component with a private key: writes `FILE.sig`.
+    Sign(SignArgs),
+    /// Check a component's `FILE.sig` against trusted public keys. Exit 0 if
+    /// signed by one of them, 1 with the reason if not.
+    Verify(VerifyPluginArgs),
 }
 
 /// Options shared by every command that loads plugins.
@@ -110,6 +128,12 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plugin(PluginCommand::Check(args)) => plugin_cmd::check(&args),
         Command::Plugin(PluginCommand::Run(args)) => plugin_cmd::run(&args),
+        Command::Plugin(PluginCommand::Sign(args)) => trust_cmd::sign(&args),
+        Command::Plugin(PluginCommand::Verify(args)) => trust_cmd::verify_plugin(&args),
+        Command::Keygen(args) => trust_cmd::keygen(&args),
+        Command::License(LicenseCommand::Issue(args)) => trust_cmd::license_issue(&args),
+        Command::License(LicenseCommand::Inspect(args)) => trust_cmd::license_inspect(&args),
+        Command::Verify(args) => trust_cmd::verify_batch(&args),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
         Command::Run { config } => run_host(&config),
         Command::Receive {
