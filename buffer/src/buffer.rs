@@ -9,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::batch::{Leases, Record};
+use crate::commit::{Commit, write_cursor};
 use crate::config::{BufferConfig, RECORD_OVERHEAD_BYTES, WhenFull};
+use crate::dead_letter;
 use crate::error::{BufferError, Context};
 use crate::schema;
 use crate::stats::{Counters, Stats};
@@ -112,9 +114,23 @@ impl Buffer {
     /// record survives a crash; on `Err` nothing changed. Batching many
     /// records per call is what makes appends fast (one commit each).
     pub fn append(&self, records: &[Record]) -> Result<AppendOutcome, BufferError> {
-        if records.is_empty() {
+        self.commit(&Commit {
+            records,
+            ..Commit::default()
+        })
+    }
+
+    /// Stores new records, dead letters and an input position in one
+    /// transaction (see [`Commit`]): either all of it survives a crash or
+    /// none of it does. Under [`WhenFull::Block`], a commit whose records do
+    /// not fit fails with [`BufferError::Full`] and writes nothing at all,
+    /// so the caller can retry the same input later without duplicating its
+    /// dead letters or moving its position.
+    pub fn commit(&self, commit: &Commit<'_>) -> Result<AppendOutcome, BufferError> {
+        if commit.is_empty() {
             return Ok(AppendOutcome::default());
         }
+        let records = commit.records;
         let mut guard = self.lock();
         let inner = &mut *guard;
         let sizes: Vec<u64> = records.iter().map(accounted_size).collect();
@@ -157,8 +173,21 @@ impl Buffer {
                     .ctx("append: insert record")?;
             }
         }
+        let mut dead = 0u64;
+        for (reason, dead_records) in commit.dead_letters {
+            dead += dead_letter::insert(&tx, dead_records, reason, now)?;
+        }
+        let pruned = if dead > 0 {
+            dead_letter::prune(&tx, inner.dead_letters + dead, inner.config.dead_letter_max)?
+        } else {
+            0
+        };
+        if let Some(cursor) = &commit.cursor {
+            write_cursor(&tx, cursor)?;
+        }
         tx.commit().ctx("append: commit")?;
 
+        inner.note_dead_letters(dead, pruned);
         let accepted_bytes: u64 = sizes.iter().take(accept).sum();
         let outcome = AppendOutcome {
             accepted: accept as u64,
@@ -170,6 +199,9 @@ impl Buffer {
         inner.counters.appended += outcome.accepted;
         inner.counters.dropped_newest += outcome.dropped_newest;
         inner.counters.evicted_oldest += evicted;
+        if records.is_empty() {
+            return Ok(outcome);
+        }
         let dropping = outcome.dropped_newest > 0 || evicted > 0;
         if dropping && !inner.dropping {
             tracing::warn!(buffer = %inner.config.path.display(),
@@ -205,6 +237,7 @@ impl Buffer {
                 .map(|ms| Duration::from_millis(now_ms().saturating_sub(ms).max(0) as u64)),
             leased_records: inner.leases.records,
             dead_letters: inner.dead_letters,
+            dead_letters_pruned_total: inner.counters.dead_letters_pruned,
             dropped_newest_total: inner.counters.dropped_newest,
             evicted_oldest_total: inner.counters.evicted_oldest,
             appended_total: inner.counters.appended,

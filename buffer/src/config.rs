@@ -55,6 +55,19 @@ pub struct BufferConfig {
     /// power cut may roll back the last few commits.
     #[serde(default)]
     pub synchronous_full: bool,
+    /// Most records the dead-letter table keeps; beyond it the oldest are
+    /// deleted (counted in [`Stats`](crate::Stats)), so a stream of bad
+    /// input cannot fill the device's disk. Dead letters are for
+    /// inspection, and the newest say the most about what is wrong now.
+    #[serde(default = "default_dead_letter_max")]
+    pub dead_letter_max: u64,
+}
+
+/// The default [`BufferConfig::dead_letter_max`].
+pub const DEFAULT_DEAD_LETTER_MAX: u64 = 100_000;
+
+fn default_dead_letter_max() -> u64 {
+    DEFAULT_DEAD_LETTER_MAX
 }
 
 impl BufferConfig {
@@ -66,6 +79,7 @@ impl BufferConfig {
             max_bytes,
             when_full: WhenFull::default(),
             synchronous_full: false,
+            dead_letter_max: DEFAULT_DEAD_LETTER_MAX,
         }
     }
 }

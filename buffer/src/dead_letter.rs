@@ -4,8 +4,11 @@
 
 use rusqlite::TransactionBehavior;
 
+use rusqlite::Transaction;
+
 use crate::batch::{Batch, Record};
-use crate::buffer::{Buffer, now_ms};
+use crate::buffer::{Buffer, Inner, now_ms};
+use crate::commit::Commit;
 use crate::error::{BufferError, Context};
 
 /// A record that was given up on, with why and when.
@@ -49,45 +52,32 @@ impl Buffer {
         tx.prepare_cached("DELETE FROM records WHERE seq >= ?1 AND seq <= ?2")
             .and_then(|mut stmt| stmt.execute((lease.first, lease.last)))
             .ctx("dead_letter: delete records")?;
+        let pruned = prune(
+            &tx,
+            inner.dead_letters + moved as u64,
+            inner.config.dead_letter_max,
+        )?;
         tx.commit().ctx("dead_letter: commit")?;
         tracing::warn!(batch = %batch.key(), records = moved, reason, "batch dead-lettered");
         inner.leases.remove(&lease);
         inner.records = inner.records.saturating_sub(lease.count);
         inner.bytes = inner.bytes.saturating_sub(lease.bytes);
-        inner.dead_letters += moved as u64;
+        inner.note_dead_letters(moved as u64, pruned);
         inner.after_delete(lease.bytes);
         Ok(())
     }
 
     /// Stores records that were rejected before they were ever buffered
     /// (validator rejects, decode errors), so they are kept for inspection
-    /// rather than dropped. One transaction.
+    /// rather than dropped. One transaction; see [`Buffer::commit`] to store
+    /// them together with the accepted records.
     pub fn dead_letter_records(&self, records: &[Record], reason: &str) -> Result<(), BufferError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let mut guard = self.lock();
-        let inner = &mut *guard;
-        let now = now_ms();
-        let tx = inner
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
-            .ctx("dead_letter_records: begin transaction")?;
-        {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO dead_letter (id, payload, reason, at_ms) VALUES (?1, ?2, ?3, ?4)",
-                )
-                .ctx("dead_letter_records: prepare insert")?;
-            for record in records {
-                insert
-                    .execute((&record.id, &record.payload, reason, now))
-                    .ctx("dead_letter_records: insert")?;
-            }
-        }
-        tx.commit().ctx("dead_letter_records: commit")?;
-        inner.dead_letters += records.len() as u64;
-        Ok(())
+        let dead = [(reason.to_string(), records.to_vec())];
+        self.commit(&Commit {
+            dead_letters: &dead,
+            ..Commit::default()
+        })
+        .map(|_| ())
     }
 
     /// The oldest `limit` dead letters, oldest first, for an operator or a
@@ -113,5 +103,57 @@ impl Buffer {
             .ctx("dead_letters: read")?;
         rows.collect::<Result<Vec<_>, _>>()
             .ctx("dead_letters: read")
+    }
+}
+
+/// Inserts `records` as dead letters with `reason` inside `tx`.
+pub(crate) fn insert(
+    tx: &Transaction<'_>,
+    records: &[Record],
+    reason: &str,
+    now: i64,
+) -> Result<u64, BufferError> {
+    let mut insert = tx
+        .prepare_cached(
+            "INSERT INTO dead_letter (id, payload, reason, at_ms) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .ctx("dead letter: prepare insert")?;
+    for record in records {
+        insert
+            .execute((&record.id, &record.payload, reason, now))
+            .ctx("dead letter: insert")?;
+    }
+    Ok(records.len() as u64)
+}
+
+/// Deletes the oldest dead letters beyond `max`, given that the table now
+/// holds `count` rows; returns how many were deleted.
+pub(crate) fn prune(tx: &Transaction<'_>, count: u64, max: u64) -> Result<u64, BufferError> {
+    if count <= max {
+        return Ok(0);
+    }
+    let keep = i64::try_from(max).unwrap_or(i64::MAX);
+    let deleted = tx
+        .prepare_cached(
+            "DELETE FROM dead_letter WHERE seq <= \
+             (SELECT seq FROM dead_letter ORDER BY seq DESC LIMIT 1 OFFSET ?1)",
+        )
+        .and_then(|mut stmt| stmt.execute([keep]))
+        .ctx("dead letter: prune oldest")?;
+    Ok(deleted as u64)
+}
+
+impl Inner {
+    /// Updates the dead-letter totals after a commit that added `added` and
+    /// pruned `pruned`; warns once when pruning starts.
+    pub(crate) fn note_dead_letters(&mut self, added: u64, pruned: u64) {
+        if pruned > 0 && self.counters.dead_letters_pruned == 0 {
+            tracing::warn!(
+                max = self.config.dead_letter_max,
+                "dead-letter table full: deleting the oldest dead letters (counted in stats)"
+            );
+        }
+        self.dead_letters = (self.dead_letters + added).saturating_sub(pruned);
+        self.counters.dead_letters_pruned += pruned;
     }
 }

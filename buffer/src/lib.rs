@@ -75,13 +75,18 @@
 //!     payload BLOB NOT NULL,
 //!     reason  TEXT NOT NULL,
 //!     at_ms   INTEGER NOT NULL);      -- when it was dead-lettered, Unix ms
+//! CREATE TABLE cursors (              -- input positions, committed with their events
+//!     name  TEXT PRIMARY KEY NOT NULL,
+//!     value BLOB NOT NULL);
 //! ```
 //!
 //! `AUTOINCREMENT` keeps sequence numbers increasing even after the table has
 //! been emptied, so order holds across restarts. A batch is a contiguous
 //! sequence range with no other buffered record inside it, so acking deletes
-//! one range. The dead-letter table is not counted in `max_bytes` and is not
-//! pruned by the buffer.
+//! one range. The dead-letter table is not counted in `max_bytes`; it keeps at
+//! most `dead_letter_max` rows, deleting the oldest (counted). The
+//! `cursors` table was added without a version bump: `CREATE TABLE IF NOT
+//! EXISTS` adds it to a version-1 file on open.
 //!
 //! ## Usage
 //!
@@ -102,6 +107,7 @@
 
 mod batch;
 mod buffer;
+mod commit;
 mod config;
 mod dead_letter;
 mod delivery;
@@ -111,7 +117,8 @@ mod stats;
 
 pub use batch::{Batch, Record};
 pub use buffer::{AppendOutcome, Buffer, OpenReport};
-pub use config::{BufferConfig, RECORD_OVERHEAD_BYTES, WhenFull};
+pub use commit::{Commit, Cursor};
+pub use config::{BufferConfig, DEFAULT_DEAD_LETTER_MAX, RECORD_OVERHEAD_BYTES, WhenFull};
 pub use dead_letter::DeadLetter;
 pub use error::BufferError;
 pub use stats::Stats;

@@ -41,6 +41,10 @@ CREATE TABLE IF NOT EXISTS dead_letter (
     reason  TEXT NOT NULL,
     at_ms   INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS cursors (
+    name  TEXT PRIMARY KEY NOT NULL,
+    value BLOB NOT NULL
+);
 ";
 
 /// A connection ready for use, plus what was found in the file.

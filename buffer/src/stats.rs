@@ -22,6 +22,9 @@ pub struct Stats {
     pub leased_records: u64,
     /// Records in the dead-letter table.
     pub dead_letters: u64,
+    /// The oldest dead letters deleted to keep the table under
+    /// `dead_letter_max`.
+    pub dead_letters_pruned_total: u64,
     /// New records refused because the buffer was full (`DropNewest`, or
     /// `DropOldest` when evicting everything evictable was not enough).
     pub dropped_newest_total: u64,
@@ -41,4 +44,5 @@ pub(crate) struct Counters {
     pub(crate) acked: u64,
     pub(crate) dropped_newest: u64,
     pub(crate) evicted_oldest: u64,
+    pub(crate) dead_letters_pruned: u64,
 }

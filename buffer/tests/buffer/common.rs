@@ -70,3 +70,11 @@ pub fn drain(buffer: &Buffer, batch_records: usize) -> Vec<u64> {
 pub fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
+
+/// A dead letter as the record it was made from.
+pub fn as_record(d: &halyard_buffer::DeadLetter) -> Record {
+    Record {
+        id: d.id,
+        payload: d.payload.clone(),
+    }
+}

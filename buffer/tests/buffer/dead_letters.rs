@@ -67,13 +67,6 @@ fn dead_letter_records_keeps_pre_buffer_rejects_out_of_the_queue() {
     assert_eq!(drain(&buffer, 10), [0, 1]);
 }
 
-fn as_record(d: &halyard_buffer::DeadLetter) -> halyard_buffer::Record {
-    halyard_buffer::Record {
-        id: d.id,
-        payload: d.payload.clone(),
-    }
-}
-
 fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

@@ -228,6 +228,9 @@ pub struct BufferSection {
     pub when_full: WhenFullConfig,
     /// `full` survives power loss; `normal` survives a killed process.
     pub synchronous: Synchronous,
+    /// Most dead letters kept; the oldest beyond it are deleted (counted),
+    /// so a flood of bad input cannot fill the disk.
+    pub dead_letter_max: u64,
 }
 
 impl Default for BufferSection {
@@ -237,6 +240,7 @@ impl Default for BufferSection {
             max_mb: 256,
             when_full: WhenFullConfig::DropOldest,
             synchronous: Synchronous::Normal,
+            dead_letter_max: halyard_buffer::DEFAULT_DEAD_LETTER_MAX,
         }
     }
 }

@@ -22,13 +22,14 @@
 //! dedicated thread, never on an async runtime's worker.
 
 mod chain;
+mod native;
 mod stage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 use std::time::Duration;
 
-use halyard_buffer::{Buffer, BufferError, Record};
+use halyard_buffer::{Buffer, BufferError, Commit, Cursor, Record};
 use sha2::{Digest, Sha256};
 
 use crate::config::{HostConfig, InputConfig, PluginRef};
@@ -38,6 +39,7 @@ use crate::plugin::{
 };
 
 pub use chain::{ChainOutcome, Chains};
+pub use native::{NativeFactory, NativeStages, StagePlugin};
 pub use stage::{QuarantinePolicy, Stage, StageCounters};
 
 /// The most frames, or events, one plugin call gets. A larger ingest is cut
@@ -124,11 +126,30 @@ impl Pipeline {
         runtime: &Runtime,
         buffer: Arc<Buffer>,
     ) -> Result<Pipeline, PipelineError> {
+        Self::build_with(config, runtime, buffer, &NativeStages::default())
+    }
+
+    /// Like [`Pipeline::build`], but a plugin path registered in `natives`
+    /// runs that native code instead of loading the file (for baselines).
+    pub fn build_with(
+        config: &HostConfig,
+        runtime: &Runtime,
+        buffer: Arc<Buffer>,
+        natives: &NativeStages,
+    ) -> Result<Pipeline, PipelineError> {
         let policy = QuarantinePolicy {
             threshold: config.stages.quarantine_after_traps.max(1),
             window: Duration::from_secs(config.stages.quarantine_window_s),
         };
         let load = |role: String, r: &PluginRef, kind: PluginKind| {
+            if let Some(factory) = natives.get(&r.plugin, kind) {
+                let options = plugin_options(r);
+                let name = r
+                    .name
+                    .clone()
+                    .unwrap_or_else(|| format!("native:{}", r.plugin.display()));
+                return Ok(Stage::native(name, factory(&options.config), policy));
+            }
             let plugin = runtime
                 .load(&r.plugin, Some(kind), plugin_options(r))
                 .map_err(|source| PipelineError::Plugin {
@@ -211,30 +232,42 @@ impl Pipeline {
     /// dead-letter table with the reason.
     ///
     /// More than [`MAX_PER_CALL`] frames are decoded and run through the
-    /// chains in calls of that size; the accepted events of all of them are
-    /// committed in one buffer transaction, so on `Err` none were accepted.
+    /// chains in calls of that size; the accepted events, the dead letters
+    /// and `position` (the input's read position just past these frames,
+    /// if it has one) are committed in one buffer transaction, so on `Err`
+    /// nothing was, and after a crash the position matches the events.
     pub fn ingest_frames(
         &mut self,
         input: &str,
         frames: Vec<KeyedFrame>,
+        position: Option<Vec<u8>>,
     ) -> Result<IngestReport, PipelineError> {
         if !self.decoders.contains_key(input) {
             return Err(PipelineError::UnknownInput(input.to_string()));
         }
         let mut report = IngestReport::default();
-        let mut records = Vec::new();
+        let mut pending = Pending::default();
         let mut frames = frames.into_iter();
         loop {
             let chunk: Vec<KeyedFrame> = frames.by_ref().take(MAX_PER_CALL).collect();
             if chunk.is_empty() {
                 break;
             }
-            let events = self.decode(input, chunk, &mut report)?;
-            records.extend(self.run_chains(events, &mut report)?);
+            let events = self.decode(input, chunk, &mut report, &mut pending)?;
+            self.run_chains(events, &mut report, &mut pending);
         }
-        self.append(&records, &mut report)?;
+        let cursor = position.as_deref().map(|value| Cursor {
+            name: input,
+            value: Some(value),
+        });
+        self.commit(pending, cursor, &mut report)?;
         self.totals.add(&report);
         Ok(report)
+    }
+
+    /// The read position input `input` last committed with its events.
+    pub fn position(&self, input: &str) -> Result<Option<Vec<u8>>, PipelineError> {
+        Ok(self.buffer.cursor(input)?)
     }
 
     /// Ingests events a source produced (their ids are replaced). Like
@@ -245,16 +278,16 @@ impl Pipeline {
             e.id = event::new_id();
         }
         let mut report = IngestReport::default();
-        let mut records = Vec::new();
+        let mut pending = Pending::default();
         let mut events = events.into_iter();
         loop {
             let chunk: Vec<Event> = events.by_ref().take(MAX_PER_CALL).collect();
             if chunk.is_empty() {
                 break;
             }
-            records.extend(self.run_chains(chunk, &mut report)?);
+            self.run_chains(chunk, &mut report, &mut pending);
         }
-        self.append(&records, &mut report)?;
+        self.commit(pending, None, &mut report)?;
         self.totals.add(&report);
         Ok(report)
     }
@@ -266,6 +299,7 @@ impl Pipeline {
         input: &str,
         frames: Vec<KeyedFrame>,
         report: &mut IngestReport,
+        pending: &mut Pending,
     ) -> Result<Vec<Event>, PipelineError> {
         let decoder = self
             .decoders
@@ -274,7 +308,7 @@ impl Pipeline {
         let (keys, raw): (Vec<_>, Vec<_>) = frames.into_iter().map(|f| (f.key, f.frame)).unzip();
         decoder.counters.events_in += raw.len() as u64;
         let mut decode_errors = 0;
-        let mut dead: BTreeMap<String, Vec<Record>> = BTreeMap::new();
+        let dead = &mut pending.dead;
         let mut events = Vec::new();
         match decoder.call(|i| i.decode(&raw)) {
             Some(Ok(results)) => {
@@ -305,53 +339,54 @@ impl Pipeline {
                     _ => format!("{input}: decoder {} is quarantined", decoder.name),
                 };
                 decode_errors += raw.len() as u64;
-                let records = raw
+                let records: Vec<Record> = raw
                     .iter()
                     .zip(&keys)
                     .map(|(f, k)| frame_record(f, k))
                     .collect();
-                dead.insert(reason, records);
+                dead.entry(reason).or_default().extend(records);
             }
         }
         decoder.counters.events_out += events.len() as u64;
         decoder.counters.rejected += decode_errors;
         report.decode_errors += decode_errors;
-        for (reason, records) in &dead {
-            self.buffer.dead_letter_records(records, reason)?;
-        }
         Ok(events)
     }
 
     /// Runs one call's worth of events through the chains; rejections are
-    /// dead-lettered, everything is counted in `report`, and the accepted
-    /// events come back as records to append.
-    fn run_chains(
-        &mut self,
-        events: Vec<Event>,
-        report: &mut IngestReport,
-    ) -> Result<Vec<Record>, PipelineError> {
+    /// set aside as dead letters and the accepted events as records, in
+    /// `pending`, and everything is counted in `report`.
+    fn run_chains(&mut self, events: Vec<Event>, report: &mut IngestReport, pending: &mut Pending) {
         let outcome = self.chains.run(events);
         report.rejected += outcome.rejected.len() as u64;
         report.privacy_dropped += outcome.privacy_dropped;
         report.sampled_out += outcome.sampled_out;
-        let mut dead: BTreeMap<String, Vec<Record>> = BTreeMap::new();
         for (e, reason) in &outcome.rejected {
-            dead.entry(reason.clone())
+            pending
+                .dead
+                .entry(reason.clone())
                 .or_default()
                 .push(event_record(e));
         }
-        for (reason, records) in &dead {
-            self.buffer.dead_letter_records(records, reason)?;
-        }
-        Ok(outcome.accepted.iter().map(event_record).collect())
+        pending
+            .records
+            .extend(outcome.accepted.iter().map(event_record));
     }
 
-    /// Commits `records` in one buffer transaction and counts the outcome.
-    fn append(&self, records: &[Record], report: &mut IngestReport) -> Result<(), PipelineError> {
-        if records.is_empty() {
-            return Ok(());
-        }
-        let appended = self.buffer.append(records)?;
+    /// Commits `pending` and `cursor` in one buffer transaction and counts
+    /// the outcome.
+    fn commit(
+        &self,
+        pending: Pending,
+        cursor: Option<Cursor<'_>>,
+        report: &mut IngestReport,
+    ) -> Result<(), PipelineError> {
+        let dead: Vec<(String, Vec<Record>)> = pending.dead.into_iter().collect();
+        let appended = self.buffer.commit(&Commit {
+            records: &pending.records,
+            dead_letters: &dead,
+            cursor,
+        })?;
         report.accepted += appended.accepted;
         report.buffer_dropped += appended.dropped_newest;
         report.buffer_evicted += appended.evicted_oldest;
@@ -366,6 +401,15 @@ impl Pipeline {
             .chain(self.decoders.values())
             .chain(self.chains.stages())
     }
+}
+
+/// What one ingest call will commit.
+#[derive(Default)]
+struct Pending {
+    /// Accepted events, encoded.
+    records: Vec<Record>,
+    /// Rejected events and frames, by reason.
+    dead: BTreeMap<String, Vec<Record>>,
 }
 
 /// The plugin options a config entry asks for.

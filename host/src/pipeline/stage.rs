@@ -7,7 +7,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use crate::plugin::{CallError, Plugin, PluginInstance};
+use super::native::StagePlugin;
+use crate::plugin::{CallError, Plugin};
 
 /// When a plugin is quarantined.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -39,7 +40,9 @@ pub struct StageCounters {
 pub struct Stage {
     /// The plugin's name in logs, metrics and dead-letter reasons.
     pub name: String,
-    instance: PluginInstance,
+    /// The component, or `None` for a native stage.
+    plugin: Option<Arc<Plugin>>,
+    backend: Box<dyn StagePlugin>,
     policy: QuarantinePolicy,
     recent_traps: VecDeque<Instant>,
     quarantined: bool,
@@ -52,7 +55,21 @@ impl Stage {
     pub fn new(name: String, plugin: &Arc<Plugin>, policy: QuarantinePolicy) -> Self {
         Stage {
             name,
-            instance: plugin.instance(),
+            plugin: Some(plugin.clone()),
+            backend: Box::new(plugin.instance()),
+            policy,
+            recent_traps: VecDeque::new(),
+            quarantined: false,
+            counters: StageCounters::default(),
+        }
+    }
+
+    /// A stage running native code (see [`NativeStages`](super::NativeStages)).
+    pub fn native(name: String, backend: Box<dyn StagePlugin>, policy: QuarantinePolicy) -> Self {
+        Stage {
+            name,
+            plugin: None,
+            backend,
             policy,
             recent_traps: VecDeque::new(),
             quarantined: false,
@@ -65,9 +82,9 @@ impl Stage {
         self.quarantined
     }
 
-    /// The plugin this stage runs.
-    pub fn plugin(&self) -> &Arc<Plugin> {
-        self.instance.plugin()
+    /// The component this stage runs; `None` for a native stage.
+    pub fn plugin(&self) -> Option<&Arc<Plugin>> {
+        self.plugin.as_ref()
     }
 
     /// Runs `call` against the instance, counting calls and traps, and
@@ -75,13 +92,13 @@ impl Stage {
     /// plugin is quarantined.
     pub(crate) fn call<T>(
         &mut self,
-        call: impl FnOnce(&mut PluginInstance) -> Result<T, CallError>,
+        call: impl FnOnce(&mut dyn StagePlugin) -> Result<T, CallError>,
     ) -> Option<Result<T, CallError>> {
         if self.quarantined {
             return None;
         }
         self.counters.calls += 1;
-        let result = call(&mut self.instance);
+        let result = call(self.backend.as_mut());
         if let Err(err) = &result {
             self.counters.traps += 1;
             self.record_trap(err);

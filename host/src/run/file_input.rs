@@ -2,11 +2,13 @@
 //! the pipeline as frames, and remembers how far it got.
 //!
 //! Invariants:
-//! - the stored offset only moves after the pipeline has committed the
-//!   lines before it, so a restart never skips a line;
+//! - the read position (file identity and offset) is stored in the buffer,
+//!   in the same transaction as the events of the lines before it, so after
+//!   any crash the position and the buffer agree: a restart neither skips
+//!   nor re-reads a line;
 //! - each line's frame key is derived from the file's identity (device and
-//!   inode) and the line's byte offset, so a line read twice (after a crash
-//!   between commit and offset save) yields the same event ids and the
+//!   inode) and the line's byte offset, so even a line read twice (the file
+//!   was replaced by a copy of itself) yields the same event ids and the
 //!   receiver drops the duplicate;
 //! - a partial last line (no `\n` yet) is not read until it is complete.
 //!
@@ -16,7 +18,8 @@
 
 use std::io::SeekFrom;
 use std::os::unix::fs::MetadataExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 use std::time::Duration;
 
@@ -24,6 +27,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncReadExt, AsyncSeekExt};
 use tokio::sync::{oneshot, watch};
+
+use halyard_buffer::Buffer;
 
 use super::worker::Work;
 use crate::config::StartAt;
@@ -45,8 +50,8 @@ pub struct FileInput {
     pub path: PathBuf,
     /// Where to start without a stored offset.
     pub start_at: StartAt,
-    /// Where the offset is stored.
-    pub offset_file: PathBuf,
+    /// The buffer, where the position is committed (read once at start).
+    pub buffer: Arc<Buffer>,
 }
 
 /// The stored read position.
@@ -91,6 +96,7 @@ impl FileInput {
                 continue;
             }
             pending.clear();
+            let mut caught_up = None;
             let mut buf = vec![0u8; CHUNK];
             loop {
                 let n = match file.read(&mut buf).await {
@@ -106,27 +112,40 @@ impl FileInput {
                     // offset of `pending[0]`: pending is drained only after
                     // its lines are committed.
                     let (lines, consumed) = take_lines(&pending, offset);
-                    for chunk in lines.chunks(MAX_LINES) {
-                        let frames = chunk.iter().map(|l| self.frame(here, l)).collect();
-                        if !self.send(&work, frames, &mut stop).await {
+                    if consumed == 0 {
+                        continue;
+                    }
+                    let end = offset + consumed as u64;
+                    let mut chunks = lines.chunks(MAX_LINES).peekable();
+                    if chunks.peek().is_none() {
+                        // Only blank lines: move the position past them.
+                        if !self
+                            .send(&work, Vec::new(), Some(self.position(here, end)), &mut stop)
+                            .await
+                        {
                             return;
                         }
-                        if let Some(last) = chunk.last() {
-                            self.save_position(Some(Position {
-                                dev: here.0,
-                                ino: here.1,
-                                offset: last.end,
-                            }));
+                    }
+                    while let Some(chunk) = chunks.next() {
+                        let frames = chunk.iter().map(|l| self.frame(here, l)).collect();
+                        let upto = match (chunks.peek(), chunk.last()) {
+                            (Some(_), Some(last)) => last.end,
+                            _ => end,
+                        };
+                        if !self
+                            .send(&work, frames, Some(self.position(here, upto)), &mut stop)
+                            .await
+                        {
+                            return;
                         }
                     }
                     pending.drain(..consumed);
-                    offset += consumed as u64;
+                    offset = end;
                     pos = Some(Position {
                         dev: here.0,
                         ino: here.1,
                         offset,
                     });
-                    self.save_position(pos);
                     continue;
                 }
                 // At the end: rotated or truncated?
@@ -134,9 +153,15 @@ impl FileInput {
                     Ok(m) => (m.dev(), m.ino()) != here || m.len() < offset,
                     Err(_) => false,
                 };
+                if caught_up != Some(offset) {
+                    caught_up = Some(offset);
+                    tracing::debug!(input = %self.name, offset, "file input caught up: everything up to offset is committed");
+                }
                 if rotated {
+                    // The next commit stores the new file's position; until
+                    // then the stored one names the old file, which a
+                    // restart treats as "start the new file at 0".
                     pos = None;
-                    self.save_position(None);
                     continue 'reopen;
                 }
                 if wait(&mut stop).await {
@@ -171,6 +196,7 @@ impl FileInput {
         &self,
         work: &Sender<Work>,
         frames: Vec<KeyedFrame>,
+        position: Option<Vec<u8>>,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let mut frames = Some(frames);
@@ -184,6 +210,7 @@ impl FileInput {
                 .send(Work::Frames {
                     input: self.name.clone(),
                     frames: batch,
+                    position: position.clone(),
                     reply,
                 })
                 .is_err()
@@ -205,25 +232,29 @@ impl FileInput {
         }
     }
 
+    /// The committed position, if any. A position that cannot be read is
+    /// logged and treated as none (the file is read per `start_at`).
     fn load_position(&self) -> Option<Position> {
-        let text = std::fs::read_to_string(&self.offset_file).ok()?;
-        serde_json::from_str(&text).ok()
+        match self.buffer.cursor(&self.name) {
+            Ok(Some(bytes)) => serde_json::from_slice(&bytes)
+                .inspect_err(|err| tracing::warn!(input = %self.name, error = %err, "stored file position unreadable; ignoring it"))
+                .ok(),
+            Ok(None) => None,
+            Err(err) => {
+                tracing::warn!(input = %self.name, error = %err, "cannot read the stored file position");
+                None
+            }
+        }
     }
 
-    fn save_position(&self, pos: Option<Position>) {
-        let result = match pos {
-            Some(p) => write_atomic(
-                &self.offset_file,
-                &serde_json::to_vec(&p).unwrap_or_default(),
-            ),
-            None => match std::fs::remove_file(&self.offset_file) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-                _ => Ok(()),
-            },
-        };
-        if let Err(err) = result {
-            tracing::warn!(input = %self.name, error = %err, "cannot save file offset");
-        }
+    /// The encoded position `offset` in file `here`.
+    fn position(&self, here: (u64, u64), offset: u64) -> Vec<u8> {
+        serde_json::to_vec(&Position {
+            dev: here.0,
+            ino: here.1,
+            offset,
+        })
+        .unwrap_or_default()
     }
 }
 
@@ -272,14 +303,4 @@ fn take_lines(pending: &[u8], base: u64) -> (Vec<Line>, usize) {
         }
     }
     (lines, consumed)
-}
-
-/// Writes `bytes` to `path` via a temporary file and a rename.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(tmp, path)
 }

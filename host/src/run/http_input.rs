@@ -295,6 +295,7 @@ async fn ingest(
         work.send(Work::Frames {
             input: shared.name.clone(),
             frames,
+            position: None,
             reply,
         })
         .is_ok()

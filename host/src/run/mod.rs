@@ -26,7 +26,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{HostConfig, InputConfig, Synchronous, TransportConfig, WhenFullConfig};
-use crate::pipeline::{IngestReport, Pipeline, PipelineError};
+use crate::pipeline::{IngestReport, NativeStages, Pipeline, PipelineError};
 use crate::plugin::{LoadError, Runtime};
 
 pub use file_input::FileInput;
@@ -88,6 +88,16 @@ pub async fn run(
     config: HostConfig,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
+    run_with(config, NativeStages::default(), shutdown).await
+}
+
+/// Like [`run`], with native stages standing in for some plugin paths
+/// (the pipeline benchmark's native baseline).
+pub async fn run_with(
+    config: HostConfig,
+    natives: NativeStages,
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<RunReport, RunError> {
     let data_dir = config.host.data_dir.clone();
     std::fs::create_dir_all(&data_dir).map_err(|source| RunError::DataDir {
         path: data_dir.clone(),
@@ -101,7 +111,7 @@ pub async fn run(
     }
     tracing::info!(pending = opened.pending_records, "buffer opened");
     let buffer = Arc::new(buffer);
-    let pipeline = Pipeline::build(&config, &runtime, buffer.clone())?;
+    let pipeline = Pipeline::build_with(&config, &runtime, buffer.clone(), &natives)?;
     let delivery = Arc::new(delivery(&config)?);
 
     // Bind every http input before the pipeline thread and the other inputs
@@ -157,7 +167,7 @@ pub async fn run(
                     name: name.clone(),
                     path: path.clone(),
                     start_at: *start_at,
-                    offset_file: data_dir.join("offsets").join(format!("{name}.json")),
+                    buffer: buffer.clone(),
                 };
                 inputs.push(tokio::spawn(file.run(tx, inputs_stopped.clone())));
             }
@@ -233,6 +243,7 @@ fn buffer_config(config: &HostConfig, data_dir: &Path) -> BufferConfig {
         WhenFullConfig::Block => WhenFull::Block,
     };
     b.synchronous_full = config.buffer.synchronous == Synchronous::Full;
+    b.dead_letter_max = config.buffer.dead_letter_max;
     b
 }
 

@@ -26,6 +26,9 @@ pub enum Work {
         input: String,
         /// The frames, in order.
         frames: Vec<KeyedFrame>,
+        /// The input's read position just past these frames, committed
+        /// with their events.
+        position: Option<Vec<u8>>,
         /// Where the committed report goes.
         reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
     },
@@ -108,9 +111,10 @@ fn serve(
             Ok(Work::Frames {
                 input,
                 frames,
+                position,
                 reply,
             }) => {
-                let result = pipeline.ingest_frames(&input, frames);
+                let result = pipeline.ingest_frames(&input, frames, position);
                 if matches!(&result, Ok(r) if r.accepted > 0) {
                     appended.notify_one();
                 }

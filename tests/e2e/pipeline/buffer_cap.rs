@@ -32,7 +32,7 @@ fn fill_while_down(
         )],
     );
     let host = Host::start(&s.config);
-    wait_until_ingested(&s);
+    wait_until_ingested(&s, &host);
     let log = host.stop();
     (s, port, 20_000 - negative, totals(&log))
 }

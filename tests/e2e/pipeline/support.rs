@@ -122,13 +122,26 @@ impl Host {
         let log = config_path.with_extension(format!("log{}", rand_suffix()));
         let child = Command::new(env!("CARGO_BIN_EXE_halyard"))
             .args(["run", "--config", config_path.to_str().unwrap()])
-            .env("RUST_LOG", "info")
+            .env("RUST_LOG", "info,halyard::run::file_input=debug")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
             .expect("start halyard");
         Host { child, log }
+    }
+
+    /// Whether the host's file input logged that everything up to `offset`
+    /// is committed.
+    pub fn caught_up_to(&self, offset: u64) -> bool {
+        std::fs::read_to_string(&self.log).is_ok_and(|log| {
+            log.lines().any(|l| {
+                l.contains("caught up")
+                    && (l.contains(&format!("offset={offset} "))
+                        || l.contains(&format!("\"offset\":{offset},"))
+                        || l.contains(&format!("\"offset\":{offset}}}")))
+            })
+        })
     }
 
     /// SIGTERM, then wait for a clean exit.
@@ -277,8 +290,19 @@ pub fn http_transport(url: &str, key: Option<&str>) -> String {
     format!("[transport]\ntype = \"http\"\nurl = \"{url}\"\n{key}")
 }
 
-/// The counters of the host's exit `totals` log line (`key=value` pairs).
+/// The counters of the host's exit `totals` log line: a JSON log object
+/// (the default format) or `key=value` pairs (the human format).
 pub fn totals(log: &str) -> std::collections::HashMap<String, u64> {
+    let json = log.lines().rev().find_map(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).ok()?;
+        (v["message"] == "totals").then_some(v)
+    });
+    if let Some(serde_json::Value::Object(fields)) = json {
+        return fields
+            .iter()
+            .filter_map(|(k, v)| Some((k.clone(), v.as_u64()?)))
+            .collect();
+    }
     let line = log
         .lines()
         .rev()
@@ -290,11 +314,12 @@ pub fn totals(log: &str) -> std::collections::HashMap<String, u64> {
         .collect()
 }
 
-/// Waits until the file input has committed the whole input file.
-pub fn wait_until_ingested(s: &Scenario) {
+/// Waits until the file input of `host` has committed the whole input file
+/// (its position lives in the buffer, which the running host holds locked,
+/// so this watches the host's debug log instead).
+pub fn wait_until_ingested(s: &Scenario, host: &Host) {
     let len = std::fs::metadata(&s.input).unwrap().len();
-    let offsets = s.data.join("offsets/sensors.json");
     wait_for("the whole file committed", Duration::from_secs(60), || {
-        std::fs::read_to_string(&offsets).is_ok_and(|t| t.contains(&format!("\"offset\":{len}")))
+        host.caught_up_to(len)
     });
 }

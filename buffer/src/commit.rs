@@ -1,0 +1,75 @@
+//! What one transaction may hold besides new records: dead letters found
+//! while producing them, and an input's read position.
+//!
+//! An input that reads from something it can re-read (a file) must not
+//! move its position before the events it read are committed, or a crash
+//! loses them; and if it moves the position *after* the commit, a crash in
+//! between re-reads them. Committing the position in the same transaction
+//! as the events closes that window: after any crash the position and the
+//! buffer agree, so a restart neither skips nor repeats a line.
+
+use rusqlite::{OptionalExtension, Transaction};
+
+use crate::batch::Record;
+use crate::buffer::Buffer;
+use crate::error::{BufferError, Context};
+
+/// Everything one [`Buffer::commit`] stores atomically.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Commit<'a> {
+    /// New records, subject to the size bound and the `when_full` policy.
+    pub records: &'a [Record],
+    /// Records rejected on the way in, grouped by reason; they go to the
+    /// dead-letter table (not counted against `max_bytes`).
+    pub dead_letters: &'a [(String, Vec<Record>)],
+    /// An input position to store (or clear) with them.
+    pub cursor: Option<Cursor<'a>>,
+}
+
+impl Commit<'_> {
+    /// True when there is nothing to write.
+    pub fn is_empty(&self) -> bool {
+        self.records.is_empty()
+            && self.dead_letters.iter().all(|(_, r)| r.is_empty())
+            && self.cursor.is_none()
+    }
+}
+
+/// A named, opaque input position (e.g. a file's identity and offset).
+#[derive(Debug, Clone, Copy)]
+pub struct Cursor<'a> {
+    /// The input's name; one position per name.
+    pub name: &'a str,
+    /// The new position, or `None` to forget it (the file was rotated).
+    pub value: Option<&'a [u8]>,
+}
+
+impl Buffer {
+    /// The stored position of input `name`, as last committed.
+    pub fn cursor(&self, name: &str) -> Result<Option<Vec<u8>>, BufferError> {
+        let inner = self.lock();
+        inner
+            .conn
+            .prepare_cached("SELECT value FROM cursors WHERE name = ?1")
+            .and_then(|mut stmt| stmt.query_row([name], |row| row.get(0)).optional())
+            .ctx("cursor: read")
+    }
+}
+
+/// Stores or clears `cursor` inside `tx`.
+pub(crate) fn write_cursor(tx: &Transaction<'_>, cursor: &Cursor<'_>) -> Result<(), BufferError> {
+    match cursor.value {
+        Some(value) => tx
+            .prepare_cached(
+                "INSERT INTO cursors (name, value) VALUES (?1, ?2) \
+                 ON CONFLICT (name) DO UPDATE SET value = excluded.value",
+            )
+            .and_then(|mut stmt| stmt.execute((cursor.name, value)))
+            .ctx("commit: store cursor")?,
+        None => tx
+            .prepare_cached("DELETE FROM cursors WHERE name = ?1")
+            .and_then(|mut stmt| stmt.execute([cursor.name]))
+            .ctx("commit: clear cursor")?,
+    };
+    Ok(())
+}
