@@ -20,12 +20,23 @@
 //!   every plugin instance.
 //! - [`run`]: `halyard run`: the pipeline thread, file, http and source inputs,
 //!   the shipper (buffer → transport), ordered shutdown.
+//! - [`status`]: the status server: `/health`, `/metrics` (Prometheus),
+//!   `/plugins`, `/events/stream` (Server-Sent Events).
+//! - [`lifecycle`]: the host's own events (started, plugin quarantined,
+//!   breaker open, …) with a stable wire shape.
+//! - [`tap`]: the bounded broadcast of accepted and lifecycle events that
+//!   feeds the event stream without ever slowing the pipeline.
+//! - [`logging`]: JSON or human logs, levels from config or `RUST_LOG`.
 //! - [`cli`]: the `halyard` command line, kept apart from `main.rs` so that
 //!   tests can exercise argument parsing without spawning a process.
 
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod lifecycle;
+pub mod logging;
 pub mod pipeline;
 pub mod plugin;
 pub mod run;
+pub mod status;
+pub mod tap;

@@ -2,6 +2,7 @@
 //! that uses `anyhow`, prints to the terminal and chooses exit codes.
 
 mod plugin_cmd;
+mod tail;
 mod trust_cmd;
 
 use std::path::PathBuf;
@@ -10,6 +11,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use plugin_cmd::{CheckArgs, RunArgs};
+pub use tail::TailArgs;
 pub use trust_cmd::{
     InspectArgs, IssueArgs, KeygenArgs, LicenseCommand, SignArgs, VerifyBatchArgs, VerifyPluginArgs,
 };
@@ -61,6 +63,9 @@ pub enum Command {
     License(LicenseCommand),
     /// Check a stored batch's provenance signature offline.
     Verify(VerifyBatchArgs),
+    /// Follow a running host's live events (`/events/stream`): after the
+    /// privacy and sampler stages, optionally with lifecycle events.
+    Tail(TailArgs),
 }
 
 /// `halyard config …`
@@ -124,7 +129,10 @@ impl RuntimeArgs {
 
 /// Runs a parsed command line; returns the process exit code.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    init_logging();
+    // `halyard run` sets up logging from its config; the tools log for people.
+    if !matches!(cli.command, Command::Run { .. }) {
+        init_logging();
+    }
     match cli.command {
         Command::Plugin(PluginCommand::Check(args)) => plugin_cmd::check(&args),
         Command::Plugin(PluginCommand::Run(args)) => plugin_cmd::run(&args),
@@ -135,6 +143,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::License(LicenseCommand::Inspect(args)) => trust_cmd::license_inspect(&args),
         Command::Verify(args) => trust_cmd::verify_batch(&args),
         Command::Config(ConfigCommand::Check { file }) => config_check(&file),
+        Command::Tail(args) => tail::tail(&args),
         Command::Run { config } => run_host(&config),
         Command::Receive {
             listen,
@@ -149,10 +158,15 @@ fn run_host(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     let config = match crate::config::HostConfig::load(file) {
         Ok(config) => config,
         Err(err) => {
+            init_logging();
             eprintln!("error: {err}");
             return Ok(ExitCode::from(1));
         }
     };
+    if let Err(err) = crate::logging::init(&config.log.level, config.log.format) {
+        eprintln!("error: {err}");
+        return Ok(ExitCode::from(1));
+    }
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -231,13 +245,9 @@ fn config_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
     }
 }
 
-/// Logs to stderr so stdout stays machine-readable; `RUST_LOG` sets levels.
+/// Human-readable logs on stderr (stdout stays machine-readable) for the
+/// interactive commands; `RUST_LOG` sets levels.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
-        .with_writer(std::io::stderr)
-        .try_init();
+    // Only an invalid RUST_LOG fails here; the tools then run without logs.
+    let _ = crate::logging::init("info", crate::config::LogFormat::Human);
 }

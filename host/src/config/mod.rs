@@ -120,6 +120,15 @@ impl HostConfig {
         if self.breaker.failure_threshold == 0 {
             return Err(invalid("breaker.failure_threshold", "must be at least 1"));
         }
+        if tracing_subscriber::EnvFilter::try_new(&self.log.level).is_err() {
+            return Err(invalid(
+                "log.level",
+                "is not a log filter (e.g. `info` or `warn,halyard=debug`)",
+            ));
+        }
+        if self.health.stream_buffer == 0 {
+            return Err(invalid("health.stream_buffer", "must be at least 1"));
+        }
         if let TransportConfig::Http { url, .. } = &self.transport
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {

@@ -35,9 +35,15 @@ pub struct HostConfig {
     /// When to stop trying a dead receiver for a while.
     #[serde(default)]
     pub breaker: BreakerSection,
-    /// The status server.
-    #[serde(default)]
+    /// The status server (`[health]`, also accepted as `[status]`).
+    #[serde(default, alias = "status")]
     pub health: HealthSection,
+    /// Log format and levels.
+    #[serde(default)]
+    pub log: LogSection,
+    /// Where the host's own lifecycle events go besides logs and the stream.
+    #[serde(default)]
+    pub lifecycle: LifecycleSection,
     /// How long shutdown may take.
     #[serde(default)]
     pub shutdown: ShutdownSection,
@@ -366,20 +372,68 @@ impl Default for BreakerSection {
     }
 }
 
-/// `[health]`
+/// `[health]`: the status server (`/health`, `/metrics`, `/plugins`,
+/// `/events/stream`).
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct HealthSection {
-    /// Status server address.
+    /// Whether to run it at all.
+    pub enabled: bool,
+    /// Status server address; loopback by default, since it is
+    /// unauthenticated.
     pub listen: SocketAddr,
+    /// Items the live event stream keeps for a slow client before dropping
+    /// it.
+    pub stream_buffer: usize,
 }
 
 impl Default for HealthSection {
     fn default() -> Self {
         HealthSection {
+            enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            stream_buffer: 1024,
         }
     }
+}
+
+/// `[log]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// A `tracing` filter (`info`, `warn,halyard=debug`); `RUST_LOG` wins.
+    pub level: String,
+    /// One JSON object per line (for collectors), or text for people.
+    pub format: LogFormat,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection {
+            level: "info".into(),
+            format: LogFormat::Json,
+        }
+    }
+}
+
+/// How log lines look.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LogFormat {
+    /// One JSON object per line.
+    #[default]
+    Json,
+    /// Human-readable text.
+    Human,
+}
+
+/// `[lifecycle]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LifecycleSection {
+    /// Also buffer and ship lifecycle events as ordinary events (kind
+    /// `halyard.<kind>`, source the host id, the lifecycle event as `body`).
+    pub into_pipeline: bool,
 }
 
 /// `[shutdown]`

@@ -37,6 +37,7 @@ use crate::event;
 use crate::plugin::{
     Event, EventId, Frame, Grants, Limits, LoadError, PluginKind, PluginOptions, Runtime,
 };
+use crate::tap::Tap;
 
 pub use chain::{ChainOutcome, Chains};
 pub use native::{NativeFactory, NativeStages, StagePlugin};
@@ -116,6 +117,8 @@ pub struct Pipeline {
     buffer: Arc<Buffer>,
     /// Everything ingested so far.
     pub totals: IngestReport,
+    /// Where committed events are offered to `/events/stream`.
+    tap: Option<Tap>,
 }
 
 impl Pipeline {
@@ -206,6 +209,7 @@ impl Pipeline {
             chains,
             buffer,
             totals: IngestReport::default(),
+            tap: None,
         })
     }
 
@@ -387,10 +391,52 @@ impl Pipeline {
             dead_letters: &dead,
             cursor,
         })?;
+        if let Some(tap) = &self.tap {
+            // What was committed, as committed: after privacy and sampling.
+            // A full buffer under `drop_newest` refuses the tail.
+            let accepted = usize::try_from(appended.accepted).unwrap_or(usize::MAX);
+            tap.send_events(
+                pending
+                    .records
+                    .iter()
+                    .take(accepted)
+                    .map(|r| &r.payload[..]),
+            );
+        }
+        for stage in self.stages() {
+            stage.publish();
+        }
         report.accepted += appended.accepted;
         report.buffer_dropped += appended.dropped_newest;
         report.buffer_evicted += appended.evicted_oldest;
         Ok(())
+    }
+
+    /// Offers every committed event to `tap` from now on.
+    pub fn set_tap(&mut self, tap: Tap) {
+        self.tap = Some(tap);
+    }
+
+    /// Every stage with its role and, for decoders and sources, its input.
+    pub fn stages_with_roles(&mut self) -> Vec<(PluginKind, Option<String>, &mut Stage)> {
+        let mut out = Vec::new();
+        for (name, stage) in &mut self.sources {
+            out.push((PluginKind::Source, Some(name.clone()), stage));
+        }
+        for (name, stage) in &mut self.decoders {
+            out.push((PluginKind::Decoder, Some(name.clone()), stage));
+        }
+        let chains = &mut self.chains;
+        for stage in &mut chains.validators {
+            out.push((PluginKind::Validator, None, stage));
+        }
+        for stage in &mut chains.privacy {
+            out.push((PluginKind::Privacy, None, stage));
+        }
+        for stage in &mut chains.samplers {
+            out.push((PluginKind::Sampler, None, stage));
+        }
+        out
     }
 
     /// Every decoder, source and chain stage with its counters.

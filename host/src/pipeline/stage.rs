@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 
 use super::native::StagePlugin;
 use crate::plugin::{CallError, Plugin};
+use crate::status::plugins::PluginStatus;
 
 /// When a plugin is quarantined.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -48,6 +49,9 @@ pub struct Stage {
     quarantined: bool,
     /// What this stage has done so far.
     pub counters: StageCounters,
+    /// Where latency, traps, quarantine and counters are published for
+    /// `/metrics`, `/plugins` and lifecycle events; `None` when unobserved.
+    observer: Option<Arc<PluginStatus>>,
 }
 
 impl Stage {
@@ -61,6 +65,7 @@ impl Stage {
             recent_traps: VecDeque::new(),
             quarantined: false,
             counters: StageCounters::default(),
+            observer: None,
         }
     }
 
@@ -74,6 +79,20 @@ impl Stage {
             recent_traps: VecDeque::new(),
             quarantined: false,
             counters: StageCounters::default(),
+            observer: None,
+        }
+    }
+
+    /// Publishes this stage's latency, traps and quarantine to `status`
+    /// from now on.
+    pub fn observe(&mut self, status: Arc<PluginStatus>) {
+        self.observer = Some(status);
+    }
+
+    /// Copies the counters to the observer, if any.
+    pub(crate) fn publish(&self) {
+        if let Some(o) = &self.observer {
+            o.publish(&self.counters);
         }
     }
 
@@ -98,7 +117,11 @@ impl Stage {
             return None;
         }
         self.counters.calls += 1;
+        let started = Instant::now();
         let result = call(self.backend.as_mut());
+        if let Some(o) = &self.observer {
+            o.observe_call(started.elapsed());
+        }
         if let Err(err) = &result {
             self.counters.traps += 1;
             self.record_trap(err);
@@ -117,8 +140,14 @@ impl Stage {
             self.recent_traps.pop_front();
         }
         tracing::warn!(plugin = %self.name, error = %err, "plugin call failed");
+        if let Some(o) = &self.observer {
+            o.trapped(&err.to_string(), self.recent_traps.len());
+        }
         if self.recent_traps.len() >= self.policy.threshold as usize {
             self.quarantined = true;
+            if let Some(o) = &self.observer {
+                o.quarantined(self.recent_traps.len(), self.policy.window);
+            }
             tracing::error!(
                 plugin = %self.name,
                 traps = self.recent_traps.len(),

@@ -10,6 +10,7 @@
 
 mod file_input;
 mod http_input;
+mod observe;
 mod ship;
 mod worker;
 
@@ -105,14 +106,31 @@ pub async fn run_with(
     })?;
     let host_id = config.host.id.clone().unwrap_or_else(hostname);
     let runtime = Runtime::new(Some(data_dir.join("cache")))?;
+    let mut channels = observe::Channels::new(&config);
     let (buffer, opened) = Buffer::open(buffer_config(&config, &data_dir))?;
     if let Some(moved) = &opened.recovered_from_corruption {
         tracing::error!(moved_to = %moved.display(), "buffer file was corrupt; moved aside and started empty");
+        channels.lifecycle.emit(
+            "buffer.recovered",
+            &crate::lifecycle::new_correlation_id(),
+            serde_json::json!({"moved_to": moved.display().to_string()}),
+        );
     }
     tracing::info!(pending = opened.pending_records, "buffer opened");
     let buffer = Arc::new(buffer);
-    let pipeline = Pipeline::build_with(&config, &runtime, buffer.clone(), &natives)?;
+    let mut pipeline = Pipeline::build_with(&config, &runtime, buffer.clone(), &natives)
+        .inspect_err(|e| channels.rejected(e))?;
     let delivery = Arc::new(delivery(&config)?);
+    let mut observer = observe::Observer::start(
+        &config,
+        &host_id,
+        &mut channels,
+        &buffer,
+        buffer_config(&config, &data_dir).path,
+        &delivery,
+        &mut pipeline,
+    )
+    .await;
 
     // Bind every http input before the pipeline thread and the other inputs
     // start, so a port in use fails the start with the input's name and
@@ -134,6 +152,9 @@ pub async fn run_with(
     }
 
     let appended = Arc::new(Notify::new());
+    if let Some(rx) = channels.into_pipeline.take() {
+        observer.append_lifecycle(rx, appended.clone());
+    }
     let schedules = config
         .inputs
         .iter()
@@ -223,6 +244,13 @@ pub async fn run_with(
         left_in_buffer,
         "halyard stopped"
     );
+    observer
+        .stop(serde_json::json!({
+            "accepted": ingest.accepted,
+            "delivered": ship.events_delivered,
+            "left_in_buffer": left_in_buffer,
+        }))
+        .await;
     Ok(RunReport {
         ingest,
         ship,

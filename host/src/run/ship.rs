@@ -50,18 +50,8 @@ pub async fn ship(
     hard_stop: CancellationToken,
 ) -> ShipReport {
     let mut report = ShipReport::default();
-    let mut transitions = delivery.breaker().subscribe();
-    tokio::spawn(async move {
-        // Every breaker state change is logged (lifecycle events come later).
-        while let Ok(t) = transitions.recv().await {
-            tracing::warn!(
-                from = t.from.as_str(),
-                to = t.to.as_str(),
-                "breaker {}",
-                t.to.as_str()
-            );
-        }
-    });
+    // Breaker transitions are published as lifecycle events (and so
+    // logged) by `run::observe`.
     loop {
         if hard_stop.is_cancelled() {
             break;

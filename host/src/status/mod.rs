@@ -1,0 +1,198 @@
+//! The status server: what an operator looks at when a device misbehaves.
+//! Bound to `[health] listen` (127.0.0.1:9464 by default); read-only.
+//!
+//! - `GET /health`: the verdict with reasons ([`health`]); 200 when healthy
+//!   or degraded, 503 when unhealthy;
+//! - `GET /metrics`: OpenMetrics text ([`metrics`]);
+//! - `GET /plugins`: every loaded plugin with its state and counters
+//!   ([`plugins`]);
+//! - `GET /events/stream`: Server-Sent Events of accepted events and
+//!   lifecycle events ([`stream`]).
+//!
+//! Invariant: serving never touches the pipeline thread or the buffer's
+//! write path: everything it shows comes from atomics, published snapshots
+//! and [`Buffer::stats`].
+
+pub mod health;
+pub mod metrics;
+pub mod plugins;
+pub mod process;
+pub mod stream;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::extract::{Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use halyard_buffer::Buffer;
+use halyard_transport::TransportStats;
+use prometheus_client::registry::Registry;
+
+use crate::lifecycle::Lifecycle;
+use crate::tap::Tap;
+use health::{BreakerHealth, BufferHealth, HealthReport, Verdict};
+use plugins::PluginRegistry;
+use stream::{StreamClients, StreamFilter};
+
+/// Everything the status server reads, shared with the rest of the host.
+pub struct StatusState {
+    /// When the host started.
+    pub started: Instant,
+    /// The host's id.
+    pub host_id: String,
+    /// The buffer (only its `stats()` is read).
+    pub buffer: Arc<Buffer>,
+    /// The buffer file, for free-disk figures.
+    pub buffer_path: PathBuf,
+    /// The buffer's bound.
+    pub buffer_max_bytes: u64,
+    /// The transport's counters and breaker state.
+    pub transport: Arc<TransportStats>,
+    /// Every loaded plugin.
+    pub plugins: Arc<PluginRegistry>,
+    /// The live tap.
+    pub tap: Tap,
+    /// Where lifecycle events go.
+    pub lifecycle: Lifecycle,
+    /// Stream clients, for metrics.
+    pub stream: Arc<StreamClients>,
+    /// When the buffer last dropped or evicted events (set by the buffer
+    /// watch in `run`).
+    pub last_loss: Mutex<Option<Instant>>,
+    /// Cancelled at shutdown: ends open event streams, which would
+    /// otherwise keep the server's graceful shutdown waiting for ever.
+    pub shutdown: tokio_util::sync::CancellationToken,
+}
+
+impl std::fmt::Debug for StatusState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StatusState")
+            .field("host_id", &self.host_id)
+            .field("buffer_path", &self.buffer_path)
+            .finish_non_exhaustive()
+    }
+}
+
+impl StatusState {
+    /// Records that the buffer just dropped or evicted events.
+    pub fn note_loss(&self) {
+        *self.last_loss.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
+    }
+
+    /// The `/health` report, judged now.
+    pub fn health(&self) -> HealthReport {
+        let b = self.buffer.stats();
+        let last_loss = *self.last_loss.lock().unwrap_or_else(|e| e.into_inner());
+        let buffer = BufferHealth {
+            events: b.records,
+            bytes: b.bytes,
+            max_bytes: self.buffer_max_bytes,
+            oldest_age_seconds: b.oldest_age.map(|d| d.as_secs_f64()),
+            dead_letters: b.dead_letters,
+            last_loss_seconds_ago: last_loss.map(|t| t.elapsed().as_secs_f64()),
+        };
+        let state = self.transport.breaker_state();
+        let plugins: Vec<_> = self.plugins.all().iter().map(|p| p.view()).collect();
+        let (status, reasons) = health::judge(&buffer, state, &plugins);
+        HealthReport {
+            status,
+            reasons,
+            host_id: self.host_id.clone(),
+            version: env!("CARGO_PKG_VERSION"),
+            uptime_seconds: self.started.elapsed().as_secs_f64(),
+            buffer,
+            breaker: BreakerHealth { state },
+            licence: "not_configured",
+            plugins,
+        }
+    }
+}
+
+/// The bound status server, not yet serving.
+pub struct StatusServer {
+    listener: tokio::net::TcpListener,
+    router: Router,
+}
+
+#[derive(Clone)]
+struct App {
+    state: Arc<StatusState>,
+    registry: Arc<Registry>,
+}
+
+impl StatusServer {
+    /// Binds `addr`; an error (e.g. the port is in use) is the caller's to
+    /// report.
+    pub async fn bind(addr: SocketAddr, state: Arc<StatusState>) -> std::io::Result<Self> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let app = App {
+            registry: Arc::new(metrics::registry(state.clone())),
+            state,
+        };
+        let router = Router::new()
+            .route("/health", get(get_health))
+            .route("/metrics", get(get_metrics))
+            .route("/plugins", get(get_plugins))
+            .route("/events/stream", get(get_stream))
+            .with_state(app);
+        Ok(StatusServer { listener, router })
+    }
+
+    /// The address actually bound (useful with port 0).
+    pub fn local_addr(&self) -> Option<SocketAddr> {
+        self.listener.local_addr().ok()
+    }
+
+    /// Serves until `shutdown` resolves. Open event streams end then too.
+    pub async fn serve(self, shutdown: impl std::future::Future<Output = ()> + Send + 'static) {
+        let served = axum::serve(self.listener, self.router).with_graceful_shutdown(shutdown);
+        if let Err(err) = served.await {
+            tracing::error!(error = %err, "status server failed");
+        }
+    }
+}
+
+async fn get_health(State(app): State<App>) -> Response {
+    let report = app.state.health();
+    let code = if report.status == Verdict::Unhealthy {
+        StatusCode::SERVICE_UNAVAILABLE
+    } else {
+        StatusCode::OK
+    };
+    (code, axum::Json(report)).into_response()
+}
+
+async fn get_metrics(State(app): State<App>) -> Response {
+    let body = metrics::render(&app.registry);
+    (
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response()
+}
+
+async fn get_plugins(State(app): State<App>) -> Response {
+    let plugins: Vec<_> = app.state.plugins.all().iter().map(|p| p.view()).collect();
+    axum::Json(serde_json::json!({ "plugins": plugins })).into_response()
+}
+
+async fn get_stream(State(app): State<App>, Query(filter): Query<StreamFilter>) -> Response {
+    stream::respond(
+        &app.state.tap,
+        app.state.stream.clone(),
+        filter,
+        app.state.shutdown.clone(),
+    )
+    .into_response()
+}
+
+/// How often the buffer watch looks at the buffer's counters.
+pub const BUFFER_WATCH_INTERVAL: Duration = Duration::from_millis(500);

@@ -1,0 +1,229 @@
+//! What the host knows about each loaded plugin, shared between the
+//! pipeline thread (which writes) and the status server (which reads):
+//! identity, state, counters and a call-latency histogram.
+//!
+//! The pipeline keeps its own plain counters on the hot path and publishes
+//! a copy here after every ingest ([`PluginStatus::publish`]), so reading
+//! `/plugins` or `/metrics` never touches the pipeline thread. Latency,
+//! traps and quarantine are recorded as they happen.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use serde::Serialize;
+
+use crate::lifecycle::{Lifecycle, new_correlation_id};
+use crate::pipeline::StageCounters;
+
+/// Where in the pipeline a plugin runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StageRole {
+    /// A source input's guest.
+    Source,
+    /// An input's decoder.
+    Decode,
+    /// A validator chain entry.
+    Validate,
+    /// A privacy chain entry.
+    Privacy,
+    /// A sampler chain entry.
+    Sample,
+}
+
+impl StageRole {
+    /// The label value used in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StageRole::Source => "source",
+            StageRole::Decode => "decode",
+            StageRole::Validate => "validate",
+            StageRole::Privacy => "privacy",
+            StageRole::Sample => "sample",
+        }
+    }
+}
+
+/// Who a plugin is: fixed at load.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginIdentity {
+    /// The name in logs and metrics (config `name`, else the plugin's own).
+    pub name: String,
+    /// Where it runs.
+    pub stage: StageRole,
+    /// The input it serves (decoders and sources).
+    pub input: Option<String>,
+    /// The plugin's kind (`validator`, …), or `native`.
+    pub kind: String,
+    /// What the plugin calls itself and its version (`info`).
+    pub plugin_name: String,
+    /// The plugin's version.
+    pub version: String,
+    /// The component file.
+    pub file: String,
+    /// SHA-256 of the component, hex; empty for native stages.
+    pub sha256: String,
+}
+
+/// The state of one loaded plugin, shared across threads.
+#[derive(Debug)]
+pub struct PluginStatus {
+    /// Who it is.
+    pub identity: PluginIdentity,
+    /// Links this plugin's lifecycle events.
+    pub correlation_id: String,
+    counters: Mutex<StageCounters>,
+    quarantined: AtomicBool,
+    quarantines: AtomicU64,
+    latency: Histogram,
+    lifecycle: Lifecycle,
+}
+
+/// A plugin's state as `/plugins` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct PluginView {
+    /// Who it is.
+    #[serde(flatten)]
+    pub identity: PluginIdentity,
+    /// `active` or `quarantined`.
+    pub state: &'static str,
+    /// Calls into the plugin.
+    pub calls: u64,
+    /// Calls that trapped or returned bad output.
+    pub traps: u64,
+    /// Times it was quarantined.
+    pub quarantines: u64,
+    /// Events handed to it.
+    pub events_in: u64,
+    /// Events that came out.
+    pub events_out: u64,
+    /// Events rejected (validators, decode errors, fail-closed).
+    pub rejected: u64,
+    /// Events dropped (privacy, sampler, fail-closed).
+    pub dropped: u64,
+}
+
+impl PluginStatus {
+    /// A new status for `identity`; publishes `plugin.loaded`.
+    pub fn loaded(identity: PluginIdentity, lifecycle: &Lifecycle) -> Arc<Self> {
+        let status = Arc::new(PluginStatus {
+            correlation_id: new_correlation_id(),
+            identity,
+            counters: Mutex::new(StageCounters::default()),
+            quarantined: AtomicBool::new(false),
+            quarantines: AtomicU64::new(0),
+            // 50 µs … ~1.6 s: batch calls range from microseconds (native)
+            // to the CPU deadline.
+            latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            lifecycle: lifecycle.clone(),
+        });
+        let id = &status.identity;
+        lifecycle.emit(
+            "plugin.loaded",
+            &status.correlation_id,
+            serde_json::json!({
+                "name": id.name, "stage": id.stage, "input": id.input, "kind": id.kind,
+                "version": id.version, "file": id.file, "sha256": id.sha256,
+            }),
+        );
+        status
+    }
+
+    /// Records one call's wall time.
+    pub fn observe_call(&self, elapsed: Duration) {
+        self.latency.observe(elapsed.as_secs_f64());
+    }
+
+    /// Records a trap (`plugin.trap`); `traps_in_window` is the count that
+    /// the quarantine policy compares with its threshold.
+    pub fn trapped(&self, error: &str, traps_in_window: usize) {
+        self.lifecycle.emit(
+            "plugin.trap",
+            &self.correlation_id,
+            serde_json::json!({"name": self.identity.name, "stage": self.identity.stage,
+                "error": error, "traps_in_window": traps_in_window}),
+        );
+    }
+
+    /// Records that the plugin was quarantined (`plugin.quarantined`).
+    pub fn quarantined(&self, traps: usize, window: Duration) {
+        self.quarantined.store(true, Ordering::Relaxed);
+        self.quarantines.fetch_add(1, Ordering::Relaxed);
+        self.lifecycle.emit(
+            "plugin.quarantined",
+            &self.correlation_id,
+            serde_json::json!({"name": self.identity.name, "stage": self.identity.stage,
+                "traps": traps, "window_s": window.as_secs()}),
+        );
+    }
+
+    /// Publishes the pipeline's counters for this plugin.
+    pub fn publish(&self, counters: &StageCounters) {
+        let mut shared = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        shared.clone_from(counters);
+    }
+
+    /// Whether it is quarantined.
+    pub fn is_quarantined(&self) -> bool {
+        self.quarantined.load(Ordering::Relaxed)
+    }
+
+    /// The latency histogram, for the metrics collector.
+    pub fn latency(&self) -> &Histogram {
+        &self.latency
+    }
+
+    /// The last published counters.
+    pub fn counters(&self) -> StageCounters {
+        self.counters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// A consistent-enough view for `/plugins`.
+    pub fn view(&self) -> PluginView {
+        let c = self.counters();
+        PluginView {
+            identity: self.identity.clone(),
+            state: if self.is_quarantined() {
+                "quarantined"
+            } else {
+                "active"
+            },
+            calls: c.calls,
+            traps: c.traps,
+            quarantines: self.quarantines.load(Ordering::Relaxed),
+            events_in: c.events_in,
+            events_out: c.events_out,
+            rejected: c.rejected,
+            dropped: c.dropped,
+        }
+    }
+}
+
+/// Every loaded plugin, in pipeline order.
+#[derive(Debug, Default)]
+pub struct PluginRegistry {
+    entries: RwLock<Vec<Arc<PluginStatus>>>,
+}
+
+impl PluginRegistry {
+    /// Adds a plugin.
+    pub fn add(&self, status: Arc<PluginStatus>) {
+        self.entries
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(status);
+    }
+
+    /// Every plugin.
+    pub fn all(&self) -> Vec<Arc<PluginStatus>> {
+        self.entries
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+}
