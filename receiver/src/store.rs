@@ -220,7 +220,7 @@ pub(crate) fn read_stats(conn: &Connection, path: &Path) -> Result<Stats, Receiv
         .query_row(
             "SELECT (SELECT COUNT(*) FROM batches),
                     (SELECT COALESCE(SUM(events), 0) FROM batches),
-                    (SELECT COUNT(*) FROM events)",
+                    (SELECT COALESCE(SUM(new_events), 0) FROM batches)",
             [],
             |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
         )

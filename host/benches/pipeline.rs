@@ -1,0 +1,372 @@
+//! Events per second end to end, and peak memory, for the whole host:
+//! file input → jsonl-decoder → range-validator → redact-privacy →
+//! fraction-sampler → SQLite buffer → batches → HTTP (gzip) → the real
+//! receiver on loopback — once with the sandboxed example guests and once
+//! with native-Rust twins of the same four stages, alternately, in the same
+//! run.
+//!
+//! Run with `cargo bench -p halyard --bench pipeline` (1 000 000 lines, 3
+//! runs of each) or add `-- --lines N --runs R`. The input is the peer
+//! benchmark's `sensor-lines.py` format (generated in-process, identical
+//! bytes); 10 % of the lines fail the range check, the rest are delivered.
+//!
+//! Each run starts the host as a child process (this same executable, in
+//! child mode, calling `halyard::run::run_with` exactly as `halyard run`
+//! calls `run`), so its peak RSS (`VmHWM`) is the host's alone; the
+//! receiver runs in this process, on the same 2 cores, as it would on a
+//! device's loopback. A run is timed from the child's start until the
+//! receiver has stored every valid event; it then checks exact counts: all
+//! delivered, no duplicates, nothing dropped. The compile cache is warmed
+//! first, as it is on a device after the first start.
+
+#[path = "stages/input.rs"]
+#[allow(dead_code)]
+mod input;
+#[path = "stages/native.rs"]
+#[allow(dead_code)]
+mod native;
+
+use std::io::{BufRead, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use halyard::config::HostConfig;
+use halyard::pipeline::{NativeFactory, NativeStages, StagePlugin};
+use halyard::plugin::{Action, CallError, Event, Frame, PluginKind, Verdict};
+use halyard_receiver::{ReceiverConfig, open_stats};
+use halyard_test_components::{FRACTION_SAMPLER, JSONL_DECODER, RANGE_VALIDATOR, REDACT_PRIVACY};
+
+/// Set in the child's environment to the mode it runs (`wasm`/`native`).
+const CHILD_MODE: &str = "HALYARD_PIPELINE_BENCH_CHILD";
+/// Set in the child's environment to its config file.
+const CHILD_CONFIG: &str = "HALYARD_PIPELINE_BENCH_CONFIG";
+/// The longest a single run may take before the bench gives up.
+const RUN_LIMIT: Duration = Duration::from_secs(600);
+
+fn main() {
+    if let Ok(mode) = std::env::var(CHILD_MODE) {
+        child(&mode);
+        return;
+    }
+    let lines = arg("--lines").unwrap_or(1_000_000);
+    let runs = arg("--runs").unwrap_or(3);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let input = dir.path().join("sensors.jsonl");
+    let valid = write_input(&input, lines);
+    let warm = dir.path().join("warm.jsonl");
+    let warm_valid = write_input(&warm, 10_000);
+    println!("input: {lines} lines, {valid} valid; {runs} runs per mode\n");
+
+    // Fill the compile cache (and page in the binary) before timing.
+    measure(dir.path(), "warm-up", "wasm", &warm, warm_valid);
+    let mut results: Vec<(&str, Vec<Run>)> = vec![("wasm", Vec::new()), ("native", Vec::new())];
+    for i in 0..runs {
+        for (mode, runs) in &mut results {
+            let run = measure(dir.path(), &format!("{mode}-{i}"), mode, &input, valid);
+            println!(
+                "{mode:>6} run {i}: {:>9.0} lines/s  {:>6.2} s  peak RSS {:>5.1} MB",
+                run.lines_per_s(lines),
+                run.elapsed.as_secs_f64(),
+                run.peak_rss_kb as f64 / 1024.0
+            );
+            runs.push(run);
+        }
+    }
+    println!("\n| stages | lines/s (median) | delivered/s | peak RSS (max) |");
+    println!("|---|---:|---:|---:|");
+    let mut medians = Vec::new();
+    for (mode, runs) in &results {
+        let mut rates: Vec<f64> = runs.iter().map(|r| r.lines_per_s(lines)).collect();
+        rates.sort_by(f64::total_cmp);
+        let median = rates[rates.len() / 2];
+        let rss = runs.iter().map(|r| r.peak_rss_kb).max().unwrap_or(0);
+        println!(
+            "| {mode} | {median:.0} | {:.0} | {:.1} MB |",
+            median * valid as f64 / lines as f64,
+            rss as f64 / 1024.0
+        );
+        medians.push(median);
+    }
+    println!(
+        "\nnative / wasm throughput: {:.2}x",
+        medians[1] / medians[0]
+    );
+}
+
+/// One timed run.
+struct Run {
+    elapsed: Duration,
+    peak_rss_kb: u64,
+}
+
+impl Run {
+    fn lines_per_s(&self, lines: u64) -> f64 {
+        lines as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Runs the host on `input` with a fresh buffer and receiver until all
+/// `valid` events are stored; checks the counts.
+fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the receiver");
+    let store = dir.join(format!("received-{name}.db"));
+    let receiver = rt
+        .block_on(halyard_receiver::bind(ReceiverConfig::new(
+            "127.0.0.1:0".parse().expect("an address"),
+            store.clone(),
+        )))
+        .expect("the receiver binds");
+    let url = format!("http://{}/v1/batches", receiver.local_addr());
+    let (stop_receiver, stopped) = tokio::sync::oneshot::channel::<()>();
+    let served = rt.spawn(receiver.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(&config, config_text(dir, name, input, &url)).expect("write the config");
+    let start = Instant::now();
+    let mut host = Command::new(std::env::current_exe().expect("this executable"))
+        .env(CHILD_MODE, mode)
+        .env(CHILD_CONFIG, &config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the host");
+    let elapsed = loop {
+        let stored = open_stats(&store).map(|s| s.events_stored).unwrap_or(0);
+        if stored >= valid {
+            break start.elapsed();
+        }
+        assert!(
+            start.elapsed() < RUN_LIMIT,
+            "{name}: only {stored} of {valid} stored"
+        );
+        if let Ok(Some(status)) = host.try_wait() {
+            panic!("{name}: the host exited early with {status}");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    drop(host.stdin.take()); // EOF: shut down.
+    let mut peak_rss_kb = 0;
+    let mut left = u64::MAX;
+    if let Some(out) = host.stdout.take() {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(v) = line.strip_prefix("peak_rss_kb ") {
+                peak_rss_kb = v.parse().unwrap_or(0);
+            } else if let Some(v) = line.strip_prefix("left_in_buffer ") {
+                left = v.parse().unwrap_or(u64::MAX);
+            }
+        }
+    }
+    let status = host.wait().expect("the host exits");
+    assert!(status.success(), "{name}: host exited with {status}");
+    let _ = stop_receiver.send(());
+    let _ = rt.block_on(served);
+    let stats = open_stats(&store).expect("receiver stats");
+    assert_eq!(
+        (stats.events_stored, stats.duplicates, left),
+        (valid, 0, 0),
+        "{name}: every valid event delivered once, nothing left behind"
+    );
+    let _ = std::fs::remove_file(&store);
+    Run {
+        elapsed,
+        peak_rss_kb,
+    }
+}
+
+/// The host config of one run: defaults for batching and transport (gzip
+/// on), a buffer big enough that nothing is dropped, and the status server
+/// on a free port.
+fn config_text(dir: &Path, name: &str, input: &Path, url: &str) -> String {
+    format!(
+        r#"
+[host]
+id = "bench"
+data_dir = "{data}"
+
+[[input]]
+type = "file"
+name = "sensors"
+path = "{input}"
+decoder = {{ plugin = "{decoder}" }}
+
+[[stages.validate]]
+plugin = "{validator}"
+config = {{ "min.temp" = 0 }}
+
+[[stages.privacy]]
+plugin = "{privacy}"
+config = {{ hash_keys = "operator", drop_keys = "email", salt = "bench" }}
+
+[[stages.sample]]
+plugin = "{sampler}"
+config = {{ fraction = 1 }}
+
+[buffer]
+path = "buffer-{name}.db"
+max_mb = 2048
+
+[batch]
+max_events = {batch}
+max_bytes = {batch_bytes}
+
+[transport]
+type = "http"
+url = "{url}"
+
+[health]
+listen = "127.0.0.1:0"
+"#,
+        data = dir.join("data").display(),
+        input = input.display(),
+        decoder = JSONL_DECODER,
+        validator = RANGE_VALIDATOR,
+        privacy = REDACT_PRIVACY,
+        sampler = FRACTION_SAMPLER,
+        batch = arg("--batch").unwrap_or(1000),
+        batch_bytes = arg("--batch").unwrap_or(1000) * 1024,
+    )
+}
+
+/// Writes `n` benchmark lines; returns how many pass the range check.
+fn write_input(path: &Path, n: u64) -> u64 {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create the input"));
+    let mut valid = 0;
+    for i in 0..n {
+        let line = input::sensor_line(i);
+        valid += u64::from(!line.contains("\"value\":-"));
+        writeln!(out, "{line}").expect("write the input");
+    }
+    out.flush().expect("write the input");
+    valid
+}
+
+/// `--name N` from the command line.
+fn arg(name: &str) -> Option<u64> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1)?.parse().ok()
+}
+
+/// Child mode: run the host on the config until stdin closes, then print
+/// the peak RSS and what was left in the buffer.
+fn child(mode: &str) {
+    let path = PathBuf::from(std::env::var(CHILD_CONFIG).expect("the child's config"));
+    let config = HostConfig::load(&path).expect("the bench config loads");
+    let natives = if mode == "native" {
+        native_stages()
+    } else {
+        NativeStages::default()
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let shutdown = async {
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        })
+        .await;
+    };
+    let report = rt
+        .block_on(halyard::run::run_with(config, natives, shutdown))
+        .expect("the host runs");
+    println!("peak_rss_kb {}", peak_rss_kb());
+    println!("left_in_buffer {}", report.left_in_buffer);
+}
+
+/// `VmHWM` of this process, in KiB.
+fn peak_rss_kb() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// The native twins, registered under the component paths they replace.
+fn native_stages() -> NativeStages {
+    let mut natives = NativeStages::default();
+    let factory = |make: fn(&std::collections::BTreeMap<String, String>) -> Twin| -> NativeFactory {
+        Arc::new(move |config| Box::new(make(config)) as Box<dyn StagePlugin>)
+    };
+    natives.register(
+        JSONL_DECODER,
+        PluginKind::Decoder,
+        factory(|_| Twin::Decoder(native::JsonlDecoder)),
+    );
+    natives.register(
+        RANGE_VALIDATOR,
+        PluginKind::Validator,
+        factory(|c| Twin::Validator(native::RangeValidator::new(c))),
+    );
+    natives.register(
+        REDACT_PRIVACY,
+        PluginKind::Privacy,
+        factory(|c| Twin::Privacy(native::RedactPolicy::new(c))),
+    );
+    natives.register(
+        FRACTION_SAMPLER,
+        PluginKind::Sampler,
+        factory(|c| Twin::Sampler(native::FractionSampler::new(c))),
+    );
+    natives
+}
+
+/// One native twin of an example guest.
+enum Twin {
+    Decoder(native::JsonlDecoder),
+    Validator(native::RangeValidator),
+    Privacy(native::RedactPolicy),
+    Sampler(native::FractionSampler),
+}
+
+impl Twin {
+    fn wrong_kind(&self) -> CallError {
+        CallError::BadOutput {
+            plugin: "native twin".into(),
+            message: "called as the wrong kind".into(),
+        }
+    }
+}
+
+impl StagePlugin for Twin {
+    fn poll(&mut self, _max: u32) -> Result<Vec<Event>, CallError> {
+        Err(self.wrong_kind())
+    }
+    fn decode(&mut self, frames: &[Frame]) -> Result<Vec<Result<Vec<Event>, String>>, CallError> {
+        match self {
+            Twin::Decoder(d) => Ok(d.decode_batch(frames)),
+            _ => Err(self.wrong_kind()),
+        }
+    }
+    fn validate(&mut self, events: &[Event]) -> Result<Vec<Verdict>, CallError> {
+        match self {
+            Twin::Validator(v) => Ok(v.validate_batch(events)),
+            _ => Err(self.wrong_kind()),
+        }
+    }
+    fn redact(&mut self, events: &[Event]) -> Result<Vec<Action>, CallError> {
+        match self {
+            Twin::Privacy(p) => Ok(p.redact_batch(events)),
+            _ => Err(self.wrong_kind()),
+        }
+    }
+    fn sample(&mut self, events: &[Event]) -> Result<Vec<bool>, CallError> {
+        match self {
+            Twin::Sampler(s) => Ok(s.sample_batch(events)),
+            _ => Err(self.wrong_kind()),
+        }
+    }
+}
