@@ -20,6 +20,9 @@
 //!   every plugin instance.
 //! - [`run`]: `halyard run`: the pipeline thread, file, http and source inputs,
 //!   the shipper (buffer → transport), ordered shutdown.
+//! - [`reload`]: hot reload: file watch, off-thread compile, swap between
+//!   batches, rollback with quarantine by hash and reload backoff, and the
+//!   remote rollout manifest ([`reload::rollout`]).
 //! - [`status`]: the status server: `/health`, `/metrics` (Prometheus),
 //!   `/plugins`, `/events/stream` (Server-Sent Events).
 //! - [`lifecycle`]: the host's own events (started, plugin quarantined,
@@ -37,6 +40,7 @@ pub mod lifecycle;
 pub mod logging;
 pub mod pipeline;
 pub mod plugin;
+pub mod reload;
 pub mod run;
 pub mod status;
 pub mod tap;

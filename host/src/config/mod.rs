@@ -8,10 +8,12 @@
 
 mod model;
 mod substitute;
+mod supply;
 
 use std::path::{Path, PathBuf};
 
 pub use model::*;
+pub use supply::{PluginsSection, ReloadSection, RolloutSection};
 pub use substitute::{SubstituteError, substitute};
 
 /// Why a config file was refused.
@@ -75,11 +77,12 @@ impl HostConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        let config: HostConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
+        let mut config: HostConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             message: with_key_line(&text, e.span(), e.to_string().trim_end()),
         })?;
         config.check(path)?;
+        config.source = Some(path.to_path_buf());
         Ok(config)
     }
 

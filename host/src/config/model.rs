@@ -47,6 +47,19 @@ pub struct HostConfig {
     /// How long shutdown may take.
     #[serde(default)]
     pub shutdown: ShutdownSection,
+    /// Trusted plugin signers.
+    #[serde(default)]
+    pub plugins: super::supply::PluginsSection,
+    /// Hot reload, rollback and reload backoff.
+    #[serde(default)]
+    pub reload: super::supply::ReloadSection,
+    /// Remote plugin rollout.
+    #[serde(default)]
+    pub rollout: super::supply::RolloutSection,
+    /// The file this config was read from (set by `HostConfig::parse`), so
+    /// hot reload knows what to watch and re-read.
+    #[serde(skip)]
+    pub source: Option<PathBuf>,
 }
 
 /// `[host]`

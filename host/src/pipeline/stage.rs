@@ -2,6 +2,12 @@
 //! window. After `threshold` traps within `window` the plugin is
 //! quarantined: the chain applies the stage's failure policy to every batch
 //! without calling it, so a broken plugin cannot burn CPU on every batch.
+//!
+//! Hot reload swaps a stage's plugin with [`Stage::swap`], on the pipeline
+//! thread between two batches, so a batch runs wholly on one version. The
+//! previous version is kept in memory while the new one is on probation;
+//! too many traps during probation roll the stage back to it
+//! ([`crate::reload::rollback`]).
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -9,6 +15,7 @@ use std::time::{Duration, Instant};
 
 use super::native::StagePlugin;
 use crate::plugin::{CallError, Plugin};
+use crate::reload::rollback::{Probation, Rollback};
 use crate::status::plugins::PluginStatus;
 
 /// When a plugin is quarantined.
@@ -52,6 +59,8 @@ pub struct Stage {
     /// Where latency, traps, quarantine and counters are published for
     /// `/metrics`, `/plugins` and lifecycle events; `None` when unobserved.
     observer: Option<Arc<PluginStatus>>,
+    /// The last good version while a freshly swapped one is on probation.
+    probation: Option<Probation>,
 }
 
 impl Stage {
@@ -66,6 +75,7 @@ impl Stage {
             quarantined: false,
             counters: StageCounters::default(),
             observer: None,
+            probation: None,
         }
     }
 
@@ -80,6 +90,7 @@ impl Stage {
             quarantined: false,
             counters: StageCounters::default(),
             observer: None,
+            probation: None,
         }
     }
 
@@ -129,8 +140,62 @@ impl Stage {
         Some(result)
     }
 
+    /// Runs `plugin` from the next batch on (call it between batches, on
+    /// the pipeline thread). Trap counts and quarantine start afresh. With
+    /// `rollback`, the version it replaces is kept and restored if the new
+    /// one traps too often soon after the swap.
+    pub fn swap(&mut self, plugin: Arc<Plugin>, rollback: Option<Rollback>) {
+        let previous = self.plugin.replace(plugin.clone());
+        self.backend = Box::new(plugin.instance());
+        self.recent_traps.clear();
+        self.quarantined = false;
+        if let Some(o) = &self.observer {
+            o.swapped(&plugin, previous.as_ref().map(|p| p.sha256.as_str()));
+        }
+        tracing::info!(plugin = %self.name, sha256 = %plugin.sha256,
+            from = previous.as_ref().map(|p| p.sha256.as_str()).unwrap_or(""),
+            "plugin reloaded");
+        self.probation = match (previous, rollback) {
+            (Some(previous), Some(rollback)) => Some(Probation::new(previous, rollback)),
+            _ => None,
+        };
+    }
+
+    /// Restores the version kept for probation: the bad one is quarantined
+    /// by hash so the reloader will not load it again.
+    fn roll_back(&mut self, err: &CallError) {
+        let Some(probation) = self.probation.take() else {
+            return;
+        };
+        let good = probation.previous.clone();
+        let bad = self.plugin.replace(good.clone());
+        self.backend = Box::new(good.instance());
+        self.recent_traps.clear();
+        self.quarantined = false;
+        if let Some(bad) = &bad {
+            probation
+                .rollback
+                .ledger
+                .rolled_back(&bad.path, &bad.sha256);
+            tracing::error!(plugin = %self.name, bad = %bad.sha256, restored = %good.sha256,
+                traps = probation.traps, error = %err, "new plugin version rolled back");
+            if let Some(o) = &self.observer {
+                o.rolled_back(bad, &good, probation.traps, &err.to_string());
+            }
+        }
+    }
+
     fn record_trap(&mut self, err: &CallError) {
         let now = Instant::now();
+        if let Some(p) = &mut self.probation {
+            if p.trapped(now) {
+                self.roll_back(err);
+                return;
+            }
+            if p.expired(now) {
+                self.probation = None;
+            }
+        }
         self.recent_traps.push_back(now);
         while self
             .recent_traps
@@ -144,6 +209,11 @@ impl Stage {
             o.trapped(&err.to_string(), self.recent_traps.len());
         }
         if self.recent_traps.len() >= self.policy.threshold as usize {
+            if self.probation.is_some() {
+                // A new version that would be quarantined is rolled back.
+                self.roll_back(err);
+                return;
+            }
             self.quarantined = true;
             if let Some(o) = &self.observer {
                 o.quarantined(self.recent_traps.len(), self.policy.window);

@@ -31,6 +31,9 @@ pub struct Runtime {
     pub(crate) cache: Option<CompileCache>,
     /// Advances the epoch; stopped on drop.
     _ticker: EpochTicker,
+    /// Signers whose `.sig` makes a component loadable; empty means
+    /// signatures are not required (see [`Runtime::require_signatures`]).
+    pub(crate) trusted_keys: Vec<halyard_trust::PublicKey>,
 }
 
 impl Runtime {
@@ -62,7 +65,15 @@ impl Runtime {
             linker,
             cache,
             _ticker: ticker,
+            trusted_keys: Vec::new(),
         })
+    }
+
+    /// From now on every [`Runtime::load`] requires a valid `FILE.sig` by
+    /// one of `keys` (none: signatures are not required). The signature is
+    /// checked over the very bytes that are then compiled.
+    pub fn require_signatures(&mut self, keys: Vec<halyard_trust::PublicKey>) {
+        self.trusted_keys = keys;
     }
 
     /// The compile cache, if enabled.

@@ -67,6 +67,16 @@ pub enum LoadError {
         /// What the component looks like instead, if it matches another kind.
         found: String,
     },
+    /// Signing is required (trusted keys are configured) and the component
+    /// is unsigned, its `.sig` is garbled, names an untrusted key, does not
+    /// verify, or was made for other bytes.
+    #[error("{path}: signature refused: {source}")]
+    Signature {
+        /// The component file.
+        path: PathBuf,
+        /// Which check failed (boxed: it is large and rare).
+        source: Box<halyard_trust::plugin_sig::SignatureError>,
+    },
     /// No kind was declared and the exports match no kind (or several).
     #[error(
         "cannot tell the plugin kind: exports are [{exports}], none of poll, decode, validate, redact or sample (or more than one)"

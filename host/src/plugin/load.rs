@@ -44,12 +44,21 @@ const ALWAYS_ALLOWED: &[&str] = &[
 impl Runtime {
     /// Loads the component at `path`. With `kind` the component must
     /// implement that world; without, the kind is inferred from its exports.
+    /// When trusted keys are set, `FILE.sig` must verify first.
     pub fn load(
         &self,
         path: &Path,
         kind: Option<PluginKind>,
         options: PluginOptions,
     ) -> Result<Arc<Plugin>, LoadError> {
+        if !self.trusted_keys.is_empty() {
+            let (bytes, _signer) = halyard_trust::plugin_sig::verify_file(path, &self.trusted_keys)
+                .map_err(|source| LoadError::Signature {
+                    path: path.to_path_buf(),
+                    source: Box::new(source),
+                })?;
+            return self.load_bytes(path.to_path_buf(), &bytes, kind, options);
+        }
         let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
             path: path.to_path_buf(),
             source,

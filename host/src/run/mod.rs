@@ -105,7 +105,9 @@ pub async fn run_with(
         source,
     })?;
     let host_id = config.host.id.clone().unwrap_or_else(hostname);
-    let runtime = Runtime::new(Some(data_dir.join("cache")))?;
+    let mut runtime = Runtime::new(Some(data_dir.join("cache")))?;
+    runtime.require_signatures(config.plugins.trusted_keys.clone());
+    let runtime = Arc::new(runtime);
     let mut channels = observe::Channels::new(&config);
     let (buffer, opened) = Buffer::open(buffer_config(&config, &data_dir))?;
     if let Some(moved) = &opened.recovered_from_corruption {
@@ -171,6 +173,7 @@ pub async fn run_with(
         })
         .collect();
     let worker = Worker::start(pipeline, schedules, appended.clone()).map_err(RunError::Thread)?;
+    let reloader = crate::reload::supply(&config, &runtime, worker.sender(), &channels.lifecycle);
 
     let (stop_inputs, inputs_stopped) = watch::channel(false);
     let mut inputs = Vec::new();
@@ -221,6 +224,9 @@ pub async fn run_with(
     shutdown.await;
     tracing::info!("shutting down: stopping inputs");
     let _ = stop_inputs.send(true);
+    if let Some(reloader) = reloader {
+        tokio::task::spawn_blocking(move || reloader.stop()).await.ok();
+    }
     for input in inputs {
         let _ = input.await;
     }

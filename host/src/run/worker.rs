@@ -32,6 +32,8 @@ pub enum Work {
         /// Where the committed report goes.
         reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
     },
+    /// Hot reload: swap in new plugin versions between two batches.
+    Swap(crate::reload::Swap),
 }
 
 /// A source input and its schedule.
@@ -120,6 +122,7 @@ fn serve(
                 }
                 let _ = reply.send(result);
             }
+            Ok(Work::Swap(swap)) => crate::reload::apply(pipeline, swap),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }

@@ -79,6 +79,13 @@ pub struct PluginStatus {
     quarantines: AtomicU64,
     latency: Histogram,
     lifecycle: Lifecycle,
+    /// What runs now when hot reload or a rollback replaced the version in
+    /// `identity` (name, version, sha256); `/plugins` shows this.
+    current: RwLock<Option<(String, String, String)>>,
+    /// Times hot reload swapped this stage's plugin.
+    reloads: AtomicU64,
+    /// Times a new version was rolled back.
+    rollbacks: AtomicU64,
 }
 
 /// A plugin's state as `/plugins` shows it.
@@ -118,6 +125,9 @@ impl PluginStatus {
             // to the CPU deadline.
             latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
             lifecycle: lifecycle.clone(),
+            current: RwLock::new(None),
+            reloads: AtomicU64::new(0),
+            rollbacks: AtomicU64::new(0),
         });
         let id = &status.identity;
         lifecycle.emit(
@@ -159,6 +169,56 @@ impl PluginStatus {
         );
     }
 
+    /// Records a hot swap (`plugin.reloaded`): `plugin` runs from now on.
+    pub fn swapped(&self, plugin: &crate::plugin::Plugin, from_sha256: Option<&str>) {
+        self.set_current(plugin);
+        self.reloads.fetch_add(1, Ordering::Relaxed);
+        self.lifecycle.emit(
+            "plugin.reloaded",
+            &self.correlation_id,
+            serde_json::json!({"name": self.identity.name, "stage": self.identity.stage,
+                "input": self.identity.input, "file": plugin.path.display().to_string(),
+                "version": plugin.info.version, "sha256": plugin.sha256,
+                "from_sha256": from_sha256, "from_cache": plugin.from_cache}),
+        );
+    }
+
+    /// Records a rollback (`plugin.rolled_back`) from `bad` to `good`.
+    pub fn rolled_back(
+        &self,
+        bad: &crate::plugin::Plugin,
+        good: &crate::plugin::Plugin,
+        traps: u32,
+        error: &str,
+    ) {
+        self.set_current(good);
+        self.rollbacks.fetch_add(1, Ordering::Relaxed);
+        self.lifecycle.emit(
+            "plugin.rolled_back",
+            &self.correlation_id,
+            serde_json::json!({"name": self.identity.name, "stage": self.identity.stage,
+                "file": bad.path.display().to_string(), "bad_sha256": bad.sha256,
+                "restored_sha256": good.sha256, "traps": traps, "error": error}),
+        );
+    }
+
+    fn set_current(&self, plugin: &crate::plugin::Plugin) {
+        self.quarantined.store(false, Ordering::Relaxed);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some((
+            plugin.info.name.clone(),
+            plugin.info.version.clone(),
+            plugin.sha256.clone(),
+        ));
+    }
+
+    /// Times this stage's plugin was hot-swapped and rolled back.
+    pub fn reloads(&self) -> (u64, u64) {
+        (
+            self.reloads.load(Ordering::Relaxed),
+            self.rollbacks.load(Ordering::Relaxed),
+        )
+    }
+
     /// Publishes the pipeline's counters for this plugin.
     pub fn publish(&self, counters: &StageCounters) {
         let mut shared = self.counters.lock().unwrap_or_else(|e| e.into_inner());
@@ -186,8 +246,19 @@ impl PluginStatus {
     /// A consistent-enough view for `/plugins`.
     pub fn view(&self) -> PluginView {
         let c = self.counters();
+        let mut identity = self.identity.clone();
+        if let Some((name, version, sha256)) = self
+            .current
+            .read()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            identity.plugin_name = name;
+            identity.version = version;
+            identity.sha256 = sha256;
+        }
         PluginView {
-            identity: self.identity.clone(),
+            identity,
             state: if self.is_quarantined() {
                 "quarantined"
             } else {

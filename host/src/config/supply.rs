@@ -1,0 +1,79 @@
+//! The plugin supply chain's config: `[plugins]` (who may sign plugins),
+//! `[reload]` (hot reload, rollback and backoff) and `[rollout]` (a remote
+//! manifest the host polls). All optional: without them the host behaves as
+//! before, except that hot reload is on by default.
+
+use std::path::PathBuf;
+
+use halyard_trust::keys::PublicKey;
+use serde::{Deserialize, Serialize};
+
+/// `[plugins]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PluginsSection {
+    /// Keys (`ed25519:<base64>`) whose signatures make a component loadable.
+    /// When the list is non-empty every component needs a valid `FILE.sig`
+    /// from one of them, at start and on every reload; empty means signing
+    /// is not required.
+    pub trusted_keys: Vec<PublicKey>,
+}
+
+/// `[reload]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReloadSection {
+    /// Watch the plugin files and the config file (and reload on SIGHUP).
+    pub enabled: bool,
+    /// Quiet time after the last file event before a reload starts, so a
+    /// copy in several writes is read once, complete.
+    pub debounce_ms: u64,
+    /// A newly swapped version that traps more than this many times ...
+    pub rollback_after_traps: u32,
+    /// ... within this many seconds after the swap is rolled back.
+    pub rollback_window_s: u64,
+    /// After a rollback, the next reload of that file waits at least this
+    /// long; the wait doubles with every further rollback (reload storms).
+    pub backoff_initial_ms: u64,
+    /// The longest wait between reloads of a file that keeps crashing.
+    pub backoff_max_ms: u64,
+}
+
+impl Default for ReloadSection {
+    fn default() -> Self {
+        ReloadSection {
+            enabled: true,
+            debounce_ms: 50,
+            rollback_after_traps: 3,
+            rollback_window_s: 300,
+            backoff_initial_ms: 1000,
+            backoff_max_ms: 300_000,
+        }
+    }
+}
+
+/// `[rollout]`
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RolloutSection {
+    /// The manifest to poll (http or https); unset disables remote rollout.
+    pub manifest_url: Option<String>,
+    /// Seconds between polls.
+    pub interval_s: u64,
+    /// Where downloaded components are installed; hot reload picks them up
+    /// from there when a stage's `plugin` points into it.
+    pub dir: PathBuf,
+    /// Timeout of each request.
+    pub timeout_ms: u64,
+}
+
+impl Default for RolloutSection {
+    fn default() -> Self {
+        RolloutSection {
+            manifest_url: None,
+            interval_s: 60,
+            dir: PathBuf::from("plugins"),
+            timeout_ms: 10_000,
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! Hot reload: new plugin versions and config changes while the host runs.
+//!
+//! - [`watch`]: file events for the plugin files and the config file;
+//! - [`swap`]: handing a checked version to the pipeline thread, which
+//!   swaps it in between two batches;
+//! - [`rollback`]: probation after a swap, rollback, quarantine by hash,
+//!   reload backoff.
+//!
+//! Invariants:
+//! - compiling and checking happen on the reloader's thread, never on the
+//!   pipeline thread; the pipeline only swaps an `Arc`;
+//! - a file that fails to load (unreadable, truncated, garbage, wrong kind,
+//!   unsigned or badly signed when keys are configured, `init` refuses its
+//!   config) changes nothing: the old version keeps serving, and the refusal
+//!   is logged and published as `plugin.rejected` with the reason;
+//! - a removed file keeps the loaded version running (and says so); the
+//!   next file at that path is loaded as usual;
+//! - content that was rolled back is never loaded again, and a file that
+//!   was rolled back waits out its backoff before the next attempt.
+
+pub mod rollback;
+pub mod rollout;
+pub mod swap;
+pub mod watch;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use sha2::{Digest, Sha256};
+
+use crate::config::HostConfig;
+use crate::lifecycle::{Lifecycle, new_correlation_id};
+use crate::pipeline::plugin_options;
+use crate::plugin::Runtime;
+use crate::run::Work;
+
+pub use rollback::{Ledger, Rollback, RollbackPolicy};
+pub use swap::{StageKey, Swap, Target, apply};
+
+/// What wakes the reloader.
+#[derive(Debug)]
+pub enum Trigger {
+    /// These watched files (plugins, or the config file) changed.
+    Paths(Vec<PathBuf>),
+    /// SIGHUP: re-read the config and re-check every plugin file.
+    All,
+    /// Shut down.
+    Stop,
+}
+
+/// The reloader's thread and the watcher feeding it.
+pub struct Reloader {
+    tx: Sender<Trigger>,
+    thread: Option<JoinHandle<()>>,
+    _watcher: Option<notify::RecommendedWatcher>,
+    signal: Option<tokio::task::JoinHandle<()>>,
+    /// The manifest poller, when `[rollout] manifest_url` is set.
+    rollout: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl Reloader {
+    /// Starts watching (when `[reload] enabled`) and reloading. `work` is
+    /// the pipeline thread's queue. Must be called inside a tokio runtime
+    /// (for SIGHUP).
+    pub fn start(
+        config: &HostConfig,
+        runtime: Arc<Runtime>,
+        work: Sender<Work>,
+        lifecycle: Lifecycle,
+        ledger: Arc<Ledger>,
+    ) -> Reloader {
+        let (tx, rx) = channel();
+        let targets = swap::targets(config);
+        let mut files: HashSet<PathBuf> = targets.iter().map(|t| t.file.clone()).collect();
+        let config_file = config.source.as_deref().map(swap::absolute);
+        if let Some(c) = &config_file {
+            files.insert(c.clone());
+        }
+        let watcher = if config.reload.enabled {
+            match watch::watch(&files, tx.clone()) {
+                Ok(w) => Some(w),
+                Err(err) => {
+                    tracing::error!(error = %err, "hot reload disabled: cannot watch the plugin files");
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let signal = tokio::runtime::Handle::try_current().ok().map(|h| {
+            let tx = tx.clone();
+            h.spawn(async move {
+                let Ok(mut hup) =
+                    tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+                else {
+                    return;
+                };
+                while hup.recv().await.is_some() {
+                    tracing::info!("SIGHUP: reloading config and plugins");
+                    if tx.send(Trigger::All).is_err() {
+                        break;
+                    }
+                }
+            })
+        });
+        let mut state = State {
+            running: config.clone(),
+            config_file,
+            loaded: HashMap::new(),
+            targets,
+            runtime,
+            work,
+            lifecycle,
+            ledger,
+            debounce: Duration::from_millis(config.reload.debounce_ms),
+        };
+        for t in &state.targets {
+            if let Ok(bytes) = std::fs::read(&t.file) {
+                state.loaded.insert(t.key.clone(), sha256(&bytes));
+            }
+        }
+        let thread = std::thread::Builder::new()
+            .name("halyard-reload".into())
+            .spawn(move || state.serve(&rx))
+            .ok();
+        Reloader {
+            tx,
+            thread,
+            _watcher: watcher,
+            signal,
+            rollout: None,
+        }
+    }
+
+    /// Stops watching and waits for a reload in progress to finish. Call
+    /// before stopping the pipeline thread (this holds one of its senders).
+    pub fn stop(mut self) {
+        for task in [self.signal.take(), self.rollout.take()]
+            .into_iter()
+            .flatten()
+        {
+            task.abort();
+        }
+        let _ = self.tx.send(Trigger::Stop);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}
+
+/// The reloader thread's state.
+struct State {
+    /// The config the host runs with (what was applied of it).
+    running: HostConfig,
+    config_file: Option<PathBuf>,
+    /// Content hash each stage runs (as far as the reloader knows).
+    loaded: HashMap<StageKey, String>,
+    targets: Vec<Target>,
+    runtime: Arc<Runtime>,
+    work: Sender<Work>,
+    lifecycle: Lifecycle,
+    ledger: Arc<Ledger>,
+    debounce: Duration,
+}
+
+impl State {
+    fn serve(&mut self, rx: &Receiver<Trigger>) {
+        // Files waiting for quiet (debounce) or for their backoff.
+        let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
+        let mut config_due: Option<Instant> = None;
+        loop {
+            let next = pending.values().chain(config_due.iter()).min().copied();
+            let wait = next
+                .map(|t| t.saturating_duration_since(Instant::now()))
+                .unwrap_or(Duration::from_secs(3600));
+            match rx.recv_timeout(wait) {
+                Ok(Trigger::Stop) | Err(RecvTimeoutError::Disconnected) => return,
+                Ok(Trigger::Paths(paths)) => {
+                    let due = Instant::now() + self.debounce;
+                    for p in paths {
+                        if Some(&p) == self.config_file.as_ref() {
+                            config_due = Some(due);
+                        } else {
+                            pending.insert(p, due);
+                        }
+                    }
+                }
+                Ok(Trigger::All) => {
+                    config_due = Some(Instant::now());
+                    for t in &self.targets {
+                        pending.insert(t.file.clone(), Instant::now());
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+            }
+            let now = Instant::now();
+            if config_due.is_some_and(|t| t <= now) {
+                config_due = None;
+                self.reload_config();
+            }
+            let due: Vec<PathBuf> = pending
+                .iter()
+                .filter(|(_, t)| **t <= now)
+                .map(|(p, _)| p.clone())
+                .collect();
+            for path in due {
+                pending.remove(&path);
+                if let Some(later) = self.ledger.not_before(&path).filter(|t| *t > now) {
+                    tracing::warn!(file = %path.display(),
+                        wait_ms = later.duration_since(now).as_millis() as u64,
+                        "plugin was rolled back recently: reload postponed (backoff)");
+                    pending.insert(path, later);
+                    continue;
+                }
+                self.reload_file(&path, false);
+            }
+        }
+    }
+
+    /// Loads the file at `path` for every stage that uses it and swaps the
+    /// new version in; `force` reloads even when the content is unchanged
+    /// (a stage's options changed).
+    fn reload_file(&mut self, path: &PathBuf, force: bool) {
+        let targets: Vec<Target> = self
+            .targets
+            .iter()
+            .filter(|t| &t.file == path)
+            .cloned()
+            .collect();
+        self.reload_targets(path, &targets, force);
+    }
+
+    fn reload_targets(&mut self, path: &PathBuf, targets: &[Target], force: bool) {
+        if targets.is_empty() {
+            return;
+        }
+        let bytes = match std::fs::read(path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                tracing::warn!(file = %path.display(),
+                    "plugin file removed: the loaded version keeps running until a new file is deployed (restart to unload)");
+                self.lifecycle.emit(
+                    "plugin.removed",
+                    &new_correlation_id(),
+                    serde_json::json!({"file": path.display().to_string(), "action": "kept"}),
+                );
+                return;
+            }
+            Err(e) => {
+                self.rejected(path, &targets[0].role, &e.to_string());
+                return;
+            }
+        };
+        let hash = sha256(&bytes);
+        // Checked first: after a rollback `loaded` still names the bad hash.
+        if self.ledger.is_bad(&hash) {
+            self.rejected(
+                path,
+                &targets[0].role,
+                &format!("content sha256 {hash} was rolled back before; deploy a fixed version"),
+            );
+            return;
+        }
+        if !force
+            && targets
+                .iter()
+                .all(|t| self.loaded.get(&t.key) == Some(&hash))
+        {
+            return;
+        }
+        let mut plugins = Vec::new();
+        for t in targets {
+            match self
+                .runtime
+                .load(path, Some(t.key.kind), plugin_options(&t.plugin))
+            {
+                Ok(plugin) => plugins.push((t.key.clone(), plugin)),
+                Err(err) => {
+                    self.rejected(path, &t.role, &err.to_string());
+                    return;
+                }
+            }
+        }
+        let hashes: Vec<(StageKey, String)> = plugins
+            .iter()
+            .map(|(k, p)| (k.clone(), p.sha256.clone()))
+            .collect();
+        let (reply, done) = channel();
+        let swap = Swap {
+            plugins,
+            rollback: Rollback {
+                policy: self.ledger.policy(),
+                ledger: self.ledger.clone(),
+            },
+            reply,
+        };
+        if self.work.send(Work::Swap(swap)).is_err() {
+            return;
+        }
+        if let Ok(keys) = done.recv() {
+            for (k, h) in hashes {
+                if keys.contains(&k) {
+                    self.loaded.insert(k, h);
+                }
+            }
+        }
+    }
+
+    fn rejected(&self, path: &std::path::Path, role: &str, reason: &str) {
+        tracing::error!(file = %path.display(), role, reason,
+            "new plugin version refused; the loaded version keeps running");
+        self.lifecycle.emit(
+            "plugin.rejected",
+            &new_correlation_id(),
+            serde_json::json!({"role": role, "file": path.display().to_string(), "reason": reason}),
+        );
+    }
+
+    /// Re-reads the config: per-stage plugin config, grants and limits
+    /// apply live (the stage's plugin is reloaded with them); everything
+    /// else is reported as needing a restart.
+    fn reload_config(&mut self) {
+        let Some(file) = self.config_file.clone() else {
+            return;
+        };
+        let new = match HostConfig::load(&file) {
+            Ok(c) => c,
+            Err(err) => {
+                tracing::error!(error = %err, "config change refused; the running config stays");
+                self.lifecycle.emit(
+                    "config.rejected",
+                    &new_correlation_id(),
+                    serde_json::json!({"file": file.display().to_string(), "reason": err.to_string()}),
+                );
+                return;
+            }
+        };
+        let new_targets = swap::targets(&new);
+        let same_shape = new_targets.len() == self.targets.len()
+            && new_targets
+                .iter()
+                .zip(&self.targets)
+                .all(|(a, b)| a.key == b.key && a.file == b.file);
+        let mut restart = needs_restart(&self.running, &new);
+        let mut applied = Vec::new();
+        if same_shape {
+            let changed: Vec<Target> = new_targets
+                .iter()
+                .zip(&self.targets)
+                .filter(|(a, b)| a.plugin != b.plugin)
+                .map(|(a, _)| a.clone())
+                .collect();
+            self.targets = new_targets;
+            self.running.stages = new.stages.clone();
+            for t in changed {
+                applied.push(t.role.clone());
+                self.reload_targets(&t.file.clone(), std::slice::from_ref(&t), true);
+            }
+        } else {
+            restart.push("stage chains (plugins added, removed or moved)".to_string());
+        }
+        for what in &restart {
+            tracing::warn!(section = %what, "config change needs a restart to take effect");
+        }
+        self.lifecycle.emit(
+            "config.reloaded",
+            &new_correlation_id(),
+            serde_json::json!({"file": file.display().to_string(), "applied": applied,
+                "needs_restart": restart}),
+        );
+    }
+}
+
+/// The sections that differ between `old` and `new` and are not applied
+/// live.
+fn needs_restart(old: &HostConfig, new: &HostConfig) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut check = |name: &str, differ: bool| {
+        if differ {
+            out.push(name.to_string());
+        }
+    };
+    check("host", old.host != new.host);
+    check("input (other than plugin settings)", {
+        let strip = |c: &HostConfig| {
+            c.inputs
+                .iter()
+                .map(|i| {
+                    let mut t = toml::Table::try_from(i).unwrap_or_default();
+                    t.remove("decoder");
+                    t.remove("source");
+                    t
+                })
+                .collect::<Vec<_>>()
+        };
+        strip(old) != strip(new)
+    });
+    check(
+        "stages.quarantine_*",
+        old.stages.quarantine_after_traps != new.stages.quarantine_after_traps
+            || old.stages.quarantine_window_s != new.stages.quarantine_window_s,
+    );
+    check("buffer", old.buffer != new.buffer);
+    check("batch", old.batch != new.batch);
+    check("transport", old.transport != new.transport);
+    check("retry", old.retry != new.retry);
+    check("breaker", old.breaker != new.breaker);
+    check("health", old.health != new.health);
+    check("log", old.log != new.log);
+    check("lifecycle", old.lifecycle != new.lifecycle);
+    check("shutdown", old.shutdown != new.shutdown);
+    check("plugins.trusted_keys", old.plugins != new.plugins);
+    check("reload", old.reload != new.reload);
+    check("rollout", old.rollout != new.rollout);
+    out
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// Starts hot reload (and remote rollout, when configured) for `halyard
+/// run`; `None` when there is no pipeline thread to swap into.
+pub fn supply(
+    config: &HostConfig,
+    runtime: &Arc<Runtime>,
+    work: Option<Sender<Work>>,
+    lifecycle: &Lifecycle,
+) -> Option<Reloader> {
+    let work = work?;
+    let ledger = Ledger::new(RollbackPolicy {
+        after_traps: config.reload.rollback_after_traps,
+        window: Duration::from_secs(config.reload.rollback_window_s),
+        backoff_initial: Duration::from_millis(config.reload.backoff_initial_ms),
+        backoff_max: Duration::from_millis(config.reload.backoff_max_ms),
+    });
+    let mut reloader = Reloader::start(config, runtime.clone(), work, lifecycle.clone(), ledger);
+    reloader.rollout = rollout::spawn(config, lifecycle.clone());
+    Some(reloader)
+}

@@ -1,0 +1,315 @@
+//! Remote rollout: the host polls a manifest and installs the plugins it
+//! lists into the plugin directory, where hot reload takes over.
+//!
+//! The manifest is JSON:
+//!
+//! ```json
+//! {"plugins": [{"name": "validator", "kind": "validator",
+//!               "url": "validator-2.wasm", "sha256": "<64 hex>",
+//!               "signature": {"alg": "ed25519", "key_id": "…", "sha256": "…", "signature": "…"}}]}
+//! ```
+//!
+//! `url` may be relative to the manifest's URL; `signature` is the content
+//! of the `.sig` file `halyard plugin sign` writes. The component is
+//! installed as `<dir>/<name>.wasm` with its signature beside it.
+//!
+//! Invariants:
+//! - polls send `If-None-Match` with the last ETag; a 304 costs nothing;
+//! - a component is installed only after its SHA-256 equals the manifest's
+//!   and, when `[plugins] trusted_keys` is set, its signature verifies with
+//!   one of them; anything else changes nothing and is reported
+//!   (`rollout.failed`);
+//! - installation is atomic: temp file in the same directory (a dotfile
+//!   the watcher ignores), fsync, rename; the `.sig` goes first so the
+//!   component is never seen without it;
+//! - the ETag is remembered only when every listed plugin is installed or
+//!   already current, so a failure is retried at the next poll.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use halyard_trust::PublicKey;
+use halyard_trust::plugin_sig::{Signature, sig_path};
+use serde::Deserialize;
+
+use crate::config::HostConfig;
+use crate::lifecycle::{Lifecycle, new_correlation_id};
+
+/// The manifest document.
+#[derive(Debug, Deserialize)]
+pub struct Manifest {
+    /// The plugins to install.
+    pub plugins: Vec<ManifestPlugin>,
+}
+
+/// One plugin in the manifest.
+#[derive(Debug, Deserialize)]
+pub struct ManifestPlugin {
+    /// The file name without `.wasm` in the plugin directory.
+    pub name: String,
+    /// Its kind (checked again when hot reload loads it).
+    pub kind: String,
+    /// Where to download it (absolute, or relative to the manifest).
+    pub url: String,
+    /// SHA-256 of the component, hex.
+    pub sha256: String,
+    /// The `.sig` document, if signed.
+    #[serde(default)]
+    pub signature: Option<serde_json::Value>,
+}
+
+/// Why one plugin was not installed.
+#[derive(Debug, thiserror::Error)]
+pub enum RolloutError {
+    /// The manifest or a component could not be fetched.
+    #[error("download {url}: {reason}")]
+    Download {
+        /// What was fetched.
+        url: String,
+        /// Why it failed.
+        reason: String,
+    },
+    /// The manifest is not valid JSON of the expected shape.
+    #[error("bad manifest: {0}")]
+    Manifest(String),
+    /// A name that is not a plain file name (`../x`, `a/b`).
+    #[error("plugin name {0:?} is not a plain file name")]
+    BadName(String),
+    /// The downloaded bytes are not the ones the manifest names.
+    #[error("{name}: sha256 mismatch: manifest says {expected}, download has {actual}")]
+    HashMismatch {
+        /// The plugin.
+        name: String,
+        /// From the manifest.
+        expected: String,
+        /// Of the download.
+        actual: String,
+    },
+    /// The signature is missing or does not verify.
+    #[error("{name}: signature refused: {reason}")]
+    Signature {
+        /// The plugin.
+        name: String,
+        /// Why.
+        reason: String,
+    },
+    /// Writing into the plugin directory failed.
+    #[error("install {path}: {source}")]
+    Install {
+        /// The file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// Polls the manifest every `[rollout] interval_s` (first poll at once),
+/// when `manifest_url` is set. Must be called inside a tokio runtime.
+pub fn spawn(config: &HostConfig, lifecycle: Lifecycle) -> Option<tokio::task::JoinHandle<()>> {
+    let url = config.rollout.manifest_url.clone()?;
+    let handle = tokio::runtime::Handle::try_current().ok()?;
+    let dir = config.rollout.dir.clone();
+    let keys = config.plugins.trusted_keys.clone();
+    let interval = Duration::from_secs(config.rollout.interval_s.max(1));
+    let timeout = Duration::from_millis(config.rollout.timeout_ms);
+    Some(handle.spawn(async move {
+        let Ok(http) = reqwest::Client::builder().timeout(timeout).build() else {
+            tracing::error!("rollout disabled: cannot build an HTTP client");
+            return;
+        };
+        let mut poller = Poller {
+            http,
+            url,
+            dir,
+            keys,
+            etag: None,
+            lifecycle,
+        };
+        let mut tick = tokio::time::interval(interval);
+        loop {
+            tick.tick().await;
+            poller.poll().await;
+        }
+    }))
+}
+
+/// One manifest's poll state.
+pub struct Poller {
+    http: reqwest::Client,
+    url: String,
+    dir: PathBuf,
+    keys: Vec<PublicKey>,
+    /// The ETag of the last manifest fully installed.
+    etag: Option<String>,
+    lifecycle: Lifecycle,
+}
+
+impl Poller {
+    /// Fetches the manifest and installs what changed; failures are logged
+    /// and published, never fatal.
+    pub async fn poll(&mut self) {
+        let (manifest, etag) = match self.fetch_manifest().await {
+            Ok(Some(m)) => m,
+            Ok(None) => return,
+            Err(err) => {
+                self.failed(None, &err);
+                return;
+            }
+        };
+        let mut all_ok = true;
+        for plugin in &manifest.plugins {
+            match self.install(plugin).await {
+                Ok(true) => {
+                    tracing::info!(plugin = %plugin.name, sha256 = %plugin.sha256, "rollout installed a plugin");
+                    self.lifecycle.emit(
+                        "rollout.installed",
+                        &new_correlation_id(),
+                        serde_json::json!({"name": plugin.name, "kind": plugin.kind,
+                            "sha256": plugin.sha256}),
+                    );
+                }
+                Ok(false) => {}
+                Err(err) => {
+                    all_ok = false;
+                    self.failed(Some(&plugin.name), &err);
+                }
+            }
+        }
+        if all_ok {
+            self.etag = etag;
+        }
+    }
+
+    fn failed(&self, name: Option<&str>, err: &RolloutError) {
+        tracing::error!(plugin = name.unwrap_or(""), error = %err, "rollout failed; nothing changed");
+        self.lifecycle.emit(
+            "rollout.failed",
+            &new_correlation_id(),
+            serde_json::json!({"name": name, "reason": err.to_string()}),
+        );
+    }
+
+    async fn fetch_manifest(&self) -> Result<Option<(Manifest, Option<String>)>, RolloutError> {
+        let mut req = self.http.get(&self.url);
+        if let Some(etag) = &self.etag {
+            req = req.header(reqwest::header::IF_NONE_MATCH, etag);
+        }
+        let download = |reason: String| RolloutError::Download {
+            url: self.url.clone(),
+            reason,
+        };
+        let resp = req.send().await.map_err(|e| download(e.to_string()))?;
+        if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
+            return Ok(None);
+        }
+        if !resp.status().is_success() {
+            return Err(download(format!("HTTP {}", resp.status())));
+        }
+        let etag = resp
+            .headers()
+            .get(reqwest::header::ETAG)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let body = resp.bytes().await.map_err(|e| download(e.to_string()))?;
+        let manifest: Manifest =
+            serde_json::from_slice(&body).map_err(|e| RolloutError::Manifest(e.to_string()))?;
+        Ok(Some((manifest, etag)))
+    }
+
+    /// Installs `plugin` unless the installed file already has its hash;
+    /// true when something was installed.
+    async fn install(&self, plugin: &ManifestPlugin) -> Result<bool, RolloutError> {
+        let plain = Path::new(&plugin.name)
+            .file_name()
+            .is_some_and(|n| n == plugin.name.as_str());
+        if !plain || plugin.name.starts_with('.') {
+            return Err(RolloutError::BadName(plugin.name.clone()));
+        }
+        let dest = self.dir.join(format!("{}.wasm", plugin.name));
+        let expected = plugin.sha256.to_ascii_lowercase();
+        if let Ok(current) = std::fs::read(&dest)
+            && halyard_trust::sha256_hex(&current) == expected
+        {
+            return Ok(false);
+        }
+        let url = reqwest::Url::parse(&self.url)
+            .and_then(|base| base.join(&plugin.url))
+            .map_err(|e| RolloutError::Download {
+                url: plugin.url.clone(),
+                reason: e.to_string(),
+            })?;
+        let download = |reason: String| RolloutError::Download {
+            url: url.to_string(),
+            reason,
+        };
+        let resp = self
+            .http
+            .get(url.clone())
+            .send()
+            .await
+            .map_err(|e| download(e.to_string()))?;
+        if !resp.status().is_success() {
+            return Err(download(format!("HTTP {}", resp.status())));
+        }
+        let bytes = resp.bytes().await.map_err(|e| download(e.to_string()))?;
+        let actual = halyard_trust::sha256_hex(&bytes);
+        if actual != expected {
+            return Err(RolloutError::HashMismatch {
+                name: plugin.name.clone(),
+                expected,
+                actual,
+            });
+        }
+        let sig = self.check_signature(plugin, &bytes)?;
+        if let Some(sig) = sig {
+            write_atomic(&sig_path(&dest), sig.to_json().as_bytes())?;
+        }
+        write_atomic(&dest, &bytes)?;
+        Ok(true)
+    }
+
+    fn check_signature(
+        &self,
+        plugin: &ManifestPlugin,
+        bytes: &[u8],
+    ) -> Result<Option<Signature>, RolloutError> {
+        let refused = |reason: String| RolloutError::Signature {
+            name: plugin.name.clone(),
+            reason,
+        };
+        let sig = match &plugin.signature {
+            None if self.keys.is_empty() => return Ok(None),
+            None => return Err(refused("unsigned (trusted keys are configured)".into())),
+            Some(serde_json::Value::String(text)) => Signature::from_json(text.as_bytes()),
+            Some(value) => Signature::from_json(value.to_string().as_bytes()),
+        }
+        .map_err(|e| refused(e.to_string()))?;
+        if !self.keys.is_empty() {
+            sig.verify(bytes, &self.keys)
+                .map_err(|e| refused(e.to_string()))?;
+        }
+        Ok(Some(sig))
+    }
+}
+
+/// Writes `bytes` to `path` through a dotfile temp in the same directory,
+/// fsynced, then renamed over `path`.
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RolloutError> {
+    let install = |source| RolloutError::Install {
+        path: path.to_path_buf(),
+        source,
+    };
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(install)?;
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
+    let mut file = std::fs::File::create(&tmp).map_err(install)?;
+    file.write_all(bytes).map_err(install)?;
+    file.sync_all().map_err(install)?;
+    drop(file);
+    std::fs::rename(&tmp, path).map_err(install)
+}

@@ -1,0 +1,18 @@
+//! End-to-end tests of hot reload and the plugin supply chain, against the
+//! real binary with real guests under continuous, bounded load: a v1 → v2
+//! swap with exact counts, refused deploys while the old version serves,
+//! signatures, rollback of a trapping version, and remote rollout.
+
+mod rollout;
+mod support;
+mod swap;
+
+/// The pipeline tests' helpers, shared rather than copied.
+#[allow(dead_code)]
+#[path = "../pipeline/support.rs"]
+mod pipeline_support;
+
+/// The operator tests' helpers (free ports, client, receiver).
+#[allow(dead_code)]
+#[path = "../operate/support.rs"]
+mod operate_support;
