@@ -66,26 +66,38 @@ fn main() {
         for (mode, runs) in &mut results {
             let run = measure(dir.path(), &format!("{mode}-{i}"), mode, &input, valid);
             println!(
-                "{mode:>6} run {i}: {:>9.0} lines/s  {:>6.2} s  peak RSS {:>5.1} MB",
+                "{mode:>6} run {i}: {:>9.0} lines/s  {:>6.2} s  peak RSS {:>5.1} MB  \
+                 CPU per line: host {:>5.1} µs, receiver {:>5.1} µs",
                 run.lines_per_s(lines),
                 run.elapsed.as_secs_f64(),
-                run.peak_rss_kb as f64 / 1024.0
+                run.peak_rss_kb as f64 / 1024.0,
+                run.host_cpu.as_secs_f64() * 1e6 / lines as f64,
+                run.receiver_cpu.as_secs_f64() * 1e6 / lines as f64,
             );
             runs.push(run);
         }
     }
-    println!("\n| stages | lines/s (median) | delivered/s | peak RSS (max) |");
-    println!("|---|---:|---:|---:|");
+    println!(
+        "\n| stages | lines/s (median) | delivered/s | peak RSS (max) | host CPU µs/line | receiver CPU µs/line |"
+    );
+    println!("|---|---:|---:|---:|---:|---:|");
     let mut medians = Vec::new();
     for (mode, runs) in &results {
         let mut rates: Vec<f64> = runs.iter().map(|r| r.lines_per_s(lines)).collect();
         rates.sort_by(f64::total_cmp);
         let median = rates[rates.len() / 2];
         let rss = runs.iter().map(|r| r.peak_rss_kb).max().unwrap_or(0);
+        let per_line = |cpu: Duration| cpu.as_secs_f64() * 1e6 / lines as f64;
+        let mut host: Vec<f64> = runs.iter().map(|r| per_line(r.host_cpu)).collect();
+        let mut recv: Vec<f64> = runs.iter().map(|r| per_line(r.receiver_cpu)).collect();
+        host.sort_by(f64::total_cmp);
+        recv.sort_by(f64::total_cmp);
         println!(
-            "| {mode} | {median:.0} | {:.0} | {:.1} MB |",
+            "| {mode} | {median:.0} | {:.0} | {:.1} MB | {:.1} | {:.1} |",
             median * valid as f64 / lines as f64,
-            rss as f64 / 1024.0
+            rss as f64 / 1024.0,
+            host[host.len() / 2],
+            recv[recv.len() / 2],
         );
         medians.push(median);
     }
@@ -99,6 +111,10 @@ fn main() {
 struct Run {
     elapsed: Duration,
     peak_rss_kb: u64,
+    /// CPU time (user + system) the host process used in total.
+    host_cpu: Duration,
+    /// CPU time this process (the receiver, and the polling) used meanwhile.
+    receiver_cpu: Duration,
 }
 
 impl Run {
@@ -131,8 +147,11 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(&config, config_text(dir, name, input, &url)).expect("write the config");
     let start = Instant::now();
+    let cpu_before = cpu_time();
     let mut host = Command::new(std::env::current_exe().expect("this executable"))
         .env(CHILD_MODE, mode)
+        // Benchmarks run unlicensed; the host says so in its log.
+        .env("HALYARD_DEV_MODE", "1")
         .env(CHILD_CONFIG, &config)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -152,13 +171,17 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
         }
         std::thread::sleep(Duration::from_millis(50));
     };
+    let receiver_cpu = cpu_time().saturating_sub(cpu_before);
     drop(host.stdin.take()); // EOF: shut down.
+    let mut host_cpu = Duration::ZERO;
     let mut peak_rss_kb = 0;
     let mut left = u64::MAX;
     if let Some(out) = host.stdout.take() {
         for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
             if let Some(v) = line.strip_prefix("peak_rss_kb ") {
                 peak_rss_kb = v.parse().unwrap_or(0);
+            } else if let Some(v) = line.strip_prefix("cpu_us ") {
+                host_cpu = Duration::from_micros(v.parse().unwrap_or(0));
             } else if let Some(v) = line.strip_prefix("left_in_buffer ") {
                 left = v.parse().unwrap_or(u64::MAX);
             }
@@ -178,6 +201,8 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
     Run {
         elapsed,
         peak_rss_kb,
+        host_cpu,
+        receiver_cpu,
     }
 }
 
@@ -280,7 +305,26 @@ fn child(mode: &str) {
         .block_on(halyard::run::run_with(config, natives, shutdown))
         .expect("the host runs");
     println!("peak_rss_kb {}", peak_rss_kb());
+    println!("cpu_us {}", cpu_time().as_micros());
     println!("left_in_buffer {}", report.left_in_buffer);
+}
+
+/// User + system CPU time of this process so far (all threads), from
+/// `/proc/self/stat` (fields 14 and 15, in clock ticks of 1/100 s).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces; count from after its `)`.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// `VmHWM` of this process, in KiB.
