@@ -66,17 +66,9 @@ pub struct Stage {
 impl Stage {
     /// A stage running `plugin`, named `name`.
     pub fn new(name: String, plugin: &Arc<Plugin>, policy: QuarantinePolicy) -> Self {
-        Stage {
-            name,
-            plugin: Some(plugin.clone()),
-            backend: Box::new(plugin.instance()),
-            policy,
-            recent_traps: VecDeque::new(),
-            quarantined: false,
-            counters: StageCounters::default(),
-            observer: None,
-            probation: None,
-        }
+        let mut stage = Self::native(name, Box::new(plugin.instance()), policy);
+        stage.plugin = Some(plugin.clone());
+        stage
     }
 
     /// A stage running native code (see [`NativeStages`](super::NativeStages)).
