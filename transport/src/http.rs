@@ -283,10 +283,7 @@ fn describe(error: reqwest::Error) -> String {
 /// ratio for a fraction of the CPU, and on a 2-core device CPU is what the
 /// pipeline is short of.
 fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
-    let mut encoder = GzEncoder::new(
-        Vec::with_capacity(body.len() / 4 + 64),
-        Compression::fast(),
-    );
+    let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
     encoder.write_all(body)?;
     encoder.finish()
 }

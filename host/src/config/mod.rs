@@ -13,8 +13,8 @@ mod supply;
 use std::path::{Path, PathBuf};
 
 pub use model::*;
-pub use supply::{PluginsSection, ReloadSection, RolloutSection};
 pub use substitute::{SubstituteError, substitute};
+pub use supply::{PluginsSection, ReloadSection, RolloutSection};
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]

@@ -225,7 +225,9 @@ pub async fn run_with(
     tracing::info!("shutting down: stopping inputs");
     let _ = stop_inputs.send(true);
     if let Some(reloader) = reloader {
-        tokio::task::spawn_blocking(move || reloader.stop()).await.ok();
+        tokio::task::spawn_blocking(move || reloader.stop())
+            .await
+            .ok();
     }
     for input in inputs {
         let _ = input.await;
