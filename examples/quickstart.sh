@@ -28,7 +28,11 @@ echo; echo "== starting the receiver: halyard receive --listen 127.0.0.1:8080"
 HALYARD_RECEIVER_API_KEY=$HALYARD_API_KEY "$halyard" receive --listen 127.0.0.1:8080 \
   --store "$out/received.db" >"$out/receiver.stats" 2>"$out/receiver.log" &
 receiver=$!
-echo "== starting the host: halyard run --config examples/quickstart.toml"
+# The quickstart runs in dev mode: no licence needed, and the host says so in
+# its log, /health and every batch ("licence":"dev"). To run under a real
+# licence, set HALYARD_DEV_MODE=0 and fill in [licence] (see the README).
+export HALYARD_DEV_MODE=${HALYARD_DEV_MODE:-1}
+echo "== starting the host: halyard run --config examples/quickstart.toml (HALYARD_DEV_MODE=$HALYARD_DEV_MODE)"
 RUST_LOG=${RUST_LOG:-info} "$halyard" run --config examples/quickstart.toml 2>"$out/host.log" &
 host=$!
 stop() { kill -TERM "$host" 2>/dev/null || true; wait "$host" 2>/dev/null || true

@@ -25,6 +25,11 @@
 //!   remote rollout manifest ([`reload::rollout`]).
 //! - [`status`]: the status server: `/health`, `/metrics` (Prometheus),
 //!   `/plugins`, `/events/stream` (Server-Sent Events).
+//! - [`licence`]: the licence checked at start, its heartbeat (usage
+//!   reports, renewal), and the valid → grace → expired states the shipper
+//!   obeys; dev mode.
+//! - [`provenance`]: the host key that signs batches, and the provenance
+//!   (host, version, persisted sequence number, plugin chain) of each event.
 //! - [`lifecycle`]: the host's own events (started, plugin quarantined,
 //!   breaker open, …) with a stable wire shape.
 //! - [`tap`]: the bounded broadcast of accepted and lifecycle events that
@@ -36,10 +41,12 @@
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod licence;
 pub mod lifecycle;
 pub mod logging;
 pub mod pipeline;
 pub mod plugin;
+pub mod provenance;
 pub mod reload;
 pub mod run;
 pub mod status;

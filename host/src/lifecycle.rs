@@ -69,6 +69,8 @@ impl LifecycleEvent {
                 | "breaker.open"
                 | "buffer.evicting"
                 | "buffer.recovered"
+                | "licence.grace"
+                | "licence.expired"
         )
     }
 }

@@ -34,6 +34,12 @@ pub struct ReceiverConfig {
     /// decompressed size, so neither a huge upload nor a gzip bomb can exhaust
     /// memory. Larger bodies are answered 413 and nothing is stored.
     pub max_body_bytes: usize,
+    /// Hosts' public keys whose batch signatures (`X-Halyard-Signature`)
+    /// are accepted. A signed batch is verified against them and refused
+    /// (403) if altered or signed by an unknown key.
+    pub trusted_keys: Vec<halyard_trust::PublicKey>,
+    /// Refuse unsigned batches (403) instead of storing them.
+    pub require_signatures: bool,
 }
 
 impl ReceiverConfig {
@@ -46,6 +52,8 @@ impl ReceiverConfig {
             api_key: None,
             api_key_header: DEFAULT_API_KEY_HEADER.to_owned(),
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            trusted_keys: Vec::new(),
+            require_signatures: false,
         }
     }
 }
@@ -58,6 +66,8 @@ impl fmt::Debug for ReceiverConfig {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("api_key_header", &self.api_key_header)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("trusted_keys", &self.trusted_keys.len())
+            .field("require_signatures", &self.require_signatures)
             .finish()
     }
 }

@@ -10,7 +10,7 @@ use flate2::write::GzEncoder;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Response, StatusCode, Url};
 
-use crate::{Attempt, Secret, Sink, TransportError, parse_retry_after};
+use crate::{Attempt, HeaderHook, Secret, Sink, TransportError, parse_retry_after};
 
 /// `User-Agent` of every request, so the hub can tell host versions apart.
 pub const USER_AGENT: &str = concat!("halyard/", env!("CARGO_PKG_VERSION"));
@@ -43,6 +43,8 @@ pub struct HttpConfig {
     pub timeout: Duration,
     /// Budget for establishing the connection (TCP + TLS); 5 s by default.
     pub connect_timeout: Duration,
+    /// Headers computed from each body (the host's batch signature).
+    pub extra_headers: Option<HeaderHook>,
 }
 
 impl HttpConfig {
@@ -55,6 +57,7 @@ impl HttpConfig {
             gzip: true,
             timeout: Duration::from_secs(10),
             connect_timeout: Duration::from_secs(5),
+            extra_headers: None,
         }
     }
 }
@@ -107,6 +110,7 @@ pub struct HttpSink {
     url: Url,
     api_key: Option<(HeaderName, HeaderValue)>,
     gzip: bool,
+    extra_headers: Option<HeaderHook>,
 }
 
 impl fmt::Debug for HttpSink {
@@ -162,6 +166,7 @@ impl HttpSink {
             url,
             api_key,
             gzip: config.gzip,
+            extra_headers: config.extra_headers.clone(),
         })
     }
 
@@ -178,6 +183,9 @@ impl HttpSink {
             .header(IDEMPOTENCY_KEY, key);
         if let Some((name, value)) = &self.api_key {
             request = request.header(name.clone(), value.clone());
+        }
+        for (name, value) in self.extra_headers.iter().flat_map(|h| h.headers(body)) {
+            request = request.header(name, value);
         }
         request = if self.gzip {
             match gzip(body) {

@@ -51,6 +51,14 @@ pub enum Command {
         /// Require this API key (also read from HALYARD_RECEIVER_API_KEY).
         #[arg(long, env = "HALYARD_RECEIVER_API_KEY", hide_env_values = true)]
         api_key: Option<String>,
+        /// A known host public key (`ed25519:<base64>`, printed in the
+        /// host's log at start); signed batches must verify against one
+        /// (repeatable).
+        #[arg(long = "trusted-keys", value_name = "PUBKEY")]
+        trusted_keys: Vec<String>,
+        /// Refuse unsigned batches (403).
+        #[arg(long)]
+        require_signatures: bool,
     },
     /// Tools for the host config file.
     #[command(subcommand)]
@@ -149,7 +157,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             listen,
             store,
             api_key,
-        } => receive(listen, store, api_key),
+            trusted_keys,
+            require_signatures,
+        } => receive(listen, store, api_key, &trusted_keys, require_signatures),
     }
 }
 
@@ -171,7 +181,12 @@ fn run_host(file: &std::path::Path) -> anyhow::Result<ExitCode> {
         .worker_threads(2)
         .enable_all()
         .build()?;
-    let report = runtime.block_on(crate::run::run(config, shutdown_signal()))?;
+    let report = runtime.block_on(async {
+        // Handlers are installed before start-up work (licence, plugins),
+        // so a SIGTERM during start-up stops the host cleanly.
+        let shutdown = shutdown_signal_now();
+        crate::run::run(config, shutdown).await
+    })?;
     tracing::info!(
         accepted = report.ingest.accepted,
         rejected = report.ingest.rejected,
@@ -193,9 +208,16 @@ fn receive(
     listen: std::net::SocketAddr,
     store: PathBuf,
     api_key: Option<String>,
+    trusted_keys: &[String],
+    require_signatures: bool,
 ) -> anyhow::Result<ExitCode> {
     let mut config = halyard_receiver::ReceiverConfig::new(listen, store.clone());
     config.api_key = api_key.filter(|k| !k.is_empty());
+    config.trusted_keys = trusted_keys
+        .iter()
+        .map(|k| k.trim().parse())
+        .collect::<Result<_, _>>()?;
+    config.require_signatures = require_signatures;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -228,6 +250,26 @@ async fn shutdown_signal() {
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => {}
+    }
+}
+
+/// Like [`shutdown_signal`], but registers the handlers when called rather
+/// than when first polled. Must be called inside the runtime.
+fn shutdown_signal_now() -> impl std::future::Future<Output = ()> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let handlers = (
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    );
+    async move {
+        let (Ok(mut term), Ok(mut int)) = handlers else {
+            std::future::pending::<()>().await;
+            return;
+        };
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
     }
 }
 

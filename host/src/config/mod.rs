@@ -6,12 +6,14 @@
 //! Secrets (the transport's API key) are masked whenever the config is
 //! printed; see [`HostConfig::to_masked_toml`].
 
+mod licence;
 mod model;
 mod substitute;
 mod supply;
 
 use std::path::{Path, PathBuf};
 
+pub use licence::LicenceSection;
 pub use model::*;
 pub use substitute::{SubstituteError, substitute};
 pub use supply::{PluginsSection, ReloadSection, RolloutSection};
@@ -132,6 +134,9 @@ impl HostConfig {
         if self.health.stream_buffer == 0 {
             return Err(invalid("health.stream_buffer", "must be at least 1"));
         }
+        if let Some((key, message)) = self.licence.problem() {
+            return Err(invalid(key, message));
+        }
         if let TransportConfig::Http { url, .. } = &self.transport
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {
@@ -152,6 +157,7 @@ impl HostConfig {
         {
             *api_key = Some("***".into());
         }
+        masked.licence = masked.licence.masked();
         toml::to_string_pretty(&masked).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
     }
 }

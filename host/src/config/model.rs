@@ -47,6 +47,9 @@ pub struct HostConfig {
     /// How long shutdown may take.
     #[serde(default)]
     pub shutdown: ShutdownSection,
+    /// The licence token, its vendor keys and the heartbeat.
+    #[serde(default)]
+    pub licence: super::licence::LicenceSection,
     /// Trusted plugin signers.
     #[serde(default)]
     pub plugins: super::supply::PluginsSection,

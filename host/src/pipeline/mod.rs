@@ -30,6 +30,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use halyard_buffer::{Buffer, BufferError, Commit, Cursor, Record};
+use halyard_trust::usage::{Counter, UsageWindow};
 use sha2::{Digest, Sha256};
 
 use crate::config::{HostConfig, InputConfig, PluginRef};
@@ -119,6 +120,12 @@ pub struct Pipeline {
     pub totals: IngestReport,
     /// Where committed events are offered to `/events/stream`.
     tap: Option<Tap>,
+    /// Stamps provenance on accepted events; `None` leaves them unstamped.
+    stamper: Option<crate::provenance::Stamper>,
+    /// Where event counts by kind go for the licence heartbeat.
+    usage: Option<Arc<UsageWindow>>,
+    /// Traps per plugin already counted into `usage`.
+    traps_counted: HashMap<String, u64>,
 }
 
 impl Pipeline {
@@ -210,6 +217,9 @@ impl Pipeline {
             buffer,
             totals: IngestReport::default(),
             tap: None,
+            stamper: None,
+            usage: None,
+            traps_counted: HashMap::new(),
         })
     }
 
@@ -228,7 +238,8 @@ impl Pipeline {
             _ => Vec::new(),
         };
         stage.counters.events_out += events.len() as u64;
-        self.ingest_events(events)
+        let origin = Some(chain_link(stage));
+        self.ingest_events_from(events, origin)
     }
 
     /// Decodes frames from input `input` and ingests the events. Frames
@@ -258,7 +269,8 @@ impl Pipeline {
                 break;
             }
             let events = self.decode(input, chunk, &mut report, &mut pending)?;
-            self.run_chains(events, &mut report, &mut pending);
+            let origin = self.decoders.get(input).map(chain_link);
+            self.run_chains(events, origin, &mut report, &mut pending);
         }
         let cursor = position.as_deref().map(|value| Cursor {
             name: input,
@@ -277,7 +289,17 @@ impl Pipeline {
     /// Ingests events a source produced (their ids are replaced). Like
     /// [`Pipeline::ingest_frames`], in chain calls of at most
     /// [`MAX_PER_CALL`] events and one buffer transaction.
-    pub fn ingest_events(&mut self, mut events: Vec<Event>) -> Result<IngestReport, PipelineError> {
+    pub fn ingest_events(&mut self, events: Vec<Event>) -> Result<IngestReport, PipelineError> {
+        self.ingest_events_from(events, None)
+    }
+
+    /// [`Pipeline::ingest_events`] from the source named by `origin` (its
+    /// chain link), if any.
+    fn ingest_events_from(
+        &mut self,
+        mut events: Vec<Event>,
+        origin: Option<String>,
+    ) -> Result<IngestReport, PipelineError> {
         for e in &mut events {
             e.id = event::new_id();
         }
@@ -289,7 +311,7 @@ impl Pipeline {
             if chunk.is_empty() {
                 break;
             }
-            self.run_chains(chunk, &mut report, &mut pending);
+            self.run_chains(chunk, origin.clone(), &mut report, &mut pending);
         }
         self.commit(pending, None, &mut report)?;
         self.totals.add(&report);
@@ -360,8 +382,63 @@ impl Pipeline {
     /// Runs one call's worth of events through the chains; rejections are
     /// set aside as dead letters and the accepted events as records, in
     /// `pending`, and everything is counted in `report`.
-    fn run_chains(&mut self, events: Vec<Event>, report: &mut IngestReport, pending: &mut Pending) {
+    fn run_chains(
+        &mut self,
+        events: Vec<Event>,
+        origin: Option<String>,
+        report: &mut IngestReport,
+        pending: &mut Pending,
+    ) {
+        let mut kinds_in = BTreeMap::<String, u64>::new();
+        if self.usage.is_some() {
+            for e in &events {
+                *kinds_in.entry(e.kind.clone()).or_default() += 1;
+            }
+        }
+        let chain: Vec<String> = origin
+            .into_iter()
+            .chain(
+                [
+                    &self.chains.validators,
+                    &self.chains.privacy,
+                    &self.chains.samplers,
+                ]
+                .into_iter()
+                .flatten()
+                .map(chain_link),
+            )
+            .collect();
         let outcome = self.chains.run(events);
+        if let Some(usage) = &self.usage {
+            for (kind, n) in &kinds_in {
+                usage.add(kind, Counter::Received, *n);
+            }
+            for (e, _) in &outcome.rejected {
+                usage.add(&e.kind, Counter::Rejected, 1);
+                if let Some(n) = kinds_in.get_mut(&e.kind) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            for e in &outcome.accepted {
+                pending.kinds.push(e.kind.clone());
+                if let Some(n) = kinds_in.get_mut(&e.kind) {
+                    *n = n.saturating_sub(1);
+                }
+            }
+            // What neither was rejected nor came out: privacy and samplers.
+            for (kind, n) in &kinds_in {
+                usage.add(kind, Counter::Dropped, *n);
+            }
+            let traps: Vec<(String, u64)> = self
+                .stages()
+                .map(|st| (st.name.clone(), st.counters.traps))
+                .collect();
+            for (name, total) in traps {
+                let seen = self.traps_counted.entry(name.clone()).or_default();
+                usage.add_traps(&name, total.saturating_sub(*seen));
+                *seen = (*seen).max(total);
+            }
+        }
         report.rejected += outcome.rejected.len() as u64;
         report.privacy_dropped += outcome.privacy_dropped;
         report.sampled_out += outcome.sampled_out;
@@ -372,9 +449,14 @@ impl Pipeline {
                 .or_default()
                 .push(event_record(e));
         }
-        pending
-            .records
-            .extend(outcome.accepted.iter().map(event_record));
+        match &mut self.stamper {
+            Some(stamper) => pending
+                .records
+                .extend(outcome.accepted.iter().map(|e| stamper.record(e, &chain))),
+            None => pending
+                .records
+                .extend(outcome.accepted.iter().map(event_record)),
+        }
     }
 
     /// Commits `pending` and `cursor` in one buffer transaction and counts
@@ -407,6 +489,18 @@ impl Pipeline {
             stage.publish();
         }
         report.accepted += appended.accepted;
+        if let Some(usage) = &self.usage {
+            let accepted = usize::try_from(appended.accepted).unwrap_or(usize::MAX);
+            for (i, kind) in pending.kinds.iter().enumerate() {
+                let counter = if i < accepted {
+                    Counter::Accepted
+                } else {
+                    Counter::Dropped
+                };
+                usage.add(kind, counter, 1);
+            }
+            usage.add("(evicted)", Counter::Dropped, appended.evicted_oldest);
+        }
         report.buffer_dropped += appended.dropped_newest;
         report.buffer_evicted += appended.evicted_oldest;
         Ok(())
@@ -415,6 +509,16 @@ impl Pipeline {
     /// Offers every committed event to `tap` from now on.
     pub fn set_tap(&mut self, tap: Tap) {
         self.tap = Some(tap);
+    }
+
+    /// Stamps provenance on every event accepted from now on.
+    pub fn set_provenance(&mut self, stamper: crate::provenance::Stamper) {
+        self.stamper = Some(stamper);
+    }
+
+    /// Counts events by kind into `usage` (the licence heartbeat's window).
+    pub fn set_usage(&mut self, usage: Arc<UsageWindow>) {
+        self.usage = Some(usage);
     }
 
     /// Every stage with its role and, for decoders and sources, its input.
@@ -454,6 +558,8 @@ impl Pipeline {
 struct Pending {
     /// Accepted events, encoded.
     records: Vec<Record>,
+    /// The kinds of `records`, in order, when usage is counted.
+    kinds: Vec<String>,
     /// Rejected events and frames, by reason.
     dead: BTreeMap<String, Vec<Record>>,
 }
@@ -520,5 +626,16 @@ fn frame_record(frame: &Frame, key: &Option<[u8; 16]>) -> Record {
     Record {
         id: key.unwrap_or_else(|| id_bytes(&event::new_id())),
         payload: frame.data.clone(),
+    }
+}
+
+/// A stage as a provenance chain link: `name@<12 hex of its sha256>`, or
+/// `name@native` for a native stand-in.
+fn chain_link(stage: &Stage) -> String {
+    match stage.plugin() {
+        Some(p) => {
+            halyard_trust::provenance::ChainLink::new(stage.name.clone(), &p.sha256).to_string()
+        }
+        None => format!("{}@native", stage.name),
     }
 }

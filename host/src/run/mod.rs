@@ -32,7 +32,7 @@ use crate::plugin::{LoadError, Runtime};
 
 pub use file_input::FileInput;
 pub use http_input::HttpInput;
-pub use ship::{ShipReport, ShipSettings, encode};
+pub use ship::{ShipReport, ShipSettings, encode, encode_with};
 pub use worker::{SourceSchedule, Work, Worker};
 
 /// Why the host could not start.
@@ -71,6 +71,12 @@ pub enum RunError {
     /// The pipeline thread could not be started.
     #[error("cannot start the pipeline thread: {0}")]
     Thread(std::io::Error),
+    /// No valid licence (and not in dev mode).
+    #[error(transparent)]
+    Licence(#[from] crate::licence::LicenceStartError),
+    /// The host key or the provenance counter is unusable.
+    #[error(transparent)]
+    Provenance(#[from] crate::provenance::ProvenanceSetupError),
 }
 
 /// What a run did, for the exit log and for tests.
@@ -109,6 +115,20 @@ pub async fn run_with(
     runtime.require_signatures(config.plugins.trusted_keys.clone());
     let runtime = Arc::new(runtime);
     let mut channels = observe::Channels::new(&config);
+    let licence = if halyard_trust::licence::dev_mode_from_env() {
+        crate::licence::Licence::dev(Some(channels.lifecycle.clone()))
+    } else {
+        crate::licence::Licence::start(
+            &config.licence,
+            &host_id,
+            &data_dir,
+            crate::licence::system_clock(),
+            Some(channels.lifecycle.clone()),
+        )?
+    };
+    channels.licence = Some(licence.clone());
+    let host_key = crate::provenance::host_key(&data_dir)?;
+    let usage = Arc::new(halyard_trust::usage::UsageWindow::new());
     let (buffer, opened) = Buffer::open(buffer_config(&config, &data_dir))?;
     if let Some(moved) = &opened.recovered_from_corruption {
         tracing::error!(moved_to = %moved.display(), "buffer file was corrupt; moved aside and started empty");
@@ -122,7 +142,12 @@ pub async fn run_with(
     let buffer = Arc::new(buffer);
     let mut pipeline = Pipeline::build_with(&config, &runtime, buffer.clone(), &natives)
         .inspect_err(|e| channels.rejected(e))?;
-    let delivery = Arc::new(delivery(&config)?);
+    pipeline.set_provenance(crate::provenance::Stamper::open(&host_id, &data_dir)?);
+    pipeline.set_usage(usage.clone());
+    let delivery = Arc::new(delivery(
+        &config,
+        Some(crate::provenance::signature_headers(host_key)),
+    )?);
     let mut observer = observe::Observer::start(
         &config,
         &host_id,
@@ -209,8 +234,25 @@ pub async fn run_with(
         max_events: config.batch.max_events,
         max_bytes: config.batch.max_bytes,
         max_age: Duration::from_millis(config.batch.max_age_ms),
-        host_id,
+        host_id: host_id.clone(),
+        licence: Some(licence.clone()),
+        usage: Some(usage.clone()),
     };
+    let background = CancellationToken::new();
+    let mut background_tasks = vec![tokio::spawn(licence.clone().watch_time(background.clone()))];
+    if !matches!(licence.state(), halyard_trust::licence::LicenceState::Dev)
+        && let Some(hb) = crate::licence::heartbeat::HeartbeatConfig::from_section(&config.licence)
+    {
+        let heartbeat = crate::licence::heartbeat::Heartbeat::new(
+            hb,
+            usage.clone(),
+            licence.clone(),
+            Some(buffer.clone()),
+            &host_id,
+        )
+        .map_err(|e| RunError::Transport(e.to_string()))?;
+        background_tasks.push(tokio::spawn(heartbeat.run(background.clone())));
+    }
     let shipper = tokio::spawn(ship::ship(
         buffer.clone(),
         delivery,
@@ -246,6 +288,10 @@ pub async fn run_with(
             shipper.await.unwrap_or_default()
         }
     };
+    background.cancel();
+    for task in background_tasks {
+        let _ = task.await;
+    }
     let left_in_buffer = buffer.stats().records;
     tracing::info!(
         delivered = ship.events_delivered,
@@ -283,7 +329,10 @@ fn buffer_config(config: &HostConfig, data_dir: &Path) -> BufferConfig {
     b
 }
 
-fn delivery(config: &HostConfig) -> Result<Delivery<AnySink>, RunError> {
+fn delivery(
+    config: &HostConfig,
+    sign: Option<halyard_transport::HeaderHook>,
+) -> Result<Delivery<AnySink>, RunError> {
     let sink: AnySink = match &config.transport {
         TransportConfig::Http {
             url,
@@ -297,6 +346,7 @@ fn delivery(config: &HostConfig) -> Result<Delivery<AnySink>, RunError> {
             http.api_key_header = api_key_header.clone();
             http.gzip = *gzip;
             http.timeout = Duration::from_millis(*timeout_ms);
+            http.extra_headers = sign;
             HttpSink::new(&http)
                 .map_err(|e| RunError::Transport(e.to_string()))?
                 .into()

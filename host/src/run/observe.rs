@@ -41,6 +41,8 @@ pub struct Channels {
     pub into_pipeline: Option<mpsc::Receiver<LifecycleEvent>>,
     /// Links `host.start` and `host.stop`.
     pub run_id: String,
+    /// The licence whose state `/health` shows; set once it is checked.
+    pub licence: Option<Arc<crate::licence::Licence>>,
 }
 
 impl Channels {
@@ -59,6 +61,7 @@ impl Channels {
             lifecycle,
             into_pipeline,
             run_id: new_correlation_id(),
+            licence: None,
         }
     }
 
@@ -111,6 +114,7 @@ impl Observer {
             stream: Arc::new(StreamClients::default()),
             last_loss: Mutex::new(None),
             shutdown: stop.clone(),
+            licence: channels.licence.clone(),
         });
         let mut tasks = Vec::new();
         let mut listen = None;

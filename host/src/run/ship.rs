@@ -13,8 +13,11 @@ use std::time::Duration;
 
 use halyard_buffer::{Batch, Buffer};
 use halyard_transport::{AnySink, Delivery, Outcome};
+use halyard_trust::usage::{Counter, UsageWindow};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+use crate::licence::Licence;
 
 /// Batch limits and the host identity carried in every batch.
 #[derive(Debug, Clone)]
@@ -27,6 +30,11 @@ pub struct ShipSettings {
     pub max_age: Duration,
     /// The host id on the wire.
     pub host_id: String,
+    /// The licence whose state gates shipping and is named in every
+    /// batch; `None` ships unconditionally (tools, benchmarks).
+    pub licence: Option<Arc<Licence>>,
+    /// Where delivered events are counted for the heartbeat.
+    pub usage: Option<Arc<UsageWindow>>,
 }
 
 /// Counts of what the shipper did, for logs and tests.
@@ -50,11 +58,27 @@ pub async fn ship(
     hard_stop: CancellationToken,
 ) -> ShipReport {
     let mut report = ShipReport::default();
+    let mut licence = settings.licence.as_ref().map(|l| l.subscribe());
     // Breaker transitions are published as lifecycle events (and so
     // logged) by `run::observe`.
     loop {
         if hard_stop.is_cancelled() {
             break;
+        }
+        if let Some(rx) = &mut licence
+            && !rx.borrow_and_update().ships()
+        {
+            // Expired: events stay in the buffer (held, never dropped)
+            // until the licence is valid again.
+            if drain.is_cancelled() {
+                break;
+            }
+            tokio::select! {
+                _ = rx.changed() => {}
+                _ = drain.cancelled() => {}
+                _ = hard_stop.cancelled() => break,
+            }
+            continue;
         }
         let stats = buffer.stats();
         let ready = stats.records.saturating_sub(stats.leased_records);
@@ -94,11 +118,15 @@ pub async fn ship(
                 Err(_) => break,
             }
         };
-        let body = encode(&batch, &settings.host_id);
+        let state = settings.licence.as_ref().map(|l| l.state().name());
+        let body = encode_with(&batch, &settings.host_id, state);
         match delivery.deliver(&batch.key(), &body, &hard_stop).await {
             Outcome::Delivered { .. } => {
                 report.batches_delivered += 1;
                 report.events_delivered += batch.records.len() as u64;
+                if let Some(usage) = &settings.usage {
+                    count_delivered(usage, &batch);
+                }
                 if let Err(err) = buffer.ack(&batch) {
                     tracing::error!(error = %err, batch = %batch.key(), "delivered batch not acknowledged; it will be re-sent");
                     buffer.nack(&batch);
@@ -124,11 +152,20 @@ pub async fn ship(
 /// The wire body: `{"batch_id", "host": {"id", "version"}, "events": [...]}`,
 /// built by concatenating the stored event JSON without re-parsing it.
 pub fn encode(batch: &Batch, host_id: &str) -> Vec<u8> {
-    let head = serde_json::json!({
+    encode_with(batch, host_id, None)
+}
+
+/// [`encode`] with the licence state in the batch metadata
+/// (`"licence":"dev"` in dev mode), so a receiver can tell unlicensed data.
+pub fn encode_with(batch: &Batch, host_id: &str, licence: Option<&str>) -> Vec<u8> {
+    let mut head = serde_json::json!({
         "batch_id": batch.key(),
         "host": {"id": host_id, "version": env!("CARGO_PKG_VERSION")},
-    })
-    .to_string();
+    });
+    if let (Some(state), Some(obj)) = (licence, head.as_object_mut()) {
+        obj.insert("licence".into(), state.into());
+    }
+    let head = head.to_string();
     let mut body =
         Vec::with_capacity(head.len() + batch.payload_bytes() + batch.records.len() + 16);
     body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
@@ -141,4 +178,24 @@ pub fn encode(batch: &Batch, host_id: &str) -> Vec<u8> {
     }
     body.extend_from_slice(b"]}");
     body
+}
+
+/// Counts a delivered batch's events by kind for the heartbeat.
+fn count_delivered(usage: &UsageWindow, batch: &Batch) {
+    #[derive(serde::Deserialize)]
+    struct Kind<'a> {
+        #[serde(borrow)]
+        kind: Option<std::borrow::Cow<'a, str>>,
+    }
+    let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
+    for record in &batch.records {
+        let kind = serde_json::from_slice::<Kind<'_>>(&record.payload)
+            .ok()
+            .and_then(|k| k.kind)
+            .map_or_else(|| "(unknown)".to_owned(), |k| k.into_owned());
+        *kinds.entry(kind).or_default() += 1;
+    }
+    for (kind, n) in kinds {
+        usage.add(&kind, Counter::Delivered, n);
+    }
 }

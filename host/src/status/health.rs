@@ -77,7 +77,7 @@ pub struct HealthReport {
     pub buffer: BufferHealth,
     /// The transport's breaker.
     pub breaker: BreakerHealth,
-    /// The licence (not yet implemented: always `not_configured`).
+    /// The licence state: `valid`, `grace`, `expired`, `dev`.
     pub licence: &'static str,
     /// Every plugin.
     pub plugins: Vec<PluginView>,

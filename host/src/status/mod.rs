@@ -67,6 +67,8 @@ pub struct StatusState {
     /// Cancelled at shutdown: ends open event streams, which would
     /// otherwise keep the server's graceful shutdown waiting for ever.
     pub shutdown: tokio_util::sync::CancellationToken,
+    /// The licence, whose state `/health` reports (`None`: not configured).
+    pub licence: Option<Arc<crate::licence::Licence>>,
 }
 
 impl std::fmt::Debug for StatusState {
@@ -107,7 +109,10 @@ impl StatusState {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             buffer,
             breaker: BreakerHealth { state },
-            licence: "not_configured",
+            licence: self
+                .licence
+                .as_ref()
+                .map_or("not_configured", |l| l.state().name()),
             plugins,
         }
     }

@@ -23,6 +23,9 @@ pub(crate) enum ApiError {
     UnsupportedEncoding(String),
     /// The store failed; the batch was not committed and may be re-sent.
     Unavailable,
+    /// The batch's provenance signature is missing (when required), made
+    /// by an unknown key, or does not match the body (tampered).
+    Forbidden(String),
 }
 
 impl ApiError {
@@ -33,6 +36,7 @@ impl ApiError {
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
         }
     }
 
@@ -43,6 +47,7 @@ impl ApiError {
             Self::TooLarge(_) => "payload_too_large",
             Self::UnsupportedEncoding(_) => "unsupported_encoding",
             Self::Unavailable => "store_unavailable",
+            Self::Forbidden(_) => "provenance_refused",
         }
     }
 
@@ -57,6 +62,7 @@ impl ApiError {
                 format!("content-encoding {encoding:?} is not supported (use gzip or none)")
             }
             Self::Unavailable => "the store failed; nothing was stored, retry later".to_owned(),
+            Self::Forbidden(reason) => reason.clone(),
         }
     }
 }

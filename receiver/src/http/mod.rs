@@ -23,6 +23,10 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<Store>,
     pub(crate) api_key: Option<ApiKey>,
     pub(crate) max_body_bytes: usize,
+    /// Known host keys for batch signatures.
+    pub(crate) trusted_keys: Arc<Vec<halyard_trust::PublicKey>>,
+    /// Whether unsigned batches are refused.
+    pub(crate) require_signatures: bool,
 }
 
 impl AppState {
@@ -58,6 +62,8 @@ impl AppState {
             store: Arc::new(store),
             api_key,
             max_body_bytes: config.max_body_bytes,
+            trusted_keys: Arc::new(config.trusted_keys.clone()),
+            require_signatures: config.require_signatures,
         })
     }
 }

@@ -60,8 +60,10 @@ pub(crate) async fn post_batch(
     // Decompressing, parsing and the SQLite transaction are CPU and disk work;
     // keep them off the async workers so slow batches don't stall other requests.
     let store = state.store.clone();
+    let (trusted, require) = (state.trusted_keys.clone(), state.require_signatures);
     let task = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let decoded = body::decode(raw, encoding, max)?;
+        check_provenance(&decoded, &headers, &trusted, require)?;
         let batch = ParsedBatch::parse(&decoded, &headers)?;
         let events = batch.events();
         let outcome = store.insert_batch(&batch.meta, &events, now_ms())?;
@@ -94,6 +96,39 @@ pub(crate) async fn post_batch(
         accepted,
         duplicates,
     }))
+}
+
+/// Verifies the batch signature over the decoded body: a signed batch must
+/// verify against a known host key whenever keys are configured; an unsigned
+/// one passes only when signatures are not required.
+fn check_provenance(
+    body: &[u8],
+    headers: &HeaderMap,
+    trusted: &[halyard_trust::PublicKey],
+    require: bool,
+) -> Result<(), ApiError> {
+    use halyard_trust::provenance::{ProvenanceError, SIGNATURE_HEADER, verify_batch};
+    let header = headers
+        .get(SIGNATURE_HEADER)
+        .map(|v| v.to_str().unwrap_or("<not text>"));
+    if header.is_none() && !require {
+        return Ok(());
+    }
+    if header.is_some() && trusted.is_empty() && !require {
+        return Ok(()); // nothing to verify against: stored as unverified
+    }
+    match verify_batch(body, header, trusted) {
+        Ok(_) => Ok(()),
+        Err(
+            e @ (ProvenanceError::Unsigned
+            | ProvenanceError::Malformed(_)
+            | ProvenanceError::UnknownKey(_)
+            | ProvenanceError::Tampered(_)),
+        ) => {
+            tracing::warn!(error = %e, "batch refused: provenance");
+            Err(ApiError::Forbidden(e.to_string()))
+        }
+    }
 }
 
 /// `GET /v1/stats`.

@@ -57,6 +57,7 @@ fn run_with_log(log: &str, rust_log: Option<&str>, logs_start: bool) -> String {
     let stderr = s.path("stderr.log");
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_halyard"));
     cmd.args(["run", "--config", s.config.to_str().unwrap()])
+        .env("HALYARD_DEV_MODE", "1")
         .env("NO_COLOR", "1")
         .env_remove("RUST_LOG")
         .stdout(Stdio::null())

@@ -405,6 +405,7 @@ fn a_port_in_use_fails_the_start_naming_the_input_and_address() {
     let stderr = s.path("stderr.log");
     let mut child = Command::new(env!("CARGO_BIN_EXE_halyard"))
         .args(["run", "--config", s.config.to_str().unwrap()])
+        .env("HALYARD_DEV_MODE", "1")
         .env("NO_COLOR", "1")
         .stdout(Stdio::null())
         .stderr(std::fs::File::create(&stderr).unwrap())

@@ -123,6 +123,7 @@ impl Host {
         let child = Command::new(env!("CARGO_BIN_EXE_halyard"))
             .args(["run", "--config", config_path.to_str().unwrap()])
             .env("RUST_LOG", "info,halyard::run::file_input=debug")
+            .env("HALYARD_DEV_MODE", "1")
             .env("NO_COLOR", "1")
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())

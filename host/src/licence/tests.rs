@@ -1,0 +1,321 @@
+//! The licence at start, over (paused) time, and the heartbeat against a
+//! real HTTP server on 127.0.0.1.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::post;
+use halyard_trust::KeyPair;
+use halyard_trust::licence::{Claims, Features, LicenceState, Scope, issue};
+use halyard_trust::usage::{Counter, UsageWindow};
+use tokio::sync::Mutex as AsyncMutex;
+
+use super::heartbeat::{Heartbeat, HeartbeatConfig};
+use super::*;
+use crate::lifecycle::Lifecycle;
+use crate::tap::{StreamItem, Tap};
+
+const T0: u64 = 1_795_000_000;
+const H: u64 = 3600;
+
+fn claims(expires_at: u64) -> Claims {
+    Claims {
+        licensee: "Acme".into(),
+        scope: Scope::default(),
+        issued_at: T0,
+        expires_at,
+        features: Features::default(),
+        grace_hours: None,
+    }
+}
+
+fn section(token: &str, vendor: &KeyPair) -> LicenceSection {
+    LicenceSection {
+        token: Some(token.to_owned()),
+        public_keys: vec![vendor.public_key().to_string()],
+        ..LicenceSection::default()
+    }
+}
+
+fn fixed(now: u64) -> Clock {
+    Arc::new(move || now)
+}
+
+#[test]
+fn start_refuses_missing_forged_expired_wrong_key_and_out_of_scope_tokens() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = KeyPair::generate().unwrap();
+    let other = KeyPair::generate().unwrap();
+    let good = issue(&claims(T0 + 30 * 24 * H), &vendor);
+    let start = |s: &LicenceSection, now| Licence::start(s, "edge-1", dir.path(), fixed(now), None);
+
+    let ok = start(&section(good.expose(), &vendor), T0 + 1).unwrap();
+    assert_eq!(ok.state(), LicenceState::Valid);
+
+    let missing = start(&LicenceSection::default(), T0).unwrap_err();
+    assert!(matches!(missing, LicenceStartError::Missing), "{missing}");
+    assert!(missing.to_string().contains(DEV_MODE_ENV));
+
+    let wrong_key = start(&section(good.expose(), &other), T0 + 1).unwrap_err();
+    assert!(
+        wrong_key.to_string().contains("forged or wrong key"),
+        "{wrong_key}"
+    );
+
+    let mut forged = good.expose().to_owned();
+    forged.replace_range(5..6, if &forged[5..6] == "A" { "B" } else { "A" });
+    let forged_err = start(&section(&forged, &vendor), T0 + 1).unwrap_err();
+    assert!(
+        matches!(forged_err, LicenceStartError::Refused(_)),
+        "{forged_err}"
+    );
+
+    let expired = start(&section(good.expose(), &vendor), T0 + 31 * 24 * H).unwrap_err();
+    assert!(expired.to_string().contains("expired"), "{expired}");
+
+    let mut scoped = claims(T0 + H);
+    scoped.scope.devices = vec!["edge-2".into()];
+    let scoped = issue(&scoped, &vendor);
+    let out = start(&section(scoped.expose(), &vendor), T0 + 1).unwrap_err();
+    assert!(out.to_string().contains("does not cover host"), "{out}");
+
+    for e in [missing, wrong_key, forged_err, expired, out] {
+        assert!(!e.to_string().contains(good.expose()), "token leaked: {e}");
+    }
+}
+
+/// A clock that follows tokio's (paused) time from `T0`.
+fn tokio_clock() -> Clock {
+    let origin = tokio::time::Instant::now();
+    Arc::new(move || T0 + origin.elapsed().as_secs())
+}
+
+#[tokio::test(start_paused = true)]
+async fn grace_starts_at_the_first_failure_and_expires_on_time_then_renewal_recovers() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = KeyPair::generate().unwrap();
+    let token = issue(&claims(T0 + 30 * 24 * H), &vendor);
+    let tap = Tap::new(64);
+    let mut events = tap.subscribe();
+    let mut s = section(token.expose(), &vendor);
+    s.grace_hours = 2.0;
+    let licence = Licence::start(
+        &s,
+        "edge-1",
+        dir.path(),
+        tokio_clock(),
+        Some(Lifecycle::new(tap.clone())),
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let timer = tokio::spawn(licence.clone().watch_time(stop.clone()));
+    let mut rx = licence.subscribe();
+
+    tokio::time::advance(Duration::from_secs(600)).await;
+    licence.heartbeat_failed(); // at T0 + 600
+    assert_eq!(
+        licence.state(),
+        LicenceState::Grace {
+            since: T0 + 600,
+            until: T0 + 600 + 2 * H
+        }
+    );
+    // Nothing changes until the grace period is over, then it expires on
+    // time, published by the timer task without any heartbeat.
+    tokio::time::advance(Duration::from_secs(2 * H - 1)).await;
+    assert!(matches!(licence.state(), LicenceState::Grace { .. }));
+    rx.mark_unchanged();
+    tokio::time::advance(Duration::from_secs(1)).await;
+    rx.changed().await.unwrap();
+    assert_eq!(
+        *rx.borrow(),
+        LicenceState::Expired {
+            since: T0 + 600 + 2 * H
+        }
+    );
+    assert!(!licence.state().ships());
+
+    // A renewed token (and the success it came with) releases the hold.
+    let renewed = issue(&claims(T0 + 60 * 24 * H), &vendor);
+    licence.heartbeat_succeeded(Some(renewed.clone()));
+    assert_eq!(licence.state(), LicenceState::Valid);
+    assert_eq!(licence.claims().unwrap().expires_at, T0 + 60 * 24 * H);
+    let persisted = std::fs::read_to_string(dir.path().join(RENEWED_TOKEN_FILE)).unwrap();
+    assert_eq!(persisted, renewed.expose());
+
+    let mut kinds = Vec::new();
+    while let Ok(item) = events.try_recv() {
+        if let StreamItem::Lifecycle(e) = item {
+            kinds.push(e.kind.clone());
+        }
+    }
+    assert_eq!(kinds, ["licence.grace", "licence.expired", "licence.valid"]);
+    stop.cancel();
+    timer.await.unwrap();
+}
+
+#[test]
+fn a_forged_renewal_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = KeyPair::generate().unwrap();
+    let token = issue(&claims(T0 + H), &vendor);
+    let l = Licence::start(
+        &section(token.expose(), &vendor),
+        "e",
+        dir.path(),
+        fixed(T0),
+        None,
+    )
+    .unwrap();
+    let forged = issue(&claims(T0 + 99 * H), &KeyPair::generate().unwrap());
+    l.heartbeat_succeeded(Some(forged));
+    assert_eq!(l.claims().unwrap().expires_at, T0 + H);
+    assert!(!dir.path().join(RENEWED_TOKEN_FILE).exists());
+}
+
+/// What the test licence server saw, and how it answers.
+#[derive(Default)]
+struct Server {
+    bodies: Vec<serde_json::Value>,
+    api_keys: Vec<String>,
+    /// Answer 503 to this many requests first.
+    fail_first: usize,
+    token: Option<String>,
+}
+
+async fn serve(server: Arc<AsyncMutex<Server>>) -> String {
+    let app = Router::new().route(
+        "/heartbeat",
+        post(
+            move |headers: axum::http::HeaderMap, body: axum::body::Bytes| async move {
+                let mut s = server.lock().await;
+                s.bodies.push(serde_json::from_slice(&body).unwrap());
+                let key = headers.get("x-api-key").and_then(|v| v.to_str().ok());
+                s.api_keys.push(key.unwrap_or_default().to_owned());
+                if s.bodies.len() <= s.fail_first {
+                    return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new());
+                }
+                let answer = serde_json::json!({"token": s.token});
+                (axum::http::StatusCode::OK, answer.to_string())
+            },
+        ),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}/heartbeat")
+}
+
+fn events(body: &serde_json::Value, kind: &str, counter: &str) -> u64 {
+    body["usage"]["events"][kind][counter].as_u64().unwrap_or(0)
+}
+
+#[tokio::test]
+async fn two_failed_heartbeats_and_one_success_report_the_whole_period_exactly_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = KeyPair::generate().unwrap();
+    let token = issue(&claims(u64::from(u32::MAX) * 4), &vendor);
+    let renewed = issue(&claims(u64::from(u32::MAX) * 5), &vendor);
+    let server = Arc::new(AsyncMutex::new(Server {
+        fail_first: 2,
+        token: Some(renewed.expose().to_owned()),
+        ..Server::default()
+    }));
+    let url = serve(server.clone()).await;
+    let mut s = section(token.expose(), &vendor);
+    s.endpoint = Some(url);
+    s.api_key = Some("hb-secret".into());
+    s.retry_max_s = 0.05;
+    let licence = Licence::start(&s, "edge-1", dir.path(), system_clock(), None).unwrap();
+    let usage = Arc::new(UsageWindow::new());
+    usage.add("temp", Counter::Received, 10);
+    usage.add("temp", Counter::Accepted, 9);
+    usage.add("temp", Counter::Rejected, 1);
+    usage.add_traps("range-validator", 2);
+    // Counts that arrive between the failed attempts belong to the same
+    // open window.
+    let config = HeartbeatConfig::from_section(&s).unwrap();
+    let hb = Heartbeat::new(config, usage.clone(), licence.clone(), None, "edge-1").unwrap();
+    assert!(hb.beat_once().await.is_err());
+    usage.add("temp", Counter::Delivered, 4);
+    assert!(hb.beat_once().await.is_err());
+    usage.add("humidity", Counter::Received, 3);
+    usage.add("humidity", Counter::Dropped, 3);
+    hb.beat_once().await.unwrap();
+    usage.add("temp", Counter::Delivered, 5); // after the success: next window
+
+    let s = server.lock().await;
+    assert_eq!(s.bodies.len(), 3);
+    let last = &s.bodies[2];
+    assert_eq!(events(last, "temp", "in"), 10);
+    assert_eq!(events(last, "temp", "accepted"), 9);
+    assert_eq!(events(last, "temp", "rejected"), 1);
+    assert_eq!(events(last, "temp", "delivered"), 4);
+    assert_eq!(events(last, "humidity", "dropped"), 3);
+    assert_eq!(last["usage"]["traps"]["range-validator"], 2);
+    assert_eq!(last["usage"]["seq"], 0);
+    assert_eq!(
+        s.bodies[0]["usage"]["seq"], 0,
+        "failed sends keep the window open"
+    );
+    assert_eq!(s.api_keys, ["hb-secret"; 3]);
+    // Only what came after the successful send is left for the next one.
+    let next = usage.snapshot();
+    assert_eq!(next.seq, 1);
+    assert_eq!(next.events["temp"].delivered, 5);
+    assert_eq!(next.events.len(), 1);
+    assert!(next.traps.is_empty());
+    // The answer's renewed token is in force.
+    assert_eq!(
+        licence.claims().unwrap().expires_at,
+        u64::from(u32::MAX) * 5
+    );
+}
+
+#[tokio::test]
+async fn the_heartbeat_task_retries_with_backoff_until_the_server_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = KeyPair::generate().unwrap();
+    let token = issue(&claims(u64::from(u32::MAX) * 4), &vendor);
+    let server = Arc::new(AsyncMutex::new(Server {
+        fail_first: 2,
+        ..Server::default()
+    }));
+    let mut s = section(token.expose(), &vendor);
+    s.endpoint = Some(serve(server.clone()).await);
+    s.retry_max_s = 0.05;
+    let licence = Licence::start(&s, "edge-1", dir.path(), system_clock(), None).unwrap();
+    let usage = Arc::new(UsageWindow::new());
+    usage.add("temp", Counter::Accepted, 7);
+    let hb = Heartbeat::new(
+        HeartbeatConfig::from_section(&s).unwrap(),
+        usage.clone(),
+        licence.clone(),
+        None,
+        "edge-1",
+    )
+    .unwrap();
+    let stop = CancellationToken::new();
+    let task = tokio::spawn(hb.run(stop.clone()));
+    let seen = Arc::new(AtomicU64::new(0));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let n = server.lock().await.bodies.len() as u64;
+        seen.store(n, Ordering::SeqCst);
+        if n >= 3 || tokio::time::Instant::now() > deadline {
+            break;
+        }
+        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(5)).await; // polling interval, not synchronisation
+    }
+    stop.cancel();
+    task.await.unwrap();
+    assert_eq!(seen.load(Ordering::SeqCst), 3);
+    let s = server.lock().await;
+    assert!(s.bodies.iter().all(|b| events(b, "temp", "accepted") == 7));
+    assert!(usage.is_empty());
+    // Two failures started grace; the success ended it.
+    assert_eq!(licence.state(), LicenceState::Valid);
+}

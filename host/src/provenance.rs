@@ -1,0 +1,228 @@
+//! Provenance: who produced an event and which exact plugins touched it,
+//! and who sent a batch.
+//!
+//! Every accepted event gets a `provenance` object in its JSON:
+//!
+//! ```json
+//! "provenance":{"host_id":"edge-7","host_version":"0.1.0","seq":4711,
+//!               "chain":["csv-decoder@1a2b3c4d5e6f","range-validator@…"]}
+//! ```
+//!
+//! - `seq` is unique and increasing per host, **across restarts**: the
+//!   counter reserves blocks of [`SEQ_BLOCK`] numbers in `data_dir/provenance.seq`
+//!   (written and synced before any number of the block is used), so a
+//!   crash skips at most the rest of a block and never repeats a number.
+//!   Gaps are allowed (a block cut short, an event the full buffer refused).
+//! - `chain` names the decoder or source and every validator, privacy and
+//!   sampler stage the event went through, as `name@<12 hex of sha256>`
+//!   (`name@native` for a native stand-in).
+//!
+//! Batches are signed with the host's Ed25519 key (`data_dir/host.key`,
+//! created on first run with mode 0600) over the exact body bytes; the
+//! signature travels in the `X-Halyard-Signature` header (see
+//! `halyard_trust::provenance`).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use halyard_buffer::Record;
+use halyard_trust::keys::{self, KeyOrigin};
+use halyard_trust::{KeyPair, provenance};
+
+use crate::event;
+use crate::plugin::Event;
+
+/// Sequence numbers reserved per write of the counter file: one small
+/// synced write per this many events.
+pub const SEQ_BLOCK: u64 = 4096;
+
+/// The host key's file name in the data directory.
+pub const HOST_KEY_FILE: &str = "host.key";
+
+/// Why provenance could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ProvenanceSetupError {
+    /// The host key could not be loaded or created.
+    #[error("host key {path}: {source}")]
+    Key {
+        /// The key file.
+        path: PathBuf,
+        /// What went wrong.
+        source: halyard_trust::KeyError,
+    },
+    /// The sequence counter file could not be read or written.
+    #[error("provenance counter {path}: {source}")]
+    Counter {
+        /// The counter file.
+        path: PathBuf,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+}
+
+/// Loads the host's key from `data_dir/host.key`, creating it (0600) on
+/// first run; logs the public key so operators can register it with their
+/// receiver.
+pub fn host_key(data_dir: &Path) -> Result<Arc<KeyPair>, ProvenanceSetupError> {
+    let path = data_dir.join(HOST_KEY_FILE);
+    let (key, origin) =
+        keys::load_or_create(&path).map_err(|source| ProvenanceSetupError::Key {
+            path: path.clone(),
+            source,
+        })?;
+    let created = matches!(origin, KeyOrigin::Created);
+    tracing::info!(public_key = %key.public_key(), key_id = %key.key_id(), created,
+        "host key for batch signatures");
+    Ok(Arc::new(key))
+}
+
+/// The `X-Halyard-Signature` header for a batch body, as the transport's
+/// extra-headers hook.
+pub fn signature_headers(key: Arc<KeyPair>) -> halyard_transport::HeaderHook {
+    halyard_transport::HeaderHook::new(move |body: &[u8]| {
+        vec![(
+            provenance::SIGNATURE_HEADER.to_ascii_lowercase(),
+            provenance::sign_batch(body, &key),
+        )]
+    })
+}
+
+/// The per-host sequence counter, persisted in blocks.
+#[derive(Debug)]
+pub struct SeqCounter {
+    path: PathBuf,
+    next: u64,
+    /// Numbers below this are covered by the file (a restart starts here).
+    reserved_until: u64,
+}
+
+impl SeqCounter {
+    /// Opens the counter at `path`; a missing file starts at 0.
+    pub fn open(path: PathBuf) -> Result<Self, ProvenanceSetupError> {
+        let next = match std::fs::read_to_string(&path) {
+            Ok(text) => text
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| ProvenanceSetupError::Counter {
+                    path: path.clone(),
+                    source: std::io::Error::new(std::io::ErrorKind::InvalidData, "not a number"),
+                })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => 0,
+            Err(source) => return Err(ProvenanceSetupError::Counter { path, source }),
+        };
+        let mut counter = SeqCounter {
+            path,
+            next,
+            reserved_until: next,
+        };
+        counter
+            .reserve()
+            .map_err(|source| ProvenanceSetupError::Counter {
+                path: counter.path.clone(),
+                source,
+            })?;
+        Ok(counter)
+    }
+
+    /// The next sequence number.
+    pub fn next_seq(&mut self) -> u64 {
+        if self.next >= self.reserved_until
+            && let Err(error) = self.reserve()
+        {
+            // Keep counting in memory: the numbers stay unique within this
+            // run; a restart could repeat some, which the log says.
+            tracing::error!(%error, path = %self.path.display(),
+                "cannot persist the provenance sequence counter");
+            self.reserved_until = self.next.saturating_add(SEQ_BLOCK);
+        }
+        let n = self.next;
+        self.next += 1;
+        n
+    }
+
+    /// Writes `next + SEQ_BLOCK` durably (temp file, fsync, rename).
+    fn reserve(&mut self) -> std::io::Result<()> {
+        let until = self.next.saturating_add(SEQ_BLOCK);
+        let tmp = self.path.with_extension("seq.tmp");
+        let mut file = std::fs::File::create(&tmp)?;
+        writeln!(file, "{until}")?;
+        file.sync_all()?;
+        std::fs::rename(&tmp, &self.path)?;
+        self.reserved_until = until;
+        Ok(())
+    }
+}
+
+/// Stamps accepted events with provenance; owned by the pipeline.
+#[derive(Debug)]
+pub struct Stamper {
+    host_id: String,
+    seq: SeqCounter,
+}
+
+impl Stamper {
+    /// A stamper for `host_id` whose counter lives in `data_dir`.
+    pub fn open(host_id: &str, data_dir: &Path) -> Result<Self, ProvenanceSetupError> {
+        Ok(Stamper {
+            host_id: host_id.to_owned(),
+            seq: SeqCounter::open(data_dir.join("provenance.seq"))?,
+        })
+    }
+
+    /// The buffer record of an accepted event, with its provenance.
+    pub fn record(&mut self, e: &Event, chain: &[String]) -> Record {
+        let mut json = event::to_json(e);
+        if let Some(obj) = json.as_object_mut() {
+            obj.insert(
+                "provenance".into(),
+                serde_json::json!({
+                    "host_id": self.host_id,
+                    "host_version": env!("CARGO_PKG_VERSION"),
+                    "seq": self.seq.next_seq(),
+                    "chain": chain,
+                }),
+            );
+        }
+        Record {
+            id: crate::pipeline::id_bytes(&e.id),
+            payload: serde_json::to_vec(&json).unwrap_or_default(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_counter_survives_restarts_without_repeating() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("provenance.seq");
+        let mut c = SeqCounter::open(path.clone()).unwrap();
+        let first: Vec<u64> = (0..5).map(|_| c.next_seq()).collect();
+        assert_eq!(first, vec![0, 1, 2, 3, 4]);
+        drop(c); // a crash: the rest of the block is skipped
+        let mut c = SeqCounter::open(path.clone()).unwrap();
+        assert_eq!(c.next_seq(), SEQ_BLOCK);
+        for _ in 0..SEQ_BLOCK {
+            c.next_seq();
+        }
+        let mut c = SeqCounter::open(path).unwrap();
+        assert_eq!(c.next_seq(), 3 * SEQ_BLOCK);
+    }
+
+    #[test]
+    fn the_host_key_is_created_once_with_owner_only_permissions() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let a = host_key(dir.path()).unwrap();
+        let mode = std::fs::metadata(dir.path().join(HOST_KEY_FILE))
+            .unwrap()
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let b = host_key(dir.path()).unwrap();
+        assert_eq!(a.public_key(), b.public_key());
+    }
+}
