@@ -376,6 +376,11 @@ impl Pipeline {
         decoder.counters.events_out += events.len() as u64;
         decoder.counters.rejected += decode_errors;
         report.decode_errors += decode_errors;
+        if let Some(usage) = &self.usage {
+            // Frames that never became events have no kind of their own.
+            usage.add("(undecoded)", Counter::Received, decode_errors);
+            usage.add("(undecoded)", Counter::Rejected, decode_errors);
+        }
         Ok(events)
     }
 

@@ -86,6 +86,20 @@ fn expiry_holds_events_and_a_renewed_token_releases_them_exactly() {
     // Usage reached the licence server; nothing secret reached the log.
     let bodies = server.state.lock().unwrap().bodies.clone();
     assert!(bodies.len() >= 3, "{bodies:?}");
+    // The first successful report (the last one of window 0) carries every
+    // event accepted while the server was down, exactly once.
+    let first_ok = bodies.iter().rfind(|b| b["usage"]["seq"] == 0).unwrap();
+    let total = |counter: &str| -> u64 {
+        first_ok["usage"]["events"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(|c| c[counter].as_u64().unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(total("accepted"), accepted, "{first_ok}");
+    assert_eq!(total("rejected"), negative, "{first_ok}");
+    assert_eq!(total("in"), 300, "{first_ok}");
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(text.contains("licence.valid"));
     assert!(!text.contains(tok.expose()) && !text.contains(renewed.expose()));
