@@ -21,28 +21,29 @@
 //! The pipeline is synchronous and owns every plugin instance: it runs on a
 //! dedicated thread, never on an async runtime's worker.
 
+mod build;
 mod chain;
 mod native;
+mod record;
 mod stage;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::time::Duration;
 
 use halyard_buffer::{Buffer, BufferError, Commit, Cursor, Record};
 use halyard_trust::usage::{Counter, UsageWindow};
-use sha2::{Digest, Sha256};
 
-use crate::config::{HostConfig, InputConfig, PluginRef};
 use crate::event;
-use crate::plugin::{
-    Event, EventId, Frame, Grants, Limits, LoadError, PluginKind, PluginOptions, Runtime,
-};
+use crate::plugin::{Event, Frame, LoadError, PluginKind};
 use crate::tap::Tap;
 
+pub use build::plugin_options;
 pub use chain::{ChainOutcome, Chains};
 pub use native::{NativeFactory, NativeStages, StagePlugin};
+pub use record::id_bytes;
 pub use stage::{QuarantinePolicy, Stage, StageCounters};
+
+use record::{chain_link, derived_id, event_record, frame_record};
 
 /// The most frames, or events, one plugin call gets. A larger ingest is cut
 /// into calls of this size (so each stays well within its CPU deadline) and
@@ -129,100 +130,6 @@ pub struct Pipeline {
 }
 
 impl Pipeline {
-    /// Loads every plugin the config names and checks it against its kind;
-    /// the first refusal stops the build with the reason.
-    pub fn build(
-        config: &HostConfig,
-        runtime: &Runtime,
-        buffer: Arc<Buffer>,
-    ) -> Result<Pipeline, PipelineError> {
-        Self::build_with(config, runtime, buffer, &NativeStages::default())
-    }
-
-    /// Like [`Pipeline::build`], but a plugin path registered in `natives`
-    /// runs that native code instead of loading the file (for baselines).
-    pub fn build_with(
-        config: &HostConfig,
-        runtime: &Runtime,
-        buffer: Arc<Buffer>,
-        natives: &NativeStages,
-    ) -> Result<Pipeline, PipelineError> {
-        let policy = QuarantinePolicy {
-            threshold: config.stages.quarantine_after_traps.max(1),
-            window: Duration::from_secs(config.stages.quarantine_window_s),
-        };
-        let load = |role: String, r: &PluginRef, kind: PluginKind| {
-            if let Some(factory) = natives.get(&r.plugin, kind) {
-                let options = plugin_options(r);
-                let name = r
-                    .name
-                    .clone()
-                    .unwrap_or_else(|| format!("native:{}", r.plugin.display()));
-                return Ok(Stage::native(name, factory(&options.config), policy));
-            }
-            let plugin = runtime
-                .load(&r.plugin, Some(kind), plugin_options(r))
-                .map_err(|source| PipelineError::Plugin {
-                    role: role.clone(),
-                    path: r.plugin.display().to_string(),
-                    source,
-                })?;
-            let name = r.name.clone().unwrap_or_else(|| plugin.info.name.clone());
-            Ok::<_, PipelineError>(Stage::new(name, &plugin, policy))
-        };
-        let mut decoders = HashMap::new();
-        let mut sources = Vec::new();
-        for input in &config.inputs {
-            match input {
-                InputConfig::Source { name, source, .. } => {
-                    sources.push((
-                        name.clone(),
-                        load(format!("input {name} source"), source, PluginKind::Source)?,
-                    ));
-                }
-                InputConfig::File { name, decoder, .. }
-                | InputConfig::Http { name, decoder, .. } => {
-                    let stage = load(
-                        format!("input {name} decoder"),
-                        decoder,
-                        PluginKind::Decoder,
-                    )?;
-                    decoders.insert(name.clone(), stage);
-                }
-            }
-        }
-        let chain = |refs: &[PluginRef], what: &str, kind| {
-            refs.iter()
-                .enumerate()
-                .map(|(i, r)| load(format!("{what}[{i}]"), r, kind))
-                .collect::<Result<Vec<_>, _>>()
-        };
-        let chains = Chains {
-            validators: chain(
-                &config.stages.validate,
-                "stages.validate",
-                PluginKind::Validator,
-            )?,
-            privacy: chain(
-                &config.stages.privacy,
-                "stages.privacy",
-                PluginKind::Privacy,
-            )?,
-            samplers: chain(&config.stages.sample, "stages.sample", PluginKind::Sampler)?,
-        };
-        Ok(Pipeline {
-            decoders,
-            sources,
-            chains,
-            buffer,
-            totals: IngestReport::default(),
-            tap: None,
-            stamper: None,
-            usage: None,
-            traps_counted: HashMap::new(),
-        })
-    }
-
     /// The names of the source inputs, in config order.
     pub fn source_names(&self) -> Vec<String> {
         self.sources.iter().map(|(n, _)| n.clone()).collect()
@@ -567,80 +474,4 @@ struct Pending {
     kinds: Vec<String>,
     /// Rejected events and frames, by reason.
     dead: BTreeMap<String, Vec<Record>>,
-}
-
-/// The plugin options a config entry asks for.
-pub fn plugin_options(r: &PluginRef) -> PluginOptions {
-    let mut limits = Limits::default();
-    if let Some(ms) = r.limits.deadline_ms {
-        limits.call_deadline = Duration::from_millis(ms);
-    }
-    if let Some(mb) = r.limits.memory_mb {
-        limits.memory_bytes = mb << 20;
-    }
-    PluginOptions {
-        config: r
-            .config
-            .iter()
-            .map(|(k, v)| (k.clone(), v.to_string()))
-            .collect(),
-        grants: Grants {
-            env: r.grants.env.clone(),
-            read_dirs: r.grants.read_dirs.clone(),
-            network: r.grants.network,
-        },
-        limits,
-    }
-}
-
-/// The event's id as 16 bytes, big-endian.
-pub fn id_bytes(id: &EventId) -> [u8; 16] {
-    let mut out = [0u8; 16];
-    out[..8].copy_from_slice(&id.hi.to_be_bytes());
-    out[8..].copy_from_slice(&id.lo.to_be_bytes());
-    out
-}
-
-/// The id of the `n`th event decoded from the frame with stable `key`.
-fn derived_id(key: &[u8; 16], n: usize) -> EventId {
-    let digest = Sha256::new()
-        .chain_update(key)
-        .chain_update((n as u64).to_be_bytes())
-        .finalize();
-    let word = |i: usize| {
-        let mut b = [0u8; 8];
-        b.copy_from_slice(&digest[i..i + 8]);
-        u64::from_be_bytes(b)
-    };
-    EventId {
-        hi: word(0),
-        lo: word(8),
-    }
-}
-
-/// An accepted event as a buffer record: its id and its JSON form.
-fn event_record(e: &Event) -> Record {
-    Record {
-        id: id_bytes(&e.id),
-        payload: serde_json::to_vec(&event::to_json(e)).unwrap_or_default(),
-    }
-}
-
-/// A frame that failed to decode, kept raw for the dead-letter table.
-fn frame_record(frame: &Frame, key: &Option<[u8; 16]>) -> Record {
-    Record {
-        id: key.unwrap_or_else(|| id_bytes(&event::new_id())),
-        payload: frame.data.clone(),
-    }
-}
-
-/// A stage as a provenance chain link: `name@<12 hex of its sha256>`, or
-/// `name@native` for a native stand-in.
-fn chain_link(stage: &Stage) -> String {
-    match stage.plugin() {
-        Some(p) => {
-            halyard_trust::provenance::ChainLink::new(stage.name.clone(), &p.sha256).to_string()
-        }
-        None => format!("{}@native", stage.name),
-    }
 }
