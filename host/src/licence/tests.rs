@@ -304,11 +304,12 @@ async fn the_heartbeat_task_retries_with_backoff_until_the_server_answers() {
     loop {
         let n = server.lock().await.bodies.len() as u64;
         seen.store(n, Ordering::SeqCst);
-        if n >= 3 || tokio::time::Instant::now() > deadline {
+        // The condition: the third (successful) heartbeat was received
+        // *and* its answer committed the window. Polled, with a deadline.
+        if (n >= 3 && usage.is_empty()) || tokio::time::Instant::now() > deadline {
             break;
         }
-        tokio::task::yield_now().await;
-        tokio::time::sleep(Duration::from_millis(5)).await; // polling interval, not synchronisation
+        tokio::time::sleep(Duration::from_millis(5)).await;
     }
     stop.cancel();
     task.await.unwrap();
