@@ -39,10 +39,16 @@ impl Default for RetryConfig {
 /// comes back, a fleet of devices that all failed together must not retry
 /// together, and full jitter spreads them over the whole window. The RNG is
 /// owned (and seedable) so tests can check the distribution exactly.
+///
+/// The curve can be replaced while batches are being retried
+/// ([`Backoff::set_config`]): a config reload applies from the next drawn
+/// delay, and [`Backoff::changed`] wakes any wait in progress so it does not
+/// sit out a delay drawn from the old curve.
 #[derive(Debug)]
 pub struct Backoff {
-    config: RetryConfig,
+    config: Mutex<RetryConfig>,
     rng: Mutex<StdRng>,
+    changed: tokio::sync::Notify,
 }
 
 impl Backoff {
@@ -59,14 +65,30 @@ impl Backoff {
     /// A backoff drawing from a caller-supplied generator.
     pub fn with_rng(config: RetryConfig, rng: StdRng) -> Self {
         Self {
-            config,
+            config: Mutex::new(config),
             rng: Mutex::new(rng),
+            changed: tokio::sync::Notify::new(),
         }
     }
 
-    /// The configuration in force, for logging at startup.
-    pub fn config(&self) -> &RetryConfig {
-        &self.config
+    /// The configuration in force, for logging and status.
+    pub fn config(&self) -> RetryConfig {
+        self.config
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    /// Replaces the curve (a live config reload); waits in progress are
+    /// woken so they re-draw from the new one.
+    pub fn set_config(&self, config: RetryConfig) {
+        *self.config.lock().unwrap_or_else(|e| e.into_inner()) = config;
+        self.changed.notify_waiters();
+    }
+
+    /// Notified whenever [`Backoff::set_config`] replaces the curve.
+    pub fn changed(&self) -> &tokio::sync::Notify {
+        &self.changed
     }
 
     /// The upper bound of the delay after `failures` earlier failures
@@ -76,7 +98,7 @@ impl Backoff {
             initial,
             max,
             multiplier,
-        } = self.config;
+        } = self.config();
         let multiplier = if multiplier >= 1.0 { multiplier } else { 1.0 };
         let exponent = i32::try_from(failures).unwrap_or(i32::MAX);
         let secs = initial.as_secs_f64() * multiplier.powi(exponent);

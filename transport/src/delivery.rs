@@ -63,6 +63,11 @@ impl<S: Sink> Delivery<S> {
         &self.sink
     }
 
+    /// The backoff curve, replaceable while running (config reload).
+    pub fn backoff(&self) -> &Backoff {
+        &self.backoff
+    }
+
     /// The breaker, to subscribe to its transitions or read its state.
     pub fn breaker(&self) -> &Breaker {
         &self.breaker
@@ -125,14 +130,28 @@ impl<S: Sink> Delivery<S> {
                     permit.settle(false);
                     self.stats.record_failed_attempt();
                     let hinted = retry_after.unwrap_or_default().min(MAX_RETRY_AFTER);
-                    let wait = self.backoff.delay(failures).max(hinted);
+                    let started = tokio::time::Instant::now();
+                    let mut wait = self.backoff.delay(failures).max(hinted);
                     failures = failures.saturating_add(1);
                     tracing::warn!(batch = batch_key, attempts, %reason, ?wait,
                         breaker = self.breaker.state().as_str(), "batch delivery failed; will retry");
-                    tokio::select! {
-                        biased;
-                        () = shutdown.cancelled() => return Outcome::NotSent { attempts },
-                        () = tokio::time::sleep(wait) => {}
+                    loop {
+                        // Registered before sleeping, so a reload between
+                        // drawing the delay and waiting is not missed.
+                        let changed = self.backoff.changed().notified();
+                        tokio::pin!(changed);
+                        changed.as_mut().enable();
+                        tokio::select! {
+                            biased;
+                            () = shutdown.cancelled() => return Outcome::NotSent { attempts },
+                            () = tokio::time::sleep_until(started + wait) => break,
+                            () = &mut changed => {
+                                // New retry settings: re-draw this wait from
+                                // the new curve (still honouring Retry-After).
+                                wait = self.backoff.delay(failures - 1).max(hinted);
+                                tracing::info!(batch = batch_key, ?wait, "retry settings changed; wait re-drawn");
+                            }
+                        }
                     }
                 }
             }

@@ -287,3 +287,53 @@ async fn a_probe_abandoned_on_shutdown_lets_another_batch_probe() {
     assert_eq!(delivery.breaker().state(), Closed);
     assert_eq!(delivery.sink().calls().len(), 3);
 }
+
+/// A retry-settings reload reaches a batch already waiting out a long
+/// backoff: the wait is re-drawn from the new curve instead of being sat
+/// out (config reload applies `[retry]` live).
+#[tokio::test(start_paused = true)]
+async fn new_retry_settings_cut_short_a_wait_drawn_from_the_old_curve() {
+    let hour = Duration::from_secs(3600);
+    let breaker = Breaker::new(BreakerConfig {
+        failure_threshold: 100,
+        recovery_timeout: Duration::from_secs(30),
+    });
+    let slow = RetryConfig {
+        initial: hour,
+        max: hour,
+        multiplier: 1.0,
+    };
+    // Seed 5 draws a first delay of many minutes from the one-hour curve.
+    let delivery = Arc::new(Delivery::new(
+        Scripted::new(vec![Step::Answer(fail())], Attempt::Delivered),
+        Backoff::seeded(slow.clone(), 5),
+        breaker,
+    ));
+    assert!(delivery.backoff().ceiling(0) == hour);
+    let shutdown = CancellationToken::new();
+    let task = spawn(&delivery, &shutdown);
+    delivery.sink().wait_for_calls(1).await;
+    // Let the delivery draw its delay and start waiting.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(
+        delivery.sink().calls().len(),
+        1,
+        "still waiting on the old curve"
+    );
+
+    let tiny = Duration::from_millis(10);
+    delivery.backoff().set_config(RetryConfig {
+        initial: tiny,
+        max: tiny,
+        multiplier: 2.0,
+    });
+    let outcome = task.await.expect("task");
+    assert_eq!(outcome, Outcome::Delivered { attempts: 2 });
+    let t = delivery.sink().calls();
+    assert!(
+        t[1] - t[0] <= Duration::from_secs(1) + tiny + SLACK,
+        "retried {:?} after the failure",
+        t[1] - t[0]
+    );
+    assert_eq!(delivery.backoff().config().max, tiny);
+}
