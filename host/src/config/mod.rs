@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 pub use licence::LicenceSection;
 pub use model::*;
 pub use substitute::{SubstituteError, substitute};
-pub use supply::{PluginsSection, ReloadSection, RolloutSection};
+pub use supply::{OnRemove, PluginsSection, ReloadSection, RolloutSection};
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]

@@ -37,6 +37,25 @@ pub struct ReloadSection {
     pub backoff_initial_ms: u64,
     /// The longest wait between reloads of a file that keeps crashing.
     pub backoff_max_ms: u64,
+    /// What a removed plugin file does to the stage that runs it.
+    pub on_remove: OnRemove,
+}
+
+/// `[reload] on_remove`: what happens to a running plugin whose file is
+/// deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnRemove {
+    /// The loaded version keeps running until a new file is deployed: a
+    /// half-finished deploy (`rm` then `cp`) never interrupts the data path.
+    #[default]
+    Keep,
+    /// The plugin is unloaded (its instance and memory freed) and its
+    /// stage applies its kind's failure policy until a file is deployed
+    /// again: a decoder's frames and a validator's events are
+    /// dead-lettered, a privacy stage drops events (unredacted data never
+    /// ships), a sampler keeps every event, a source is not polled.
+    Unload,
 }
 
 impl Default for ReloadSection {
@@ -48,6 +67,7 @@ impl Default for ReloadSection {
             rollback_window_s: 300,
             backoff_initial_ms: 1000,
             backoff_max_ms: 300_000,
+            on_remove: OnRemove::Keep,
         }
     }
 }

@@ -103,6 +103,8 @@ impl Pipeline {
             stamper: None,
             usage: None,
             traps_counted: HashMap::new(),
+            quarantine: policy,
+            registrar: None,
         })
     }
 }

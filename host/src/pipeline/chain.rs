@@ -85,7 +85,7 @@ fn validate(
         failed => {
             let reason = match failed {
                 Some(Err(err)) => format!("validator {} failed: {err}", stage.name),
-                _ => format!("validator {} is quarantined", stage.name),
+                _ => format!("validator {} is {}", stage.name, stage.unavailable()),
             };
             stage.counters.rejected += events.len() as u64;
             rejected.extend(events.into_iter().map(|e| (e, reason.clone())));

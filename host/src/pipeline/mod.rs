@@ -25,6 +25,7 @@ mod build;
 mod chain;
 mod native;
 mod record;
+mod restage;
 mod stage;
 
 use std::collections::{BTreeMap, HashMap};
@@ -41,6 +42,7 @@ pub use build::plugin_options;
 pub use chain::{ChainOutcome, Chains};
 pub use native::{NativeFactory, NativeStages, StagePlugin};
 pub use record::id_bytes;
+pub use restage::{ChainPlan, Slot};
 pub use stage::{QuarantinePolicy, Stage, StageCounters};
 
 use record::{chain_link, derived_id, event_record, frame_record};
@@ -127,6 +129,11 @@ pub struct Pipeline {
     usage: Option<Arc<UsageWindow>>,
     /// Traps per plugin already counted into `usage`.
     traps_counted: HashMap<String, u64>,
+    /// When a stage is quarantined; stages added by a reload get it too.
+    quarantine: QuarantinePolicy,
+    /// Registers stages added by a reload with `/plugins`; `None` when
+    /// unobserved.
+    registrar: Option<crate::status::plugins::Registrar>,
 }
 
 impl Pipeline {
@@ -269,7 +276,11 @@ impl Pipeline {
             failed => {
                 let reason = match failed {
                     Some(Err(err)) => format!("{input}: decoder failed: {err}"),
-                    _ => format!("{input}: decoder {} is quarantined", decoder.name),
+                    _ => format!(
+                        "{input}: decoder {} is {}",
+                        decoder.name,
+                        decoder.unavailable()
+                    ),
                 };
                 decode_errors += raw.len() as u64;
                 let records: Vec<Record> = raw

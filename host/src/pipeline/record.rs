@@ -52,6 +52,10 @@ pub(super) fn frame_record(frame: &Frame, key: &Option<[u8; 16]>) -> Record {
 /// A stage as a provenance chain link: `name@<12 hex of its sha256>`, or
 /// `name@native` for a native stand-in.
 pub(super) fn chain_link(stage: &Stage) -> String {
+    if stage.is_unloaded() {
+        // Only a sampler lets events past an unloaded stage (fail open).
+        return format!("{}@unloaded", stage.name);
+    }
     match stage.plugin() {
         Some(p) => {
             halyard_trust::provenance::ChainLink::new(stage.name.clone(), &p.sha256).to_string()

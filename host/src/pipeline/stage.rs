@@ -61,6 +61,9 @@ pub struct Stage {
     observer: Option<Arc<PluginStatus>>,
     /// The last good version while a freshly swapped one is on probation.
     probation: Option<Probation>,
+    /// Unloaded because its file was removed (`[reload] on_remove =
+    /// "unload"`): not called, like a quarantined stage, until a swap.
+    unloaded: bool,
 }
 
 impl Stage {
@@ -83,6 +86,7 @@ impl Stage {
             counters: StageCounters::default(),
             observer: None,
             probation: None,
+            unloaded: false,
         }
     }
 
@@ -104,6 +108,44 @@ impl Stage {
         self.quarantined
     }
 
+    /// Whether the plugin was unloaded (its file removed).
+    pub fn is_unloaded(&self) -> bool {
+        self.unloaded
+    }
+
+    /// Why the stage is not being called, for dead-letter reasons:
+    /// `quarantined` or `unloaded`.
+    pub fn unavailable(&self) -> &'static str {
+        if self.unloaded {
+            "unloaded (its file was removed)"
+        } else {
+            "quarantined"
+        }
+    }
+
+    /// The status this stage publishes to, if observed.
+    pub fn status(&self) -> Option<&Arc<PluginStatus>> {
+        self.observer.as_ref()
+    }
+
+    /// Drops the plugin's instance (freeing its memory) and stops calling
+    /// it; the chain applies the kind's failure policy until the next
+    /// [`Stage::swap`]. No rollback is possible from here, so probation ends.
+    pub fn unload(&mut self) {
+        if self.unloaded {
+            return;
+        }
+        self.unloaded = true;
+        self.probation = None;
+        self.backend = Box::new(Unloaded);
+        let sha = self.plugin.take().map(|p| p.sha256.clone());
+        if let Some(o) = &self.observer {
+            o.unloaded();
+        }
+        tracing::warn!(plugin = %self.name, sha256 = sha.as_deref().unwrap_or(""),
+            "plugin unloaded: its file was removed; the stage applies its failure policy until a new file is deployed");
+    }
+
     /// The component this stage runs; `None` for a native stage.
     pub fn plugin(&self) -> Option<&Arc<Plugin>> {
         self.plugin.as_ref()
@@ -116,7 +158,7 @@ impl Stage {
         &mut self,
         call: impl FnOnce(&mut dyn StagePlugin) -> Result<T, CallError>,
     ) -> Option<Result<T, CallError>> {
-        if self.quarantined {
+        if self.quarantined || self.unloaded {
             return None;
         }
         self.counters.calls += 1;
@@ -141,6 +183,7 @@ impl Stage {
         self.backend = Box::new(plugin.instance());
         self.recent_traps.clear();
         self.quarantined = false;
+        self.unloaded = false;
         if let Some(o) = &self.observer {
             o.swapped(&plugin, previous.as_ref().map(|p| p.sha256.as_str()));
         }
@@ -217,5 +260,45 @@ impl Stage {
                 "plugin quarantined after repeated traps"
             );
         }
+    }
+}
+
+/// The backend of an unloaded stage: never called ([`Stage::call`] checks
+/// first); it only stands in so the instance's memory is freed.
+struct Unloaded;
+
+impl Unloaded {
+    fn refuse<T>() -> Result<T, CallError> {
+        Err(CallError::Restart {
+            plugin: "unloaded".into(),
+            message: "the plugin was unloaded".into(),
+        })
+    }
+}
+
+impl StagePlugin for Unloaded {
+    fn poll(&mut self, _max: u32) -> Result<Vec<crate::plugin::Event>, CallError> {
+        Self::refuse()
+    }
+    fn decode(
+        &mut self,
+        _frames: &[crate::plugin::Frame],
+    ) -> Result<Vec<Result<Vec<crate::plugin::Event>, String>>, CallError> {
+        Self::refuse()
+    }
+    fn validate(
+        &mut self,
+        _events: &[crate::plugin::Event],
+    ) -> Result<Vec<crate::plugin::Verdict>, CallError> {
+        Self::refuse()
+    }
+    fn redact(
+        &mut self,
+        _events: &[crate::plugin::Event],
+    ) -> Result<Vec<crate::plugin::Action>, CallError> {
+        Self::refuse()
+    }
+    fn sample(&mut self, _events: &[crate::plugin::Event]) -> Result<Vec<bool>, CallError> {
+        Self::refuse()
     }
 }

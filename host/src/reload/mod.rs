@@ -13,11 +13,19 @@
 //!   unsigned or badly signed when keys are configured, `init` refuses its
 //!   config) changes nothing: the old version keeps serving, and the refusal
 //!   is logged and published as `plugin.rejected` with the reason;
-//! - a removed file keeps the loaded version running (and says so); the
-//!   next file at that path is loaded as usual;
+//! - a removed file keeps the loaded version running (and says so), or
+//!   with `[reload] on_remove = "unload"` unloads it (the stage applies its
+//!   failure policy); the next file at that path is loaded as usual;
+//! - a config change is checked whole before anything is applied: every
+//!   plugin it adds is loaded first, and one refusal refuses the change
+//!   (`config.rejected`) with the running config intact. Plugin config,
+//!   stage chains, `[batch]` and `[retry]` apply live ([`live`]); other
+//!   sections are reported as needing a restart;
 //! - content that was rolled back is never loaded again, and a file that
 //!   was rolled back waits out its backoff before the next attempt.
 
+mod config;
+pub mod live;
 pub mod rollback;
 pub mod rollout;
 pub mod swap;
@@ -32,14 +40,15 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
-use crate::config::HostConfig;
+use crate::config::{HostConfig, OnRemove};
 use crate::lifecycle::{Lifecycle, new_correlation_id};
 use crate::pipeline::plugin_options;
-use crate::plugin::Runtime;
+use crate::plugin::{Plugin, Runtime};
 use crate::run::Work;
 
+pub use live::Live;
 pub use rollback::{Ledger, Rollback, RollbackPolicy};
-pub use swap::{StageKey, Swap, Target, apply};
+pub use swap::{StageKey, Swap, Target, Unload, apply};
 
 /// What wakes the reloader.
 #[derive(Debug)]
@@ -56,7 +65,6 @@ pub enum Trigger {
 pub struct Reloader {
     tx: Sender<Trigger>,
     thread: Option<JoinHandle<()>>,
-    _watcher: Option<notify::RecommendedWatcher>,
     signal: Option<tokio::task::JoinHandle<()>>,
     /// The manifest poller, when `[rollout] manifest_url` is set.
     rollout: Option<tokio::task::JoinHandle<()>>,
@@ -72,14 +80,12 @@ impl Reloader {
         work: Sender<Work>,
         lifecycle: Lifecycle,
         ledger: Arc<Ledger>,
+        live: Live,
     ) -> Reloader {
         let (tx, rx) = channel();
         let targets = swap::targets(config);
-        let mut files: HashSet<PathBuf> = targets.iter().map(|t| t.file.clone()).collect();
         let config_file = config.source.as_deref().map(swap::absolute);
-        if let Some(c) = &config_file {
-            files.insert(c.clone());
-        }
+        let files = watched(&targets, config_file.as_ref());
         let watcher = if config.reload.enabled {
             match watch::watch(&files, tx.clone()) {
                 Ok(w) => Some(w),
@@ -117,6 +123,8 @@ impl Reloader {
             lifecycle,
             ledger,
             debounce: Duration::from_millis(config.reload.debounce_ms),
+            watcher,
+            live,
         };
         for t in &state.targets {
             if let Ok(bytes) = std::fs::read(&t.file) {
@@ -130,7 +138,6 @@ impl Reloader {
         Reloader {
             tx,
             thread,
-            _watcher: watcher,
             signal,
             rollout: None,
         }
@@ -165,6 +172,10 @@ struct State {
     lifecycle: Lifecycle,
     ledger: Arc<Ledger>,
     debounce: Duration,
+    /// The file watcher; its file set follows the config.
+    watcher: Option<watch::Watching>,
+    /// `[batch]` and `[retry]`, applied live.
+    live: Live,
 }
 
 impl State {
@@ -216,38 +227,31 @@ impl State {
                     pending.insert(path, later);
                     continue;
                 }
-                self.reload_file(&path, false);
+                self.reload_file(&path);
             }
         }
     }
 
     /// Loads the file at `path` for every stage that uses it and swaps the
-    /// new version in; `force` reloads even when the content is unchanged
-    /// (a stage's options changed).
-    fn reload_file(&mut self, path: &PathBuf, force: bool) {
+    /// new version in, unless every stage already runs that content.
+    fn reload_file(&mut self, path: &PathBuf) {
         let targets: Vec<Target> = self
             .targets
             .iter()
             .filter(|t| &t.file == path)
             .cloned()
             .collect();
-        self.reload_targets(path, &targets, force);
+        self.reload_targets(path, &targets);
     }
 
-    fn reload_targets(&mut self, path: &PathBuf, targets: &[Target], force: bool) {
+    fn reload_targets(&mut self, path: &PathBuf, targets: &[Target]) {
         if targets.is_empty() {
             return;
         }
         let bytes = match std::fs::read(path) {
             Ok(bytes) => bytes,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                tracing::warn!(file = %path.display(),
-                    "plugin file removed: the loaded version keeps running until a new file is deployed (restart to unload)");
-                self.lifecycle.emit(
-                    "plugin.removed",
-                    &new_correlation_id(),
-                    serde_json::json!({"file": path.display().to_string(), "action": "kept"}),
-                );
+                self.removed(path, targets);
                 return;
             }
             Err(e) => {
@@ -265,10 +269,9 @@ impl State {
             );
             return;
         }
-        if !force
-            && targets
-                .iter()
-                .all(|t| self.loaded.get(&t.key) == Some(&hash))
+        if targets
+            .iter()
+            .all(|t| self.loaded.get(&t.key) == Some(&hash))
         {
             return;
         }
@@ -285,6 +288,76 @@ impl State {
                 }
             }
         }
+        self.swap(plugins);
+    }
+
+    fn rejected(&self, path: &std::path::Path, role: &str, reason: &str) {
+        tracing::error!(file = %path.display(), role, reason,
+            "new plugin version refused; the loaded version keeps running");
+        self.lifecycle.emit(
+            "plugin.rejected",
+            &new_correlation_id(),
+            serde_json::json!({"role": role, "file": path.display().to_string(), "reason": reason}),
+        );
+    }
+
+    /// A watched plugin file is gone: keep the stages running it, or
+    /// unload them (`[reload] on_remove`).
+    fn removed(&mut self, path: &std::path::Path, targets: &[Target]) {
+        let file = path.display().to_string();
+        if self.running.reload.on_remove == OnRemove::Keep {
+            tracing::warn!(file = %file,
+                "plugin file removed: the loaded version keeps running until a new file is deployed (on_remove = \"keep\")");
+            self.lifecycle.emit(
+                "plugin.removed",
+                &new_correlation_id(),
+                serde_json::json!({"file": file, "action": "kept"}),
+            );
+            return;
+        }
+        let keys: Vec<StageKey> = targets
+            .iter()
+            .map(|t| t.key.clone())
+            .filter(|k| self.loaded.contains_key(k))
+            .collect();
+        if keys.is_empty() {
+            return; // Already unloaded.
+        }
+        let (reply, done) = channel();
+        if self.work.send(Work::Unload(Unload { keys, reply })).is_err() {
+            return;
+        }
+        let unloaded = done.recv().unwrap_or_default();
+        for k in &unloaded {
+            // Forgotten, so the same content deployed again loads again.
+            self.loaded.remove(k);
+        }
+        self.lifecycle.emit(
+            "plugin.removed",
+            &new_correlation_id(),
+            serde_json::json!({"file": file, "action": "unloaded", "stages": unloaded.len()}),
+        );
+    }
+
+    /// Loads and checks `t`'s plugin for a config change.
+    fn load(&self, t: &Target) -> Result<Arc<Plugin>, String> {
+        let plugin = self
+            .runtime
+            .load(&t.file, Some(t.key.kind), plugin_options(&t.plugin))
+            .map_err(|e| format!("{} plugin {}: {e}", t.role, t.file.display()))?;
+        if self.ledger.is_bad(&plugin.sha256) {
+            return Err(format!(
+                "{} plugin {}: content sha256 {} was rolled back before",
+                t.role,
+                t.file.display(),
+                plugin.sha256
+            ));
+        }
+        Ok(plugin)
+    }
+
+    /// Swaps `plugins` in between two batches and records their hashes.
+    fn swap(&mut self, plugins: Vec<(StageKey, Arc<Plugin>)>) {
         let hashes: Vec<(StageKey, String)> = plugins
             .iter()
             .map(|(k, p)| (k.clone(), p.sha256.clone()))
@@ -309,114 +382,15 @@ impl State {
             }
         }
     }
-
-    fn rejected(&self, path: &std::path::Path, role: &str, reason: &str) {
-        tracing::error!(file = %path.display(), role, reason,
-            "new plugin version refused; the loaded version keeps running");
-        self.lifecycle.emit(
-            "plugin.rejected",
-            &new_correlation_id(),
-            serde_json::json!({"role": role, "file": path.display().to_string(), "reason": reason}),
-        );
-    }
-
-    /// Re-reads the config: per-stage plugin config, grants and limits
-    /// apply live (the stage's plugin is reloaded with them); everything
-    /// else is reported as needing a restart.
-    fn reload_config(&mut self) {
-        let Some(file) = self.config_file.clone() else {
-            return;
-        };
-        let new = match HostConfig::load(&file) {
-            Ok(c) => c,
-            Err(err) => {
-                tracing::error!(error = %err, "config change refused; the running config stays");
-                self.lifecycle.emit(
-                    "config.rejected",
-                    &new_correlation_id(),
-                    serde_json::json!({"file": file.display().to_string(), "reason": err.to_string()}),
-                );
-                return;
-            }
-        };
-        let new_targets = swap::targets(&new);
-        let same_shape = new_targets.len() == self.targets.len()
-            && new_targets
-                .iter()
-                .zip(&self.targets)
-                .all(|(a, b)| a.key == b.key && a.file == b.file);
-        let mut restart = needs_restart(&self.running, &new);
-        let mut applied = Vec::new();
-        if same_shape {
-            let changed: Vec<Target> = new_targets
-                .iter()
-                .zip(&self.targets)
-                .filter(|(a, b)| a.plugin != b.plugin)
-                .map(|(a, _)| a.clone())
-                .collect();
-            self.targets = new_targets;
-            self.running.stages = new.stages.clone();
-            for t in changed {
-                applied.push(t.role.clone());
-                self.reload_targets(&t.file.clone(), std::slice::from_ref(&t), true);
-            }
-        } else {
-            restart.push("stage chains (plugins added, removed or moved)".to_string());
-        }
-        for what in &restart {
-            tracing::warn!(section = %what, "config change needs a restart to take effect");
-        }
-        self.lifecycle.emit(
-            "config.reloaded",
-            &new_correlation_id(),
-            serde_json::json!({"file": file.display().to_string(), "applied": applied,
-                "needs_restart": restart}),
-        );
-    }
 }
 
-/// The sections that differ between `old` and `new` and are not applied
-/// live.
-fn needs_restart(old: &HostConfig, new: &HostConfig) -> Vec<String> {
-    let mut out = Vec::new();
-    let mut check = |name: &str, differ: bool| {
-        if differ {
-            out.push(name.to_string());
-        }
-    };
-    check("host", old.host != new.host);
-    check("input (other than plugin settings)", {
-        let strip = |c: &HostConfig| {
-            c.inputs
-                .iter()
-                .map(|i| {
-                    let mut t = toml::Table::try_from(i).unwrap_or_default();
-                    t.remove("decoder");
-                    t.remove("source");
-                    t
-                })
-                .collect::<Vec<_>>()
-        };
-        strip(old) != strip(new)
-    });
-    check(
-        "stages.quarantine_*",
-        old.stages.quarantine_after_traps != new.stages.quarantine_after_traps
-            || old.stages.quarantine_window_s != new.stages.quarantine_window_s,
-    );
-    check("buffer", old.buffer != new.buffer);
-    check("batch", old.batch != new.batch);
-    check("transport", old.transport != new.transport);
-    check("retry", old.retry != new.retry);
-    check("breaker", old.breaker != new.breaker);
-    check("health", old.health != new.health);
-    check("log", old.log != new.log);
-    check("lifecycle", old.lifecycle != new.lifecycle);
-    check("shutdown", old.shutdown != new.shutdown);
-    check("plugins.trusted_keys", old.plugins != new.plugins);
-    check("reload", old.reload != new.reload);
-    check("rollout", old.rollout != new.rollout);
-    out
+/// The files to watch: every plugin and the config file.
+fn watched(targets: &[Target], config_file: Option<&PathBuf>) -> HashSet<PathBuf> {
+    targets
+        .iter()
+        .map(|t| t.file.clone())
+        .chain(config_file.cloned())
+        .collect()
 }
 
 fn sha256(bytes: &[u8]) -> String {
@@ -430,6 +404,7 @@ pub fn supply(
     runtime: &Arc<Runtime>,
     work: Option<Sender<Work>>,
     lifecycle: &Lifecycle,
+    live: Live,
 ) -> Option<Reloader> {
     let work = work?;
     let ledger = Ledger::new(RollbackPolicy {
@@ -438,7 +413,14 @@ pub fn supply(
         backoff_initial: Duration::from_millis(config.reload.backoff_initial_ms),
         backoff_max: Duration::from_millis(config.reload.backoff_max_ms),
     });
-    let mut reloader = Reloader::start(config, runtime.clone(), work, lifecycle.clone(), ledger);
+    let mut reloader = Reloader::start(
+        config,
+        runtime.clone(),
+        work,
+        lifecycle.clone(),
+        ledger,
+        live,
+    );
     reloader.rollout = rollout::spawn(config, lifecycle.clone());
     Some(reloader)
 }

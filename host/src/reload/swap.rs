@@ -101,26 +101,57 @@ pub struct Swap {
     pub reply: Sender<Vec<StageKey>>,
 }
 
+/// Stages to unload because their file was removed.
+pub struct Unload {
+    /// The stages.
+    pub keys: Vec<StageKey>,
+    /// Gets the keys that were unloaded.
+    pub reply: Sender<Vec<StageKey>>,
+}
+
+/// Every stage of `pipeline` with its key, in pipeline order.
+fn keyed(pipeline: &mut Pipeline) -> Vec<(StageKey, &mut crate::pipeline::Stage)> {
+    let mut index = std::collections::HashMap::<PluginKind, usize>::new();
+    pipeline
+        .stages_with_roles()
+        .into_iter()
+        .map(|(kind, input, stage)| {
+            let key = StageKey {
+                kind,
+                index: if input.is_some() {
+                    0
+                } else {
+                    let i = index.entry(kind).or_insert(0);
+                    *i += 1;
+                    *i - 1
+                },
+                input,
+            };
+            (key, stage)
+        })
+        .collect()
+}
+
 /// Applies `swap` on the pipeline thread.
 pub fn apply(pipeline: &mut Pipeline, swap: Swap) {
     let mut done = Vec::new();
-    let mut index = std::collections::HashMap::<PluginKind, usize>::new();
-    for (kind, input, stage) in pipeline.stages_with_roles() {
-        let key = StageKey {
-            kind,
-            index: if input.is_some() {
-                0
-            } else {
-                let i = index.entry(kind).or_insert(0);
-                *i += 1;
-                *i - 1
-            },
-            input,
-        };
+    for (key, stage) in keyed(pipeline) {
         if let Some((_, plugin)) = swap.plugins.iter().find(|(k, _)| *k == key) {
             stage.swap(plugin.clone(), Some(swap.rollback.clone()));
             done.push(key);
         }
     }
     let _ = swap.reply.send(done);
+}
+
+/// Applies `unload` on the pipeline thread.
+pub fn unload(pipeline: &mut Pipeline, unload: Unload) {
+    let mut done = Vec::new();
+    for (key, stage) in keyed(pipeline) {
+        if unload.keys.contains(&key) {
+            stage.unload();
+            done.push(key);
+        }
+    }
+    let _ = unload.reply.send(done);
 }

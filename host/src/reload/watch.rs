@@ -13,6 +13,7 @@
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::Sender;
+use std::sync::{Arc, RwLock};
 
 use notify::{Event, EventKind, RecursiveMode, Watcher};
 
@@ -41,18 +42,47 @@ pub fn is_temp(path: &Path) -> bool {
             .any(|ext| name.ends_with(ext))
 }
 
+/// The running watcher and the files it reports; the set changes when a
+/// config reload adds or moves a plugin.
+pub struct Watching {
+    watcher: notify::RecommendedWatcher,
+    wanted: Arc<RwLock<HashSet<PathBuf>>>,
+    dirs: HashSet<PathBuf>,
+}
+
+impl Watching {
+    /// Reports events about `files` (and their `.sig`) from now on,
+    /// watching any directory not watched yet. Directories no longer
+    /// needed stay watched; their events are filtered out.
+    pub fn set_files(&mut self, files: &HashSet<PathBuf>) -> Result<(), WatchError> {
+        *self.wanted.write().unwrap_or_else(|e| e.into_inner()) = files.clone();
+        for dir in files.iter().filter_map(|f| f.parent()) {
+            if self.dirs.contains(dir) {
+                continue;
+            }
+            self.watcher
+                .watch(dir, RecursiveMode::NonRecursive)
+                .map_err(|source| WatchError {
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+            self.dirs.insert(dir.to_path_buf());
+        }
+        Ok(())
+    }
+}
+
 /// Starts watching the parent directories of `files`; events about those
 /// files (or `FILE.sig` of them) are sent as [`Trigger::Paths`].
-pub fn watch(
-    files: &HashSet<PathBuf>,
-    tx: Sender<Trigger>,
-) -> Result<notify::RecommendedWatcher, WatchError> {
-    let wanted = files.clone();
-    let mut watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
+pub fn watch(files: &HashSet<PathBuf>, tx: Sender<Trigger>) -> Result<Watching, WatchError> {
+    let wanted = Arc::new(RwLock::new(HashSet::new()));
+    let filter = wanted.clone();
+    let watcher = notify::recommended_watcher(move |res: notify::Result<Event>| {
         let Ok(event) = res else { return };
         if matches!(event.kind, EventKind::Access(_)) {
             return;
         }
+        let wanted = filter.read().unwrap_or_else(|e| e.into_inner());
         let paths: Vec<PathBuf> = event
             .paths
             .iter()
@@ -74,16 +104,13 @@ pub fn watch(
         path: PathBuf::new(),
         source,
     })?;
-    let dirs: HashSet<PathBuf> = files
-        .iter()
-        .filter_map(|f| f.parent().map(Path::to_path_buf))
-        .collect();
-    for dir in dirs {
-        watcher
-            .watch(&dir, RecursiveMode::NonRecursive)
-            .map_err(|source| WatchError { path: dir, source })?;
-    }
-    Ok(watcher)
+    let mut watching = Watching {
+        watcher,
+        wanted,
+        dirs: HashSet::new(),
+    };
+    watching.set_files(files)?;
+    Ok(watching)
 }
 
 #[cfg(test)]

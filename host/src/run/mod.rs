@@ -32,7 +32,7 @@ use crate::plugin::{LoadError, Runtime};
 
 pub use file_input::FileInput;
 pub use http_input::HttpInput;
-pub use ship::{ShipReport, ShipSettings, encode, encode_with};
+pub use ship::{BatchLimits, ShipReport, ShipSettings, encode, encode_with};
 pub use worker::{SourceSchedule, Work, Worker};
 
 /// Why the host could not start.
@@ -198,7 +198,14 @@ pub async fn run_with(
         })
         .collect();
     let worker = Worker::start(pipeline, schedules, appended.clone()).map_err(RunError::Thread)?;
-    let reloader = crate::reload::supply(&config, &runtime, worker.sender(), &channels.lifecycle);
+    let (live, batch_limits) = crate::reload::Live::new(&config, delivery.clone());
+    let reloader = crate::reload::supply(
+        &config,
+        &runtime,
+        worker.sender(),
+        &channels.lifecycle,
+        live,
+    );
 
     let (stop_inputs, inputs_stopped) = watch::channel(false);
     let mut inputs = Vec::new();
@@ -231,9 +238,7 @@ pub async fn run_with(
     let drain = CancellationToken::new();
     let hard_stop = CancellationToken::new();
     let settings = ShipSettings {
-        max_events: config.batch.max_events,
-        max_bytes: config.batch.max_bytes,
-        max_age: Duration::from_millis(config.batch.max_age_ms),
+        limits: batch_limits,
         host_id: host_id.clone(),
         licence: Some(licence.clone()),
         usage: Some(usage.clone()),
@@ -356,16 +361,21 @@ fn delivery(
             .into(),
         TransportConfig::Stdout => StdoutSink::new().into(),
     };
-    let backoff = Backoff::new(RetryConfig {
-        initial: Duration::from_millis(config.retry.initial_ms),
-        max: Duration::from_millis(config.retry.max_ms),
-        multiplier: 2.0,
-    });
+    let backoff = Backoff::new(retry_config(&config.retry));
     let breaker = Breaker::new(BreakerConfig {
         failure_threshold: config.breaker.failure_threshold,
         recovery_timeout: Duration::from_millis(config.breaker.recovery_timeout_ms),
     });
     Ok(Delivery::new(sink, backoff, breaker))
+}
+
+/// The backoff curve `[retry]` asks for.
+pub(crate) fn retry_config(retry: &crate::config::RetrySection) -> RetryConfig {
+    RetryConfig {
+        initial: Duration::from_millis(retry.initial_ms),
+        max: Duration::from_millis(retry.max_ms),
+        multiplier: 2.0,
+    }
 }
 
 /// This machine's hostname, the default host id.

@@ -20,9 +20,9 @@ use crate::config::HostConfig;
 use crate::event;
 use crate::lifecycle::{Lifecycle, LifecycleEvent, new_correlation_id};
 use crate::pipeline::{Pipeline, PipelineError};
-use crate::plugin::{Event, PluginKind};
+use crate::plugin::Event;
 use crate::status::health::LOSS_WINDOW;
-use crate::status::plugins::{PluginIdentity, PluginRegistry, PluginStatus, StageRole};
+use crate::status::plugins::{PluginRegistry, Registrar};
 use crate::status::stream::StreamClients;
 use crate::status::{BUFFER_WATCH_INTERVAL, StatusServer, StatusState};
 use crate::tap::Tap;
@@ -199,54 +199,23 @@ impl Observer {
 }
 
 /// Adds every stage of `pipeline` to `registry`, hooks each up to the
-/// lifecycle publisher, and offers committed events to `tap`.
+/// lifecycle publisher, and offers committed events to `tap`. The pipeline
+/// keeps the registrar for stages a config reload adds later.
 fn register_plugins(
     pipeline: &mut Pipeline,
-    registry: &PluginRegistry,
+    registry: &Arc<PluginRegistry>,
     lifecycle: &Lifecycle,
     tap: &Tap,
 ) {
     pipeline.set_tap(tap.clone());
-    for (role, input, stage) in pipeline.stages_with_roles() {
-        let (kind, plugin_name, version, file, sha256) = match stage.plugin() {
-            Some(p) => (
-                p.kind.to_string(),
-                p.info.name.clone(),
-                p.info.version.clone(),
-                p.path.display().to_string(),
-                p.sha256.clone(),
-            ),
-            None => (
-                "native".to_string(),
-                stage.name.clone(),
-                env!("CARGO_PKG_VERSION").to_string(),
-                String::new(),
-                String::new(),
-            ),
-        };
-        let stage_role = match role {
-            PluginKind::Source => StageRole::Source,
-            PluginKind::Decoder => StageRole::Decode,
-            PluginKind::Validator => StageRole::Validate,
-            PluginKind::Privacy => StageRole::Privacy,
-            PluginKind::Sampler => StageRole::Sample,
-        };
-        let status = PluginStatus::loaded(
-            PluginIdentity {
-                name: stage.name.clone(),
-                stage: stage_role,
-                input,
-                kind,
-                plugin_name,
-                version,
-                file,
-                sha256,
-            },
-            lifecycle,
-        );
-        stage.observe(status.clone());
-        registry.add(status);
-    }
+    let registrar = Registrar::new(registry.clone(), lifecycle.clone());
+    let statuses = pipeline
+        .stages_with_roles()
+        .into_iter()
+        .map(|(kind, input, stage)| registrar.observe(kind, input, stage))
+        .collect();
+    registrar.list(statuses);
+    pipeline.set_registrar(registrar);
 }
 
 /// Publishes every breaker transition as `breaker.<state>`; one outage

@@ -14,20 +14,40 @@ use std::time::Duration;
 use halyard_buffer::{Batch, Buffer};
 use halyard_transport::{AnySink, Delivery, Outcome};
 use halyard_trust::usage::{Counter, UsageWindow};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::licence::Licence;
 
-/// Batch limits and the host identity carried in every batch.
-#[derive(Debug, Clone)]
-pub struct ShipSettings {
+/// When a batch closes. Replaceable while running: a config reload sends
+/// new limits through the watch channel in [`ShipSettings::limits`], and
+/// the next batch is cut by them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BatchLimits {
     /// Most events per batch.
     pub max_events: usize,
     /// Most payload bytes per batch.
     pub max_bytes: usize,
     /// Longest the oldest event waits for a fuller batch.
     pub max_age: Duration,
+}
+
+impl BatchLimits {
+    /// The limits `[batch]` asks for.
+    pub fn from_config(batch: &crate::config::BatchSection) -> Self {
+        BatchLimits {
+            max_events: batch.max_events,
+            max_bytes: batch.max_bytes,
+            max_age: Duration::from_millis(batch.max_age_ms),
+        }
+    }
+}
+
+/// Batch limits and the host identity carried in every batch.
+#[derive(Debug, Clone)]
+pub struct ShipSettings {
+    /// The batch limits in force; changes apply from the next batch.
+    pub limits: watch::Receiver<BatchLimits>,
     /// The host id on the wire.
     pub host_id: String,
     /// The licence whose state gates shipping and is named in every
@@ -52,7 +72,7 @@ pub struct ShipReport {
 pub async fn ship(
     buffer: Arc<Buffer>,
     delivery: Arc<Delivery<AnySink>>,
-    settings: ShipSettings,
+    mut settings: ShipSettings,
     appended: Arc<Notify>,
     drain: CancellationToken,
     hard_stop: CancellationToken,
@@ -80,6 +100,7 @@ pub async fn ship(
             }
             continue;
         }
+        let limits = *settings.limits.borrow_and_update();
         let stats = buffer.stats();
         let ready = stats.records.saturating_sub(stats.leased_records);
         let draining = drain.is_cancelled();
@@ -95,10 +116,11 @@ pub async fn ship(
             continue;
         }
         let age = stats.oldest_age.unwrap_or_default();
-        if !draining && (ready as usize) < settings.max_events && age < settings.max_age {
+        if !draining && (ready as usize) < limits.max_events && age < limits.max_age {
             tokio::select! {
                 _ = appended.notified() => {}
-                _ = tokio::time::sleep(settings.max_age - age) => {}
+                _ = tokio::time::sleep(limits.max_age - age) => {}
+                _ = limits_changed(&mut settings.limits) => {}
                 _ = drain.cancelled() => {}
                 _ = hard_stop.cancelled() => break,
             }
@@ -106,7 +128,7 @@ pub async fn ship(
         }
         let batch = {
             let buffer = buffer.clone();
-            let (n, b) = (settings.max_events, settings.max_bytes);
+            let (n, b) = (limits.max_events, limits.max_bytes);
             match tokio::task::spawn_blocking(move || buffer.next_batch(n, b)).await {
                 Ok(Ok(Some(batch))) => batch,
                 Ok(Ok(None)) => continue,
@@ -147,6 +169,14 @@ pub async fn ship(
         }
     }
     report
+}
+
+/// Resolves when new batch limits arrive; never, once nobody can send any
+/// (the reloader stopped), so a closed channel cannot spin the loop.
+async fn limits_changed(limits: &mut watch::Receiver<BatchLimits>) {
+    if limits.changed().await.is_err() {
+        std::future::pending::<()>().await;
+    }
 }
 
 /// The wire body: `{"batch_id", "host": {"id", "version"}, "events": [...]}`,

@@ -34,6 +34,17 @@ pub enum Work {
     },
     /// Hot reload: swap in new plugin versions between two batches.
     Swap(crate::reload::Swap),
+    /// Config reload: rebuild the stage chains between two batches; the
+    /// reply says it is done.
+    Rechain {
+        /// The chains as they will be.
+        plan: crate::pipeline::ChainPlan,
+        /// Told when the new chains are in place.
+        reply: Sender<()>,
+    },
+    /// A plugin file was removed and `[reload] on_remove = "unload"`:
+    /// unload these stages between two batches.
+    Unload(crate::reload::Unload),
 }
 
 /// A source input and its schedule.
@@ -123,6 +134,11 @@ fn serve(
                 let _ = reply.send(result);
             }
             Ok(Work::Swap(swap)) => crate::reload::apply(pipeline, swap),
+            Ok(Work::Rechain { plan, reply }) => {
+                pipeline.rechain(plan);
+                let _ = reply.send(());
+            }
+            Ok(Work::Unload(unload)) => crate::reload::swap::unload(pipeline, unload),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => break,
         }

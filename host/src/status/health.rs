@@ -124,6 +124,15 @@ pub fn judge(
             stage => degraded.push(format!("{} plugin {name} quarantined", stage.as_str())),
         }
     }
+    for p in plugins.iter().filter(|p| p.state == "unloaded") {
+        // Unloading is the operator's choice (`on_remove = "unload"`), so it
+        // degrades rather than fails the host.
+        degraded.push(format!(
+            "{} plugin {} unloaded: its file was removed",
+            p.identity.stage.as_str(),
+            p.identity.name
+        ));
+    }
     if buffer
         .last_loss_seconds_ago
         .is_some_and(|s| s < LOSS_WINDOW.as_secs_f64())

@@ -86,6 +86,8 @@ pub struct PluginStatus {
     reloads: AtomicU64,
     /// Times a new version was rolled back.
     rollbacks: AtomicU64,
+    /// Unloaded because its file was removed, until the next swap.
+    unloaded: AtomicBool,
 }
 
 /// A plugin's state as `/plugins` shows it.
@@ -94,7 +96,7 @@ pub struct PluginView {
     /// Who it is.
     #[serde(flatten)]
     pub identity: PluginIdentity,
-    /// `active` or `quarantined`.
+    /// `active`, `quarantined` or `unloaded`.
     pub state: &'static str,
     /// Calls into the plugin.
     pub calls: u64,
@@ -128,6 +130,7 @@ impl PluginStatus {
             current: RwLock::new(None),
             reloads: AtomicU64::new(0),
             rollbacks: AtomicU64::new(0),
+            unloaded: AtomicBool::new(false),
         });
         let id = &status.identity;
         lifecycle.emit(
@@ -183,6 +186,29 @@ impl PluginStatus {
         );
     }
 
+    /// Records that a config reload took the stage out of its chain
+    /// (`plugin.removed`).
+    pub fn removed(&self) {
+        self.lifecycle.emit(
+            "plugin.removed",
+            &self.correlation_id,
+            serde_json::json!({"name": self.identity.name, "stage": self.identity.stage,
+                "reason": "config"}),
+        );
+    }
+
+    /// Records that the plugin was unloaded because its file was removed
+    /// (`plugin.unloaded`).
+    pub fn unloaded(&self) {
+        self.unloaded.store(true, Ordering::Relaxed);
+        self.lifecycle.emit(
+            "plugin.unloaded",
+            &self.correlation_id,
+            serde_json::json!({"name": self.identity.name, "stage": self.identity.stage,
+                "input": self.identity.input, "reason": "file removed"}),
+        );
+    }
+
     /// Records a rollback (`plugin.rolled_back`) from `bad` to `good`.
     pub fn rolled_back(
         &self,
@@ -204,6 +230,7 @@ impl PluginStatus {
 
     fn set_current(&self, plugin: &crate::plugin::Plugin) {
         self.quarantined.store(false, Ordering::Relaxed);
+        self.unloaded.store(false, Ordering::Relaxed);
         *self.current.write().unwrap_or_else(|e| e.into_inner()) = Some((
             plugin.info.name.clone(),
             plugin.info.version.clone(),
@@ -259,7 +286,9 @@ impl PluginStatus {
         }
         PluginView {
             identity,
-            state: if self.is_quarantined() {
+            state: if self.unloaded.load(Ordering::Relaxed) {
+                "unloaded"
+            } else if self.is_quarantined() {
                 "quarantined"
             } else {
                 "active"
@@ -290,11 +319,92 @@ impl PluginRegistry {
             .push(status);
     }
 
+    /// Replaces every entry (pipeline order), when a config reload rebuilt
+    /// a chain.
+    pub fn replace(&self, statuses: Vec<Arc<PluginStatus>>) {
+        *self.entries.write().unwrap_or_else(|e| e.into_inner()) = statuses;
+    }
+
     /// Every plugin.
     pub fn all(&self) -> Vec<Arc<PluginStatus>> {
         self.entries
             .read()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
+    }
+}
+
+/// Hooks stages up to `/plugins`, `/metrics` and lifecycle events: every
+/// stage at start, and the new stages when a config reload rebuilds a chain
+/// (on the pipeline thread, which owns the stages).
+#[derive(Debug, Clone)]
+pub struct Registrar {
+    registry: Arc<PluginRegistry>,
+    lifecycle: Lifecycle,
+}
+
+impl Registrar {
+    /// Registers into `registry`, publishing through `lifecycle`.
+    pub fn new(registry: Arc<PluginRegistry>, lifecycle: Lifecycle) -> Self {
+        Registrar {
+            registry,
+            lifecycle,
+        }
+    }
+
+    /// Makes `stage` (of `kind`, serving `input` if a decoder or source)
+    /// report to a new status, publishing `plugin.loaded`; list the result
+    /// with [`Registrar::list`].
+    pub fn observe(
+        &self,
+        kind: crate::plugin::PluginKind,
+        input: Option<String>,
+        stage: &mut crate::pipeline::Stage,
+    ) -> Arc<PluginStatus> {
+        use crate::plugin::PluginKind;
+        let (plugin_kind, plugin_name, version, file, sha256) = match stage.plugin() {
+            Some(p) => (
+                p.kind.to_string(),
+                p.info.name.clone(),
+                p.info.version.clone(),
+                p.path.display().to_string(),
+                p.sha256.clone(),
+            ),
+            None => (
+                "native".to_string(),
+                stage.name.clone(),
+                env!("CARGO_PKG_VERSION").to_string(),
+                String::new(),
+                String::new(),
+            ),
+        };
+        let role = match kind {
+            PluginKind::Source => StageRole::Source,
+            PluginKind::Decoder => StageRole::Decode,
+            PluginKind::Validator => StageRole::Validate,
+            PluginKind::Privacy => StageRole::Privacy,
+            PluginKind::Sampler => StageRole::Sample,
+        };
+        let status = PluginStatus::loaded(
+            PluginIdentity {
+                name: stage.name.clone(),
+                stage: role,
+                input,
+                kind: plugin_kind,
+                plugin_name,
+                version,
+                file,
+                sha256,
+            },
+            &self.lifecycle,
+        );
+        stage.observe(status.clone());
+        status
+    }
+
+    /// Shows exactly `statuses` (pipeline order) in `/plugins` and
+    /// `/metrics`.
+    pub fn list(&self, statuses: Vec<Arc<PluginStatus>>) {
+        self.registry.replace(statuses);
     }
 }
