@@ -57,8 +57,12 @@ impl Pipeline {
         );
         self.chains.privacy =
             self.rebuild(PluginKind::Privacy, old.privacy, plan.privacy, &mut removed);
-        self.chains.samplers =
-            self.rebuild(PluginKind::Sampler, old.samplers, plan.samplers, &mut removed);
+        self.chains.samplers = self.rebuild(
+            PluginKind::Sampler,
+            old.samplers,
+            plan.samplers,
+            &mut removed,
+        );
         for stage in &removed {
             tracing::info!(plugin = %stage.name, "plugin removed from its chain by a config reload");
             if let Some(status) = stage.status() {
@@ -84,7 +88,9 @@ impl Pipeline {
             match slot {
                 Slot::Keep(i) => match old.get_mut(i).and_then(Option::take) {
                     Some(stage) => out.push(stage),
-                    None => tracing::error!(%kind, index = i, "chain plan keeps a stage that is not there; skipped"),
+                    None => {
+                        tracing::error!(%kind, index = i, "chain plan keeps a stage that is not there; skipped")
+                    }
                 },
                 Slot::Load { name, plugin } => {
                     let mut stage = Stage::new(name, &plugin, self.quarantine);

@@ -12,7 +12,7 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::sync::mpsc::channel;
 
-use super::{State, StageKey, Target, swap, watched};
+use super::{StageKey, State, Target, swap, watched};
 use crate::config::HostConfig;
 use crate::lifecycle::new_correlation_id;
 use crate::pipeline::{ChainPlan, Slot};
@@ -172,7 +172,11 @@ impl State {
                 None => {
                     let plugin = self.load(t)?;
                     let hash = plugin.sha256.clone();
-                    let name = t.plugin.name.clone().unwrap_or_else(|| plugin.info.name.clone());
+                    let name = t
+                        .plugin
+                        .name
+                        .clone()
+                        .unwrap_or_else(|| plugin.info.name.clone());
                     (Slot::Load { name, plugin }, hash)
                 }
             };
@@ -185,7 +189,6 @@ impl State {
         }
         Ok((plan, hashes))
     }
-
 }
 
 /// What a config change will do, worked out before any of it is applied.
@@ -242,4 +245,3 @@ fn needs_restart(old: &HostConfig, new: &HostConfig) -> Vec<String> {
     check("licence", old.licence != new.licence);
     out
 }
-

@@ -34,8 +34,12 @@ impl Live {
         let mut applied = Vec::new();
         if old.batch != new.batch {
             let limits = BatchLimits::from_config(&new.batch);
-            tracing::info!(max_events = limits.max_events, max_bytes = limits.max_bytes,
-                max_age_ms = new.batch.max_age_ms, "batch limits changed");
+            tracing::info!(
+                max_events = limits.max_events,
+                max_bytes = limits.max_bytes,
+                max_age_ms = new.batch.max_age_ms,
+                "batch limits changed"
+            );
             self.batch.send_replace(limits);
             applied.push("batch".to_string());
         }
@@ -45,9 +49,7 @@ impl Live {
                 max_ms = new.retry.max_ms,
                 "retry settings changed"
             );
-            self.delivery
-                .backoff()
-                .set_config(retry_config(&new.retry));
+            self.delivery.backoff().set_config(retry_config(&new.retry));
             applied.push("retry".to_string());
         }
         applied

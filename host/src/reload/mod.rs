@@ -324,7 +324,11 @@ impl State {
             return; // Already unloaded.
         }
         let (reply, done) = channel();
-        if self.work.send(Work::Unload(Unload { keys, reply })).is_err() {
+        if self
+            .work
+            .send(Work::Unload(Unload { keys, reply }))
+            .is_err()
+        {
             return;
         }
         let unloaded = done.recv().unwrap_or_default();
