@@ -19,9 +19,11 @@
 //!   and, when `[plugins] trusted_keys` is set, its signature verifies with
 //!   one of them; anything else changes nothing and is reported
 //!   (`rollout.failed`);
-//! - installation is atomic: temp file in the same directory (a dotfile
-//!   the watcher ignores), fsync, rename; the `.sig` goes first so the
-//!   component is never seen without it;
+//! - installation is atomic: the component and its `.sig` are both written
+//!   to temp files in the same directory (dotfiles the watcher ignores) and
+//!   fsynced before either is renamed into place, so a failed write changes
+//!   nothing; the `.sig` is renamed first so the component is never seen
+//!   without it, and is put back if the component's rename then fails;
 //! - the ETag is remembered only when every listed plugin is installed or
 //!   already current, so a failure is retried at the next poll.
 
@@ -262,10 +264,7 @@ impl Poller {
             });
         }
         let sig = self.check_signature(plugin, &bytes)?;
-        if let Some(sig) = sig {
-            write_atomic(&sig_path(&dest), sig.to_json().as_bytes())?;
-        }
-        write_atomic(&dest, &bytes)?;
+        install_pair(&dest, &bytes, sig.as_ref())?;
         Ok(true)
     }
 
@@ -293,23 +292,70 @@ impl Poller {
     }
 }
 
-/// Writes `bytes` to `path` through a dotfile temp in the same directory,
-/// fsynced, then renamed over `path`.
-fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), RolloutError> {
+/// Installs `bytes` as `dest` with `sig` (if any) as its `.sig`. Both are
+/// first staged as fsynced dotfile temps in the same directory, so failing
+/// to write either changes nothing; then the `.sig` is renamed into place
+/// before the component (the component is never seen without it), and if
+/// the component's rename fails the previous `.sig` is put back, so the
+/// installed pair still verifies.
+fn install_pair(dest: &Path, bytes: &[u8], sig: Option<&Signature>) -> Result<(), RolloutError> {
     let install = |source| RolloutError::Install {
-        path: path.to_path_buf(),
+        path: dest.to_path_buf(),
         source,
     };
+    let component = stage(dest, bytes).map_err(install)?;
+    let Some(sig) = sig else {
+        return commit(&component, dest).map_err(install);
+    };
+    let sig_dest = sig_path(dest);
+    let staged_sig = match stage(&sig_dest, sig.to_json().as_bytes()) {
+        Ok(tmp) => tmp,
+        Err(e) => {
+            let _ = std::fs::remove_file(&component);
+            return Err(install(e));
+        }
+    };
+    let previous = std::fs::read(&sig_dest).ok();
+    if let Err(e) = commit(&staged_sig, &sig_dest) {
+        let _ = std::fs::remove_file(&component);
+        return Err(install(e));
+    }
+    if let Err(e) = commit(&component, dest) {
+        // Best effort: put back the signature of the component still there.
+        let _ = match previous.and_then(|old| stage(&sig_dest, &old).ok()) {
+            Some(tmp) => commit(&tmp, &sig_dest),
+            None => std::fs::remove_file(&sig_dest),
+        };
+        return Err(install(e));
+    }
+    Ok(())
+}
+
+/// Writes `bytes` to a dotfile temp beside `path` (ignored by the
+/// watcher), fsynced; returns the temp's path. A temp that was created but
+/// not fully written is removed.
+fn stage(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(install)?;
+    std::fs::create_dir_all(dir)?;
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = std::fs::File::create(&tmp).map_err(install)?;
-    file.write_all(bytes).map_err(install)?;
-    file.sync_all().map_err(install)?;
-    drop(file);
-    std::fs::rename(&tmp, path).map_err(install)
+    let mut file = std::fs::File::create(&tmp)?;
+    match file.write_all(bytes).and_then(|()| file.sync_all()) {
+        Ok(()) => Ok(tmp),
+        Err(e) => {
+            drop(file);
+            let _ = std::fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+/// Renames a staged temp over `path`; removes the temp if that fails.
+fn commit(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    std::fs::rename(tmp, path).inspect_err(|_| {
+        let _ = std::fs::remove_file(tmp);
+    })
 }

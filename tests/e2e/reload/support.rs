@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use halyard_test_components as components;
+use halyard_trust::KeyPair;
+use halyard_trust::plugin_sig::sign;
 
 use crate::operate_support::{Client, Receiver, Running, free_ports, start_with_status};
 use crate::pipeline_support::{Scenario, http_transport};
@@ -139,6 +141,20 @@ impl Setup {
         self.log().matches(needle).count()
     }
 
+    /// The payloads of the lifecycle events of `kind` the host logged so
+    /// far, oldest first.
+    pub fn lifecycle(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.log()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .filter(|l| l["target"] == "halyard::lifecycle" && l["kind"] == kind)
+            .map(|l| match &l["payload"] {
+                serde_json::Value::String(text) => serde_json::from_str(text).unwrap(),
+                other => other.clone(),
+            })
+            .collect()
+    }
+
     /// The validator's entry in `/plugins`.
     pub fn validator_status(&self) -> serde_json::Value {
         plugin_status(&self.client, self.run.status, "validate")
@@ -172,6 +188,36 @@ pub fn plugin_status(client: &Client, status: SocketAddr, stage: &str) -> serde_
     list.into_iter()
         .find(|p| p["stage"] == stage)
         .unwrap_or_else(|| panic!("no {stage} plugin in {all}"))
+}
+
+/// A `prepare` for [`start`] when `[plugins] trusted_keys` is set (every
+/// plugin must then be signed): writes the decoder, privacy stage, sampler
+/// and validator into `dir` each with a `.sig` by `key`, and points the
+/// config at those copies.
+pub fn signed_plugins(dir: &Path, key: &KeyPair) -> Vec<(String, String)> {
+    let mut replace = Vec::new();
+    for (src, name) in [
+        (components::JSONL_DECODER, "decoder.wasm"),
+        (components::REDACT_PRIVACY, "privacy.wasm"),
+        (components::FRACTION_SAMPLER, "sampler.wasm"),
+        (components::RANGE_VALIDATOR, "validator.wasm"),
+    ] {
+        let bytes = std::fs::read(src).unwrap();
+        let dest = dir.join(name);
+        std::fs::write(&dest, &bytes).unwrap();
+        std::fs::write(
+            format!("{}.sig", dest.display()),
+            sign(&bytes, key).to_json(),
+        )
+        .unwrap();
+        if name != "validator.wasm" {
+            replace.push((
+                format!("plugin = \"{src}\""),
+                format!("plugin = \"{}\"", dest.display()),
+            ));
+        }
+    }
+    replace
 }
 
 /// Deploys `bytes` as `dest` the documented way: a dotfile temp in the
