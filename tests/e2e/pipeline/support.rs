@@ -154,6 +154,11 @@ impl Host {
         log
     }
 
+    /// SIGHUP: the host re-reads its config and re-checks every plugin.
+    pub fn hup(&self) {
+        signal(self.child.id(), "-HUP");
+    }
+
     /// SIGKILL: no chance to flush anything.
     pub fn kill9(mut self) {
         signal(self.child.id(), "-KILL");

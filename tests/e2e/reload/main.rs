@@ -3,6 +3,7 @@
 //! swap with exact counts, refused deploys while the old version serves,
 //! signatures, rollback of a trapping version, and remote rollout.
 
+mod config;
 mod rollout;
 mod support;
 mod swap;
