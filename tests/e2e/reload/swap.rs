@@ -7,7 +7,7 @@ use halyard_trust::KeyPair;
 use halyard_trust::plugin_sig::sign;
 
 use crate::pipeline_support::wait_for;
-use crate::support::{Served, deploy, sha256, start};
+use crate::support::{Served, deploy, sha256, signed_plugins, start};
 
 /// Bound on "v2 serves after the rename" in a debug build on a busy
 /// 2-core machine (cold compile ~0.4 s, debounce 50 ms); BENCHMARKS.md has
@@ -51,37 +51,11 @@ fn v1_to_v2_swap_under_load_loses_nothing_and_splits_batches_cleanly() {
 fn broken_unsigned_and_badly_signed_files_are_refused_while_v1_serves() {
     let key = KeyPair::generate().unwrap();
     let other = KeyPair::generate().unwrap();
-    let signed = |path: &str| {
-        (
-            std::fs::read(path).unwrap(),
-            sign(&std::fs::read(path).unwrap(), &key),
-        )
-    };
     let mut h = start(
         "",
         &format!("[plugins]\ntrusted_keys = [\"{}\"]\n", key.public_key()),
-        |dir| {
-            // Every plugin needs a signature when keys are configured.
-            let mut replace = Vec::new();
-            for (src, name) in [
-                (components::JSONL_DECODER, "decoder.wasm"),
-                (components::REDACT_PRIVACY, "privacy.wasm"),
-                (components::FRACTION_SAMPLER, "sampler.wasm"),
-                (components::RANGE_VALIDATOR, "validator.wasm"),
-            ] {
-                let (bytes, sig) = signed(src);
-                let dest = dir.join(name);
-                std::fs::write(&dest, &bytes).unwrap();
-                std::fs::write(format!("{}.sig", dest.display()), sig.to_json()).unwrap();
-                if name != "validator.wasm" {
-                    replace.push((
-                        format!("plugin = \"{src}\""),
-                        format!("plugin = \"{}\"", dest.display()),
-                    ));
-                }
-            }
-            replace
-        },
+        // Every plugin needs a signature when keys are configured.
+        |dir| signed_plugins(dir, &key),
     );
     assert_eq!(h.send(), Served::V1);
     let dest = h.plugins.join("validator.wasm");
