@@ -297,7 +297,8 @@ impl Poller {
 /// to write either changes nothing; then the `.sig` is renamed into place
 /// before the component (the component is never seen without it), and if
 /// the component's rename fails the previous `.sig` is put back, so the
-/// installed pair still verifies.
+/// installed pair still verifies. An unsigned install removes the previous
+/// version's `.sig`.
 fn install_pair(dest: &Path, bytes: &[u8], sig: Option<&Signature>) -> Result<(), RolloutError> {
     let install = |source| RolloutError::Install {
         path: dest.to_path_buf(),
@@ -305,7 +306,14 @@ fn install_pair(dest: &Path, bytes: &[u8], sig: Option<&Signature>) -> Result<()
     };
     let component = stage(dest, bytes).map_err(install)?;
     let Some(sig) = sig else {
-        return commit(&component, dest).map_err(install);
+        commit(&component, dest).map_err(install)?;
+        // A `.sig` of the previous version no longer matches: removed, so
+        // turning trusted keys on later refuses an unsigned plugin for what
+        // it is, not for a stale signature.
+        return match std::fs::remove_file(sig_path(dest)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(install(e)),
+            _ => Ok(()),
+        };
     };
     let sig_dest = sig_path(dest);
     let staged_sig = match stage(&sig_dest, sig.to_json().as_bytes()) {
@@ -358,4 +366,30 @@ fn commit(tmp: &Path, path: &Path) -> std::io::Result<()> {
     std::fs::rename(tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(tmp);
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use halyard_trust::KeyPair;
+
+    #[test]
+    fn an_unsigned_install_removes_the_previous_versions_signature() {
+        let dir = tempfile::tempdir().unwrap();
+        let dest = dir.path().join("validator.wasm");
+        let key = KeyPair::generate().unwrap();
+        let v1 = b"v1 bytes".to_vec();
+        install_pair(
+            &dest,
+            &v1,
+            Some(&halyard_trust::plugin_sig::sign(&v1, &key)),
+        )
+        .unwrap();
+        assert!(sig_path(&dest).exists());
+        install_pair(&dest, b"v2 bytes", None).unwrap();
+        assert_eq!(std::fs::read(&dest).unwrap(), b"v2 bytes");
+        assert!(!sig_path(&dest).exists(), "stale signature left beside v2");
+        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(left.len(), 1, "no temp files left");
+    }
 }
