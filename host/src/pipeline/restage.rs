@@ -5,7 +5,9 @@
 //! pipeline thread only moves stages between two batches, so each batch
 //! runs wholly on the old chains or wholly on the new ones. A stage whose
 //! config entry is unchanged is moved as it is, keeping its instance,
-//! counters and trap window; a stage left out is dropped (`plugin.removed`).
+//! counters and trap window; one whose file stayed but whose config changed
+//! keeps its counters and runs the reconfigured plugin; a stage left out is
+//! dropped (`plugin.removed`).
 
 use std::sync::Arc;
 
@@ -17,6 +19,10 @@ use crate::status::plugins::Registrar;
 pub enum Slot {
     /// The stage now at this index of the same kind's chain, moved as is.
     Keep(usize),
+    /// The stage now at this index of the same kind's chain, moved and
+    /// switched to `plugin` (the same file with a new config): it keeps its
+    /// counters and publishes `plugin.reloaded`.
+    Reconfigure(usize, Arc<Plugin>),
     /// A new stage running `plugin`, named `name`.
     Load {
         /// The name in logs, metrics and dead-letter reasons.
@@ -90,6 +96,15 @@ impl Pipeline {
                     Some(stage) => out.push(stage),
                     None => {
                         tracing::error!(%kind, index = i, "chain plan keeps a stage that is not there; skipped")
+                    }
+                },
+                Slot::Reconfigure(i, plugin) => match old.get_mut(i).and_then(Option::take) {
+                    Some(mut stage) => {
+                        stage.swap(plugin, None);
+                        out.push(stage);
+                    }
+                    None => {
+                        tracing::error!(%kind, index = i, "chain plan reconfigures a stage that is not there; skipped")
                     }
                 },
                 Slot::Load { name, plugin } => {

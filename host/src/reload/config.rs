@@ -163,11 +163,29 @@ impl State {
                     && !used.contains(&o.key)
                     && self.loaded.contains_key(&o.key)
             });
+            // Else the same file in the same place with a new config (or
+            // grants, limits, name): reconfigured in place.
+            let same_file = || {
+                old.iter().find(|o| {
+                    o.key == t.key
+                        && o.file == t.file
+                        && o.plugin.name == t.plugin.name
+                        && !used.contains(&o.key)
+                        && self.loaded.contains_key(&o.key)
+                })
+            };
             let (slot, hash) = match kept {
                 Some(o) => {
                     used.insert(o.key.clone());
                     let hash = self.loaded.get(&o.key).cloned().unwrap_or_default();
                     (Slot::Keep(o.key.index), hash)
+                }
+                None if let Some(o) = same_file() => {
+                    let key = o.key.clone();
+                    let plugin = self.load(t)?;
+                    let hash = plugin.sha256.clone();
+                    used.insert(key.clone());
+                    (Slot::Reconfigure(key.index, plugin), hash)
                 }
                 None => {
                     let plugin = self.load(t)?;

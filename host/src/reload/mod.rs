@@ -81,6 +81,7 @@ impl Reloader {
         lifecycle: Lifecycle,
         ledger: Arc<Ledger>,
         live: Live,
+        running: HashMap<StageKey, String>,
     ) -> Reloader {
         let (tx, rx) = channel();
         let targets = swap::targets(config);
@@ -116,7 +117,7 @@ impl Reloader {
         let mut state = State {
             running: config.clone(),
             config_file,
-            loaded: HashMap::new(),
+            loaded: running,
             targets,
             runtime,
             work,
@@ -126,10 +127,11 @@ impl Reloader {
             watcher,
             live,
         };
-        for t in &state.targets {
-            if let Ok(bytes) = std::fs::read(&t.file) {
-                state.loaded.insert(t.key.clone(), sha256(&bytes));
-            }
+        if state.watcher.is_some() {
+            // A file deployed between the pipeline's build and the watcher's
+            // start raised no event: check every file once now.
+            let files = state.targets.iter().map(|t| t.file.clone()).collect();
+            let _ = tx.send(Trigger::Paths(files));
         }
         let thread = std::thread::Builder::new()
             .name("halyard-reload".into())
@@ -402,13 +404,15 @@ fn sha256(bytes: &[u8]) -> String {
 }
 
 /// Starts hot reload (and remote rollout, when configured) for `halyard
-/// run`; `None` when there is no pipeline thread to swap into.
+/// run`; `None` when there is no pipeline thread to swap into. `running`
+/// is the content hash each stage was built with ([`swap::running`]).
 pub fn supply(
     config: &HostConfig,
     runtime: &Arc<Runtime>,
     work: Option<Sender<Work>>,
     lifecycle: &Lifecycle,
     live: Live,
+    running: HashMap<StageKey, String>,
 ) -> Option<Reloader> {
     let work = work?;
     let ledger = Ledger::new(RollbackPolicy {
@@ -424,6 +428,7 @@ pub fn supply(
         lifecycle.clone(),
         ledger,
         live,
+        running,
     );
     reloader.rollout = rollout::spawn(config, lifecycle.clone());
     Some(reloader)

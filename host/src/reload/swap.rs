@@ -132,6 +132,16 @@ fn keyed(pipeline: &mut Pipeline) -> Vec<(StageKey, &mut crate::pipeline::Stage)
         .collect()
 }
 
+/// The content hash each plugin stage of `pipeline` runs (native stages
+/// have none), taken before the pipeline thread starts: the reloader's
+/// starting point, so a file changed since the build is seen as changed.
+pub fn running(pipeline: &mut Pipeline) -> std::collections::HashMap<StageKey, String> {
+    keyed(pipeline)
+        .into_iter()
+        .filter_map(|(key, stage)| stage.plugin().map(|p| (key, p.sha256.clone())))
+        .collect()
+}
+
 /// Applies `swap` on the pipeline thread.
 pub fn apply(pipeline: &mut Pipeline, swap: Swap) {
     let mut done = Vec::new();

@@ -197,6 +197,7 @@ pub async fn run_with(
             _ => None,
         })
         .collect();
+    let running = crate::reload::swap::running(&mut pipeline);
     let worker = Worker::start(pipeline, schedules, appended.clone()).map_err(RunError::Thread)?;
     let (live, batch_limits) = crate::reload::Live::new(&config, delivery.clone());
     let reloader = crate::reload::supply(
@@ -205,6 +206,7 @@ pub async fn run_with(
         worker.sender(),
         &channels.lifecycle,
         live,
+        running,
     );
 
     let (stop_inputs, inputs_stopped) = watch::channel(false);
