@@ -19,6 +19,7 @@
 //! Time comes from an injected [`Clock`] (Unix seconds) so the state machine
 //! is tested without waiting hours.
 
+pub mod features;
 pub mod heartbeat;
 
 use std::path::{Path, PathBuf};
@@ -77,6 +78,9 @@ pub enum LicenceStartError {
     /// The token does not verify; the reason never quotes the token.
     #[error("licence refused: {0}")]
     Refused(#[from] LicenceError),
+    /// The configured plugins are outside the licence's features.
+    #[error("licence: {0}")]
+    Features(#[from] features::FeatureRefusal),
 }
 
 /// The licence state of a running host, shared by the heartbeat, the
@@ -227,6 +231,22 @@ impl Licence {
     /// The claims in force, if licensed.
     pub fn claims(&self) -> Option<Claims> {
         self.tracker().claims().cloned()
+    }
+
+    /// Checks the plugins `config` names against the licence's features;
+    /// dev mode and an unlicensed state allow everything.
+    pub fn check_plugins(
+        &self,
+        config: &crate::config::HostConfig,
+    ) -> Result<(), features::FeatureRefusal> {
+        let Some(claims) = self.claims() else {
+            return Ok(());
+        };
+        let plugins: Vec<_> = crate::reload::swap::targets(config)
+            .into_iter()
+            .map(|t| (t.role, t.key.kind))
+            .collect();
+        features::check(&claims.features, &plugins)
     }
 
     /// A heartbeat got a success answer, perhaps with a renewed token.

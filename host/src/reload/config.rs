@@ -97,6 +97,9 @@ impl State {
     /// Works out (and loads) what `new` changes; `Err` names the first
     /// plugin that was refused.
     fn plan(&self, new: &HostConfig) -> Result<ConfigPlan, String> {
+        if let Some(licence) = &self.licence {
+            licence.check_plugins(new).map_err(|e| e.to_string())?;
+        }
         let restart = needs_restart(&self.running, new);
         let new_targets = swap::targets(new);
         // Decoders and sources: an input that is still there is reloaded

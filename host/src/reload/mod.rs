@@ -41,6 +41,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::config::{HostConfig, OnRemove};
+use crate::licence::Licence;
 use crate::lifecycle::{Lifecycle, new_correlation_id};
 use crate::pipeline::plugin_options;
 use crate::plugin::{Plugin, Runtime};
@@ -79,10 +80,16 @@ impl Reloader {
         runtime: Arc<Runtime>,
         work: Sender<Work>,
         lifecycle: Lifecycle,
-        ledger: Arc<Ledger>,
         live: Live,
         running: HashMap<StageKey, String>,
+        licence: Option<Arc<Licence>>,
     ) -> Reloader {
+        let ledger = Ledger::new(RollbackPolicy {
+            after_traps: config.reload.rollback_after_traps,
+            window: Duration::from_secs(config.reload.rollback_window_s),
+            backoff_initial: Duration::from_millis(config.reload.backoff_initial_ms),
+            backoff_max: Duration::from_millis(config.reload.backoff_max_ms),
+        });
         let (tx, rx) = channel();
         let targets = swap::targets(config);
         let config_file = config.source.as_deref().map(swap::absolute);
@@ -126,6 +133,7 @@ impl Reloader {
             debounce: Duration::from_millis(config.reload.debounce_ms),
             watcher,
             live,
+            licence,
         };
         if state.watcher.is_some() {
             // A file deployed between the pipeline's build and the watcher's
@@ -178,6 +186,8 @@ struct State {
     watcher: Option<watch::Watching>,
     /// `[batch]` and `[retry]`, applied live.
     live: Live,
+    /// Its features bound what a config change may load; `None` in tools.
+    licence: Option<Arc<Licence>>,
 }
 
 impl State {
@@ -413,22 +423,17 @@ pub fn supply(
     lifecycle: &Lifecycle,
     live: Live,
     running: HashMap<StageKey, String>,
+    licence: Option<Arc<Licence>>,
 ) -> Option<Reloader> {
     let work = work?;
-    let ledger = Ledger::new(RollbackPolicy {
-        after_traps: config.reload.rollback_after_traps,
-        window: Duration::from_secs(config.reload.rollback_window_s),
-        backoff_initial: Duration::from_millis(config.reload.backoff_initial_ms),
-        backoff_max: Duration::from_millis(config.reload.backoff_max_ms),
-    });
     let mut reloader = Reloader::start(
         config,
         runtime.clone(),
         work,
         lifecycle.clone(),
-        ledger,
         live,
         running,
+        licence,
     );
     reloader.rollout = rollout::spawn(config, lifecycle.clone());
     Some(reloader)

@@ -127,6 +127,9 @@ pub async fn run_with(
         )?
     };
     channels.licence = Some(licence.clone());
+    licence
+        .check_plugins(&config)
+        .map_err(crate::licence::LicenceStartError::from)?;
     let host_key = crate::provenance::host_key(&data_dir)?;
     let usage = Arc::new(halyard_trust::usage::UsageWindow::new());
     let (buffer, opened) = Buffer::open(buffer_config(&config, &data_dir))?;
@@ -207,6 +210,7 @@ pub async fn run_with(
         &channels.lifecycle,
         live,
         running,
+        Some(licence.clone()),
     );
 
     let (stop_inputs, inputs_stopped) = watch::channel(false);

@@ -120,3 +120,46 @@ fn config_check_masks_the_token_and_the_licence_api_key() {
     assert!(!printed.contains("hb-s3cret-key"), "{printed}");
     assert!(printed.contains("[licence]"), "{printed}");
 }
+
+/// A licence's `features` bound what the host may load: a plugin kind it
+/// does not list, or more plugins than `max_plugins`, refuses the start
+/// with the stage named, before any plugin is compiled.
+#[test]
+fn plugins_outside_the_licence_features_refuse_the_start() {
+    let s = Scenario::new();
+    let vendor = KeyPair::generate().unwrap();
+    let with = |features: Features| {
+        issue(
+            &Claims {
+                licensee: "Acme Test".into(),
+                scope: Scope::default(),
+                issued_at: now() - 60,
+                expires_at: now() + 3600,
+                features,
+                grace_hours: None,
+            },
+            &vendor,
+        )
+    };
+    let no_privacy = with(Features {
+        plugin_kinds: Some(vec!["decoder".into(), "validator".into(), "sampler".into()]),
+        max_plugins: None,
+    });
+    let three = with(Features {
+        plugin_kinds: None,
+        max_plugins: Some(3),
+    });
+    for (tok, why) in [
+        (
+            &no_privacy,
+            "stages.privacy[0]: plugin kind `privacy` is not licensed (the licence allows: decoder, validator, sampler)",
+        ),
+        (&three, "4 plugins configured; the licence allows at most 3"),
+    ] {
+        let (code, log) = refused(&s, &licence_section(tok.expose(), &vendor, ""));
+        assert_ne!(code, 0, "{why}: host started: {log}");
+        assert!(log.contains(why), "{why}: {log}");
+        assert!(!log.contains(tok.expose()), "the token was printed: {log}");
+        assert!(!log.contains("plugin loaded"), "nothing is loaded: {log}");
+    }
+}
