@@ -6,10 +6,10 @@
 //!   in the same transaction as the events of the lines before it, so after
 //!   any crash the position and the buffer agree: a restart neither skips
 //!   nor re-reads a line;
-//! - each line's frame key is derived from the file's identity (device and
-//!   inode) and the line's byte offset, so even a line read twice (the file
-//!   was replaced by a copy of itself) yields the same event ids and the
-//!   receiver drops the duplicate;
+//! - each line's frame key is the file's identity (a hash of the input's
+//!   name, device and inode) and the line's byte offset, so even a line read
+//!   twice (the file was replaced by a copy of itself) yields the same event
+//!   ids and the receiver drops the duplicate; the ids grow with the offset;
 //! - a partial last line (no `\n` yet) is not read until it is complete.
 //!
 //! Rotation: when the path names a new file (another inode) or the file
@@ -127,7 +127,8 @@ impl FileInput {
                         }
                     }
                     while let Some(chunk) = chunks.next() {
-                        let frames = chunk.iter().map(|l| self.frame(here, l)).collect();
+                        let file_key = self.file_key(here);
+                        let frames = chunk.iter().map(|l| self.frame(file_key, l)).collect();
                         let upto = match (chunks.peek(), chunk.last()) {
                             (Some(_), Some(last)) => last.end,
                             _ => end,
@@ -171,15 +172,27 @@ impl FileInput {
         }
     }
 
-    fn frame(&self, file: (u64, u64), line: &Line) -> KeyedFrame {
+    /// The first half of every frame key of the file `(dev, inode)`: 8
+    /// bytes of SHA-256 over the input's name and the file's identity.
+    fn file_key(&self, file: (u64, u64)) -> [u8; 8] {
         let digest = Sha256::new()
             .chain_update(self.name.as_bytes())
             .chain_update(file.0.to_be_bytes())
             .chain_update(file.1.to_be_bytes())
-            .chain_update(line.start.to_be_bytes())
             .finalize();
+        let mut key = [0u8; 8];
+        key.copy_from_slice(&digest[..8]);
+        key
+    }
+
+    /// A line as a frame whose key is the file's key then the line's byte
+    /// offset (big-endian): the ids derived from it grow with the offset,
+    /// so the receiver's id index appends instead of touching a random page
+    /// per event.
+    fn frame(&self, file_key: [u8; 8], line: &Line) -> KeyedFrame {
         let mut key = [0u8; 16];
-        key.copy_from_slice(&digest[..16]);
+        key[..8].copy_from_slice(&file_key);
+        key[8..].copy_from_slice(&line.start.to_be_bytes());
         KeyedFrame {
             frame: Frame {
                 data: line.bytes.clone(),
