@@ -41,6 +41,7 @@
 pub mod cli;
 pub mod config;
 pub mod event;
+pub mod event_wire;
 pub mod licence;
 pub mod lifecycle;
 pub mod logging;

@@ -30,7 +30,6 @@ use halyard_buffer::Record;
 use halyard_trust::keys::{self, KeyOrigin};
 use halyard_trust::{KeyPair, provenance};
 
-use crate::event;
 use crate::plugin::Event;
 
 /// Sequence numbers reserved per write of the counter file: one small
@@ -172,21 +171,23 @@ impl Stamper {
 
     /// The buffer record of an accepted event, with its provenance.
     pub fn record(&mut self, e: &Event, chain: &[String]) -> Record {
-        let mut json = event::to_json(e);
-        if let Some(obj) = json.as_object_mut() {
-            obj.insert(
-                "provenance".into(),
-                serde_json::json!({
-                    "host_id": self.host_id,
-                    "host_version": env!("CARGO_PKG_VERSION"),
-                    "seq": self.seq.next_seq(),
-                    "chain": chain,
-                }),
-            );
+        /// The `provenance` member, in this key order.
+        #[derive(serde::Serialize)]
+        struct Stamp<'a> {
+            host_id: &'a str,
+            host_version: &'static str,
+            seq: u64,
+            chain: &'a [String],
         }
+        let stamp = Stamp {
+            host_id: &self.host_id,
+            host_version: env!("CARGO_PKG_VERSION"),
+            seq: self.seq.next_seq(),
+            chain,
+        };
         Record {
             id: crate::pipeline::id_bytes(&e.id),
-            payload: serde_json::to_vec(&json).unwrap_or_default(),
+            payload: crate::event_wire::to_vec_with(e, Some(&stamp)),
         }
     }
 }

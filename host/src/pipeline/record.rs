@@ -57,7 +57,7 @@ pub(super) fn derived_id(key: &[u8; 16], n: usize) -> EventId {
 pub(super) fn event_record(e: &Event) -> Record {
     Record {
         id: id_bytes(&e.id),
-        payload: serde_json::to_vec(&event::to_json(e)).unwrap_or_default(),
+        payload: crate::event_wire::to_vec(e),
     }
 }
 
