@@ -299,6 +299,10 @@ pub struct BatchSection {
     pub max_bytes: usize,
     /// Longest a non-empty batch waits for more events.
     pub max_age_ms: u64,
+    /// Most batches being delivered at once: the receiver's commit of one
+    /// overlaps the sending of the next. Batches may then arrive out of
+    /// order (events carry their time and id); 1 keeps them in order.
+    pub max_in_flight: usize,
 }
 
 impl Default for BatchSection {
@@ -307,6 +311,7 @@ impl Default for BatchSection {
             max_events: 1000,
             max_bytes: 1 << 20,
             max_age_ms: 1000,
+            max_in_flight: 4,
         }
     }
 }

@@ -24,7 +24,7 @@ impl Live {
         config: &HostConfig,
         delivery: Arc<Delivery<AnySink>>,
     ) -> (Live, watch::Receiver<BatchLimits>) {
-        let (batch, rx) = watch::channel(BatchLimits::from_config(&config.batch));
+        let (batch, rx) = watch::channel(BatchLimits::from_config(config));
         (Live { batch, delivery }, rx)
     }
 
@@ -33,7 +33,7 @@ impl Live {
     pub fn apply(&self, old: &HostConfig, new: &HostConfig) -> Vec<String> {
         let mut applied = Vec::new();
         if old.batch != new.batch {
-            let limits = BatchLimits::from_config(&new.batch);
+            let limits = BatchLimits::from_config(new);
             tracing::info!(
                 max_events = limits.max_events,
                 max_bytes = limits.max_bytes,

@@ -15,6 +15,7 @@ use halyard_buffer::{Batch, Buffer};
 use halyard_transport::{AnySink, Delivery, Outcome};
 use halyard_trust::usage::{Counter, UsageWindow};
 use tokio::sync::{Notify, watch};
+use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
 use crate::licence::Licence;
@@ -30,15 +31,28 @@ pub struct BatchLimits {
     pub max_bytes: usize,
     /// Longest the oldest event waits for a fuller batch.
     pub max_age: Duration,
+    /// Most batches being delivered at once.
+    pub max_in_flight: usize,
 }
 
 impl BatchLimits {
-    /// The limits `[batch]` asks for.
-    pub fn from_config(batch: &crate::config::BatchSection) -> Self {
+    /// The limits `config`'s `[batch]` asks for. A file or stdout transport
+    /// keeps one batch in flight, so its output stays in order.
+    pub fn from_config(config: &crate::config::HostConfig) -> Self {
+        let batch = &config.batch;
+        let ordered = !matches!(
+            config.transport,
+            crate::config::TransportConfig::Http { .. }
+        );
         BatchLimits {
             max_events: batch.max_events,
             max_bytes: batch.max_bytes,
             max_age: Duration::from_millis(batch.max_age_ms),
+            max_in_flight: if ordered {
+                1
+            } else {
+                batch.max_in_flight.max(1)
+            },
         }
     }
 }
@@ -69,6 +83,10 @@ pub struct ShipReport {
 }
 
 /// Ships until `drain` is set and the buffer is empty, or `hard_stop` fires.
+///
+/// Up to `max_in_flight` batches are delivered at once (each its own
+/// buffer lease, acknowledged as it completes), so the receiver's commit of
+/// one batch overlaps the reading and sending of the next.
 pub async fn ship(
     buffer: Arc<Buffer>,
     delivery: Arc<Delivery<AnySink>>,
@@ -79,10 +97,16 @@ pub async fn ship(
 ) -> ShipReport {
     let mut report = ShipReport::default();
     let mut licence = settings.licence.as_ref().map(|l| l.subscribe());
+    let mut in_flight: JoinSet<(Batch, Outcome)> = JoinSet::new();
+    // Set when a batch came back unsent (hard stop): take no more.
+    let mut stopping = false;
     // Breaker transitions are published as lifecycle events (and so
     // logged) by `run::observe`.
     loop {
-        if hard_stop.is_cancelled() {
+        while let Some(done) = in_flight.try_join_next() {
+            stopping |= settle(&buffer, &settings, &mut report, done);
+        }
+        if hard_stop.is_cancelled() || stopping {
             break;
         }
         if let Some(rx) = &mut licence
@@ -90,12 +114,15 @@ pub async fn ship(
         {
             // Expired: events stay in the buffer (held, never dropped)
             // until the licence is valid again.
-            if drain.is_cancelled() {
+            if drain.is_cancelled() && in_flight.is_empty() {
                 break;
             }
             tokio::select! {
                 _ = rx.changed() => {}
-                _ = drain.cancelled() => {}
+                Some(done) = in_flight.join_next() => {
+                    stopping |= settle(&buffer, &settings, &mut report, done);
+                }
+                _ = drain.cancelled(), if !drain.is_cancelled() => {}
                 _ = hard_stop.cancelled() => break,
             }
             continue;
@@ -104,24 +131,30 @@ pub async fn ship(
         let stats = buffer.stats();
         let ready = stats.records.saturating_sub(stats.leased_records);
         let draining = drain.is_cancelled();
-        if ready == 0 {
-            if draining {
+        let full = in_flight.len() >= limits.max_in_flight.max(1);
+        let wait_for_more = ready == 0
+            || (!draining && (ready as usize) < limits.max_events && {
+                let age = stats.oldest_age.unwrap_or_default();
+                age < limits.max_age
+            });
+        if full || wait_for_more {
+            if ready == 0 && draining && in_flight.is_empty() {
                 break;
             }
+            // Only a partial batch waits out its age.
+            let age_left = (!full && ready > 0).then(|| {
+                limits
+                    .max_age
+                    .saturating_sub(stats.oldest_age.unwrap_or_default())
+            });
             tokio::select! {
-                _ = appended.notified() => {}
-                _ = drain.cancelled() => {}
-                _ = hard_stop.cancelled() => break,
-            }
-            continue;
-        }
-        let age = stats.oldest_age.unwrap_or_default();
-        if !draining && (ready as usize) < limits.max_events && age < limits.max_age {
-            tokio::select! {
-                _ = appended.notified() => {}
-                _ = tokio::time::sleep(limits.max_age - age) => {}
+                Some(done) = in_flight.join_next() => {
+                    stopping |= settle(&buffer, &settings, &mut report, done);
+                }
+                _ = appended.notified(), if !full => {}
+                _ = sleep_or_never(age_left) => {}
                 _ = limits_changed(&mut settings.limits) => {}
-                _ = drain.cancelled() => {}
+                _ = drain.cancelled(), if !draining => {}
                 _ = hard_stop.cancelled() => break,
             }
             continue;
@@ -142,33 +175,68 @@ pub async fn ship(
         };
         let state = settings.licence.as_ref().map(|l| l.state().name());
         let body = encode_with(&batch, &settings.host_id, state);
-        match delivery.deliver(&batch.key(), &body, &hard_stop).await {
-            Outcome::Delivered { .. } => {
-                report.batches_delivered += 1;
-                report.events_delivered += batch.records.len() as u64;
-                if let Some(usage) = &settings.usage {
-                    count_delivered(usage, &batch);
-                }
-                if let Err(err) = buffer.ack(&batch) {
-                    tracing::error!(error = %err, batch = %batch.key(), "delivered batch not acknowledged; it will be re-sent");
-                    buffer.nack(&batch);
-                }
-            }
-            Outcome::DeadLetter { reason, .. } => {
-                report.batches_dead_lettered += 1;
-                tracing::warn!(batch = %batch.key(), %reason, "batch refused by the receiver; dead-lettered");
-                if let Err(err) = buffer.dead_letter(&batch, &reason) {
-                    tracing::error!(error = %err, "cannot dead-letter batch; it stays buffered");
-                    buffer.nack(&batch);
-                }
-            }
-            Outcome::NotSent { .. } => {
-                buffer.nack(&batch);
-                break;
-            }
-        }
+        let (delivery, hard_stop) = (delivery.clone(), hard_stop.clone());
+        in_flight.spawn(async move {
+            let outcome = delivery.deliver(&batch.key(), &body, &hard_stop).await;
+            (batch, outcome)
+        });
+    }
+    // A hard stop ends every delivery at once with `NotSent`; each batch is
+    // released to be sent again after a restart.
+    while let Some(done) = in_flight.join_next().await {
+        settle(&buffer, &settings, &mut report, done);
     }
     report
+}
+
+/// Records one finished delivery: acknowledge, dead-letter, or release the
+/// batch. Returns true if it was not sent (the shipper is stopping).
+fn settle(
+    buffer: &Buffer,
+    settings: &ShipSettings,
+    report: &mut ShipReport,
+    done: Result<(Batch, Outcome), tokio::task::JoinError>,
+) -> bool {
+    let Ok((batch, outcome)) = done else {
+        // The task panicked or was cancelled: its lease is released when
+        // the batch drops at restart at the latest; nothing was acked.
+        return true;
+    };
+    match outcome {
+        Outcome::Delivered { .. } => {
+            report.batches_delivered += 1;
+            report.events_delivered += batch.records.len() as u64;
+            if let Some(usage) = &settings.usage {
+                count_delivered(usage, &batch);
+            }
+            if let Err(err) = buffer.ack(&batch) {
+                tracing::error!(error = %err, batch = %batch.key(), "delivered batch not acknowledged; it will be re-sent");
+                buffer.nack(&batch);
+            }
+            false
+        }
+        Outcome::DeadLetter { reason, .. } => {
+            report.batches_dead_lettered += 1;
+            tracing::warn!(batch = %batch.key(), %reason, "batch refused by the receiver; dead-lettered");
+            if let Err(err) = buffer.dead_letter(&batch, &reason) {
+                tracing::error!(error = %err, "cannot dead-letter batch; it stays buffered");
+                buffer.nack(&batch);
+            }
+            false
+        }
+        Outcome::NotSent { .. } => {
+            buffer.nack(&batch);
+            true
+        }
+    }
+}
+
+/// Sleeps for `d`, or forever when there is nothing to wait for.
+async fn sleep_or_never(d: Option<Duration>) {
+    match d {
+        Some(d) => tokio::time::sleep(d).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Resolves when new batch limits arrive; never, once nobody can send any

@@ -6,8 +6,51 @@
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::time::Instant;
+
+/// Holds requests until opened, counting how many are held at once.
+#[derive(Default)]
+pub struct Gate {
+    state: Mutex<GateState>,
+    changed: Condvar,
+}
+
+#[derive(Default)]
+struct GateState {
+    open: bool,
+    held: usize,
+    most_held: usize,
+}
+
+impl Gate {
+    fn pass(&self) {
+        let mut st = self.state.lock().unwrap();
+        st.held += 1;
+        st.most_held = st.most_held.max(st.held);
+        self.changed.notify_all();
+        while !st.open {
+            st = self.changed.wait(st).unwrap();
+        }
+        st.held -= 1;
+    }
+
+    /// Requests held right now.
+    pub fn held(&self) -> usize {
+        self.state.lock().unwrap().held
+    }
+
+    /// The most requests ever held at once.
+    pub fn most_held(&self) -> usize {
+        self.state.lock().unwrap().most_held
+    }
+
+    /// Lets every request through, now and later.
+    pub fn open(&self) {
+        self.state.lock().unwrap().open = true;
+        self.changed.notify_all();
+    }
+}
 
 /// What the hub saw.
 #[derive(Default)]
@@ -22,23 +65,35 @@ pub struct Seen {
 pub struct FlakyHub {
     pub addr: SocketAddr,
     pub seen: Arc<Mutex<Seen>>,
+    /// Holds every request until opened (a hub slow to commit).
+    pub gate: Arc<Gate>,
 }
 
 impl FlakyHub {
     /// Starts a hub answering `script` in order, then 200 for ever.
     pub fn start(script: Vec<u16>) -> FlakyHub {
+        let hub = Self::gated(script);
+        hub.gate.open();
+        hub
+    }
+
+    /// Like [`FlakyHub::start`], but every request waits at [`FlakyHub::gate`]
+    /// until it is opened.
+    pub fn gated(script: Vec<u16>) -> FlakyHub {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Seen::default()));
         let script = Arc::new(Mutex::new(script.into_iter()));
         let shared = seen.clone();
+        let gate = Arc::new(Gate::default());
+        let held = gate.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
-                let (seen, script) = (shared.clone(), script.clone());
-                std::thread::spawn(move || serve(stream, &seen, &script));
+                let (seen, script, gate) = (shared.clone(), script.clone(), held.clone());
+                std::thread::spawn(move || serve(stream, &seen, &script, &gate));
             }
         });
-        FlakyHub { addr, seen }
+        FlakyHub { addr, seen, gate }
     }
 
     pub fn url(&self) -> String {
@@ -46,7 +101,12 @@ impl FlakyHub {
     }
 }
 
-fn serve(stream: TcpStream, seen: &Mutex<Seen>, script: &Mutex<std::vec::IntoIter<u16>>) {
+fn serve(
+    stream: TcpStream,
+    seen: &Mutex<Seen>,
+    script: &Mutex<std::vec::IntoIter<u16>>,
+    gate: &Gate,
+) {
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     let mut writer = stream;
     loop {
@@ -77,6 +137,7 @@ fn serve(stream: TcpStream, seen: &Mutex<Seen>, script: &Mutex<std::vec::IntoIte
         if reader.read_exact(&mut body).is_err() {
             return;
         }
+        gate.pass();
         let status = script.lock().unwrap().next().unwrap_or(200);
         {
             let mut seen = seen.lock().unwrap();

@@ -6,6 +6,7 @@ mod buffer_cap;
 mod file_transport;
 mod flaky_hub;
 mod http_input;
+mod in_flight;
 mod receiver;
 mod retry;
 mod support;

@@ -17,12 +17,17 @@ fn server_errors_are_retried_and_the_breaker_opens_then_half_opens() {
     let hub = FlakyHub::start(vec![500, 500, 500, 500]);
     write_sensor_lines(&s.input, 0, 1000);
     let transport = http_transport(&hub.url(), None);
+    // One batch at a time, so the requests the hub sees are the breaker's
+    // sequence (the in-flight batches' own concurrency is tested apart).
     s.write_config_with(
         &transport,
-        &[(
-            "recovery_timeout_ms = 200",
-            "failure_threshold = 3\nrecovery_timeout_ms = 600",
-        )],
+        &[
+            (
+                "recovery_timeout_ms = 200",
+                "failure_threshold = 3\nrecovery_timeout_ms = 600",
+            ),
+            ("max_age_ms = 100", "max_age_ms = 100\nmax_in_flight = 1"),
+        ],
     );
 
     let host = Host::start(&s.config);
