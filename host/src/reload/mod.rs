@@ -91,7 +91,11 @@ impl Reloader {
             backoff_max: Duration::from_millis(config.reload.backoff_max_ms),
         });
         let (tx, rx) = channel();
-        let targets = swap::targets(config);
+        // Native stand-ins (benchmarks) have no plugin file to reload.
+        let targets: Vec<Target> = swap::targets(config)
+            .into_iter()
+            .filter(|t| running.contains_key(&t.key))
+            .collect();
         let config_file = config.source.as_deref().map(swap::absolute);
         let files = watched(&targets, config_file.as_ref());
         let watcher = if config.reload.enabled {
