@@ -30,6 +30,12 @@
 //!   that overlap [rename, first batch on the new version + 250 ms]. The
 //!   figure is the lowest swap window divided by steady state; the lowest
 //!   quiet window is printed too, as the noise floor of a shared machine.
+//!   Per kind of swap, also: how many swaps had a window below 0.80, and
+//!   the throughput lost per swap (the shortfall below steady state over
+//!   its windows, in ms of steady throughput). A control gives the same
+//!   figures for quiet stretches of equal length (for each swap, as many
+//!   quiet windows as it touched, just before it), so a dip can be told
+//!   from the machine's own noise.
 //!
 //! At the end the receiver must have stored exactly the accepted events,
 //! with no duplicates.
@@ -251,7 +257,9 @@ fn swap(dest: &Path, bytes: &[u8], want: Served, answers: &Mutex<Vec<Answer>>) -
     }
 }
 
-/// Events per second in each window; steady state vs windows with a swap.
+/// Events per second in each window; steady state vs windows with a swap,
+/// and the same figures for a control: for each swap, as many quiet windows
+/// as it touched, just before it.
 fn throughput(began: Instant, answers: &[Answer], swaps: &[Swap]) {
     let Some(end) = answers.last().map(|a| a.at) else {
         return;
@@ -270,8 +278,9 @@ fn throughput(began: Instant, answers: &[Answer], swaps: &[Swap]) {
         let (a, b) = window(i);
         a < s.served + WINDOW && b > s.renamed
     };
+    let is_quiet = |i: usize| !swaps.iter().any(|s| touches(i, s));
     let mut quiet: Vec<f64> = (0..n)
-        .filter(|&i| !swaps.iter().any(|s| touches(i, s)))
+        .filter(|&i| is_quiet(i))
         .map(|i| rate(counts[i]))
         .collect();
     quiet.sort_by(f64::total_cmp);
@@ -283,27 +292,78 @@ fn throughput(began: Instant, answers: &[Answer], swaps: &[Swap]) {
         quiet.len(),
         quiet.first().copied().unwrap_or(0.0) / steady
     );
+    let ratio = |i: usize| rate(counts[i]) / steady;
     for warm in [true, false] {
-        let mut ratios: Vec<f64> = swaps
-            .iter()
-            .filter(|s| s.warm == warm)
-            .filter_map(|s| {
-                (0..n)
-                    .filter(|&i| touches(i, s))
-                    .map(|i| rate(counts[i]) / steady)
-                    .min_by(f64::total_cmp)
-            })
-            .collect();
-        ratios.sort_by(f64::total_cmp);
-        let low = ratios.first().copied().unwrap_or(0.0);
+        let mut during = Dips::default();
+        let mut control = Dips::default();
+        for s in swaps.iter().filter(|s| s.warm == warm) {
+            let touched: Vec<usize> = (0..n).filter(|&i| touches(i, s)).collect();
+            let Some(&first) = touched.first() else {
+                continue;
+            };
+            during.add(touched.iter().map(|&i| ratio(i)));
+            let k = touched.len();
+            if first >= k && (first - k..first).all(is_quiet) {
+                control.add((first - k..first).map(ratio));
+            }
+        }
+        let low = during.lowest();
         println!(
-            "{} swaps: lowest window {:.2} of steady state, median of each swap's lowest {:.2} \
-             (target ≥ 0.80: {})",
+            "{} swaps: lowest window {low:.2} of steady state, median of each swap's lowest {:.2}, \
+             below 0.80 in {}, lost {:.0} ms of steady throughput per swap (target ≥ 0.80: {})",
             if warm { "warm" } else { "cold" },
-            low,
-            median(&ratios),
+            during.median(),
+            during.below(0.8),
+            during.lost_ms(),
             verdict(low >= 0.8)
         );
+        println!(
+            "  control, as many quiet windows just before each swap: lowest {:.2}, median {:.2}, \
+             below 0.80 in {}, lost {:.0} ms",
+            control.lowest(),
+            control.median(),
+            control.below(0.8),
+            control.lost_ms()
+        );
+    }
+}
+
+/// Per stretch of windows (a swap's, or a control's): the lowest
+/// throughput ratio, and the throughput lost.
+#[derive(Default)]
+struct Dips {
+    /// The lowest window of each stretch, as a fraction of steady state.
+    lowest: Vec<f64>,
+    /// Each stretch's shortfall below steady state, in windows' worth.
+    lost: Vec<f64>,
+}
+
+impl Dips {
+    fn add(&mut self, ratios: impl Iterator<Item = f64> + Clone) {
+        self.lowest
+            .push(ratios.clone().fold(f64::INFINITY, f64::min));
+        self.lost.push(ratios.map(|r| 1.0 - r).sum());
+    }
+
+    fn lowest(&self) -> f64 {
+        self.lowest.iter().copied().fold(f64::NAN, f64::min)
+    }
+
+    fn median(&self) -> f64 {
+        let mut sorted = self.lowest.clone();
+        sorted.sort_by(f64::total_cmp);
+        median(&sorted)
+    }
+
+    fn below(&self, limit: f64) -> String {
+        let below = self.lowest.iter().filter(|&&r| r < limit).count();
+        format!("{below} of {}", self.lowest.len())
+    }
+
+    /// Mean shortfall per stretch, as milliseconds of steady throughput.
+    fn lost_ms(&self) -> f64 {
+        let mean = self.lost.iter().sum::<f64>() / self.lost.len().max(1) as f64;
+        mean * WINDOW.as_secs_f64() * 1e3
     }
 }
 

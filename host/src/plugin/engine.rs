@@ -3,7 +3,13 @@
 //!
 //! One [`Runtime`] serves every plugin of a host. Dropping it stops the
 //! ticker thread.
+//!
+//! Compiles started on a thread that called [`lower_this_thread_priority`]
+//! (the reload thread) run on that thread alone, at its low priority, so a
+//! cold hot swap takes CPU only when the data path leaves some idle.
 
+use std::cell::Cell;
+use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
@@ -24,7 +30,15 @@ pub const EPOCH_TICK: Duration = Duration::from_millis(10);
 /// The engine, linker and compile cache shared by every plugin.
 pub struct Runtime {
     /// Compiles and runs components; cheap to clone (reference-counted).
+    /// Its compiles are spread over wasmtime's thread pool, which runs at
+    /// normal priority.
     pub(crate) engine: Engine,
+    /// Compiles for low-priority threads: `engine`'s settings with
+    /// parallel compilation off, so the whole compile runs on the calling
+    /// thread. Its artefacts are loaded into `engine` (the setting is not
+    /// part of the compatibility hash). `None` if the hashes differ anyway;
+    /// then every compile uses `engine`.
+    pub(crate) background: Option<Engine>,
     /// WASI (deny-all by default) plus the Halyard host imports.
     pub(crate) linker: Linker<HostState>,
     /// Compiled artefacts on disk, keyed by content hash; `None` disables it.
@@ -49,6 +63,10 @@ impl Runtime {
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine {
             message: e.to_string(),
         })?;
+        config.parallel_compilation(false);
+        let background = Engine::new(&config)
+            .ok()
+            .filter(|bg| compatibility_hash(bg) == compatibility_hash(&engine));
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| LoadError::Engine {
             message: e.to_string(),
@@ -62,6 +80,7 @@ impl Runtime {
         let ticker = EpochTicker::start(engine.clone());
         Ok(Runtime {
             engine,
+            background,
             linker,
             cache,
             _ticker: ticker,
@@ -79,6 +98,95 @@ impl Runtime {
     /// The compile cache, if enabled.
     pub fn cache(&self) -> Option<&CompileCache> {
         self.cache.as_ref()
+    }
+}
+
+fn compatibility_hash(engine: &Engine) -> u64 {
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    hasher.finish()
+}
+
+thread_local! {
+    /// Set by [`lower_this_thread_priority`].
+    static LOW_PRIORITY: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Whether the calling thread asked for low priority, so its compiles
+/// must stay on it.
+pub(crate) fn low_priority_thread() -> bool {
+    LOW_PRIORITY.with(Cell::get)
+}
+
+/// Gives the calling thread the lowest CPU priority, and keeps every
+/// compile it starts on it.
+///
+/// For the thread that loads plugins while the pipeline runs (hot reload).
+/// A cold load compiles with Cranelift for 100–200 ms of CPU; at normal
+/// priority on a two-core machine that took the data path below 80 % of its
+/// throughput in most cold swaps (BENCHMARKS.md, "Hot swap"). At the lowest
+/// priority the compile gets the CPU the data path leaves idle, and the
+/// swap takes longer.
+///
+/// Lowering the priority alone would not do it: wasmtime spreads a compile
+/// over its thread pool, whose threads the first (startup) compile started
+/// at normal priority. So after this call [`Runtime::load`] on this thread
+/// compiles single-threaded, on this thread.
+///
+/// On Linux the thread moves to the idle scheduling class (`SCHED_IDLE`:
+/// it runs only when no normal thread wants the CPU, and a waking normal
+/// thread preempts it at once), with nice 19 in case that is refused.
+/// Both apply to the calling thread alone. Elsewhere only the
+/// single-threaded compile applies. Failures are logged and otherwise
+/// ignored.
+pub fn lower_this_thread_priority() {
+    LOW_PRIORITY.with(|low| low.set(true));
+    #[cfg(target_os = "linux")]
+    linux::lower_this_thread_priority();
+}
+
+#[cfg(target_os = "linux")]
+mod linux {
+    use std::ffi::c_int;
+
+    /// `struct sched_param`: glibc has just the priority; musl adds reserved
+    /// fields, which the spare zeroes cover.
+    #[repr(C)]
+    struct SchedParam {
+        sched_priority: c_int,
+        _reserved: [u64; 6],
+    }
+
+    // From the C library std already links.
+    unsafe extern "C" {
+        /// `pthread_t` is an `unsigned long` (glibc) or a pointer (musl).
+        fn pthread_self() -> usize;
+        fn pthread_setschedparam(thread: usize, policy: c_int, param: *const SchedParam) -> c_int;
+        fn setpriority(which: c_int, who: u32, prio: c_int) -> c_int;
+    }
+
+    const SCHED_IDLE: c_int = 5;
+    const PRIO_PROCESS: c_int = 0;
+    const NICE_LOWEST: c_int = 19;
+
+    pub(super) fn lower_this_thread_priority() {
+        // SAFETY: plain calls with integer arguments; `who = 0` is the
+        // calling thread, since Linux keeps nice values per thread.
+        if unsafe { setpriority(PRIO_PROCESS, 0, NICE_LOWEST) } != 0 {
+            let err = std::io::Error::last_os_error();
+            tracing::warn!(error = %err, "cannot lower the nice value of the plugin loader thread");
+        }
+        let param = SchedParam {
+            sched_priority: 0,
+            _reserved: [0; 6],
+        };
+        // SAFETY: `param` outlives the call, which only reads it;
+        // `pthread_self` is always a valid handle for the calling thread.
+        let rc = unsafe { pthread_setschedparam(pthread_self(), SCHED_IDLE, &param) };
+        if rc != 0 {
+            let err = std::io::Error::from_raw_os_error(rc);
+            tracing::warn!(error = %err, "cannot move the plugin loader thread to SCHED_IDLE");
+        }
     }
 }
 
@@ -119,5 +227,63 @@ impl Drop for EpochTicker {
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use super::*;
+    use crate::plugin::PluginOptions;
+
+    /// The nice value and scheduling policy of the calling thread, from
+    /// `/proc/thread-self/stat`.
+    #[cfg(target_os = "linux")]
+    fn sched_of_this_thread() -> (i64, i64) {
+        let stat = std::fs::read_to_string("/proc/thread-self/stat").unwrap();
+        // The fields after the command name's closing parenthesis start at
+        // field 3 (state); nice is field 19, policy field 41.
+        let after = &stat[stat.rfind(')').unwrap() + 1..];
+        let field = |n: usize| {
+            after
+                .split_whitespace()
+                .nth(n - 3)
+                .unwrap()
+                .parse()
+                .unwrap()
+        };
+        (field(19), field(41))
+    }
+
+    #[test]
+    fn a_low_priority_thread_compiles_plugins_that_run_everywhere() {
+        let runtime = Arc::new(Runtime::new(None).unwrap());
+        assert!(
+            runtime.background.is_some(),
+            "the single-threaded engine's artefacts must load into the shared one"
+        );
+        #[cfg(target_os = "linux")]
+        let before = sched_of_this_thread();
+        let loader = runtime.clone();
+        let plugin = std::thread::spawn(move || {
+            lower_this_thread_priority();
+            assert!(low_priority_thread());
+            #[cfg(target_os = "linux")]
+            assert_eq!(sched_of_this_thread(), (19, 5), "nice 19, SCHED_IDLE");
+            // Compiled on this thread, loaded into the shared engine, and
+            // probed (`info`, `init`) here.
+            let path = Path::new(halyard_test_components::RANGE_VALIDATOR);
+            loader.load(path, None, PluginOptions::default()).unwrap()
+        })
+        .join()
+        .unwrap();
+        assert!(!plugin.from_cache);
+        // Only that thread changed; the plugin runs on any thread.
+        assert!(!low_priority_thread());
+        #[cfg(target_os = "linux")]
+        assert_eq!(sched_of_this_thread(), before);
+        let info = plugin.instance().start().unwrap();
+        assert_eq!(info, plugin.info);
     }
 }

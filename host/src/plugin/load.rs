@@ -11,7 +11,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
-use super::engine::Runtime;
+use super::engine::{Runtime, low_priority_thread};
 use super::error::LoadError;
 use super::instance::PluginInstance;
 use super::kind::PluginKind;
@@ -130,11 +130,23 @@ impl Runtime {
         {
             return Ok((component, true));
         }
-        let component =
-            Component::from_binary(&self.engine, bytes).map_err(|e| LoadError::Compile {
-                path: path.to_path_buf(),
-                message: e.root_cause().to_string(),
-            })?;
+        let failed = |e: wasmtime::Error| LoadError::Compile {
+            path: path.to_path_buf(),
+            message: e.root_cause().to_string(),
+        };
+        let component = match &self.background {
+            // On a low-priority thread (hot reload): compile on this thread
+            // alone, then load the artefact into the shared engine.
+            Some(background) if low_priority_thread() => {
+                let artefact = background.precompile_component(bytes).map_err(failed)?;
+                // SAFETY: `artefact` was just produced in this process by
+                // wasmtime itself, from an engine whose compatibility hash
+                // equals `self.engine`'s (checked in `Runtime::new`);
+                // wasmtime checks the header and settings again here.
+                unsafe { Component::deserialize(&self.engine, &artefact) }.map_err(failed)?
+            }
+            _ => Component::from_binary(&self.engine, bytes).map_err(failed)?,
+        };
         if let Some(cache) = &self.cache {
             cache.store(sha256, &component);
         }

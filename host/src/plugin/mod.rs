@@ -4,7 +4,9 @@
 //! - [`bindings`]: the single `bindgen!` of the WIT package;
 //! - [`kind`]: the five plugin kinds and the exports that identify them;
 //! - [`limits`]: memory, CPU and output caps, and capability grants;
-//! - [`engine`]: the shared engine, epoch ticker and linker ([`Runtime`]);
+//! - [`engine`]: the shared engine, epoch ticker and linker ([`Runtime`]),
+//!   and low-priority compiles for hot reload
+//!   ([`lower_this_thread_priority`]);
 //! - [`cache`]: precompiled artefacts on disk, keyed by content hash;
 //! - [`host`]: the host imports (`log`, `clock`, `config`) and the deny-all
 //!   WASI context;
@@ -31,7 +33,7 @@ use wasmtime::component::InstancePre;
 pub use bindings::{
     Action, AttrValue, Attribute, Event, EventId, Frame, InitError, PluginInfo, Verdict,
 };
-pub use engine::Runtime;
+pub use engine::{Runtime, lower_this_thread_priority};
 pub use error::{CallError, LoadError, TrapCause};
 pub use instance::PluginInstance;
 pub use kind::PluginKind;
