@@ -116,6 +116,17 @@ impl Runtime {
         Ok(Arc::new(plugin))
     }
 
+    /// Compiles `bytes` into the compile cache without loading them, so a
+    /// later load of the same content is warm (rollout calls it before it
+    /// installs a download). Returns true if it was cached already; without
+    /// a cache this only checks that the bytes compile.
+    pub fn precompile(&self, path: &Path, bytes: &[u8]) -> Result<bool, LoadError> {
+        check_header(path, bytes)?;
+        let sha256 = hex::encode(Sha256::digest(bytes));
+        self.compile(path, bytes, &sha256)
+            .map(|(_, from_cache)| from_cache)
+    }
+
     /// The compiled component, from the cache when possible.
     fn compile(
         &self,

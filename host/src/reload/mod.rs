@@ -147,7 +147,12 @@ impl Reloader {
         }
         let thread = std::thread::Builder::new()
             .name("halyard-reload".into())
-            .spawn(move || state.serve(&rx))
+            .spawn(move || {
+                // Compiles (and everything else here) take only CPU the data
+                // path leaves idle, so a cold swap does not starve ingest.
+                crate::plugin::lower_this_thread_priority();
+                state.serve(&rx)
+            })
             .ok();
         Reloader {
             tx,
@@ -439,6 +444,6 @@ pub fn supply(
         running,
         licence,
     );
-    reloader.rollout = rollout::spawn(config, lifecycle.clone());
+    reloader.rollout = rollout::spawn(config, lifecycle.clone(), Some(runtime.clone()));
     Some(reloader)
 }

@@ -19,6 +19,9 @@
 //!   and, when `[plugins] trusted_keys` is set, its signature verifies with
 //!   one of them; anything else changes nothing and is reported
 //!   (`rollout.failed`);
+//! - a verified download is compiled into the compile cache (on a
+//!   low-priority thread) before it is installed, so the hot swap it
+//!   triggers is warm;
 //! - installation is atomic: the component and its `.sig` are both written
 //!   to temp files in the same directory (dotfiles the watcher ignores) and
 //!   fsynced before either is renamed into place, so a failed write changes
@@ -29,6 +32,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use halyard_trust::PublicKey;
@@ -37,6 +41,7 @@ use serde::Deserialize;
 
 use crate::config::HostConfig;
 use crate::lifecycle::{Lifecycle, new_correlation_id};
+use crate::plugin::Runtime;
 
 /// The manifest document.
 #[derive(Debug, Deserialize)]
@@ -108,7 +113,11 @@ pub enum RolloutError {
 
 /// Polls the manifest every `[rollout] interval_s` (first poll at once),
 /// when `manifest_url` is set. Must be called inside a tokio runtime.
-pub fn spawn(config: &HostConfig, lifecycle: Lifecycle) -> Option<tokio::task::JoinHandle<()>> {
+pub fn spawn(
+    config: &HostConfig,
+    lifecycle: Lifecycle,
+    runtime: Option<Arc<Runtime>>,
+) -> Option<tokio::task::JoinHandle<()>> {
     let url = config.rollout.manifest_url.clone()?;
     let handle = tokio::runtime::Handle::try_current().ok()?;
     let dir = config.rollout.dir.clone();
@@ -127,6 +136,7 @@ pub fn spawn(config: &HostConfig, lifecycle: Lifecycle) -> Option<tokio::task::J
             keys,
             etag: None,
             lifecycle,
+            runtime,
         };
         let mut tick = tokio::time::interval(interval);
         loop {
@@ -145,6 +155,9 @@ pub struct Poller {
     /// The ETag of the last manifest fully installed.
     etag: Option<String>,
     lifecycle: Lifecycle,
+    /// Compiles a verified download into the compile cache before it is
+    /// installed, so the hot swap that follows is warm; `None` skips it.
+    runtime: Option<Arc<Runtime>>,
 }
 
 impl Poller {
@@ -264,8 +277,40 @@ impl Poller {
             });
         }
         let sig = self.check_signature(plugin, &bytes)?;
+        self.precompile(&dest, bytes.to_vec()).await;
         install_pair(&dest, &bytes, sig.as_ref())?;
         Ok(true)
+    }
+
+    /// Compiles `bytes` into the cache on a low-priority thread of its own
+    /// (the compile takes only CPU the data path leaves idle). A failure is
+    /// logged only: hot reload will load, and refuse, the file itself.
+    async fn precompile(&self, dest: &Path, bytes: Vec<u8>) {
+        let Some(runtime) = self.runtime.clone() else {
+            return;
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let path = dest.to_path_buf();
+        let spawned = std::thread::Builder::new()
+            .name("halyard-precompile".into())
+            .spawn(move || {
+                crate::plugin::lower_this_thread_priority();
+                let _ = tx.send(runtime.precompile(&path, &bytes));
+            });
+        if spawned.is_err() {
+            return;
+        }
+        match rx.await {
+            Ok(Ok(cached)) => {
+                tracing::info!(file = %dest.display(), already_cached = cached,
+                    "rollout: download compiled into the cache before install")
+            }
+            Ok(Err(err)) => {
+                tracing::warn!(file = %dest.display(), error = %err,
+                    "rollout: download does not compile; installing it anyway for hot reload to refuse")
+            }
+            Err(_) => {}
+        }
     }
 
     fn check_signature(
