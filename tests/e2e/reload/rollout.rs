@@ -163,6 +163,20 @@ fn serve(hub: &Arc<Hub>) -> (tokio::runtime::Runtime, SocketAddr, SocketAddr) {
     (server, addr, bare_addr)
 }
 
+/// A host whose plugins are all signed by `key`, the only trusted key,
+/// polling the manifest at `addr`.
+fn start_signed(key: &KeyPair, addr: SocketAddr) -> Setup {
+    start(
+        "",
+        &format!(
+            "[plugins]\ntrusted_keys = [\"{}\"]\n\n{}",
+            key.public_key(),
+            rollout_table(addr)
+        ),
+        |dir| signed_plugins(dir, key),
+    )
+}
+
 /// The `[rollout]` table polling `addr` every second into the plugin dir.
 fn rollout_table(addr: SocketAddr) -> String {
     format!(
@@ -323,15 +337,7 @@ fn signed_rollout_refuses_untrusted_forged_and_mismatched_signatures_then_instal
     hub.set_manifest(cases[0].1.clone());
     let (_server, addr, _) = serve(&hub);
 
-    let mut h = start(
-        "",
-        &format!(
-            "[plugins]\ntrusted_keys = [\"{}\"]\n\n{}",
-            key.public_key(),
-            rollout_table(addr)
-        ),
-        |dir| signed_plugins(dir, &key),
-    );
+    let mut h = start_signed(&key, addr);
     let dest = h.plugins.join("validator.wasm");
     let dest_sig = h.plugins.join("validator.wasm.sig");
     let v1_sig = std::fs::read(&dest_sig).unwrap();
@@ -503,15 +509,7 @@ fn a_failed_install_leaves_component_and_signature_as_they_were() {
         Some(serde_json::to_value(&good).unwrap()),
     ));
     let (_server, addr, _) = serve(&hub);
-    let mut h = start(
-        "",
-        &format!(
-            "[plugins]\ntrusted_keys = [\"{}\"]\n\n{}",
-            key.public_key(),
-            rollout_table(addr)
-        ),
-        |dir| signed_plugins(dir, &key),
-    );
+    let mut h = start_signed(&key, addr);
     let dest = h.plugins.join("validator.wasm");
     let dest_sig = h.plugins.join("validator.wasm.sig");
     let v1_sig = std::fs::read(&dest_sig).unwrap();
