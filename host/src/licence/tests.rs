@@ -2,7 +2,6 @@
 //! real HTTP server on 127.0.0.1.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -298,22 +297,26 @@ async fn the_heartbeat_task_retries_with_backoff_until_the_server_answers() {
     )
     .unwrap();
     let stop = CancellationToken::new();
+    // Two failures put the licence in grace; the success that ends it is
+    // published after its answer committed the window, so the state
+    // changes are what the test waits on.
+    let mut state = licence.subscribe();
     let task = tokio::spawn(hb.run(stop.clone()));
-    let seen = Arc::new(AtomicU64::new(0));
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let n = server.lock().await.bodies.len() as u64;
-        seen.store(n, Ordering::SeqCst);
-        // The condition: the third (successful) heartbeat was received
-        // *and* its answer committed the window. Polled, with a deadline.
-        if (n >= 3 && usage.is_empty()) || tokio::time::Instant::now() > deadline {
-            break;
+    let seen = loop {
+        let seen = server.lock().await.bodies.len();
+        if seen >= 3 && usage.is_empty() {
+            break seen;
         }
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
+        let changed = tokio::time::timeout_at(deadline, state.changed()).await;
+        assert!(
+            matches!(changed, Ok(Ok(()))),
+            "no successful heartbeat within 20 s ({seen} sent)"
+        );
+    };
     stop.cancel();
     task.await.unwrap();
-    assert_eq!(seen.load(Ordering::SeqCst), 3);
+    assert_eq!(seen, 3);
     let s = server.lock().await;
     assert!(s.bodies.iter().all(|b| events(b, "temp", "accepted") == 7));
     assert!(usage.is_empty());
