@@ -467,6 +467,10 @@ pub struct HealthSection {
     /// Items the live event stream keeps for a slow client before dropping
     /// it.
     pub stream_buffer: usize,
+    /// `/health` turns unhealthy when the pipeline thread holds one piece of
+    /// work (a batch through the stages and its commit) for longer than
+    /// this many milliseconds.
+    pub stall_ms: u64,
 }
 
 impl Default for HealthSection {
@@ -475,6 +479,7 @@ impl Default for HealthSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             stream_buffer: 1024,
+            stall_ms: 30_000,
         }
     }
 }
