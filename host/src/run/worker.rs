@@ -206,26 +206,26 @@ fn serve_one(
     appended: &Notify,
 ) -> bool {
     match work {
-            Ok(Work::Frames {
-                input,
-                frames,
-                position,
-                reply,
-            }) => {
-                let result = pipeline.ingest_frames(&input, frames, position);
-                if matches!(&result, Ok(r) if r.accepted > 0) {
-                    appended.notify_one();
-                }
-                let _ = reply.send(result);
+        Ok(Work::Frames {
+            input,
+            frames,
+            position,
+            reply,
+        }) => {
+            let result = pipeline.ingest_frames(&input, frames, position);
+            if matches!(&result, Ok(r) if r.accepted > 0) {
+                appended.notify_one();
             }
-            Ok(Work::Swap(swap)) => crate::reload::apply(pipeline, swap),
-            Ok(Work::Rechain { plan, reply }) => {
-                pipeline.rechain(plan);
-                let _ = reply.send(());
-            }
-            Ok(Work::Unload(unload)) => crate::reload::swap::unload(pipeline, unload),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => return true,
+            let _ = reply.send(result);
+        }
+        Ok(Work::Swap(swap)) => crate::reload::apply(pipeline, swap),
+        Ok(Work::Rechain { plan, reply }) => {
+            pipeline.rechain(plan);
+            let _ = reply.send(());
+        }
+        Ok(Work::Unload(unload)) => crate::reload::swap::unload(pipeline, unload),
+        Err(RecvTimeoutError::Timeout) => {}
+        Err(RecvTimeoutError::Disconnected) => return true,
     }
     false
 }
