@@ -1,6 +1,7 @@
 //! The `halyard` command line. This is the binary's edge: the only place
 //! that uses `anyhow`, prints to the terminal and chooses exit codes.
 
+mod grant_arg;
 mod plugin_cmd;
 mod tail;
 mod trust_cmd;
