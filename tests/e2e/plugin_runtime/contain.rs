@@ -245,3 +245,71 @@ fn a_guest_waiting_on_a_silent_peer_is_cut_at_its_deadline() {
     assert_eq!(err.trap_cause(), Some(TrapCause::Deadline), "{err}");
     assert!(took < Duration::from_millis(300) + SLACK, "{took:?}");
 }
+
+#[test]
+fn a_guest_growing_its_table_is_held_to_the_memory_budget() {
+    let rt = runtime();
+    let mut instance = rt
+        .try_load_with(
+            components::TABLE_GROWER,
+            PluginKind::Validator,
+            options(&[]),
+        )
+        .expect("a valid validator")
+        .instance();
+    // Each call grows the table by 1 Mi elements (16 MiB counted): three
+    // fit in 64 MiB beside the 64 KiB memory, the fourth does not.
+    for round in 0..2 {
+        for call in 0..3 {
+            let verdicts = instance
+                .validate(&three())
+                .unwrap_or_else(|e| panic!("round {round} call {call}: {e}"));
+            assert_eq!(verdicts, vec![Verdict::Accept; 3]);
+        }
+        let err = instance.validate(&three()).expect_err("past the budget");
+        assert_eq!(err.trap_cause(), Some(TrapCause::Memory), "{err}");
+        assert!(
+            err.to_string()
+                .contains("tried to grow memory or tables past its 64 MiB cap"),
+            "{err}"
+        );
+        // The next call starts a fresh instance, with an empty table.
+    }
+    assert_eq!(instance.traps(), 2);
+    assert_still_serving(&rt);
+}
+
+#[test]
+fn all_memories_of_a_guest_share_one_budget() {
+    let rt = runtime();
+    // Eight extra memories of 8 MiB each: every one is under 64 MiB, all
+    // of them together (plus the main memory) are not.
+    let mut instance = rt
+        .try_load_with(
+            components::MEMORY_HOARDER,
+            PluginKind::Validator,
+            options(&[]),
+        )
+        .expect("a valid validator")
+        .instance();
+    let err = instance.validate(&three()).expect_err("past the budget");
+    assert_eq!(err.trap_cause(), Some(TrapCause::Memory), "{err}");
+    // With a budget that fits them all, the same guest works.
+    let mut roomy = options(&[]);
+    roomy.limits.memory_bytes = 80 << 20;
+    let mut instance = rt
+        .try_load_with(components::MEMORY_HOARDER, PluginKind::Validator, roomy)
+        .expect("a valid validator")
+        .instance();
+    assert_eq!(
+        instance.validate(&three()).unwrap(),
+        vec![Verdict::Accept; 3]
+    );
+    // A budget that allows fewer memories than it has refuses it at start.
+    let mut few = options(&[]);
+    few.limits.max_memories = 4;
+    let err = rt
+        .try_load_with(components::MEMORY_HOARDER, PluginKind::Validator, few)
+        .expect_err("nine memories > 4");
+    assert!(matches!(err, LoadError::Start(_)), "{err}");
+}
