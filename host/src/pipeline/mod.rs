@@ -35,7 +35,7 @@ use halyard_buffer::{Buffer, BufferError, Commit, Cursor, Record};
 use halyard_trust::usage::{Counter, UsageWindow};
 
 use crate::event;
-use crate::plugin::{Event, Frame, LoadError, PluginKind};
+use crate::plugin::{Event, Frame, FrameError, LoadError, PluginKind, Polled};
 use crate::tap::Tap;
 
 pub use build::plugin_options;
@@ -51,6 +51,30 @@ use record::{chain_link, derived_id, event_record, frame_record};
 /// into calls of this size (so each stays well within its CPU deadline) and
 /// committed in one buffer transaction.
 pub const MAX_PER_CALL: usize = 1000;
+
+/// The most frame bytes one decode call gets (at least one frame, however
+/// large). A call's output must fit the plugin's output cap (16 MiB by
+/// default) or the whole call fails as a trap; a decoder's output is
+/// rarely more than ~10× its input (many tiny attributes), so 1 MiB of
+/// input keeps valid frames from ever reaching it, whatever their size.
+pub const MAX_BYTES_PER_CALL: usize = 1 << 20;
+
+/// The frames for the next decode call: at most [`MAX_PER_CALL`] frames and
+/// [`MAX_BYTES_PER_CALL`] bytes, but always at least one frame if any is
+/// left.
+fn next_call(frames: &mut std::iter::Peekable<std::vec::IntoIter<KeyedFrame>>) -> Vec<KeyedFrame> {
+    let mut chunk = Vec::with_capacity(frames.len().min(MAX_PER_CALL));
+    let mut bytes = 0;
+    while chunk.len() < MAX_PER_CALL {
+        let fits = |f: &KeyedFrame| bytes + f.frame.data.len() <= MAX_BYTES_PER_CALL;
+        let Some(frame) = frames.next_if(|f| chunk.is_empty() || fits(f)) else {
+            break;
+        };
+        bytes += frame.frame.data.len();
+        chunk.push(frame);
+    }
+    chunk
+}
 
 /// A frame from a host-owned input, with an optional stable key.
 pub struct KeyedFrame {
@@ -147,13 +171,26 @@ impl Pipeline {
         let Some((_, stage)) = self.sources.get_mut(index) else {
             return Ok(IngestReport::default());
         };
-        let events = match stage.call(|i| i.poll(max)) {
-            Some(Ok(events)) => events,
-            _ => Vec::new(),
+        let polled = match stage.call(|i| i.poll_checked(max)) {
+            Some(Ok(polled)) => polled,
+            _ => Polled::default(),
         };
-        stage.counters.events_out += events.len() as u64;
+        stage.counters.events_out += polled.events.len() as u64;
+        let refused = polled.refused.len() as u64;
+        stage.counters.rejected += refused;
+        stage.counters.refused += refused;
+        let refused = polled
+            .refused
+            .into_iter()
+            .map(|(e, reason)| {
+                (
+                    e,
+                    format!("{}: source output refused: {reason}", stage.name),
+                )
+            })
+            .collect();
         let origin = Some(chain_link(stage));
-        self.ingest_events_from(events, origin)
+        self.ingest_events_from(polled.events, refused, origin)
     }
 
     /// Decodes frames from input `input` and ingests the events. Frames
@@ -176,9 +213,9 @@ impl Pipeline {
         }
         let mut report = IngestReport::default();
         let mut pending = Pending::default();
-        let mut frames = frames.into_iter();
+        let mut frames = frames.into_iter().peekable();
         loop {
-            let chunk: Vec<KeyedFrame> = frames.by_ref().take(MAX_PER_CALL).collect();
+            let chunk = next_call(&mut frames);
             if chunk.is_empty() {
                 break;
             }
@@ -204,14 +241,17 @@ impl Pipeline {
     /// [`Pipeline::ingest_frames`], in chain calls of at most
     /// [`MAX_PER_CALL`] events and one buffer transaction.
     pub fn ingest_events(&mut self, events: Vec<Event>) -> Result<IngestReport, PipelineError> {
-        self.ingest_events_from(events, None)
+        self.ingest_events_from(events, Vec::new(), None)
     }
 
     /// [`Pipeline::ingest_events`] from the source named by `origin` (its
-    /// chain link), if any.
+    /// chain link), if any, with the events the host `refused` from that
+    /// source: they are dead-lettered with their reason in the same
+    /// transaction and counted as rejected.
     fn ingest_events_from(
         &mut self,
         mut events: Vec<Event>,
+        refused: Vec<(Event, String)>,
         origin: Option<String>,
     ) -> Result<IngestReport, PipelineError> {
         for e in &mut events {
@@ -219,6 +259,22 @@ impl Pipeline {
         }
         let mut report = IngestReport::default();
         let mut pending = Pending::default();
+        if !refused.is_empty() {
+            report.rejected += refused.len() as u64;
+            if let Some(usage) = &self.usage {
+                // A refused event's kind may be the very string over the cap.
+                usage.add("(refused)", Counter::Received, refused.len() as u64);
+                usage.add("(refused)", Counter::Rejected, refused.len() as u64);
+            }
+            for (mut e, reason) in refused {
+                e.id = event::new_id();
+                pending
+                    .dead
+                    .entry(reason)
+                    .or_default()
+                    .push(event_record(&e));
+            }
+        }
         let mut events = events.into_iter();
         loop {
             let chunk: Vec<Event> = events.by_ref().take(MAX_PER_CALL).collect();
@@ -250,10 +306,11 @@ impl Pipeline {
         let mut decode_errors = 0;
         let dead = &mut pending.dead;
         let mut events = Vec::new();
-        match decoder.call(|i| i.decode(&raw)) {
+        let mut refused = 0;
+        match decoder.call(|i| i.decode_checked(&raw)) {
             Some(Ok(results)) => {
                 for ((result, key), frame) in results.into_iter().zip(&keys).zip(&raw) {
-                    match result {
+                    let reason = match result {
                         Ok(decoded) => {
                             for (n, mut e) in decoded.into_iter().enumerate() {
                                 e.id = match key {
@@ -262,15 +319,20 @@ impl Pipeline {
                                 };
                                 events.push(e);
                             }
+                            continue;
                         }
-                        Err(reason) => {
-                            decode_errors += 1;
-                            let reason = format!("{input}: decode failed: {reason}");
-                            dead.entry(reason)
-                                .or_default()
-                                .push(frame_record(frame, key));
+                        Err(FrameError::Decoder(reason)) => {
+                            format!("{input}: decode failed: {reason}")
                         }
-                    }
+                        Err(FrameError::Refused(reason)) => {
+                            refused += 1;
+                            format!("{input}: decoder output refused: {reason}")
+                        }
+                    };
+                    decode_errors += 1;
+                    dead.entry(reason)
+                        .or_default()
+                        .push(frame_record(frame, key));
                 }
             }
             failed => {
@@ -293,6 +355,12 @@ impl Pipeline {
         }
         decoder.counters.events_out += events.len() as u64;
         decoder.counters.rejected += decode_errors;
+        decoder.counters.refused += refused;
+        if refused > 0 {
+            // Input-driven (any client can send such lines): no warning.
+            tracing::debug!(input, decoder = %decoder.name, refused,
+                "frames refused: the decoder's events broke a host cap");
+        }
         report.decode_errors += decode_errors;
         if let Some(usage) = &self.usage {
             // Frames that never became events have no kind of their own.
