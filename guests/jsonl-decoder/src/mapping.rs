@@ -3,6 +3,7 @@
 use halyard_sdk::{AttrValue, Attribute, Config, Event, Frame, InitError};
 use serde_json::{Map, Number, Value};
 
+use crate::limits::Limits;
 use crate::line::{Field, Line, Object};
 
 /// How the decoder maps JSON fields onto an event (see README.md).
@@ -17,6 +18,8 @@ pub struct Mapping {
     time_scale: i64,
     pub(crate) kind_prefix: String,
     pub(crate) default_source: Option<String>,
+    /// The host's caps, checked on every event (see [`Limits`]).
+    pub(crate) limits: Limits,
 }
 
 /// Fallback field names tried when the configured one is absent.
@@ -55,11 +58,13 @@ impl Mapping {
             time_scale,
             kind_prefix: config.get("kind_prefix").unwrap_or_default().to_owned(),
             default_source: config.get("default_source").map(str::to_owned),
+            limits: Limits::from_config(config)?,
         })
     }
 
     /// Decodes every line of a frame, all or nothing: the first bad line
-    /// fails the whole frame with `line {n}: {reason}`.
+    /// fails the whole frame with `line {n}: {reason}`. A line whose event
+    /// would break a host cap is a bad line (see [`Limits`]).
     pub fn decode_frame(
         &self,
         frame: &Frame,
@@ -74,7 +79,10 @@ impl Mapping {
                 continue;
             }
             let event = self
-                .decode_line(line, &frame.origin, now)
+                .limits
+                .room_for_another(events.len())
+                .and_then(|()| self.decode_line(line, &frame.origin, now))
+                .and_then(|event| self.limits.check(&event, &self.time_field).map(|()| event))
                 .map_err(|reason| format!("line {n}: {reason}"))?;
             events.push(event);
         }
