@@ -3,11 +3,19 @@
 //! with the reason, the good lines of the same request are stored, no trap
 //! is counted and the decoder is never quarantined, however many such
 //! requests come. Valid lines whose decoded output would overflow one
-//! call's output cap are decoded in smaller calls instead of trapping.
+//! call's output cap are decoded in smaller calls instead of trapping. A
+//! source's and a privacy policy's over-cap events are refused one by one
+//! too (driven through the pipeline library, so every poll is counted).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
+use halyard::config::HostConfig;
+use halyard::pipeline::{IngestReport, Pipeline};
+use halyard::plugin::{AttrValue, Attribute, Event, EventId, PluginKind, Runtime};
+use halyard_buffer::{Buffer, BufferConfig};
 use halyard_test_components as components;
 
 use crate::operate_support::{Client, Running, start};
@@ -198,4 +206,130 @@ fn valid_lines_whose_output_would_overflow_one_call_are_decoded_in_smaller_calls
         events[0]
     );
     assert!(dead_letters(&s.data).is_empty());
+}
+
+/// The pipeline `halyard run` drives, built from a config with the lying
+/// source and the lying privacy policy, on a real SQLite buffer in `dir`.
+fn liar_pipeline(dir: &Path, pattern: &str) -> (Pipeline, Arc<Buffer>) {
+    let text = format!(
+        r#"
+[host]
+data_dir = "{dir}"
+
+[[input]]
+type = "source"
+name = "liar"
+source = {{ plugin = "{source}", limits = {{ deadline_ms = 5000 }}, config = {{ pattern = "{pattern}" }} }}
+
+[[stages.privacy]]
+plugin = "{privacy}"
+limits = {{ deadline_ms = 5000 }}
+
+[transport]
+type = "file"
+path = "{dir}/out.jsonl"
+"#,
+        dir = dir.display(),
+        source = components::LYING_SOURCE,
+        privacy = components::LYING_PRIVACY,
+    );
+    let config = HostConfig::parse(&dir.join("halyard.toml"), &text, |_| None).expect("config");
+    let runtime = Runtime::new(Some(dir.join("cache"))).expect("runtime");
+    let (buffer, _) =
+        Buffer::open(BufferConfig::new(dir.join("buffer.db"), 1 << 30)).expect("buffer");
+    let buffer = Arc::new(buffer);
+    let pipeline = Pipeline::build(&config, &runtime, buffer.clone()).expect("pipeline");
+    (pipeline, buffer)
+}
+
+/// A reading that tells the lying privacy policy to rewrite it into the
+/// first event of `lie` (a `lying-events` spec), or a plain one.
+fn event(lie: Option<&str>) -> Event {
+    Event {
+        id: EventId { hi: 0, lo: 0 },
+        time_ns: halyard::plugin::host::wall_clock_ns(),
+        source: "d1".into(),
+        kind: "temp".into(),
+        value: Some(1.0),
+        unit: None,
+        attributes: lie
+            .map(|spec| Attribute {
+                key: "lie".into(),
+                value: AttrValue::Str(spec.into()),
+            })
+            .into_iter()
+            .collect(),
+        body: None,
+    }
+}
+
+#[test]
+fn a_sources_and_a_privacy_policys_over_cap_events_are_refused_one_by_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let (mut pipeline, buffer) =
+        liar_pipeline(dir.path(), "good:a,source:102400,good:b,attrs:300,time:-1");
+    const POLLS: u64 = 20;
+    for poll in 0..POLLS {
+        let report = pipeline.poll_source(0, 100).expect("commit");
+        let expected = IngestReport {
+            accepted: 2,
+            rejected: 3,
+            ..IngestReport::default()
+        };
+        assert_eq!(report, expected, "poll {poll}");
+    }
+    for batch in 0..POLLS {
+        let events = vec![
+            event(None),
+            event(Some("source:102400")),
+            event(Some("good:masked")),
+            event(Some("attrs:300")),
+        ];
+        let report = pipeline.ingest_events(events).expect("commit");
+        let expected = IngestReport {
+            accepted: 2,
+            privacy_dropped: 2,
+            ..IngestReport::default()
+        };
+        assert_eq!(report, expected, "batch {batch}");
+    }
+    assert_eq!(pipeline.totals.accepted, 4 * POLLS);
+
+    // The source is called once per poll; the privacy policy once per poll
+    // and once per batch (the polled events go through it too).
+    for (kind, _, stage) in pipeline.stages_with_roles() {
+        assert!(!stage.is_quarantined(), "{kind}");
+        let c = &stage.counters;
+        assert_eq!(c.traps, 0, "{kind}: {c:?}");
+        match kind {
+            PluginKind::Source => assert_eq!(
+                (c.calls, c.events_out, c.rejected, c.refused),
+                (POLLS, 2 * POLLS, 3 * POLLS, 3 * POLLS),
+                "{c:?}"
+            ),
+            PluginKind::Privacy => assert_eq!(
+                (c.calls, c.events_in, c.events_out, c.dropped, c.refused),
+                (2 * POLLS, 6 * POLLS, 4 * POLLS, 2 * POLLS, 2 * POLLS),
+                "{c:?}"
+            ),
+            other => panic!("unexpected stage {other}"),
+        }
+    }
+
+    let dead = buffer.dead_letters(1000).expect("dead letters");
+    let mut by_reason = BTreeMap::<String, u64>::new();
+    for d in &dead {
+        *by_reason.entry(d.reason.clone()).or_default() += 1;
+    }
+    let expected: BTreeMap<String, u64> = [
+        "source of 102400 bytes (limit 65536)",
+        "event has 300 attributes (limit 256)",
+        "event time -1 ns is before 1970",
+    ]
+    .iter()
+    .map(|r| (format!("lying-source: source output refused: {r}"), POLLS))
+    .collect();
+    assert_eq!(by_reason, expected);
+    let ids: BTreeSet<[u8; 16]> = dead.iter().map(|d| d.id).collect();
+    assert_eq!(ids.len(), dead.len(), "each refused event has its own id");
 }
