@@ -14,6 +14,10 @@
 //! - every frame and event is accounted for in exactly one counter:
 //!   accepted, dead-lettered, privacy-dropped, sampled out, or dropped by the
 //!   buffer's overflow policy;
+//! - a frame or event whose guest output breaks a host cap is refused alone
+//!   (dead-lettered with the reason; for privacy, dropped and counted) and
+//!   is never a trap: the rest of its call goes on, and no input can
+//!   quarantine a plugin that way;
 //! - ids are assigned here, never trusted from guests; a frame with a stable
 //!   key (a file offset) yields the same ids every time it is read, so a
 //!   re-read after a crash is de-duplicated by the receiver.
@@ -26,6 +30,7 @@ mod chain;
 mod native;
 mod record;
 mod restage;
+mod source;
 mod stage;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,7 +40,7 @@ use halyard_buffer::{Buffer, BufferError, Commit, Cursor, Record};
 use halyard_trust::usage::{Counter, UsageWindow};
 
 use crate::event;
-use crate::plugin::{Event, Frame, FrameError, LoadError, PluginKind, Polled};
+use crate::plugin::{Event, Frame, FrameError, LoadError, PluginKind};
 use crate::tap::Tap;
 
 pub use build::plugin_options;
@@ -166,33 +171,6 @@ impl Pipeline {
         self.sources.iter().map(|(n, _)| n.clone()).collect()
     }
 
-    /// Polls source input `index` for at most `max` events and ingests them.
-    pub fn poll_source(&mut self, index: usize, max: u32) -> Result<IngestReport, PipelineError> {
-        let Some((_, stage)) = self.sources.get_mut(index) else {
-            return Ok(IngestReport::default());
-        };
-        let polled = match stage.call(|i| i.poll_checked(max)) {
-            Some(Ok(polled)) => polled,
-            _ => Polled::default(),
-        };
-        stage.counters.events_out += polled.events.len() as u64;
-        let refused = polled.refused.len() as u64;
-        stage.counters.rejected += refused;
-        stage.counters.refused += refused;
-        let refused = polled
-            .refused
-            .into_iter()
-            .map(|(e, reason)| {
-                (
-                    e,
-                    format!("{}: source output refused: {reason}", stage.name),
-                )
-            })
-            .collect();
-        let origin = Some(chain_link(stage));
-        self.ingest_events_from(polled.events, refused, origin)
-    }
-
     /// Decodes frames from input `input` and ingests the events. Frames
     /// that fail to decode, or all frames when the decoder traps, go to the
     /// dead-letter table with the reason.
@@ -235,57 +213,6 @@ impl Pipeline {
     /// The read position input `input` last committed with its events.
     pub fn position(&self, input: &str) -> Result<Option<Vec<u8>>, PipelineError> {
         Ok(self.buffer.cursor(input)?)
-    }
-
-    /// Ingests events a source produced (their ids are replaced). Like
-    /// [`Pipeline::ingest_frames`], in chain calls of at most
-    /// [`MAX_PER_CALL`] events and one buffer transaction.
-    pub fn ingest_events(&mut self, events: Vec<Event>) -> Result<IngestReport, PipelineError> {
-        self.ingest_events_from(events, Vec::new(), None)
-    }
-
-    /// [`Pipeline::ingest_events`] from the source named by `origin` (its
-    /// chain link), if any, with the events the host `refused` from that
-    /// source: they are dead-lettered with their reason in the same
-    /// transaction and counted as rejected.
-    fn ingest_events_from(
-        &mut self,
-        mut events: Vec<Event>,
-        refused: Vec<(Event, String)>,
-        origin: Option<String>,
-    ) -> Result<IngestReport, PipelineError> {
-        for e in &mut events {
-            e.id = event::new_id();
-        }
-        let mut report = IngestReport::default();
-        let mut pending = Pending::default();
-        if !refused.is_empty() {
-            report.rejected += refused.len() as u64;
-            if let Some(usage) = &self.usage {
-                // A refused event's kind may be the very string over the cap.
-                usage.add("(refused)", Counter::Received, refused.len() as u64);
-                usage.add("(refused)", Counter::Rejected, refused.len() as u64);
-            }
-            for (mut e, reason) in refused {
-                e.id = event::new_id();
-                pending
-                    .dead
-                    .entry(reason)
-                    .or_default()
-                    .push(event_record(&e));
-            }
-        }
-        let mut events = events.into_iter();
-        loop {
-            let chunk: Vec<Event> = events.by_ref().take(MAX_PER_CALL).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            self.run_chains(chunk, origin.clone(), &mut report, &mut pending);
-        }
-        self.commit(pending, None, &mut report)?;
-        self.totals.add(&report);
-        Ok(report)
     }
 
     /// Decodes one call's worth of frames; failures are dead-lettered and

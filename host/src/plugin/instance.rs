@@ -11,7 +11,7 @@
 //! - output over a cap for *one* input (an event, a frame's events, a
 //!   rewrite) is refused for that input alone and is not a trap; only a trap
 //!   or a broken call (a wrong number of results) counts toward quarantine
-//!   (see [`super::output`]).
+//!   (see `plugin::output`).
 
 use std::sync::Arc;
 
