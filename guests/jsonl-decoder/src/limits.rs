@@ -13,6 +13,8 @@
 
 use halyard_sdk::{AttrValue, Config, Event, InitError};
 
+use crate::line::Caps;
+
 /// The caps a decoded event and a frame must keep (see README.md).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Limits {
@@ -111,6 +113,31 @@ impl Limits {
             ));
         }
         Ok(())
+    }
+
+    /// How much one line may make the parser build: a line past these
+    /// could not become an event within the caps, so it fails before it
+    /// costs more memory or time than such an event.
+    pub fn parse_caps(&self) -> Caps {
+        Caps::for_event(self.max_attributes, self.max_body_bytes)
+    }
+
+    /// The reason for a line stopped at the body cap while parsing.
+    pub fn body_too_large(&self) -> String {
+        format!(
+            "body of more than {} bytes (limit {})",
+            self.max_body_bytes, self.max_body_bytes
+        )
+    }
+
+    /// The reason for a line with more keys than an event can come from.
+    pub fn too_many_fields(&self) -> String {
+        format!(
+            "more than {} fields (an event carries at most {} attributes and a {}-byte body)",
+            self.parse_caps().max_fields,
+            self.max_attributes,
+            self.max_body_bytes
+        )
     }
 
     /// Whether a frame that already yielded `events` may yield another.

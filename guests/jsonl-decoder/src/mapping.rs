@@ -4,7 +4,7 @@ use halyard_sdk::{AttrValue, Attribute, Config, Event, Frame, InitError};
 use serde_json::{Map, Number, Value};
 
 use crate::limits::Limits;
-use crate::line::{Field, Line, Object};
+use crate::line::{self, Field, Line, Object, ParseError};
 
 /// How the decoder maps JSON fields onto an event (see README.md).
 #[derive(Debug)]
@@ -96,8 +96,12 @@ impl Mapping {
         origin: &str,
         now: &mut dyn FnMut() -> i64,
     ) -> Result<Event, String> {
-        let Line::Object(mut object) = serde_json::from_str::<Line>(line).map_err(json_error)?
-        else {
+        let parsed = line::parse(line, self.limits.parse_caps()).map_err(|err| match err {
+            ParseError::Json(err) => json_error(err),
+            ParseError::BodyTooLarge => self.limits.body_too_large(),
+            ParseError::TooManyFields => self.limits.too_many_fields(),
+        });
+        let Line::Object(mut object) = parsed? else {
             return Err("not a JSON object".to_owned());
         };
         let source = take_text(&mut object, &self.source_field)?;

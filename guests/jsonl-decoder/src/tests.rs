@@ -114,10 +114,17 @@ fn events_over_the_host_caps_fail_their_frame_with_the_field() {
         decode(&m, value.as_bytes()),
         Err("line 1: attribute \"note\" of 102400 bytes (limit 65536)".into())
     );
+    // Stopped while parsing: the body's compact JSON is surely over.
     let body = format!("{{\"blob\":[\"{}\"]}}", "b".repeat(1 << 20));
     assert_eq!(
         decode(&m, body.as_bytes()),
-        Err("line 1: body of 1048589 bytes (limit 1048576)".into())
+        Err("line 1: body of more than 1048576 bytes (limit 1048576)".into())
+    );
+    // Over only once serialised (each 1.5 counts as 1 byte while parsing).
+    let floats = format!("{{\"f\":[{}1.5]}}", "1.5,".repeat(300_000));
+    assert_eq!(
+        decode(&m, floats.as_bytes()),
+        Err("line 1: body of 1200011 bytes (limit 1048576)".into())
     );
     assert_eq!(
         decode(&m, b"{\"ts\":-1}"),
@@ -131,6 +138,44 @@ fn events_over_the_host_caps_fail_their_frame_with_the_field() {
     let attrs: Vec<String> = (0..256).map(|i| format!("\"a{i}\":{i}")).collect();
     let at_cap = format!("{{{}}}", attrs.join(","));
     assert_eq!(decode(&m, at_cap.as_bytes()).map(|e| e.len()), Ok(1));
+}
+
+#[test]
+fn lines_past_what_an_event_can_hold_stop_early() {
+    let m = mapping(&[("max_attributes", "4"), ("max_body_bytes", "60")]);
+    // 4 attributes + 7 mapped fields + 60 / 6 + 1 body fields = 22 keys.
+    let keys: Vec<String> = (0..23).map(|i| format!("\"k{i}\":null")).collect();
+    assert_eq!(
+        decode(&m, format!("{{{}}}", keys.join(",")).as_bytes()),
+        Err("line 1: more than 22 fields (an event carries at most 4 attributes and a 60-byte body)".into())
+    );
+    // Repeated keys are one field, and a replaced nested value is refunded.
+    let repeated = format!("{{{}}}", vec![r#""x":[1,2,3,4,5,6,7,8,9]"#; 50].join(","));
+    let events = decode(&m, repeated.as_bytes()).expect("one field, small body");
+    assert_eq!(
+        events[0].body.as_deref(),
+        Some(r#"{"x":[1,2,3,4,5,6,7,8,9]}"#)
+    );
+    // A line that is a huge array is still just not an object.
+    let array = format!("[{}1]", "1,".repeat(100));
+    assert_eq!(
+        decode(&m, array.as_bytes()),
+        Err("line 1: not a JSON object".into())
+    );
+}
+
+#[test]
+fn many_keys_are_indexed_and_keep_map_semantics() {
+    let m = mapping(&[]);
+    let mut fields: Vec<String> = (0..40).map(|i| format!("\"a{i}\":{i}")).collect();
+    fields.push(r#""a3":"again""#.into());
+    fields.push(r#""device":"d9""#.into());
+    let events = decode(&m, format!("{{{}}}", fields.join(",")).as_bytes()).expect("decodes");
+    let e = &events[0];
+    assert_eq!(e.source, "d9");
+    assert_eq!(e.attributes.len(), 40);
+    assert_eq!(e.attributes[3].key, "a3");
+    assert_eq!(e.attr("a3"), Some(&AttrValue::Str("again".into())));
 }
 
 #[test]
@@ -152,7 +197,11 @@ fn the_caps_are_config_keys() {
     );
     assert_eq!(
         decode(&m, br#"{"x":[1,2,3,4,5]}"#),
-        Err("line 1: body of 17 bytes (limit 10)".into())
+        Err("line 1: body of more than 10 bytes (limit 10)".into())
+    );
+    assert_eq!(
+        decode(&m, br#"{"x":[1.5]}"#),
+        Err("line 1: body of 11 bytes (limit 10)".into())
     );
     assert_eq!(
         decode(&m, b"{}\n\n{}\n{}"),

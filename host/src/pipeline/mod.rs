@@ -58,11 +58,13 @@ use record::{chain_link, derived_id, event_record, frame_record};
 pub const MAX_PER_CALL: usize = 1000;
 
 /// The most frame bytes one decode call gets (at least one frame, however
-/// large). A call's output must fit the plugin's output cap (16 MiB by
-/// default) or the whole call fails as a trap; a decoder's output is
-/// rarely more than ~10× its input (many tiny attributes), so 1 MiB of
-/// input keeps valid frames from ever reaching it, whatever their size.
-pub const MAX_BYTES_PER_CALL: usize = 1 << 20;
+/// large). Why: a call's output must fit the plugin's output cap (16 MiB by
+/// default) or the whole call fails as a trap, and a decoder's output can
+/// be ~10× its input (many tiny attributes); and a call must end within its
+/// deadline (100 ms by default). 256 KiB keeps both far off for valid
+/// frames; it is also what the file input reads at once, and ordinary lines
+/// reach [`MAX_PER_CALL`] first.
+pub const MAX_BYTES_PER_CALL: usize = 256 << 10;
 
 /// The frames for the next decode call: at most [`MAX_PER_CALL`] frames and
 /// [`MAX_BYTES_PER_CALL`] bytes, but always at least one frame if any is

@@ -246,3 +246,41 @@ fn jsonl_decoder_refuses_lines_over_the_host_caps_itself() {
         Err(FrameError::Decoder("line 1: 3 attributes (limit 2)".into()))
     );
 }
+
+#[test]
+fn jsonl_decoder_fails_lines_too_big_for_any_event_without_trapping() {
+    let rt = runtime();
+    let mut decoder = lying(&rt, components::JSONL_DECODER, PluginKind::Decoder, &[]);
+    let ones = "1,".repeat(2 << 20);
+    let nulls: Vec<String> = (0..500_000).map(|i| format!("\"k{i}\":null")).collect();
+    let ints: Vec<String> = (0..100_000).map(|i| format!("\"k{i}\":1")).collect();
+    let cases = [
+        // ~70 bytes of guest memory per element if built whole: 280 MiB.
+        (
+            format!(r#"{{"device":"d","x":[{ones}1]}}"#),
+            "line 1: body of more than 1048576 bytes (limit 1048576)",
+        ),
+        (format!("[{ones}1]"), "line 1: not a JSON object"),
+        // Quadratic to insert one by one: far past any deadline.
+        (
+            format!("{{{}}}", nulls.join(",")),
+            "line 1: more than 175026 fields (an event carries at most 256 attributes \
+             and a 1048576-byte body)",
+        ),
+        (
+            format!("{{{}}}", ints.join(",")),
+            "line 1: 100000 attributes (limit 256)",
+        ),
+    ];
+    for (line, reason) in &cases {
+        let results = decoder
+            .decode_checked(&frames(&[line.as_str()]))
+            .unwrap_or_else(|e| panic!("{reason}: trapped: {e}"));
+        assert_eq!(results, vec![Err(FrameError::Decoder(reason.to_string()))]);
+    }
+    let good = decoder
+        .decode_checked(&frames(&[r#"{"device":"d1","metric":"temp","value":1}"#]))
+        .expect("no trap");
+    assert_eq!(good[0].as_ref().map(|e| e.len()), Ok(1));
+    assert_eq!((decoder.calls(), decoder.traps()), (5, 0));
+}
