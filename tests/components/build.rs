@@ -24,7 +24,16 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "fraction_sampler",
         ],
     ),
-    ("tests/hostile", &["hostile_validator", "forbidden_import"]),
+    (
+        "tests/hostile",
+        &[
+            "hostile_validator",
+            "forbidden_import",
+            "lying_decoder",
+            "lying_source",
+            "lying_privacy",
+        ],
+    ),
 ];
 
 fn main() {

@@ -1,15 +1,18 @@
 //! jsonl-decoder: decodes frames of JSON lines (one JSON object per line)
 //! into events, mapping configurable fields onto the event record and the
-//! rest onto attributes and the body. See README.md for the config keys and
-//! the exact mapping and errors.
+//! rest onto attributes and the body. Frames whose events would break the
+//! host's caps are failed here, with the line and the field. See README.md
+//! for the config keys and the exact mapping, limits and errors.
 
 #![warn(missing_docs)]
 
+mod limits;
 mod line;
 mod mapping;
 
 use halyard_sdk::{Config, Decoder, Event, Frame, InitError, clock};
 
+pub use limits::Limits;
 pub use mapping::Mapping;
 
 /// The plugin: a parsed [`Mapping`].

@@ -3,7 +3,8 @@
 use halyard_sdk::{AttrValue, Attribute, Config, Event, Frame, InitError};
 use serde_json::{Map, Number, Value};
 
-use crate::line::{Field, Line, Object};
+use crate::limits::Limits;
+use crate::line::{self, Field, Line, Object, ParseError};
 
 /// How the decoder maps JSON fields onto an event (see README.md).
 #[derive(Debug)]
@@ -17,6 +18,8 @@ pub struct Mapping {
     time_scale: i64,
     pub(crate) kind_prefix: String,
     pub(crate) default_source: Option<String>,
+    /// The host's caps, checked on every event (see [`Limits`]).
+    pub(crate) limits: Limits,
 }
 
 /// Fallback field names tried when the configured one is absent.
@@ -55,11 +58,13 @@ impl Mapping {
             time_scale,
             kind_prefix: config.get("kind_prefix").unwrap_or_default().to_owned(),
             default_source: config.get("default_source").map(str::to_owned),
+            limits: Limits::from_config(config)?,
         })
     }
 
     /// Decodes every line of a frame, all or nothing: the first bad line
-    /// fails the whole frame with `line {n}: {reason}`.
+    /// fails the whole frame with `line {n}: {reason}`. A line whose event
+    /// would break a host cap is a bad line (see [`Limits`]).
     pub fn decode_frame(
         &self,
         frame: &Frame,
@@ -74,7 +79,10 @@ impl Mapping {
                 continue;
             }
             let event = self
-                .decode_line(line, &frame.origin, now)
+                .limits
+                .room_for_another(events.len())
+                .and_then(|()| self.decode_line(line, &frame.origin, now))
+                .and_then(|event| self.limits.check(&event, &self.time_field).map(|()| event))
                 .map_err(|reason| format!("line {n}: {reason}"))?;
             events.push(event);
         }
@@ -88,8 +96,12 @@ impl Mapping {
         origin: &str,
         now: &mut dyn FnMut() -> i64,
     ) -> Result<Event, String> {
-        let Line::Object(mut object) = serde_json::from_str::<Line>(line).map_err(json_error)?
-        else {
+        let parsed = line::parse(line, self.limits.parse_caps()).map_err(|err| match err {
+            ParseError::Json(err) => json_error(err),
+            ParseError::BodyTooLarge => self.limits.body_too_large(),
+            ParseError::TooManyFields => self.limits.too_many_fields(),
+        });
+        let Line::Object(mut object) = parsed? else {
             return Err("not a JSON object".to_owned());
         };
         let source = take_text(&mut object, &self.source_field)?;

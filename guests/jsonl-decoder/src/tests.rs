@@ -95,6 +95,125 @@ fn never_panics_on_odd_input() {
 }
 
 #[test]
+fn events_over_the_host_caps_fail_their_frame_with_the_field() {
+    let m = mapping(&[]);
+    let big = "s".repeat(100 << 10);
+    let long_source = format!("{{\"device\":\"{big}\",\"value\":1}}");
+    assert_eq!(
+        decode(&m, format!("{{}}\n{long_source}").as_bytes()),
+        Err("line 2: source of 102400 bytes (limit 65536)".into())
+    );
+    let attrs: Vec<String> = (0..300).map(|i| format!("\"a{i}\":{i}")).collect();
+    let many = format!("{{{}}}", attrs.join(","));
+    assert_eq!(
+        decode(&m, many.as_bytes()),
+        Err("line 1: 300 attributes (limit 256)".into())
+    );
+    let value = format!("{{\"note\":\"{big}\"}}");
+    assert_eq!(
+        decode(&m, value.as_bytes()),
+        Err("line 1: attribute \"note\" of 102400 bytes (limit 65536)".into())
+    );
+    // Stopped while parsing: the body's compact JSON is surely over.
+    let body = format!("{{\"blob\":[\"{}\"]}}", "b".repeat(1 << 20));
+    assert_eq!(
+        decode(&m, body.as_bytes()),
+        Err("line 1: body of more than 1048576 bytes (limit 1048576)".into())
+    );
+    // Over only once serialised (each 1.5 counts as 1 byte while parsing).
+    let floats = format!("{{\"f\":[{}1.5]}}", "1.5,".repeat(300_000));
+    assert_eq!(
+        decode(&m, floats.as_bytes()),
+        Err("line 1: body of 1200011 bytes (limit 1048576)".into())
+    );
+    assert_eq!(
+        decode(&m, b"{\"ts\":-1}"),
+        Err("line 1: field \"ts\" is before 1970 (-1000000 ns)".into())
+    );
+    let kind = format!("{{\"metric\":\"{big}\"}}");
+    assert!(decode(&m, kind.as_bytes()).is_err_and(|e| e.starts_with("line 1: kind of ")));
+    // Exactly at the caps is fine.
+    let at_cap = format!("{{\"device\":\"{}\"}}", "s".repeat(64 << 10));
+    assert_eq!(decode(&m, at_cap.as_bytes()).map(|e| e.len()), Ok(1));
+    let attrs: Vec<String> = (0..256).map(|i| format!("\"a{i}\":{i}")).collect();
+    let at_cap = format!("{{{}}}", attrs.join(","));
+    assert_eq!(decode(&m, at_cap.as_bytes()).map(|e| e.len()), Ok(1));
+}
+
+#[test]
+fn lines_past_what_an_event_can_hold_stop_early() {
+    let m = mapping(&[("max_attributes", "4"), ("max_body_bytes", "60")]);
+    // 4 attributes + 7 mapped fields + 60 / 6 + 1 body fields = 22 keys.
+    let keys: Vec<String> = (0..23).map(|i| format!("\"k{i}\":null")).collect();
+    assert_eq!(
+        decode(&m, format!("{{{}}}", keys.join(",")).as_bytes()),
+        Err("line 1: more than 22 fields (an event carries at most 4 attributes and a 60-byte body)".into())
+    );
+    // Repeated keys are one field, and a replaced nested value is refunded.
+    let repeated = format!("{{{}}}", vec![r#""x":[1,2,3,4,5,6,7,8,9]"#; 50].join(","));
+    let events = decode(&m, repeated.as_bytes()).expect("one field, small body");
+    assert_eq!(
+        events[0].body.as_deref(),
+        Some(r#"{"x":[1,2,3,4,5,6,7,8,9]}"#)
+    );
+    // A line that is a huge array is still just not an object.
+    let array = format!("[{}1]", "1,".repeat(100));
+    assert_eq!(
+        decode(&m, array.as_bytes()),
+        Err("line 1: not a JSON object".into())
+    );
+}
+
+#[test]
+fn many_keys_are_indexed_and_keep_map_semantics() {
+    let m = mapping(&[]);
+    let mut fields: Vec<String> = (0..40).map(|i| format!("\"a{i}\":{i}")).collect();
+    fields.push(r#""a3":"again""#.into());
+    fields.push(r#""device":"d9""#.into());
+    let events = decode(&m, format!("{{{}}}", fields.join(",")).as_bytes()).expect("decodes");
+    let e = &events[0];
+    assert_eq!(e.source, "d9");
+    assert_eq!(e.attributes.len(), 40);
+    assert_eq!(e.attributes[3].key, "a3");
+    assert_eq!(e.attr("a3"), Some(&AttrValue::Str("again".into())));
+}
+
+#[test]
+fn the_caps_are_config_keys() {
+    let m = mapping(&[
+        ("max_string_bytes", "4"),
+        ("max_attributes", "1"),
+        ("max_body_bytes", "10"),
+        ("max_events_per_frame", "2"),
+        ("default_source", "gw"),
+    ]);
+    assert_eq!(
+        decode(&m, br#"{"device":"12345"}"#),
+        Err("line 1: source of 5 bytes (limit 4)".into())
+    );
+    assert_eq!(
+        decode(&m, br#"{"a":1,"b":2}"#),
+        Err("line 1: 2 attributes (limit 1)".into())
+    );
+    assert_eq!(
+        decode(&m, br#"{"x":[1,2,3,4,5]}"#),
+        Err("line 1: body of more than 10 bytes (limit 10)".into())
+    );
+    assert_eq!(
+        decode(&m, br#"{"x":[1.5]}"#),
+        Err("line 1: body of 11 bytes (limit 10)".into())
+    );
+    assert_eq!(
+        decode(&m, b"{}\n\n{}\n{}"),
+        Err("line 4: more than 2 events in one frame".into())
+    );
+    assert_eq!(decode(&m, b"{}\n{}").map(|e| e.len()), Ok(2));
+    let err = Mapping::from_config(&Config::from_pairs([("max_attributes", "-1")]))
+        .expect_err("not a whole number");
+    assert_eq!(err.key.as_deref(), Some("max_attributes"));
+}
+
+#[test]
 fn bad_config_names_the_key() {
     let err = Mapping::from_config(&Config::from_pairs([("time_unit", "min")]))
         .expect_err("config should be refused");
@@ -124,7 +243,13 @@ mod reference {
             if line.trim().is_empty() {
                 continue;
             }
-            let event = decode_line(m, line, origin, now)
+            // The limit checks are not the parser's business: the same
+            // ones run here, so the comparison stays about parsing.
+            let event = m
+                .limits
+                .room_for_another(events.len())
+                .and_then(|()| decode_line(m, line, origin, now))
+                .and_then(|event| m.limits.check(&event, &m.time_field).map(|()| event))
                 .map_err(|reason| format!("line {n}: {reason}"))?;
             events.push(event);
         }

@@ -4,7 +4,8 @@
 //! - validator: fail closed: if it traps (or is quarantined) the whole
 //!   batch is rejected with the reason and goes to the dead-letter table;
 //! - privacy: fail closed: if it traps the batch is dropped and counted;
-//!   unredacted data never ships;
+//!   unredacted data never ships; a rewrite the host refuses (over a cap)
+//!   drops that event alone;
 //! - sampler: fail open: if it traps every event is kept.
 //!
 //! Invariant: every event that enters [`Chains::run`] leaves in exactly one
@@ -108,11 +109,18 @@ fn validate(
 
 fn redact(stage: &mut Stage, events: Vec<Event>, dropped: &mut u64) -> Vec<Event> {
     stage.counters.events_in += events.len() as u64;
-    let Some(Ok(actions)) = stage.call(|i| i.redact(&events)) else {
+    let Some(Ok(redacted)) = stage.call(|i| i.redact_checked(&events)) else {
         stage.counters.dropped += events.len() as u64;
         *dropped += events.len() as u64;
         return Vec::new();
     };
+    let actions = redacted.actions;
+    if let Some((_, reason)) = redacted.refused.first() {
+        // Already drops (fail closed); counted below with the other drops.
+        stage.counters.refused += redacted.refused.len() as u64;
+        tracing::warn!(plugin = %stage.name, refused = redacted.refused.len(), first = %reason,
+            "privacy rewrites refused by the host; the events are dropped");
+    }
     let mut kept = Vec::with_capacity(events.len());
     for (event, action) in events.into_iter().zip(actions) {
         match action {

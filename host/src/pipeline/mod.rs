@@ -14,6 +14,10 @@
 //! - every frame and event is accounted for in exactly one counter:
 //!   accepted, dead-lettered, privacy-dropped, sampled out, or dropped by the
 //!   buffer's overflow policy;
+//! - a frame or event whose guest output breaks a host cap is refused alone
+//!   (dead-lettered with the reason; for privacy, dropped and counted) and
+//!   is never a trap: the rest of its call goes on, and no input can
+//!   quarantine a plugin that way;
 //! - ids are assigned here, never trusted from guests; a frame with a stable
 //!   key (a file offset) yields the same ids every time it is read, so a
 //!   re-read after a crash is de-duplicated by the receiver.
@@ -26,6 +30,7 @@ mod chain;
 mod native;
 mod record;
 mod restage;
+mod source;
 mod stage;
 
 use std::collections::{BTreeMap, HashMap};
@@ -35,7 +40,7 @@ use halyard_buffer::{Buffer, BufferError, Commit, Cursor, Record};
 use halyard_trust::usage::{Counter, UsageWindow};
 
 use crate::event;
-use crate::plugin::{Event, Frame, LoadError, PluginKind};
+use crate::plugin::{Event, Frame, FrameError, LoadError, PluginKind};
 use crate::tap::Tap;
 
 pub use build::plugin_options;
@@ -51,6 +56,32 @@ use record::{chain_link, derived_id, event_record, frame_record};
 /// into calls of this size (so each stays well within its CPU deadline) and
 /// committed in one buffer transaction.
 pub const MAX_PER_CALL: usize = 1000;
+
+/// The most frame bytes one decode call gets (at least one frame, however
+/// large). Why: a call's output must fit the plugin's output cap (16 MiB by
+/// default) or the whole call fails as a trap, and a decoder's output can
+/// be ~10× its input (many tiny attributes); and a call must end within its
+/// deadline (100 ms by default). 256 KiB keeps both far off for valid
+/// frames; it is also what the file input reads at once, and ordinary lines
+/// reach [`MAX_PER_CALL`] first.
+pub const MAX_BYTES_PER_CALL: usize = 256 << 10;
+
+/// The frames for the next decode call: at most [`MAX_PER_CALL`] frames and
+/// [`MAX_BYTES_PER_CALL`] bytes, but always at least one frame if any is
+/// left.
+fn next_call(frames: &mut std::iter::Peekable<std::vec::IntoIter<KeyedFrame>>) -> Vec<KeyedFrame> {
+    let mut chunk = Vec::with_capacity(frames.len().min(MAX_PER_CALL));
+    let mut bytes = 0;
+    while chunk.len() < MAX_PER_CALL {
+        let fits = |f: &KeyedFrame| bytes + f.frame.data.len() <= MAX_BYTES_PER_CALL;
+        let Some(frame) = frames.next_if(|f| chunk.is_empty() || fits(f)) else {
+            break;
+        };
+        bytes += frame.frame.data.len();
+        chunk.push(frame);
+    }
+    chunk
+}
 
 /// A frame from a host-owned input, with an optional stable key.
 pub struct KeyedFrame {
@@ -146,20 +177,6 @@ impl Pipeline {
         self.sources.iter().map(|(n, _)| n.clone()).collect()
     }
 
-    /// Polls source input `index` for at most `max` events and ingests them.
-    pub fn poll_source(&mut self, index: usize, max: u32) -> Result<IngestReport, PipelineError> {
-        let Some((_, stage)) = self.sources.get_mut(index) else {
-            return Ok(IngestReport::default());
-        };
-        let events = match stage.call(|i| i.poll(max)) {
-            Some(Ok(events)) => events,
-            _ => Vec::new(),
-        };
-        stage.counters.events_out += events.len() as u64;
-        let origin = Some(chain_link(stage));
-        self.ingest_events_from(events, origin)
-    }
-
     /// Decodes frames from input `input` and ingests the events. Frames
     /// that fail to decode, or all frames when the decoder traps, go to the
     /// dead-letter table with the reason.
@@ -180,9 +197,9 @@ impl Pipeline {
         }
         let mut report = IngestReport::default();
         let mut pending = Pending::default();
-        let mut frames = frames.into_iter();
+        let mut frames = frames.into_iter().peekable();
         loop {
-            let chunk: Vec<KeyedFrame> = frames.by_ref().take(MAX_PER_CALL).collect();
+            let chunk = next_call(&mut frames);
             if chunk.is_empty() {
                 break;
             }
@@ -204,38 +221,6 @@ impl Pipeline {
         Ok(self.buffer.cursor(input)?)
     }
 
-    /// Ingests events a source produced (their ids are replaced). Like
-    /// [`Pipeline::ingest_frames`], in chain calls of at most
-    /// [`MAX_PER_CALL`] events and one buffer transaction.
-    pub fn ingest_events(&mut self, events: Vec<Event>) -> Result<IngestReport, PipelineError> {
-        self.ingest_events_from(events, None)
-    }
-
-    /// [`Pipeline::ingest_events`] from the source named by `origin` (its
-    /// chain link), if any.
-    fn ingest_events_from(
-        &mut self,
-        mut events: Vec<Event>,
-        origin: Option<String>,
-    ) -> Result<IngestReport, PipelineError> {
-        for e in &mut events {
-            e.id = event::new_id();
-        }
-        let mut report = IngestReport::default();
-        let mut pending = Pending::default();
-        let mut events = events.into_iter();
-        loop {
-            let chunk: Vec<Event> = events.by_ref().take(MAX_PER_CALL).collect();
-            if chunk.is_empty() {
-                break;
-            }
-            self.run_chains(chunk, origin.clone(), &mut report, &mut pending);
-        }
-        self.commit(pending, None, &mut report)?;
-        self.totals.add(&report);
-        Ok(report)
-    }
-
     /// Decodes one call's worth of frames; failures are dead-lettered and
     /// counted in `report`.
     fn decode(
@@ -254,10 +239,11 @@ impl Pipeline {
         let mut decode_errors = 0;
         let dead = &mut pending.dead;
         let mut events = Vec::new();
-        match decoder.call(|i| i.decode(&raw)) {
+        let mut refused = 0;
+        match decoder.call(|i| i.decode_checked(&raw)) {
             Some(Ok(results)) => {
                 for ((result, key), frame) in results.into_iter().zip(&keys).zip(&raw) {
-                    match result {
+                    let reason = match result {
                         Ok(decoded) => {
                             for (n, mut e) in decoded.into_iter().enumerate() {
                                 e.id = match key {
@@ -266,15 +252,20 @@ impl Pipeline {
                                 };
                                 events.push(e);
                             }
+                            continue;
                         }
-                        Err(reason) => {
-                            decode_errors += 1;
-                            let reason = format!("{input}: decode failed: {reason}");
-                            dead.entry(reason)
-                                .or_default()
-                                .push(frame_record(frame, key));
+                        Err(FrameError::Decoder(reason)) => {
+                            format!("{input}: decode failed: {reason}")
                         }
-                    }
+                        Err(FrameError::Refused(reason)) => {
+                            refused += 1;
+                            format!("{input}: decoder output refused: {reason}")
+                        }
+                    };
+                    decode_errors += 1;
+                    dead.entry(reason)
+                        .or_default()
+                        .push(frame_record(frame, key));
                 }
             }
             failed => {
@@ -297,6 +288,12 @@ impl Pipeline {
         }
         decoder.counters.events_out += events.len() as u64;
         decoder.counters.rejected += decode_errors;
+        decoder.counters.refused += refused;
+        if refused > 0 {
+            // Input-driven (any client can send such lines): no warning.
+            tracing::debug!(input, decoder = %decoder.name, refused,
+                "frames refused: the decoder's events broke a host cap");
+        }
         report.decode_errors += decode_errors;
         if let Some(usage) = &self.usage {
             // Frames that never became events have no kind of their own.

@@ -12,7 +12,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::plugin::{Action, CallError, Event, Frame, PluginInstance, PluginKind, Verdict};
+use crate::plugin::{
+    Action, CallError, Event, Frame, FrameError, PluginInstance, PluginKind, Polled, Redacted,
+    Verdict,
+};
 
 /// The calls a stage makes on its plugin, whatever runs it. Each method
 /// has the contract of the WIT export of the same name: one result per
@@ -28,6 +31,37 @@ pub trait StagePlugin: Send {
     fn redact(&mut self, events: &[Event]) -> Result<Vec<Action>, CallError>;
     /// A sampler's sample.
     fn sample(&mut self, events: &[Event]) -> Result<Vec<bool>, CallError>;
+
+    /// A poll with the events the host refused kept apart (see
+    /// `PluginInstance::poll_checked`). Native code is trusted: by default
+    /// nothing is refused.
+    fn poll_checked(&mut self, max: u32) -> Result<Polled, CallError> {
+        self.poll(max).map(|events| Polled {
+            events,
+            refused: Vec::new(),
+        })
+    }
+    /// A decode telling the decoder's failures from the host's refusals
+    /// (see `PluginInstance::decode_checked`).
+    fn decode_checked(
+        &mut self,
+        frames: &[Frame],
+    ) -> Result<Vec<Result<Vec<Event>, FrameError>>, CallError> {
+        self.decode(frames).map(|results| {
+            results
+                .into_iter()
+                .map(|r| r.map_err(FrameError::Decoder))
+                .collect()
+        })
+    }
+    /// A redact with the rewrites the host refused (see
+    /// `PluginInstance::redact_checked`).
+    fn redact_checked(&mut self, events: &[Event]) -> Result<Redacted, CallError> {
+        self.redact(events).map(|actions| Redacted {
+            actions,
+            refused: Vec::new(),
+        })
+    }
 }
 
 impl StagePlugin for PluginInstance {
@@ -45,6 +79,18 @@ impl StagePlugin for PluginInstance {
     }
     fn sample(&mut self, events: &[Event]) -> Result<Vec<bool>, CallError> {
         PluginInstance::sample(self, events)
+    }
+    fn poll_checked(&mut self, max: u32) -> Result<Polled, CallError> {
+        PluginInstance::poll_checked(self, max)
+    }
+    fn decode_checked(
+        &mut self,
+        frames: &[Frame],
+    ) -> Result<Vec<Result<Vec<Event>, FrameError>>, CallError> {
+        PluginInstance::decode_checked(self, frames)
+    }
+    fn redact_checked(&mut self, events: &[Event]) -> Result<Redacted, CallError> {
+        PluginInstance::redact_checked(self, events)
     }
 }
 

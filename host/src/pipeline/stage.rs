@@ -38,7 +38,13 @@ pub struct StageCounters {
     pub rejected: u64,
     /// Events dropped by a privacy policy or a sampler, or failed closed.
     pub dropped: u64,
-    /// Calls that trapped or returned bad output.
+    /// Of the frames and events counted in `rejected` or `dropped`, those
+    /// whose guest output broke a host cap (an event over a limit, a frame
+    /// with too many events, an oversized rewrite). Refused per frame or
+    /// event; never a trap, never a step toward quarantine.
+    pub refused: u64,
+    /// Calls that trapped or broke the call's contract (a wrong number of
+    /// results, an output too large to lift).
     pub traps: u64,
     /// Calls made into the plugin.
     pub calls: u64,

@@ -9,7 +9,11 @@
 //!   trapped store is poisoned) and the next call starts a fresh instance,
 //!   which runs `init` again: guest state is soft;
 //! - a call either returns one checked result per input or a [`CallError`];
-//!   it never panics the host.
+//!   it never panics the host;
+//! - output over a cap for *one* input (an event, a frame's events, a
+//!   rewrite) is refused for that input alone and is not a trap; only a trap
+//!   or a broken call (a wrong number of results) counts toward quarantine
+//!   (see `plugin::output`).
 
 use std::sync::Arc;
 
@@ -255,7 +259,10 @@ impl PluginInstance {
         }
     }
 
-    /// Discards the instance after a result that broke the contract.
+    /// Discards the instance after a result that broke the contract for
+    /// the whole call (a wrong number of results): nothing of it can be
+    /// trusted, so it counts as a trap. A result that breaks a cap for one
+    /// input is refused per frame or event instead (see [`super::output`]).
     fn bad_output(&mut self, message: String) -> CallError {
         self.live = None;
         self.traps += 1;
@@ -265,61 +272,54 @@ impl PluginInstance {
         }
     }
 
-    /// Polls a source for at most `max` events.
+    /// Polls a source for at most `max` events. Events the host refuses
+    /// (over a cap, or past `max`) are left out and logged; the pipeline
+    /// uses [`PluginInstance::poll_checked`] to dead-letter them.
     pub fn poll(&mut self, max: u32) -> Result<Vec<Event>, CallError> {
-        let (events,): (Vec<Event>,) = self.call((max,))?;
-        let limits = &self.plugin.options.limits;
-        let check = if events.len() > max as usize {
-            Err(format!(
-                "{} events for a poll of at most {max}",
-                events.len()
-            ))
-        } else {
-            output::check_events(&events, limits)
-        };
-        check.map_err(|m| self.bad_output(m))?;
-        Ok(events)
+        let polled = self.poll_checked(max)?;
+        if let Some((_, reason)) = polled.refused.first() {
+            tracing::warn!(plugin = %self.plugin.info.name, refused = polled.refused.len(),
+                first = %reason, "source output refused by the host");
+        }
+        Ok(polled.events)
     }
 
-    /// Decodes frames; one result per frame.
+    /// Decodes frames; one result per frame. A frame whose events break a
+    /// host cap is an `Err` saying `output refused by the host: …`; the
+    /// other frames of the call are kept (see
+    /// [`PluginInstance::decode_checked`]).
     pub fn decode(
         &mut self,
         frames: &[Frame],
     ) -> Result<Vec<Result<Vec<Event>, String>>, CallError> {
-        let (results,): (Vec<Result<Vec<Event>, String>>,) = self.call((frames,))?;
-        let limits = &self.plugin.options.limits;
-        let check = output::check_count("results", results.len(), frames.len()).and_then(|()| {
-            results.iter().try_for_each(|r| match r {
-                Ok(events) => output::check_events(events, limits),
-                Err(message) => output::check_str(message, "decode error", limits),
-            })
-        });
-        check.map_err(|m| self.bad_output(m))?;
-        Ok(results)
+        let results = self.decode_checked(frames)?;
+        Ok(results
+            .into_iter()
+            .map(|r| r.map_err(output::FrameError::into_reason))
+            .collect())
     }
 
-    /// Validates events; one verdict per event.
+    /// Validates events; one verdict per event. A reject reason over the
+    /// string cap is cut to it; the verdict stands.
     pub fn validate(&mut self, events: &[Event]) -> Result<Vec<Verdict>, CallError> {
-        let (verdicts,): (Vec<Verdict>,) = self.call((events,))?;
-        let check = output::check_count("verdicts", verdicts.len(), events.len())
-            .and_then(|()| output::check_verdicts(&verdicts, &self.plugin.options.limits));
-        check.map_err(|m| self.bad_output(m))?;
+        let (mut verdicts,): (Vec<Verdict>,) = self.call((events,))?;
+        output::check_count("verdicts", verdicts.len(), events.len())
+            .map_err(|m| self.bad_output(m))?;
+        output::fit_verdicts(&mut verdicts, &self.plugin.options.limits);
         Ok(verdicts)
     }
 
     /// Applies a privacy policy; one action per event. Rewritten events keep
-    /// the id of the event they replace, whatever the guest put there.
+    /// the id of the event they replace, whatever the guest put there. A
+    /// rewrite that breaks a cap is a drop (logged); the pipeline uses
+    /// [`PluginInstance::redact_checked`] to count them.
     pub fn redact(&mut self, events: &[Event]) -> Result<Vec<Action>, CallError> {
-        let (mut actions,): (Vec<Action>,) = self.call((events,))?;
-        let check = output::check_count("actions", actions.len(), events.len())
-            .and_then(|()| output::check_actions(&actions, &self.plugin.options.limits));
-        check.map_err(|m| self.bad_output(m))?;
-        for (action, original) in actions.iter_mut().zip(events) {
-            if let Action::Rewrite(event) = action {
-                event.id = original.id;
-            }
+        let redacted = self.redact_checked(events)?;
+        if let Some((_, reason)) = redacted.refused.first() {
+            tracing::warn!(plugin = %self.plugin.info.name, refused = redacted.refused.len(),
+                first = %reason, "privacy rewrites refused by the host; the events are dropped");
         }
-        Ok(actions)
+        Ok(redacted.actions)
     }
 
     /// Samples events; one keep/discard decision per event.
@@ -328,6 +328,61 @@ impl PluginInstance {
         output::check_count("decisions", keep.len(), events.len())
             .map_err(|m| self.bad_output(m))?;
         Ok(keep)
+    }
+
+    /// Polls a source and splits its events into those within the caps and
+    /// those the host refuses (over a cap, or past `max`), with the reason.
+    /// Refusals are not traps: only a trap fails the call.
+    pub fn poll_checked(&mut self, max: u32) -> Result<output::Polled, CallError> {
+        let (events,): (Vec<Event>,) = self.call((max,))?;
+        Ok(output::split_polled(
+            events,
+            max,
+            &self.plugin.options.limits,
+        ))
+    }
+
+    /// Decodes frames; one result per frame, telling the decoder's own
+    /// failures ([`output::FrameError::Decoder`], its reason cut to the string cap)
+    /// from frames whose events break a host cap ([`output::FrameError::Refused`]).
+    /// Refusals are not traps; a wrong number of results is.
+    pub fn decode_checked(
+        &mut self,
+        frames: &[Frame],
+    ) -> Result<Vec<Result<Vec<Event>, output::FrameError>>, CallError> {
+        let (results,): (Vec<Result<Vec<Event>, String>>,) = self.call((frames,))?;
+        output::check_count("results", results.len(), frames.len())
+            .map_err(|m| self.bad_output(m))?;
+        let limits = &self.plugin.options.limits;
+        Ok(results
+            .into_iter()
+            .map(|r| match r {
+                Ok(events) => match output::check_events(&events, limits) {
+                    Ok(()) => Ok(events),
+                    Err(reason) => Err(output::FrameError::Refused(reason)),
+                },
+                Err(mut reason) => {
+                    output::fit_str(&mut reason, "decode error", limits);
+                    Err(output::FrameError::Decoder(reason))
+                }
+            })
+            .collect())
+    }
+
+    /// Applies a privacy policy like [`PluginInstance::redact`], and says
+    /// which rewrites the host refused (they are drops already: privacy
+    /// fails closed). Refusals are not traps.
+    pub fn redact_checked(&mut self, events: &[Event]) -> Result<output::Redacted, CallError> {
+        let (mut actions,): (Vec<Action>,) = self.call((events,))?;
+        output::check_count("actions", actions.len(), events.len())
+            .map_err(|m| self.bad_output(m))?;
+        let refused = output::refuse_rewrites(&mut actions, &self.plugin.options.limits);
+        for (action, original) in actions.iter_mut().zip(events) {
+            if let Action::Rewrite(event) = action {
+                event.id = original.id;
+            }
+        }
+        Ok(output::Redacted { actions, refused })
     }
 }
 

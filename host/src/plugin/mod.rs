@@ -17,7 +17,8 @@
 //!   WASI context;
 //! - [`load`]: reading, checking and probing a component ([`Runtime::load`]);
 //! - [`instance`]: calls under limits, with every trap contained;
-//! - [`output`]: checks on guest output;
+//! - [`output`]: checks on guest output, and the refusals (per frame or
+//!   event, never traps) they produce;
 //! - [`error`]: why a load or a call failed.
 
 pub mod bindings;
@@ -47,6 +48,7 @@ pub use instance::PluginInstance;
 pub use kind::PluginKind;
 pub use limits::{Grants, Limits, NetworkGrant, SocketRule};
 pub use load::PluginOptions;
+pub use output::{FrameError, Polled, Redacted};
 
 /// A loaded, checked plugin: compiled, linked and known to start. Cheap to
 /// share; each pipeline worker makes its own [`PluginInstance`] from it.

@@ -188,6 +188,7 @@ mod tests {
             events_out: 0,
             rejected: 0,
             dropped: 0,
+            refused: 0,
         }
     }
 

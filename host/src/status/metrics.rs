@@ -224,6 +224,13 @@ impl HostCollector {
         )?;
         counter_family(
             enc,
+            "halyard_stage_output_refused",
+            "Frames or events whose guest output broke a host cap; refused one by one \
+             (already counted as rejected or dropped), never traps.",
+            &rows(|c| c.refused),
+        )?;
+        counter_family(
+            enc,
             "halyard_plugin_calls",
             "Calls into a plugin.",
             &rows(|c| c.calls),

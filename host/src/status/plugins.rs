@@ -112,6 +112,9 @@ pub struct PluginView {
     pub rejected: u64,
     /// Events dropped (privacy, sampler, fail-closed).
     pub dropped: u64,
+    /// Of `rejected` and `dropped`, the frames and events whose guest
+    /// output broke a host cap: refused one by one, never traps.
+    pub refused: u64,
 }
 
 impl PluginStatus {
@@ -300,6 +303,7 @@ impl PluginStatus {
             events_out: c.events_out,
             rejected: c.rejected,
             dropped: c.dropped,
+            refused: c.refused,
         }
     }
 }

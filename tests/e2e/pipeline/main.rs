@@ -8,5 +8,14 @@ mod flaky_hub;
 mod http_input;
 mod in_flight;
 mod receiver;
+mod refusals;
 mod retry;
 mod support;
+
+/// The operator tests' helpers (a host with an http input and a status
+/// server, a blocking client, `/metrics` parsed), shared rather than copied.
+#[allow(dead_code)]
+#[path = "../operate/support.rs"]
+mod operate_support;
+/// `operate/support.rs` reaches the pipeline helpers by this name.
+use support as pipeline_support;
