@@ -45,24 +45,20 @@ impl Runtime {
     /// Loads the component at `path`. With `kind` the component must
     /// implement that world; without, the kind is inferred from its exports.
     /// When trusted keys are set, `FILE.sig` must verify first.
+    ///
+    /// The file is read by [`super::file::read_component`]: only a regular
+    /// file within the size cap, header first, never blocking. The bytes
+    /// verified are the bytes compiled.
     pub fn load(
         &self,
         path: &Path,
         kind: Option<PluginKind>,
         options: PluginOptions,
     ) -> Result<Arc<Plugin>, LoadError> {
+        let bytes = super::file::read_component(path, self.max_file_bytes)?;
         if !self.trusted_keys.is_empty() {
-            let (bytes, _signer) = halyard_trust::plugin_sig::verify_file(path, &self.trusted_keys)
-                .map_err(|source| LoadError::Signature {
-                    path: path.to_path_buf(),
-                    source: Box::new(source),
-                })?;
-            return self.load_bytes(path.to_path_buf(), &bytes, kind, options);
+            super::file::check_signature(path, &bytes, &self.trusted_keys)?;
         }
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
         self.load_bytes(path.to_path_buf(), &bytes, kind, options)
     }
 
@@ -167,7 +163,7 @@ impl Runtime {
 
 /// Tells a component from a core module from anything else, so the error
 /// says which.
-fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+pub(super) fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(LoadError::NotWasm {
             path: path.to_path_buf(),
