@@ -35,7 +35,7 @@ use super::error::LoadError;
 pub const DEFAULT_MAX_FILE_BYTES: u64 = 64 << 20;
 
 /// The setting that raises the cap, named in refusals.
-const CAP_SETTING: &str = "`[plugins] max_file_mb`";
+const CAP_SETTING: &str = "`[plugins] max_file_mb`, or `--max-file-mb` for the plugin tools";
 
 /// The first bytes of a component: the `\0asm` magic, a version, and the
 /// layer (1 for components, 0 for core modules).

@@ -89,7 +89,7 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Instantiate {
-                message: e.root_cause().to_string(),
+                message: link_error(&e),
             })?;
         let mut plugin = Plugin {
             kind,
@@ -235,6 +235,24 @@ fn resolve_kind(declared: Option<PluginKind>, exports: &[String]) -> Result<Plug
         });
     }
     Ok(kind)
+}
+
+/// Wasmtime's whole account of a failed link, each part once. It names the
+/// import only in the outermost context ("component imports instance `x`,
+/// but a matching implementation was not found in the linker") and the
+/// reason in the root cause ("function implementation is missing"); the
+/// root cause alone left the author guessing which import was missing.
+fn link_error(e: &wasmtime::Error) -> String {
+    let mut out = String::new();
+    for part in e.chain().map(|c| c.to_string()) {
+        if !out.contains(&part) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&part);
+        }
+    }
+    out
 }
 
 /// The file name without extension, the plugin's name until `info` says.

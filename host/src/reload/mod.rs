@@ -269,9 +269,11 @@ impl State {
         if targets.is_empty() {
             return;
         }
-        let bytes = match std::fs::read(path) {
+        // The same safe read as every load: a FIFO, a device or a huge file
+        // renamed over a plugin is refused at once, the old version serving.
+        let bytes = match crate::plugin::file::read_component(path, self.runtime.max_file_bytes()) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(crate::plugin::LoadError::File(e)) if e.is_not_found() => {
                 self.removed(path, targets);
                 return;
             }
