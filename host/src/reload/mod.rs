@@ -25,6 +25,7 @@
 //!   was rolled back waits out its backoff before the next attempt.
 
 mod config;
+mod download;
 pub mod live;
 pub mod rollback;
 pub mod rollout;

@@ -43,6 +43,7 @@ use halyard_trust::PublicKey;
 use halyard_trust::plugin_sig::{Signature, sig_path};
 use serde::Deserialize;
 
+use super::download::{MAX_MANIFEST_BYTES, read_capped};
 use crate::config::HostConfig;
 use crate::lifecycle::{Lifecycle, new_correlation_id};
 use crate::plugin::Runtime;
@@ -167,31 +168,6 @@ pub struct Poller {
     /// The largest download accepted (`[plugins] max_file_mb`), checked
     /// against `Content-Length` and again while the body streams in.
     max_file_bytes: u64,
-}
-
-/// The largest manifest read; a real one lists a few plugins in a few KiB.
-const MAX_MANIFEST_BYTES: u64 = 1 << 20;
-
-/// Reads `resp`'s body, refusing it as soon as it is known to be larger
-/// than `max` bytes (`Content-Length`, then while it streams), so a huge or
-/// endless download never sits in memory.
-async fn read_capped(
-    mut resp: reqwest::Response,
-    max: u64,
-    setting: &str,
-) -> Result<Vec<u8>, String> {
-    let over = |size: String| format!("{size} is over the {max}-byte limit ({setting})");
-    if let Some(len) = resp.content_length().filter(|len| *len > max) {
-        return Err(over(format!("Content-Length {len}")));
-    }
-    let mut body = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(|e| e.to_string())? {
-        if (body.len() + chunk.len()) as u64 > max {
-            return Err(over("the body".to_string()));
-        }
-        body.extend_from_slice(&chunk);
-    }
-    Ok(body)
 }
 
 impl Poller {

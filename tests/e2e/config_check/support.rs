@@ -30,7 +30,46 @@ pub fn halyard_with_env(args: &[&str], licensed: bool, env: &[(&str, &str)]) -> 
     if !licensed {
         cmd.env("HALYARD_DEV_MODE", "1");
     }
-    cmd.output().expect("run halyard")
+    bounded(cmd, TOOL_LIMIT)
+}
+
+/// How long one tool run may take: a cold compile of the four example
+/// guests in a debug build on a busy 2-core machine takes seconds; a read
+/// blocked on a FIFO would take forever.
+const TOOL_LIMIT: Duration = Duration::from_secs(120);
+
+/// Runs `cmd` to completion, killing it (and failing the test) if it is
+/// still running after `limit`. Output goes through files, so a chatty
+/// child never blocks on a full pipe.
+fn bounded(mut cmd: Command, limit: Duration) -> Output {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (out, err) = (dir.path().join("stdout"), dir.path().join("stderr"));
+    let mut child = cmd
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("run halyard");
+    let deadline = Instant::now() + limit;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "halyard {:?} still running after {limit:?}: {}",
+                cmd.get_args().collect::<Vec<_>>(),
+                std::fs::read_to_string(&err).unwrap_or_default()
+            );
+        }
+        std::thread::park_timeout(Duration::from_millis(20));
+    };
+    Output {
+        status,
+        stdout: std::fs::read(&out).unwrap_or_default(),
+        stderr: std::fs::read(&err).unwrap_or_default(),
+    }
 }
 
 /// Stdout and stderr as text.
