@@ -266,7 +266,7 @@ impl State {
         self.reload_targets(path, &targets);
     }
 
-    fn reload_targets(&mut self, path: &PathBuf, targets: &[Target]) {
+    fn reload_targets(&mut self, path: &std::path::Path, targets: &[Target]) {
         if targets.is_empty() {
             return;
         }

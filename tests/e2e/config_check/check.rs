@@ -54,7 +54,9 @@ fn init_failures_wrong_kinds_and_missing_files_are_reported_as_run_reports_them(
         plugin(components::REDACT_PRIVACY),
         plugin(missing.to_str().unwrap()),
     )];
-    let cases: [(&str, Vec<(&str, &str)>, String); 3] = [
+    /// What is wrong, the config edits that make it so, the error line.
+    type Case<'a> = (&'a str, Vec<(&'a str, &'a str)>, String);
+    let cases: [Case; 3] = [
         (
             "init",
             init.to_vec(),
