@@ -26,6 +26,9 @@ pub use model::*;
 pub use substitute::{SubstituteError, Substituted, substitute, substitute_values};
 pub use supply::{OnRemove, PluginsSection, ReloadSection, RolloutSection};
 
+/// The largest config file read: a real one is a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
+
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -71,10 +74,23 @@ pub enum ConfigError {
 impl HostConfig {
     /// Reads, substitutes, parses and checks the config at `path`, taking
     /// variables from the process environment.
+    ///
+    /// The file is read like a plugin file (a regular file, never blocking,
+    /// at most [`MAX_CONFIG_BYTES`]): hot reload re-reads it whenever it
+    /// changes, and a FIFO or a device renamed over it must not stall the
+    /// reloader.
     pub fn load(path: &Path) -> Result<HostConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let io = |source| ConfigError::Io {
             path: path.to_path_buf(),
             source,
+        };
+        let bytes = crate::plugin::file::read_capped(path, MAX_CONFIG_BYTES, "config files")
+            .map_err(|e| io(e.into_io()))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not UTF-8 text",
+            ))
         })?;
         Self::parse(path, &text, |name| std::env::var(name).ok())
     }

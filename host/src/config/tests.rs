@@ -239,3 +239,20 @@ fn limits_at_the_edges_are_accepted() {
     assert_eq!(config.stages.validate[0].limits.memory_mb, Some(4096));
     assert_eq!(config.plugins.max_file_mb, 64);
 }
+
+#[test]
+fn a_config_path_that_is_a_fifo_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("halyard.toml");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    // Without the check this read would wait for a writer forever.
+    let err = HostConfig::load(&fifo).unwrap_err().to_string();
+    assert!(err.contains("is a FIFO (named pipe)"), "{err}");
+}

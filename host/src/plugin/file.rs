@@ -155,7 +155,13 @@ pub fn check_signature(
     plugin_sig::verify(bytes, &sig, trusted).map_err(refused)
 }
 
-fn read_capped(path: &Path, max: u64, setting: &'static str) -> Result<Vec<u8>, FileError> {
+/// Reads any file under the same rules (regular file, never blocking, at
+/// most `max` bytes); `setting` names what sets the cap in a refusal.
+pub(crate) fn read_capped(
+    path: &Path,
+    max: u64,
+    setting: &'static str,
+) -> Result<Vec<u8>, FileError> {
     let (mut file, size) = open_regular(path, max, setting)?;
     let mut bytes = Vec::with_capacity(usize::try_from(size.min(max)).unwrap_or(0));
     read_up_to(&mut file, &mut bytes, max.saturating_add(1), path)?;
