@@ -10,6 +10,8 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
+mod wat_guests;
+
 /// The wasm workspaces and the components each must produce.
 const WORKSPACES: &[(&str, &[&str])] = &[
     (
@@ -79,7 +81,13 @@ fn main() {
             ));
         }
     }
-    let out = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo")).join("components.rs");
+    let out_dir = PathBuf::from(std::env::var("OUT_DIR").expect("set by cargo"));
+    for (name, path) in wat_guests::build(&root, &out_dir) {
+        consts.push_str(&format!(
+            "/// The `{name}` hostile component, built from WAT.\npub const {name}: &str = {path:?};\n"
+        ));
+    }
+    let out = out_dir.join("components.rs");
     std::fs::write(out, consts).expect("write components.rs");
 }
 

@@ -294,3 +294,71 @@ fn config_check_prints_the_resolved_config_with_secrets_masked() {
         "{err}"
     );
 }
+
+/// `--grant network=IP:PORT` lets `plugin run` reach exactly that listener;
+/// without it the same guest loads and every connect is denied.
+#[test]
+fn run_with_a_network_grant_reaches_the_listener_and_without_it_is_denied() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    let server = std::thread::spawn(move || {
+        let (mut stream, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(&stream).read_line(&mut line).unwrap();
+        stream.write_all(b"pong\n").unwrap();
+        line
+    });
+    let cli = Cli::new();
+    let input = cli.cache.path().join("events.jsonl");
+    std::fs::write(
+        &input,
+        "{\"source\":\"d1\",\"kind\":\"temp\",\"value\":1}\n",
+    )
+    .unwrap();
+    let addr_config = format!("addr={addr}");
+    let grant = format!("network={addr}");
+    let run = |extra: &[&str]| {
+        let mut args = vec![
+            "plugin",
+            "run",
+            components::HOSTILE_VALIDATOR,
+            "--input",
+            input.to_str().unwrap(),
+            "--config",
+            "mode=connect",
+            "--config",
+            &addr_config,
+        ];
+        args.extend_from_slice(extra);
+        cli.run(&args)
+    };
+    let denied = run(&[]);
+    assert!(
+        denied.status.success(),
+        "{}",
+        String::from_utf8_lossy(&denied.stderr)
+    );
+    let lines = json_lines(&denied);
+    assert!(
+        lines[0]["reason"]
+            .as_str()
+            .is_some_and(|r| r.starts_with("connect failed: PermissionDenied")),
+        "{lines:?}"
+    );
+    let granted = run(&["--grant", &grant]);
+    assert!(
+        granted.status.success(),
+        "{}",
+        String::from_utf8_lossy(&granted.stderr)
+    );
+    assert_eq!(json_lines(&granted)[0]["reason"], "connected: pong");
+    assert_eq!(server.join().unwrap(), "ping\n");
+    let bad = run(&["--grant", "disk=/"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("`disk=/` is not a grant"),
+        "{}",
+        String::from_utf8_lossy(&bad.stderr)
+    );
+}

@@ -2,6 +2,7 @@
 //! that uses `anyhow`, prints to the terminal and chooses exit codes.
 
 mod config_cmd;
+mod grant_arg;
 mod plugin_cmd;
 mod tail;
 mod trust_cmd;

@@ -29,6 +29,10 @@ pub struct CheckArgs {
     /// Print the report as one JSON object.
     #[arg(long)]
     pub json: bool,
+    /// A capability, as in the config's `grants` (repeatable): env=NAME,
+    /// read_dir=PATH, network, or network=IP:PORT.
+    #[arg(long = "grant", value_name = "GRANT", value_parser = super::grant_arg::parse)]
+    pub grants: Vec<super::grant_arg::GrantArg>,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -64,6 +68,10 @@ pub struct RunArgs {
     /// Memory cap per instance, in MiB (1 to 4096, as in the config).
     #[arg(long, default_value_t = 64, value_parser = parse_memory_mb)]
     pub memory_mb: usize,
+    /// A capability, as in the config's `grants` (repeatable): env=NAME,
+    /// read_dir=PATH, network, or network=IP:PORT.
+    #[arg(long = "grant", value_name = "GRANT", value_parser = super::grant_arg::parse)]
+    pub grants: Vec<super::grant_arg::GrantArg>,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
 }
@@ -89,6 +97,7 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
     let runtime = args.runtime.runtime()?;
     let options = PluginOptions {
         config: args.config.iter().cloned().collect(),
+        grants: super::grant_arg::grants(&args.grants),
         ..PluginOptions::default()
     };
     let result = runtime.load(&args.file, args.kind, options);
@@ -142,10 +151,10 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         config: args.config.iter().cloned().collect(),
         limits: Limits {
             call_deadline: Duration::from_millis(args.deadline_ms),
-            memory_bytes: args.memory_mb << 20,
+            memory_bytes: args.memory_mb.saturating_mul(1 << 20),
             ..Limits::default()
         },
-        ..PluginOptions::default()
+        grants: super::grant_arg::grants(&args.grants),
     };
     let plugin = runtime
         .load(&args.file, args.kind, options)

@@ -138,18 +138,79 @@ pub struct GrantsConfig {
     pub env: Vec<String>,
     /// Directories the plugin may read.
     pub read_dirs: Vec<PathBuf>,
-    /// Whether it may open sockets.
-    pub network: bool,
+    /// Where it may connect: `false` (the default), `true` (anywhere), or
+    /// an allow-list of `"IP:PORT"` (`*` for any IP or port).
+    pub network: NetworkConfig,
+}
+
+/// `network = false | true | ["IP:PORT", …]`, checked as it is parsed so
+/// a bad entry is an error naming the key and line.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetworkConfig(pub crate::plugin::NetworkGrant);
+
+impl Default for NetworkConfig {
+    fn default() -> Self {
+        NetworkConfig(crate::plugin::NetworkGrant::None)
+    }
+}
+
+impl<'de> Deserialize<'de> for NetworkConfig {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use crate::plugin::{NetworkGrant, SocketRule};
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = NetworkConfig;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str(r#"true, false, or a list of "IP:PORT" destinations"#)
+            }
+            fn visit_bool<E: serde::de::Error>(self, v: bool) -> Result<NetworkConfig, E> {
+                Ok(NetworkConfig(if v {
+                    NetworkGrant::Any
+                } else {
+                    NetworkGrant::None
+                }))
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<NetworkConfig, A::Error> {
+                let mut rules = Vec::new();
+                while let Some(entry) = seq.next_element::<String>()? {
+                    let rule: SocketRule = entry.parse().map_err(serde::de::Error::custom)?;
+                    rules.push(rule);
+                }
+                Ok(NetworkConfig(NetworkGrant::Allow(rules)))
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
+}
+
+impl Serialize for NetworkConfig {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        use crate::plugin::NetworkGrant;
+        match &self.0 {
+            NetworkGrant::None => s.serialize_bool(false),
+            NetworkGrant::Any => s.serialize_bool(true),
+            NetworkGrant::Allow(rules) => s.collect_seq(rules.iter().map(ToString::to_string)),
+        }
+    }
 }
 
 /// `limits = { … }` of a plugin.
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// CPU deadline per batch call.
+    /// Wall-clock deadline per call (a batch, `init`, or instantiation).
     pub deadline_ms: Option<u64>,
-    /// Linear memory cap.
+    /// Memory budget of one instance: all its memories and tables together.
     pub memory_mb: Option<usize>,
+    /// The most core/component instances one instance's store may create.
+    pub max_instances: Option<usize>,
+    /// The most linear memories.
+    pub max_memories: Option<usize>,
+    /// The most tables.
+    pub max_tables: Option<usize>,
 }
 
 /// One `[[input]]`.
@@ -406,6 +467,10 @@ pub struct HealthSection {
     /// Items the live event stream keeps for a slow client before dropping
     /// it.
     pub stream_buffer: usize,
+    /// `/health` turns unhealthy when the pipeline thread holds one piece of
+    /// work (a batch through the stages and its commit) for longer than
+    /// this many milliseconds.
+    pub stall_ms: u64,
 }
 
 impl Default for HealthSection {
@@ -414,6 +479,7 @@ impl Default for HealthSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             stream_buffer: 1024,
+            stall_ms: 30_000,
         }
     }
 }

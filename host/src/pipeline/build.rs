@@ -116,7 +116,16 @@ pub fn plugin_options(r: &PluginRef) -> PluginOptions {
         limits.call_deadline = Duration::from_millis(ms);
     }
     if let Some(mb) = r.limits.memory_mb {
-        limits.memory_bytes = mb << 20;
+        limits.memory_bytes = mb.saturating_mul(1 << 20);
+    }
+    if let Some(n) = r.limits.max_instances {
+        limits.max_instances = n;
+    }
+    if let Some(n) = r.limits.max_memories {
+        limits.max_memories = n;
+    }
+    if let Some(n) = r.limits.max_tables {
+        limits.max_tables = n;
     }
     PluginOptions {
         config: r
@@ -127,7 +136,7 @@ pub fn plugin_options(r: &PluginRef) -> PluginOptions {
         grants: Grants {
             env: r.grants.env.clone(),
             read_dirs: r.grants.read_dirs.clone(),
-            network: r.grants.network,
+            network: r.grants.network.0.clone(),
         },
         limits,
     }

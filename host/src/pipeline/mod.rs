@@ -111,6 +111,10 @@ pub enum PipelineError {
     /// Frames arrived for an input that has no decoder.
     #[error("no decoder for input `{0}`")]
     UnknownInput(String),
+    /// The host is shutting down and its stop deadline passed before these
+    /// frames were taken: nothing of them was accepted.
+    #[error("the host is shutting down: not accepted")]
+    ShuttingDown,
 }
 
 /// The decoders and stage chains, and the buffer they feed.

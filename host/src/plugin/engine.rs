@@ -60,6 +60,9 @@ impl Runtime {
     pub fn new(cache_dir: Option<std::path::PathBuf>) -> Result<Self, LoadError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
+        // Every guest entry is a `call_async` future (always available with
+        // the `async` feature) so a guest waiting in a host call can be cut
+        // at its deadline (see `super::deadline`).
         // Component-model async support costs ~300 ns per call and no plugin
         // kind uses it.
         config.concurrency_support(false);
@@ -71,7 +74,7 @@ impl Runtime {
             .ok()
             .filter(|bg| compatibility_hash(bg) == compatibility_hash(&engine));
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_sync(&mut linker).map_err(|e| LoadError::Engine {
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| LoadError::Engine {
             message: e.to_string(),
         })?;
         HostImports::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(

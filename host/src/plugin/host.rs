@@ -2,27 +2,31 @@
 //! `log`, `clock` and `config`, plus WASI with nothing granted by default.
 //!
 //! Invariant: a plugin sees only its own config, never the host environment,
-//! filesystem or network unless its [`Grants`] say so.
+//! filesystem or network unless its [`Grants`] say so. Every WASI interface
+//! is linked, sockets included, so a component built by any toolchain
+//! (componentize-py imports `wasi:sockets` whether it uses them or not)
+//! loads; what is not granted fails when used, with a permission error.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use wasmtime::component::ResourceTable;
-use wasmtime::{StoreLimits, StoreLimitsBuilder};
-use wasmtime_wasi::p2::pipe::MemoryOutputPipe;
+use wasmtime_wasi::sockets::SocketAddrUse;
 use wasmtime_wasi::{FsPerms, WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
 
 use super::bindings::halyard::plugin::{clock, config, log, types};
-use super::limits::{Grants, Limits};
+use super::limiter::GuestLimiter;
+use super::limits::{Grants, Limits, NetworkGrant};
+use super::stdio::{GuestOutput, RecentLines, Stream};
 
 /// The most log records one call may write; the rest are counted and dropped
 /// so a chatty guest cannot flood the host's log.
 const LOG_RECORDS_PER_CALL: u32 = 100;
 /// Longest log message kept; longer ones are cut.
 const LOG_MESSAGE_BYTES: usize = 4096;
-/// How much of the guest's stderr is kept to explain a trap (a panic message).
-const STDERR_BYTES: usize = 16 << 10;
+/// How much of the guest's last output a trap message carries.
+const TRAP_OUTPUT_BYTES: usize = 2048;
 
 /// Per-instance state: the plugin's identity, its config, its sandbox.
 pub struct HostState {
@@ -34,10 +38,14 @@ pub struct HostState {
     wasi: WasiCtx,
     /// Resource table WASI needs.
     table: ResourceTable,
-    /// Memory cap enforcement.
-    pub(crate) limits: StoreLimits,
-    /// The guest's stderr, kept to explain panics.
-    stderr: MemoryOutputPipe,
+    /// The memory budget and instance/table/memory counts.
+    pub(crate) limits: GuestLimiter,
+    /// The guest's stdout, drained into the host log.
+    stdout: GuestOutput,
+    /// The guest's stderr, drained into the host log.
+    stderr: GuestOutput,
+    /// The last lines of both, to explain a trap.
+    recent: RecentLines,
     /// Log records left for the current call.
     log_budget: u32,
     /// Log records dropped over budget in the current call.
@@ -58,8 +66,11 @@ impl HostState {
         grants: &Grants,
         limits: &Limits,
     ) -> Self {
-        let stderr = MemoryOutputPipe::new(STDERR_BYTES);
+        let recent = RecentLines::default();
+        let stdout = GuestOutput::new(plugin.clone(), Stream::Stdout, recent.clone());
+        let stderr = GuestOutput::new(plugin.clone(), Stream::Stderr, recent.clone());
         let mut wasi = WasiCtxBuilder::new();
+        wasi.stdout(stdout.clone());
         wasi.stderr(stderr.clone());
         for name in &grants.env {
             if let Ok(value) = std::env::var(name) {
@@ -72,23 +83,16 @@ impl HostState {
                 tracing::warn!(plugin = %plugin, dir = %guest, error = %err, "cannot grant directory");
             }
         }
-        if grants.network {
-            wasi.inherit_network();
-            wasi.allow_ip_name_lookup(true);
-        }
+        grant_network(&mut wasi, &grants.network);
         HostState {
             plugin,
             config,
             wasi: wasi.build(),
             table: ResourceTable::new(),
-            limits: StoreLimitsBuilder::new()
-                .memory_size(limits.memory_bytes)
-                .trap_on_grow_failure(true)
-                .instances(32)
-                .tables(32)
-                .memories(8)
-                .build(),
+            limits: GuestLimiter::new(limits),
+            stdout,
             stderr,
+            recent,
             log_budget: LOG_RECORDS_PER_CALL,
             log_dropped: 0,
         }
@@ -103,19 +107,35 @@ impl HostState {
         self.log_dropped = 0;
     }
 
-    /// What the guest last wrote to stderr, for a trap message: the last two
-    /// lines, less Rust's `RUST_BACKTRACE` hint, so a panic reads as
-    /// "panicked at src/lib.rs:10:5: the message".
-    pub(crate) fn stderr_tail(&self) -> Option<String> {
-        let bytes = self.stderr.contents();
-        let text = String::from_utf8_lossy(&bytes);
-        let lines: Vec<&str> = text
-            .lines()
-            .map(str::trim)
-            .filter(|l| !l.is_empty() && !l.starts_with("note: run with `RUST_BACKTRACE"))
-            .collect();
-        let tail = lines[lines.len().saturating_sub(2)..].join(" ");
-        (!tail.is_empty()).then(|| truncate(&tail, 512).to_string())
+    /// Ends a call: a line the guest left without its newline goes to the
+    /// log, and lines the rate limit dropped are reported.
+    pub(crate) fn end_call(&mut self) {
+        self.stdout.flush_partial();
+        self.stderr.flush_partial();
+    }
+
+    /// What the guest last wrote to stdout and stderr, for a trap message:
+    /// the last lines (at most [`TRAP_OUTPUT_BYTES`], newest kept), so a
+    /// Rust panic reads "panicked at src/lib.rs:10:5: the message" and a
+    /// Python traceback keeps its last frames and the exception.
+    pub(crate) fn output_tail(&mut self) -> Option<String> {
+        self.end_call();
+        let lines = self.recent.lines();
+        let mut kept = Vec::new();
+        let mut bytes = 0;
+        for line in lines.iter().rev() {
+            let line = line.trim();
+            if bytes + line.len() + 1 > TRAP_OUTPUT_BYTES {
+                if kept.is_empty() {
+                    kept.push(truncate(line, TRAP_OUTPUT_BYTES).to_string());
+                }
+                break;
+            }
+            bytes += line.len() + 1;
+            kept.push(line.to_string());
+        }
+        kept.reverse();
+        (!kept.is_empty()).then(|| kept.join("\n"))
     }
 }
 
@@ -175,6 +195,43 @@ impl config::Host for HostState {
             .iter()
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect()
+    }
+}
+
+/// Grants the WASI context the network `grant` allows. Without a grant the
+/// context keeps wasmtime's defaults: TCP, UDP and name lookups disallowed
+/// and every address refused, so each socket call fails with
+/// `access-denied`.
+fn grant_network(wasi: &mut WasiCtxBuilder, grant: &NetworkGrant) {
+    match grant {
+        NetworkGrant::None => {}
+        NetworkGrant::Any => {
+            wasi.inherit_network();
+            wasi.allow_tcp(true)
+                .allow_udp(true)
+                .allow_ip_name_lookup(true);
+        }
+        NetworkGrant::Allow(rules) => {
+            let rules = Arc::new(rules.clone());
+            wasi.socket_addr_check(move |addr, usage| {
+                let allowed = match usage {
+                    SocketAddrUse::TcpConnect
+                    | SocketAddrUse::UdpSend
+                    | SocketAddrUse::UdpReceive => rules.iter().any(|r| r.matches(addr)),
+                    // A connect binds an ephemeral port first; nothing may
+                    // listen on a port of its choosing.
+                    SocketAddrUse::TcpBind | SocketAddrUse::UdpBind => {
+                        addr.ip().is_unspecified() && addr.port() == 0
+                    }
+                    // Listening and accepting are not part of an allow-list.
+                    _ => false,
+                };
+                Box::pin(std::future::ready(allowed))
+            });
+            wasi.allow_tcp(true)
+                .allow_udp(true)
+                .allow_ip_name_lookup(true);
+        }
     }
 }
 

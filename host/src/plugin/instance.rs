@@ -2,7 +2,9 @@
 //!
 //! Invariants:
 //! - every call (including `init` and instantiation, which run guest code)
-//!   runs under the plugin's CPU deadline and memory cap;
+//!   ends within the plugin's wall-clock deadline, whether the guest runs
+//!   or waits in a host call ([`super::deadline`]), and under its memory
+//!   budget ([`super::limiter`]);
 //! - a trap or a result that breaks the contract discards the store (a
 //!   trapped store is poisoned) and the next call starts a fresh instance,
 //!   which runs `init` again: guest state is soft;
@@ -16,9 +18,11 @@ use wasmtime::{Store, Trap};
 
 use super::Plugin;
 use super::bindings::{Action, Event, Frame, InitError, PluginInfo, Verdict};
+use super::deadline::{self, Unfinished};
 use super::engine::deadline_ticks;
 use super::error::{CallError, LoadError, TrapCause};
 use super::host::HostState;
+use super::limiter::OverBudget;
 use super::output;
 
 /// One live sandbox for a plugin, recreated on demand after a trap.
@@ -65,19 +69,31 @@ impl PluginInstance {
 
     /// Starts the sandbox now and returns what the plugin says about itself;
     /// the loader uses it to refuse plugins whose `init` fails.
+    ///
+    /// Instantiation (which runs the guest's start functions) with `info`,
+    /// and then `init`, each run under the call deadline (see
+    /// [`super::deadline`]).
     pub(crate) fn start(&mut self) -> Result<PluginInfo, LoadError> {
         let mut store = self.new_store();
-        let instance = self
-            .plugin
-            .pre
-            .instantiate(&mut store)
-            .map_err(|e| LoadError::Start(trap_error(&self.plugin, &store, &e)))?;
-        let info_fn = instance
-            .get_typed_func::<(), (PluginInfo,)>(&mut store, "info")
-            .map_err(|e| self.export_type_error("info", &e))?;
-        let (info,) = info_fn
-            .call(&mut store, ())
-            .map_err(|e| LoadError::Start(trap_error(&self.plugin, &store, &e)))?;
+        let deadline = self.plugin.options.limits.call_deadline;
+        let pre = self.plugin.pre.clone();
+        let started = deadline::run(deadline, async {
+            let instance = pre.instantiate_async(&mut store).await?;
+            let info_fn = instance.get_typed_func::<(), (PluginInfo,)>(&mut store, "info");
+            let info = match info_fn {
+                Ok(f) => Some(f.call_async(&mut store, ()).await?.0),
+                Err(_) => None,
+            };
+            Ok::<_, wasmtime::Error>((instance, info))
+        });
+        let (instance, info) = self.finish(&mut store, started).map_err(LoadError::Start)?;
+        let Some(info) = info else {
+            let err = instance
+                .get_typed_func::<(), (PluginInfo,)>(&mut store, "info")
+                .err()
+                .unwrap_or_else(|| wasmtime::Error::msg("no `info` export"));
+            return Err(self.export_type_error("info", &err));
+        };
         let limits = &self.plugin.options.limits;
         output::check_str(&info.name, "plugin name", limits)
             .and_then(|()| output::check_str(&info.version, "plugin version", limits))
@@ -100,9 +116,9 @@ impl PluginInstance {
             .map_err(|e| self.export_type_error("init", &e))?;
         store.data_mut().start_call();
         store.set_epoch_deadline(self.deadline());
-        let (result,) = init
-            .call(&mut *store, ())
-            .map_err(|e| LoadError::Start(trap_error(&self.plugin, store, &e)))?;
+        let deadline = self.plugin.options.limits.call_deadline;
+        let called = deadline::run(deadline, init.call_async(&mut *store, ()));
+        let (result,) = self.finish(store, called).map_err(LoadError::Start)?;
         result.map_err(|e| LoadError::Init {
             key: e.key,
             message: e.message,
@@ -116,6 +132,22 @@ impl PluginInstance {
                 required: self.plugin.kind.required_exports().join(", "),
                 found: String::new(),
             })
+    }
+
+    /// Ends a bounded guest entry: drains the guest's output, and turns a
+    /// trap or a call cut at its deadline into a [`CallError`].
+    fn finish<T>(
+        &self,
+        store: &mut Store<HostState>,
+        outcome: Result<wasmtime::Result<T>, Unfinished>,
+    ) -> Result<T, CallError> {
+        let result = match outcome {
+            Ok(Ok(value)) => Ok(value),
+            Ok(Err(err)) => Err(trap_error(&self.plugin, store, &err)),
+            Err(unfinished) => Err(cut_error(&self.plugin, store, unfinished)),
+        };
+        store.data_mut().end_call();
+        result
     }
 
     /// Checks the stage export's signature against the WIT of the kind.
@@ -180,8 +212,8 @@ impl PluginInstance {
     /// dropped and the trap counted.
     fn call<P, R>(&mut self, params: P) -> Result<R, CallError>
     where
-        P: ComponentNamedList + Lower,
-        R: ComponentNamedList + Lift,
+        P: ComponentNamedList + Lower + Send + Sync,
+        R: ComponentNamedList + Lift + Send + Sync + 'static,
     {
         self.calls += 1;
         if self.live.is_none() {
@@ -196,22 +228,27 @@ impl PluginInstance {
                 }
             })?;
         }
-        let deadline = self.deadline();
-        let Some(live) = self.live.as_mut() else {
+        let ticks = self.deadline();
+        let deadline = self.plugin.options.limits.call_deadline;
+        let Some(mut live) = self.live.take() else {
             return Err(CallError::Restart {
                 plugin: self.plugin.info.name.clone(),
                 message: "no instance".into(),
             });
         };
         live.store.data_mut().start_call();
-        live.store.set_epoch_deadline(deadline);
-        let typed = live.stage.typed::<P, R>(&live.store);
-        let result = typed.and_then(|f| f.call(&mut live.store, params));
-        match result {
-            Ok(value) => Ok(value),
-            Err(err) => {
-                let error = trap_error(&self.plugin, &live.store, &err);
-                self.live = None;
+        live.store.set_epoch_deadline(ticks);
+        let outcome = match live.stage.typed::<P, R>(&live.store) {
+            Ok(typed) => deadline::run(deadline, typed.call_async(&mut live.store, params)),
+            Err(err) => Ok(Err(err)),
+        };
+        match self.finish(&mut live.store, outcome) {
+            Ok(value) => {
+                self.live = Some(live);
+                Ok(value)
+            }
+            Err(error) => {
+                // A trapped store is poisoned; the next call starts afresh.
                 self.traps += 1;
                 Err(error)
             }
@@ -295,7 +332,7 @@ impl PluginInstance {
 }
 
 /// Turns a wasmtime error from a guest call into a readable [`CallError`].
-fn trap_error(plugin: &Plugin, store: &Store<HostState>, err: &wasmtime::Error) -> CallError {
+fn trap_error(plugin: &Plugin, store: &mut Store<HostState>, err: &wasmtime::Error) -> CallError {
     let trap = err.downcast_ref::<Trap>().copied();
     let root = err.root_cause().to_string();
     if root.contains("fuel allocated for hostcalls") {
@@ -307,25 +344,51 @@ fn trap_error(plugin: &Plugin, store: &Store<HostState>, err: &wasmtime::Error) 
             ),
         };
     }
+    let over_budget = err
+        .chain()
+        .any(|cause| cause.downcast_ref::<OverBudget>().is_some());
     let cause = match trap {
         Some(Trap::Interrupt) => TrapCause::Deadline,
         Some(Trap::UnreachableCodeReached) => TrapCause::Panic,
+        _ if over_budget => TrapCause::Memory,
         _ if root.contains("memory") && root.contains("grow") => TrapCause::Memory,
         _ => TrapCause::Other,
     };
     let mut message = match cause {
         TrapCause::Deadline => format!(
-            "ran past its {} ms deadline",
+            "ran past its {} ms deadline (wall clock)",
             plugin.options.limits.call_deadline.as_millis()
         ),
         TrapCause::Memory => format!(
-            "tried to grow memory past its {} MiB cap",
+            "tried to grow memory or tables past its {} MiB cap",
             plugin.options.limits.memory_bytes >> 20
         ),
         _ => trap.map(|t| t.to_string()).unwrap_or(root),
     };
-    if let Some(line) = store.data().stderr_tail() {
-        message.push_str(&format!(" (guest stderr: {line})"));
+    if let Some(lines) = store.data_mut().output_tail() {
+        message.push_str(&format!(" (guest output: {lines})"));
+    }
+    CallError::Trap {
+        plugin: plugin.info.name.clone(),
+        cause,
+        message,
+    }
+}
+
+/// A call that [`deadline::run`] had to cut (or could not run).
+fn cut_error(plugin: &Plugin, store: &mut Store<HostState>, why: Unfinished) -> CallError {
+    let ms = plugin.options.limits.call_deadline.as_millis();
+    let (cause, mut message) = match why {
+        Unfinished::Blocked => (
+            TrapCause::Deadline,
+            format!(
+                "waited in a host call (sleep, poll, stream or socket) past its {ms} ms deadline (wall clock)"
+            ),
+        ),
+        Unfinished::NoRuntime => (TrapCause::Other, why.to_string()),
+    };
+    if let Some(lines) = store.data_mut().output_tail() {
+        message.push_str(&format!(" (guest output: {lines})"));
     }
     CallError::Trap {
         plugin: plugin.info.name.clone(),

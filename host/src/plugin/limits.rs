@@ -7,11 +7,24 @@ use std::time::Duration;
 /// Resource limits for one plugin instance and the calls made into it.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Limits {
-    /// Linear memory cap per instance; growing past it traps the call.
+    /// The memory budget of one instance: all its linear memories and
+    /// tables together (see [`super::limiter`]); growing past it traps.
     pub memory_bytes: usize,
-    /// CPU deadline for one call (a whole batch), enforced by epoch
-    /// interruption; `init` gets the same deadline.
+    /// Wall-clock deadline for one call (a whole batch), from its start;
+    /// running code is interrupted by the epoch, waiting in the host by a
+    /// timer (see [`super::deadline`]). Instantiation with `info`, and
+    /// `init`, each get the same deadline.
     pub call_deadline: Duration,
+    /// The most instances one store may create. A component is made of
+    /// several core instances; componentize-py builds (with `--stub-wasi`)
+    /// need well over 32.
+    pub max_instances: usize,
+    /// The most linear memories one store may create (each reserves
+    /// address space; their bytes count against `memory_bytes`).
+    pub max_memories: usize,
+    /// The most tables one store may create (their elements count against
+    /// `memory_bytes`).
+    pub max_tables: usize,
     /// The most events a source poll or one decoded frame may return.
     pub max_events_out: usize,
     /// The longest string (source, kind, unit, attribute key or string value,
@@ -33,6 +46,9 @@ impl Default for Limits {
         Limits {
             memory_bytes: 64 << 20,
             call_deadline: Duration::from_millis(100),
+            max_instances: 1000,
+            max_memories: 16,
+            max_tables: 1000,
             max_events_out: 10_000,
             max_string_bytes: 64 << 10,
             max_body_bytes: 1 << 20,
@@ -52,6 +68,80 @@ pub struct Grants {
     /// Host directories the plugin may read, each mounted read-only at the
     /// same path inside the sandbox.
     pub read_dirs: Vec<std::path::PathBuf>,
-    /// Whether the plugin may open network sockets (`wasi:sockets`).
-    pub network: bool,
+    /// Where the plugin may connect (`wasi:sockets`). Without a grant the
+    /// socket interfaces are still linked, and every use fails with a
+    /// permission error.
+    pub network: NetworkGrant,
+}
+
+/// The network a plugin may reach.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum NetworkGrant {
+    /// No sockets at all (the default).
+    #[default]
+    None,
+    /// Any address: TCP and UDP, connect and bind, and name lookups.
+    Any,
+    /// Only these destinations (TCP connect, UDP send); binds only to an
+    /// ephemeral port on an unspecified address, as a connect does
+    /// implicitly. Name lookups are allowed; what they return is checked
+    /// like any other address.
+    Allow(Vec<SocketRule>),
+}
+
+impl NetworkGrant {
+    /// Whether any socket use is granted.
+    pub fn granted(&self) -> bool {
+        !matches!(self, NetworkGrant::None)
+    }
+}
+
+/// One allowed destination: an IP (or any) and a port (or any).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SocketRule {
+    /// `None` is `*`: any address.
+    pub ip: Option<std::net::IpAddr>,
+    /// `None` is `*`: any port.
+    pub port: Option<u16>,
+}
+
+impl SocketRule {
+    /// Whether `addr` is this destination.
+    pub fn matches(&self, addr: std::net::SocketAddr) -> bool {
+        self.ip.is_none_or(|ip| ip == addr.ip()) && self.port.is_none_or(|p| p == addr.port())
+    }
+}
+
+impl std::str::FromStr for SocketRule {
+    type Err = String;
+
+    /// `IP:PORT`, `[IPv6]:PORT`, with `*` for either part.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let bad = || format!("`{s}` is not IP:PORT (`*` for any IP or any port; IPv6 in brackets)");
+        let (host, port) = s.rsplit_once(':').ok_or_else(bad)?;
+        let host = host.trim_start_matches('[').trim_end_matches(']');
+        let ip = match host {
+            "*" => None,
+            h => Some(h.parse().map_err(|_| bad())?),
+        };
+        let port = match port {
+            "*" => None,
+            p => Some(p.parse().map_err(|_| bad())?),
+        };
+        Ok(SocketRule { ip, port })
+    }
+}
+
+impl std::fmt::Display for SocketRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.ip {
+            None => f.write_str("*")?,
+            Some(std::net::IpAddr::V6(ip)) => write!(f, "[{ip}]")?,
+            Some(ip) => write!(f, "{ip}")?,
+        }
+        match self.port {
+            None => f.write_str(":*"),
+            Some(p) => write!(f, ":{p}"),
+        }
+    }
 }

@@ -29,9 +29,10 @@ pub struct PluginOptions {
     pub limits: Limits,
 }
 
-/// Import name prefixes every plugin may use. WASI interfaces other than
-/// sockets are linked against an empty context (no preopens, env or
-/// network), so importing them grants nothing.
+/// Import name prefixes every plugin may use. WASI interfaces are linked
+/// against a context with nothing granted (no preopens, env or network:
+/// every socket call fails with `access-denied`), so importing them grants
+/// nothing; the plugin's [`Grants`] open what it may use.
 const ALWAYS_ALLOWED: &[&str] = &[
     "halyard:plugin/",
     "wasi:cli/",
@@ -39,6 +40,7 @@ const ALWAYS_ALLOWED: &[&str] = &[
     "wasi:clocks/",
     "wasi:random/",
     "wasi:filesystem/",
+    "wasi:sockets/",
 ];
 
 impl Runtime {
@@ -179,20 +181,10 @@ pub(super) fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
 }
 
 /// Refuses imports outside the allowed set.
-fn check_imports(imports: &[String], grants: &Grants) -> Result<(), LoadError> {
+fn check_imports(imports: &[String], _grants: &Grants) -> Result<(), LoadError> {
     for import in imports {
         if ALWAYS_ALLOWED.iter().any(|p| import.starts_with(p)) {
             continue;
-        }
-        if import.starts_with("wasi:sockets/") {
-            if grants.network {
-                continue;
-            }
-            return Err(LoadError::ForbiddenImport {
-                import: import.clone(),
-                hint: " (network access needs the `network` grant in this plugin's config)"
-                    .to_string(),
-            });
         }
         return Err(LoadError::ForbiddenImport {
             import: import.clone(),

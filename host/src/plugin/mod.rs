@@ -4,6 +4,11 @@
 //! - [`bindings`]: the single `bindgen!` of the WIT package;
 //! - [`kind`]: the five plugin kinds and the exports that identify them;
 //! - [`limits`]: memory, CPU and output caps, and capability grants;
+//! - [`deadline`]: how every call is cut at its wall-clock deadline, even
+//!   while the guest waits in a host call;
+//! - [`limiter`]: one memory budget for all of an instance's memories and
+//!   tables;
+//! - [`stdio`]: the guest's stdout/stderr, drained into the host log;
 //! - [`engine`]: the shared engine, epoch ticker and linker ([`Runtime`]),
 //!   and low-priority compiles for hot reload
 //!   ([`lower_this_thread_priority`]);
@@ -19,15 +24,18 @@
 
 pub mod bindings;
 pub mod cache;
+pub mod deadline;
 pub mod engine;
 pub mod error;
 pub mod file;
 pub mod host;
 pub mod instance;
 pub mod kind;
+pub mod limiter;
 pub mod limits;
 pub mod load;
 pub(crate) mod output;
+pub mod stdio;
 
 use std::path::PathBuf;
 
@@ -40,7 +48,7 @@ pub use engine::{Runtime, lower_this_thread_priority};
 pub use error::{CallError, LoadError, TrapCause};
 pub use instance::PluginInstance;
 pub use kind::PluginKind;
-pub use limits::{Grants, Limits};
+pub use limits::{Grants, Limits, NetworkGrant, SocketRule};
 pub use load::PluginOptions;
 
 /// A loaded, checked plugin: compiled, linked and known to start. Cheap to

@@ -232,6 +232,9 @@ impl FileInput {
             }
             match answer.await {
                 Ok(Ok(_)) => return true,
+                // Past the stop deadline: nothing committed, the position
+                // stays where it was for the next start.
+                Ok(Err(PipelineError::ShuttingDown)) => return false,
                 Ok(Err(PipelineError::Buffer(halyard_buffer::BufferError::Full { .. }))) => {}
                 Ok(Err(err)) => {
                     tracing::error!(input = %self.name, error = %err, "batch not accepted; retrying");

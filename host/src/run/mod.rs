@@ -11,6 +11,7 @@
 mod file_input;
 mod http_input;
 mod observe;
+mod progress;
 mod ship;
 mod worker;
 
@@ -32,8 +33,13 @@ use crate::plugin::{LoadError, Runtime};
 
 pub use file_input::FileInput;
 pub use http_input::HttpInput;
+pub use progress::Progress;
 pub use ship::{BatchLimits, ShipReport, ShipSettings, encode, encode_with};
 pub use worker::{SourceSchedule, Work, Worker};
+
+/// How long past `[shutdown] timeout_ms` the stop may wait for the inputs
+/// and the pipeline thread to hand back their totals.
+pub const STOP_MARGIN: Duration = Duration::from_millis(500);
 
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
@@ -201,7 +207,13 @@ pub async fn run_with(
         })
         .collect();
     let running = crate::reload::swap::running(&mut pipeline);
-    let worker = Worker::start(pipeline, schedules, appended.clone()).map_err(RunError::Thread)?;
+    let worker = Worker::start(
+        pipeline,
+        schedules,
+        appended.clone(),
+        channels.progress.clone(),
+    )
+    .map_err(RunError::Thread)?;
     let (live, batch_limits) = crate::reload::Live::new(&config, delivery.clone());
     let reloader = crate::reload::supply(
         &config,
@@ -276,22 +288,42 @@ pub async fn run_with(
 
     shutdown.await;
     tracing::info!("shutting down: stopping inputs");
+    // One deadline for the whole stop: inputs, the pipeline thread and the
+    // shipper share `[shutdown] timeout_ms`, so a slow plugin or a stuck
+    // input cannot hold SIGTERM past it (plus one call deadline and
+    // `STOP_MARGIN`). Whatever was not accepted by then was refused to its
+    // input; whatever was not delivered stays buffered.
+    let timeout = Duration::from_millis(config.shutdown.timeout_ms);
+    let stop_by = tokio::time::Instant::now() + timeout;
+    worker.begin_stop(stop_by.into_std());
     let _ = stop_inputs.send(true);
     if let Some(reloader) = reloader {
-        tokio::task::spawn_blocking(move || reloader.stop())
+        let stopped = tokio::task::spawn_blocking(move || reloader.stop());
+        if tokio::time::timeout_at(stop_by, stopped).await.is_err() {
+            tracing::warn!("shutdown timeout: the reload thread is left to finish on its own");
+        }
+    }
+    for mut input in inputs {
+        if tokio::time::timeout_at(stop_by + STOP_MARGIN, &mut input)
             .await
-            .ok();
+            .is_err()
+        {
+            tracing::warn!("shutdown timeout: an input did not stop in time");
+            input.abort();
+        }
     }
-    for input in inputs {
-        let _ = input.await;
-    }
-    let ingest = tokio::task::spawn_blocking(move || worker.stop())
+    let give_up = (stop_by + STOP_MARGIN).into_std();
+    let ingest = tokio::task::spawn_blocking(move || worker.stop(give_up))
         .await
-        .unwrap_or_default();
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| {
+            tracing::warn!("shutdown timeout: the pipeline thread did not stop in time");
+            IngestReport::default()
+        });
     drain.cancel();
-    let timeout = Duration::from_millis(config.shutdown.timeout_ms);
     let mut shipper = shipper;
-    let ship = match tokio::time::timeout(timeout, &mut shipper).await {
+    let ship = match tokio::time::timeout_at(stop_by, &mut shipper).await {
         Ok(report) => report.unwrap_or_default(),
         Err(_) => {
             tracing::warn!("shutdown timeout: unsent batches stay buffered");

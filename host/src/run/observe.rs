@@ -8,7 +8,7 @@
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use halyard_buffer::{Buffer, Record};
 use halyard_transport::{AnySink, BreakerState, Delivery};
@@ -43,6 +43,8 @@ pub struct Channels {
     pub run_id: String,
     /// The licence whose state `/health` shows; set once it is checked.
     pub licence: Option<Arc<crate::licence::Licence>>,
+    /// The pipeline thread's progress, which `/health` judges.
+    pub progress: Arc<super::progress::Progress>,
 }
 
 impl Channels {
@@ -62,6 +64,9 @@ impl Channels {
             into_pipeline,
             run_id: new_correlation_id(),
             licence: None,
+            progress: Arc::new(super::progress::Progress::new(Duration::from_millis(
+                config.health.stall_ms,
+            ))),
         }
     }
 
@@ -115,6 +120,7 @@ impl Observer {
             last_loss: Mutex::new(None),
             shutdown: stop.clone(),
             licence: channels.licence.clone(),
+            progress: Some(channels.progress.clone()),
         });
         let mut tasks = Vec::new();
         let mut listen = None;

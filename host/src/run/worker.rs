@@ -8,14 +8,21 @@
 //!
 //! Invariant: a request's reply is sent only after its events are committed
 //! to the buffer (or refused), so an input that got `Ok` may forget them.
+//!
+//! Shutdown is bounded: once the stop deadline ([`Worker::begin_stop`])
+//! has passed, work still queued is answered
+//! [`PipelineError::ShuttingDown`] (nothing of it accepted) instead of
+//! being run, and [`Worker::stop`] gives up waiting at its own deadline.
+//! Each plugin call ends within its deadline, so the thread is never held
+//! much longer than that.
 
-use std::sync::Arc;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::thread::JoinHandle;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot};
 
+use super::progress::Progress;
 use crate::pipeline::{IngestReport, KeyedFrame, Pipeline, PipelineError};
 
 /// A request to the pipeline thread.
@@ -58,25 +65,50 @@ pub struct SourceSchedule {
 /// Handle to the running pipeline thread.
 pub struct Worker {
     tx: Option<Sender<Work>>,
-    thread: Option<JoinHandle<IngestReport>>,
+    /// The thread's totals, sent when it ends.
+    done: Receiver<IngestReport>,
+    /// When queued work stops being run (set at shutdown).
+    stop_by: Arc<Mutex<Option<Instant>>>,
 }
 
 impl Worker {
     /// Starts the thread. `appended` is notified after every commit so the
     /// delivery loop wakes without polling.
+    /// `progress` is marked around every piece of work.
     pub fn start(
         mut pipeline: Pipeline,
         sources: Vec<SourceSchedule>,
         appended: Arc<Notify>,
+        progress: Arc<Progress>,
     ) -> std::io::Result<Worker> {
         let (tx, rx) = channel();
-        let thread = std::thread::Builder::new()
+        let (done_tx, done) = channel();
+        let stop_by = Arc::new(Mutex::new(None));
+        let thread_stop_by = stop_by.clone();
+        std::thread::Builder::new()
             .name("halyard-pipeline".into())
-            .spawn(move || serve(&mut pipeline, &sources, &rx, &appended))?;
+            .spawn(move || {
+                let serving = Serving {
+                    sources: &sources,
+                    rx: &rx,
+                    appended: &appended,
+                    progress: &progress,
+                    stop_by: &thread_stop_by,
+                };
+                let totals = serve(&mut pipeline, &serving);
+                let _ = done_tx.send(totals);
+            })?;
         Ok(Worker {
             tx: Some(tx),
-            thread: Some(thread),
+            done,
+            stop_by,
         })
+    }
+
+    /// Shutdown has begun: work still queued at `deadline` is refused
+    /// rather than run.
+    pub fn begin_stop(&self, deadline: Instant) {
+        *self.stop_by.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
     }
 
     /// A sender for inputs.
@@ -84,23 +116,45 @@ impl Worker {
         self.tx.clone()
     }
 
-    /// Stops taking work, lets queued requests finish, stops polling sources,
-    /// and returns the totals. Inputs must have dropped their senders.
-    pub fn stop(mut self) -> IngestReport {
+    /// Stops taking work, lets queued requests finish (until the
+    /// [`Worker::begin_stop`] deadline), stops polling sources, and returns
+    /// the totals; `None` if the thread had not ended by `give_up` (it is
+    /// left to finish on its own). Inputs must have dropped their senders.
+    pub fn stop(mut self, give_up: Instant) -> Option<IngestReport> {
         self.tx = None;
-        self.thread
-            .take()
-            .and_then(|t| t.join().ok())
-            .unwrap_or_default()
+        self.done
+            .recv_timeout(give_up.saturating_duration_since(Instant::now()))
+            .ok()
     }
 }
 
-fn serve(
-    pipeline: &mut Pipeline,
-    sources: &[SourceSchedule],
-    rx: &Receiver<Work>,
-    appended: &Notify,
-) -> IngestReport {
+/// What the pipeline thread serves with.
+struct Serving<'a> {
+    sources: &'a [SourceSchedule],
+    rx: &'a Receiver<Work>,
+    appended: &'a Notify,
+    progress: &'a Progress,
+    stop_by: &'a Mutex<Option<Instant>>,
+}
+
+impl Serving<'_> {
+    /// Whether the stop deadline has passed.
+    fn past_stop(&self) -> bool {
+        self.stop_by
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .is_some_and(|by| Instant::now() >= by)
+    }
+}
+
+fn serve(pipeline: &mut Pipeline, serving: &Serving<'_>) -> IngestReport {
+    let Serving {
+        sources,
+        rx,
+        appended,
+        progress,
+        ..
+    } = *serving;
     let start = Instant::now();
     let mut next_poll: Vec<Instant> = sources.iter().map(|_| start).collect();
     loop {
@@ -108,7 +162,10 @@ fn serve(
         for (i, schedule) in sources.iter().enumerate() {
             if next_poll[i] <= now {
                 next_poll[i] = now + schedule.interval;
-                match pipeline.poll_source(i, schedule.max_per_poll) {
+                progress.begin();
+                let polled = pipeline.poll_source(i, schedule.max_per_poll);
+                progress.end();
+                match polled {
                     Ok(report) if report.accepted > 0 => appended.notify_one(),
                     Ok(_) => {}
                     Err(err) => tracing::error!(error = %err, "source batch not accepted"),
@@ -120,28 +177,55 @@ fn serve(
             .min()
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(3600));
-        match rx.recv_timeout(wait) {
-            Ok(Work::Frames {
-                input,
-                frames,
-                position,
-                reply,
-            }) => {
-                let result = pipeline.ingest_frames(&input, frames, position);
-                if matches!(&result, Ok(r) if r.accepted > 0) {
-                    appended.notify_one();
+        let work = rx.recv_timeout(wait);
+        if serving.past_stop() {
+            // Past the stop deadline: answer what is queued, run nothing.
+            match work {
+                Ok(Work::Frames { reply, .. }) => {
+                    let _ = reply.send(Err(PipelineError::ShuttingDown));
                 }
-                let _ = reply.send(result);
+                Err(RecvTimeoutError::Disconnected) => break,
+                _ => {}
             }
-            Ok(Work::Swap(swap)) => crate::reload::apply(pipeline, swap),
-            Ok(Work::Rechain { plan, reply }) => {
-                pipeline.rechain(plan);
-                let _ = reply.send(());
-            }
-            Ok(Work::Unload(unload)) => crate::reload::swap::unload(pipeline, unload),
-            Err(RecvTimeoutError::Timeout) => {}
-            Err(RecvTimeoutError::Disconnected) => break,
+            continue;
+        }
+        progress.begin();
+        let disconnected = serve_one(pipeline, work, appended);
+        progress.end();
+        if disconnected {
+            break;
         }
     }
     pipeline.totals.clone()
+}
+
+/// Runs one piece of work; true when every sender is gone.
+fn serve_one(
+    pipeline: &mut Pipeline,
+    work: Result<Work, RecvTimeoutError>,
+    appended: &Notify,
+) -> bool {
+    match work {
+        Ok(Work::Frames {
+            input,
+            frames,
+            position,
+            reply,
+        }) => {
+            let result = pipeline.ingest_frames(&input, frames, position);
+            if matches!(&result, Ok(r) if r.accepted > 0) {
+                appended.notify_one();
+            }
+            let _ = reply.send(result);
+        }
+        Ok(Work::Swap(swap)) => crate::reload::apply(pipeline, swap),
+        Ok(Work::Rechain { plan, reply }) => {
+            pipeline.rechain(plan);
+            let _ = reply.send(());
+        }
+        Ok(Work::Unload(unload)) => crate::reload::swap::unload(pipeline, unload),
+        Err(RecvTimeoutError::Timeout) => {}
+        Err(RecvTimeoutError::Disconnected) => return true,
+    }
+    false
 }

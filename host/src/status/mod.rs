@@ -69,6 +69,8 @@ pub struct StatusState {
     pub shutdown: tokio_util::sync::CancellationToken,
     /// The licence, whose state `/health` reports (`None`: not configured).
     pub licence: Option<Arc<crate::licence::Licence>>,
+    /// The pipeline thread's progress; a stall makes the host unhealthy.
+    pub progress: Option<Arc<crate::run::Progress>>,
 }
 
 impl std::fmt::Debug for StatusState {
@@ -100,7 +102,17 @@ impl StatusState {
         };
         let state = self.transport.breaker_state();
         let plugins: Vec<_> = self.plugins.all().iter().map(|p| p.view()).collect();
-        let (status, reasons) = health::judge(&buffer, state, &plugins);
+        let (mut status, mut reasons) = health::judge(&buffer, state, &plugins);
+        if let Some(held) = self.progress.as_ref().and_then(|p| p.stalled()) {
+            status = health::Verdict::Unhealthy;
+            reasons.insert(
+                0,
+                format!(
+                    "pipeline made no progress for {} s with work in hand",
+                    held.as_secs()
+                ),
+            );
+        }
         HealthReport {
             status,
             reasons,

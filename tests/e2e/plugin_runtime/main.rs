@@ -3,6 +3,7 @@
 //! contained, and the compile cache.
 
 mod cache;
+mod contain;
 mod examples;
 mod hostile;
 mod support;

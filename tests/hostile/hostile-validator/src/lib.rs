@@ -24,6 +24,8 @@ pub struct HostileValidator {
     calls: u64,
     /// Memory kept alive by the `alloc` mode.
     hoard: Vec<Vec<u8>>,
+    /// Where the `connect` mode connects.
+    addr: String,
 }
 
 impl Validator for HostileValidator {
@@ -32,11 +34,26 @@ impl Validator for HostileValidator {
         match mode {
             Mode::InitError => Err(InitError::for_key("mode", "init refused on purpose")),
             Mode::InitLoop => spin(),
-            mode => Ok(HostileValidator {
-                mode,
-                calls: 0,
-                hoard: Vec::new(),
-            }),
+            Mode::InitSleep(ms) => {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                Err(InitError::for_key("mode", "woke up"))
+            }
+            Mode::InitPanic => {
+                println!("init-panic: about to panic");
+                panic!("hostile guest panicked in init on purpose");
+            }
+            mode => {
+                if mode == Mode::InitPrint {
+                    println!("init-print: hello on stdout");
+                    eprintln!("init-print: hello on stderr");
+                }
+                Ok(HostileValidator {
+                    mode,
+                    calls: 0,
+                    hoard: Vec::new(),
+                    addr: config.get("addr").unwrap_or_default().to_string(),
+                })
+            }
         }
     }
 
@@ -50,7 +67,23 @@ impl Validator for HostileValidator {
         self.calls += 1;
         let accept_all = || vec![Verdict::Accept; events.len()];
         match self.mode {
-            Mode::Ok | Mode::InitError | Mode::InitLoop => accept_all(),
+            Mode::Ok
+            | Mode::InitError
+            | Mode::InitLoop
+            | Mode::InitSleep(_)
+            | Mode::InitPrint
+            | Mode::InitPanic => accept_all(),
+            Mode::Sleep(ms) => {
+                std::thread::sleep(std::time::Duration::from_millis(ms));
+                accept_all()
+            }
+            Mode::StderrFlood(lines) => {
+                for i in 0..lines {
+                    eprintln!("call {} line {i:>4} {}", self.calls, "x".repeat(180));
+                }
+                accept_all()
+            }
+            Mode::Connect => vec![Verdict::Reject(connect(&self.addr)); events.len()],
             Mode::Loop => spin(),
             Mode::Alloc => {
                 self.hoard_one_gib();
@@ -93,6 +126,26 @@ fn spin() -> ! {
     let mut counter = 0u64;
     loop {
         counter = black_box(counter.wrapping_add(1));
+    }
+}
+
+/// Connects to `addr`, says `ping`, and reports the answer or the error.
+fn connect(addr: &str) -> String {
+    use std::io::{Read, Write};
+    let mut stream = match std::net::TcpStream::connect(addr) {
+        Ok(stream) => stream,
+        Err(err) => return format!("connect failed: {:?}: {err}", err.kind()),
+    };
+    if let Err(err) = stream.write_all(b"ping\n") {
+        return format!("write failed: {err}");
+    }
+    let mut answer = [0u8; 64];
+    match stream.read(&mut answer) {
+        Ok(n) => format!(
+            "connected: {}",
+            String::from_utf8_lossy(&answer[..n]).trim()
+        ),
+        Err(err) => format!("read failed: {err}"),
     }
 }
 

@@ -32,6 +32,23 @@ pub enum Mode {
     InitError,
     /// `init-loop`: `init` never returns.
     InitLoop,
+    /// `sleep` (with `ms`, default one hour): `std::thread::sleep` in
+    /// `validate`, i.e. a `wasi:clocks` pollable and `wasi:io/poll` wait.
+    Sleep(u64),
+    /// `init-sleep` (with `ms`): the same wait in `init`.
+    InitSleep(u64),
+    /// `stderr-flood` (with `lines`, default 50): write that many 200-byte
+    /// lines to stderr per call, then accept every event.
+    StderrFlood(u64),
+    /// `init-print`: print to stdout and stderr in `init`, then succeed.
+    InitPrint,
+    /// `init-panic`: print to stdout in `init`, then panic.
+    InitPanic,
+    /// `connect` (with `addr`): open a TCP connection to `addr`, send
+    /// `ping\n`, read one answer, and reject every event with what
+    /// happened (`connected: <answer>` or `connect failed: <error>`). A
+    /// peer that never answers leaves the guest waiting in a socket read.
+    Connect,
 }
 
 impl Mode {
@@ -51,6 +68,12 @@ impl Mode {
             "trap-after" => Mode::TrapAfter(config.parse_or("calls", 0)?),
             "init-error" => Mode::InitError,
             "init-loop" => Mode::InitLoop,
+            "sleep" => Mode::Sleep(config.parse_or("ms", 3_600_000)?),
+            "init-sleep" => Mode::InitSleep(config.parse_or("ms", 3_600_000)?),
+            "stderr-flood" => Mode::StderrFlood(config.parse_or("lines", 50)?),
+            "init-print" => Mode::InitPrint,
+            "init-panic" => Mode::InitPanic,
+            "connect" => Mode::Connect,
             other => {
                 return Err(InitError::for_key(
                     "mode",
