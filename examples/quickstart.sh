@@ -21,6 +21,10 @@ for guest in sim_source jsonl_decoder range_validator redact_privacy fraction_sa
 done
 
 export HALYARD_API_KEY=quickstart-key
+# The quickstart runs in dev mode: no licence needed, and the host says so in
+# its log, /health and every batch ("licence":"dev"). To run under a real
+# licence, set HALYARD_DEV_MODE=0 and fill in [licence] (see the README).
+export HALYARD_DEV_MODE=${HALYARD_DEV_MODE:-1}
 echo; echo "== halyard config check examples/quickstart.toml (secrets masked)"
 "$halyard" config check examples/quickstart.toml | head -12
 
@@ -28,10 +32,6 @@ echo; echo "== starting the receiver: halyard receive --listen 127.0.0.1:8080"
 HALYARD_RECEIVER_API_KEY=$HALYARD_API_KEY "$halyard" receive --listen 127.0.0.1:8080 \
   --store "$out/received.db" >"$out/receiver.stats" 2>"$out/receiver.log" &
 receiver=$!
-# The quickstart runs in dev mode: no licence needed, and the host says so in
-# its log, /health and every batch ("licence":"dev"). To run under a real
-# licence, set HALYARD_DEV_MODE=0 and fill in [licence] (see the README).
-export HALYARD_DEV_MODE=${HALYARD_DEV_MODE:-1}
 echo "== starting the host: halyard run --config examples/quickstart.toml (HALYARD_DEV_MODE=$HALYARD_DEV_MODE)"
 RUST_LOG=${RUST_LOG:-info} "$halyard" run --config examples/quickstart.toml 2>"$out/host.log" &
 host=$!

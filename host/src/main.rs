@@ -10,7 +10,8 @@ fn main() -> ExitCode {
     match halyard::cli::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            eprintln!("error: {err:#}");
+            // Each cause once: see `describe`.
+            eprintln!("error: {}", halyard::cli::describe(err.chain()));
             ExitCode::from(1)
         }
     }

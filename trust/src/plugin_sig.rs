@@ -37,9 +37,10 @@ pub const DOMAIN: &str = "halyard-plugin-v1";
 /// The only algorithm written and accepted.
 pub const ALG: &str = "ed25519";
 
-/// Largest `.sig` file parsed; a real one is about 200 bytes, so anything
-/// far bigger is garbage and is not worth reading into a JSON parser.
-const MAX_SIG_FILE: usize = 16 * 1024;
+/// Largest `.sig` file read or parsed; a real one is about 200 bytes, so
+/// anything far bigger is garbage and is not worth reading into memory or a
+/// JSON parser.
+pub const MAX_SIG_FILE: usize = 16 * 1024;
 
 /// Why a component's signature was refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -191,9 +192,15 @@ pub fn sig_path(component: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-/// Reads `component` and its `.sig` file and verifies them: what the plugin
-/// manager calls when trusted keys are configured. A missing `.sig` is
+/// Reads `component` (at most `max_component` bytes) and its `.sig` file
+/// (at most [`MAX_SIG_FILE`] bytes) with `read`, and verifies them: what
+/// `halyard plugin verify` calls. A missing `.sig` is
 /// [`SignatureError::Missing`] ("unsigned").
+///
+/// `read(path, max)` must refuse anything but a regular file of at most
+/// `max` bytes without blocking, and keep `NotFound` for a missing file:
+/// this crate does no file-system policy of its own, so the host's safe
+/// reader is used for every plugin file.
 ///
 /// Returns the component's bytes with the signer, so the caller compiles
 /// exactly the bytes that were verified (reading the file again would let
@@ -201,22 +208,37 @@ pub fn sig_path(component: &Path) -> PathBuf {
 pub fn verify_file(
     component: &Path,
     trusted: &[PublicKey],
+    max_component: u64,
+    read: impl Fn(&Path, u64) -> std::io::Result<Vec<u8>>,
 ) -> Result<(Vec<u8>, KeyId), SignatureError> {
-    let io = |path: &Path, e: std::io::Error| SignatureError::Io {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    };
-    let bytes = std::fs::read(component).map_err(|e| io(component, e))?;
-    let sig_path = sig_path(component);
-    let sig = match std::fs::read(&sig_path) {
-        Ok(sig) => sig,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(SignatureError::Missing(sig_path));
-        }
-        Err(e) => return Err(io(&sig_path, e)),
-    };
+    let bytes = read(component, max_component).map_err(|e| io_error(component, e))?;
+    let sig = read_sig_file(component, read)?;
     let signer = verify(&bytes, &sig, trusted)?;
     Ok((bytes, signer))
+}
+
+/// Reads the `.sig` beside `component` with `read` (see [`verify_file`]),
+/// capped at [`MAX_SIG_FILE`] bytes; a missing one is
+/// [`SignatureError::Missing`].
+pub fn read_sig_file(
+    component: &Path,
+    read: impl Fn(&Path, u64) -> std::io::Result<Vec<u8>>,
+) -> Result<Vec<u8>, SignatureError> {
+    let sig_path = sig_path(component);
+    match read(&sig_path, MAX_SIG_FILE as u64) {
+        Ok(sig) => Ok(sig),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(SignatureError::Missing(sig_path))
+        }
+        Err(e) => Err(io_error(&sig_path, e)),
+    }
+}
+
+fn io_error(path: &Path, e: std::io::Error) -> SignatureError {
+    SignatureError::Io {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
 }
 
 #[cfg(test)]
@@ -339,19 +361,41 @@ mod tests {
         );
     }
 
+    /// A reader that honours the cap, as the host's does.
+    fn capped(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
+        let bytes = std::fs::read(path)?;
+        if bytes.len() as u64 > max {
+            return Err(std::io::Error::other("over the cap"));
+        }
+        Ok(bytes)
+    }
+
     #[test]
-    fn files_on_disk_missing_and_present() {
+    fn files_on_disk_missing_present_and_capped() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("range.wasm");
         std::fs::write(&path, COMPONENT).unwrap();
         let key = KeyPair::generate().unwrap();
+        let trusted = [key.public_key()];
         assert_eq!(sig_path(&path), tmp.path().join("range.wasm.sig"));
         assert_eq!(
-            verify_file(&path, &[key.public_key()]),
+            verify_file(&path, &trusted, 1 << 20, capped),
             Err(SignatureError::Missing(sig_path(&path)))
         );
         std::fs::write(sig_path(&path), sign(COMPONENT, &key).to_json()).unwrap();
-        let (bytes, signer) = verify_file(&path, &[key.public_key()]).unwrap();
+        let (bytes, signer) = verify_file(&path, &trusted, 1 << 20, capped).unwrap();
         assert_eq!((bytes.as_slice(), signer), (COMPONENT, key.key_id()));
+        // The component and the `.sig` are read with their caps.
+        let err = verify_file(&path, &trusted, 4, capped).unwrap_err();
+        assert!(
+            matches!(&err, SignatureError::Io { path: p, .. } if p == &path),
+            "{err}"
+        );
+        std::fs::write(sig_path(&path), vec![b' '; MAX_SIG_FILE + 1]).unwrap();
+        let err = verify_file(&path, &trusted, 1 << 20, capped).unwrap_err();
+        assert!(
+            matches!(&err, SignatureError::Io { path: p, .. } if p == &sig_path(&path)),
+            "{err}"
+        );
     }
 }

@@ -1,6 +1,7 @@
 //! The `halyard` command line. This is the binary's edge: the only place
 //! that uses `anyhow`, prints to the terminal and chooses exit codes.
 
+mod config_cmd;
 mod grant_arg;
 mod plugin_cmd;
 mod tail;
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use config_cmd::ConfigCheckArgs;
 pub use plugin_cmd::{CheckArgs, RunArgs};
 pub use tail::TailArgs;
 pub use trust_cmd::{
@@ -80,12 +82,12 @@ pub enum Command {
 /// `halyard config …`
 #[derive(Debug, Subcommand)]
 pub enum ConfigCommand {
-    /// Validate a config file and print it resolved (variables substituted,
-    /// defaults filled in) with secrets masked. Exit 0 if valid, 1 if not.
-    Check {
-        /// The config file.
-        file: PathBuf,
-    },
+    /// Check a config file as `halyard run` would at start: parse it, verify
+    /// the licence, load and start every plugin (kind, config, grants,
+    /// limits). Print it resolved (variables substituted, defaults filled
+    /// in) with secrets masked if valid (exit 0); print every problem if not
+    /// (exit 1).
+    Check(ConfigCheckArgs),
 }
 
 /// `halyard plugin …`
@@ -114,6 +116,12 @@ pub struct RuntimeArgs {
     /// Compile every time; write no cache.
     #[arg(long)]
     pub no_cache: bool,
+    /// The largest plugin file to read, in MiB, checked before reading it
+    /// (default 64; `config check` defaults to the config's
+    /// `[plugins] max_file_mb`).
+    #[arg(long, value_name = "MIB",
+        value_parser = clap::value_parser!(u64).range(1..=crate::config::ranges::MAX_FILE_MB))]
+    pub max_file_mb: Option<u64>,
 }
 
 impl RuntimeArgs {
@@ -134,6 +142,45 @@ impl RuntimeArgs {
             .or_else(|| env("XDG_CACHE_HOME").map(|d| d.join("halyard/components")))
             .or_else(|| env("HOME").map(|d| d.join(".cache/halyard/components")))
     }
+
+    /// The runtime the plugin tools load with: these cache settings and
+    /// the file size cap.
+    pub fn runtime(&self) -> Result<crate::plugin::Runtime, crate::plugin::LoadError> {
+        let mut runtime = crate::plugin::Runtime::new(self.cache_dir())?;
+        if let Some(mb) = self.max_file_mb {
+            runtime.set_max_file_bytes(mb << 20);
+        }
+        Ok(runtime)
+    }
+}
+
+/// An error and its causes on one line, each cause once.
+///
+/// Most errors here print their cause in their own message *and* return it
+/// from `source()` (thiserror's `{source}` with a `source` field), so that
+/// `to_string()` alone, which logs and lifecycle events use, is complete.
+/// Printing the whole chain then repeats each cause; this skips a cause
+/// whose text the line already holds.
+pub fn describe<'a>(
+    chain: impl IntoIterator<Item = &'a (dyn std::error::Error + 'static)>,
+) -> String {
+    let mut out = String::new();
+    for cause in chain {
+        let text = cause.to_string();
+        if text.is_empty() || out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
+/// [`describe`] for an error that is not (yet) an `anyhow::Error`.
+pub fn describe_error(err: &(dyn std::error::Error + 'static)) -> String {
+    describe(std::iter::successors(Some(err), |e| e.source()))
 }
 
 /// Runs a parsed command line; returns the process exit code.
@@ -151,7 +198,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::License(LicenseCommand::Issue(args)) => trust_cmd::license_issue(&args),
         Command::License(LicenseCommand::Inspect(args)) => trust_cmd::license_inspect(&args),
         Command::Verify(args) => trust_cmd::verify_batch(&args),
-        Command::Config(ConfigCommand::Check { file }) => config_check(&file),
+        Command::Config(ConfigCommand::Check(args)) => config_cmd::check(&args),
         Command::Tail(args) => tail::tail(&args),
         Command::Run { config } => run_host(&config),
         Command::Receive {
@@ -170,7 +217,7 @@ fn run_host(file: &std::path::Path) -> anyhow::Result<ExitCode> {
         Ok(config) => config,
         Err(err) => {
             init_logging();
-            eprintln!("error: {err}");
+            eprintln!("error: {}", describe_error(&err));
             return Ok(ExitCode::from(1));
         }
     };
@@ -270,20 +317,6 @@ fn shutdown_signal_now() -> impl std::future::Future<Output = ()> {
         tokio::select! {
             _ = term.recv() => {}
             _ = int.recv() => {}
-        }
-    }
-}
-
-/// `halyard config check`: the resolved config, masked, or the error.
-fn config_check(file: &std::path::Path) -> anyhow::Result<ExitCode> {
-    match crate::config::HostConfig::load(file) {
-        Ok(config) => {
-            print!("{}", config.to_masked_toml());
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(err) => {
-            eprintln!("error: {err}");
-            Ok(ExitCode::from(1))
         }
     }
 }

@@ -12,8 +12,7 @@ use serde_json::{Value, json};
 use super::RuntimeArgs;
 use crate::event;
 use crate::plugin::{
-    Action, Event, Frame, Limits, Plugin, PluginInstance, PluginKind, PluginOptions, Runtime,
-    Verdict,
+    Action, Event, Frame, Limits, Plugin, PluginInstance, PluginKind, PluginOptions, Verdict,
 };
 
 /// Arguments of `halyard plugin check`.
@@ -62,11 +61,12 @@ pub struct RunArgs {
     /// Sources: the most events per poll.
     #[arg(long, default_value_t = 100)]
     pub max: u32,
-    /// CPU deadline per call, in milliseconds.
-    #[arg(long, default_value_t = 100)]
+    /// CPU deadline per call, in milliseconds (1 to 60000, as in the config).
+    #[arg(long, default_value_t = 100,
+        value_parser = clap::value_parser!(u64).range(1..=crate::config::ranges::MAX_DEADLINE_MS))]
     pub deadline_ms: u64,
-    /// Memory cap per instance, in MiB.
-    #[arg(long, default_value_t = 64)]
+    /// Memory cap per instance, in MiB (1 to 4096, as in the config).
+    #[arg(long, default_value_t = 64, value_parser = parse_memory_mb)]
     pub memory_mb: usize,
     /// A capability, as in the config's `grants` (repeatable): env=NAME,
     /// read_dir=PATH, network, or network=IP:PORT.
@@ -74,6 +74,15 @@ pub struct RunArgs {
     pub grants: Vec<super::grant_arg::GrantArg>,
     #[command(flatten)]
     pub runtime: RuntimeArgs,
+}
+
+/// `--memory-mb` within the config's range, so `<< 20` cannot wrap.
+fn parse_memory_mb(s: &str) -> Result<usize, String> {
+    let max = crate::config::ranges::MAX_MEMORY_MB;
+    match s.parse::<usize>() {
+        Ok(mb) if (1..=max).contains(&mb) => Ok(mb),
+        _ => Err(format!("must be a number of MiB from 1 to {max}")),
+    }
 }
 
 fn parse_key_value(s: &str) -> Result<(String, String), String> {
@@ -85,7 +94,7 @@ fn parse_key_value(s: &str) -> Result<(String, String), String> {
 
 /// `halyard plugin check`: exit 0 if the component is a valid plugin.
 pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(args.runtime.cache_dir())?;
+    let runtime = args.runtime.runtime()?;
     let options = PluginOptions {
         config: args.config.iter().cloned().collect(),
         grants: super::grant_arg::grants(&args.grants),
@@ -137,7 +146,7 @@ fn write_report(out: &mut impl Write, plugin: &Plugin) -> std::io::Result<()> {
 /// `halyard plugin run`: prints one JSON line per event (per frame for
 /// decoders, per event for sources). Exits 1 if any call failed.
 pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
-    let runtime = Runtime::new(args.runtime.cache_dir())?;
+    let runtime = args.runtime.runtime()?;
     let options = PluginOptions {
         config: args.config.iter().cloned().collect(),
         limits: Limits {

@@ -149,8 +149,9 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
 /// `halyard plugin sign`: writes `FILE.sig`.
 pub fn sign(args: &SignArgs) -> anyhow::Result<ExitCode> {
     let key = KeyPair::load(&args.key)?;
+    // The same checks as loading: a regular file within the default cap.
     let bytes =
-        std::fs::read(&args.file).with_context(|| format!("reading {}", args.file.display()))?;
+        crate::plugin::file::read_regular(&args.file, crate::plugin::file::DEFAULT_MAX_FILE_BYTES)?;
     let signature = plugin_sig::sign(&bytes, &key);
     let sig_path = plugin_sig::sig_path(&args.file);
     write_replacing(&sig_path, signature.to_json().as_bytes())?;
@@ -165,7 +166,13 @@ pub fn sign(args: &SignArgs) -> anyhow::Result<ExitCode> {
 pub fn verify_plugin(args: &VerifyPluginArgs) -> anyhow::Result<ExitCode> {
     let trusted = parse_keys(&args.trusted)?;
     println!("file:     {}", args.file.display());
-    match plugin_sig::verify_file(&args.file, &trusted) {
+    let max = crate::plugin::file::DEFAULT_MAX_FILE_BYTES;
+    match plugin_sig::verify_file(
+        &args.file,
+        &trusted,
+        max,
+        crate::plugin::file::read_for_trust,
+    ) {
         Ok((bytes, signer)) => {
             println!("sha256:   {}", halyard_trust::sha256_hex(&bytes));
             println!("verdict:  valid signature by trusted key {signer}");

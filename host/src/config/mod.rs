@@ -1,22 +1,33 @@
-//! The host config: one TOML file, `${VAR}` / `${VAR:-default}` substituted
-//! from the environment, parsed into typed structs that refuse unknown keys,
-//! then checked for what types cannot say (at least one input, positive
-//! limits). Every error names the key and, for parse errors, the line.
+//! The host config: one TOML file, parsed, then `${VAR}` / `${VAR:-default}`
+//! substituted from the environment into its string values (never into the
+//! text, see [`substitute`]), deserialised into typed structs that refuse
+//! unknown keys, then checked for what types cannot say (at least one
+//! input, numbers in range, see [`ranges`]). Every error names the key and
+//! its line.
 //!
 //! Secrets (the transport's API key) are masked whenever the config is
-//! printed; see [`HostConfig::to_masked_toml`].
+//! printed; see [`HostConfig::to_masked_toml`]. No error message quotes a
+//! value that came from the environment: parse errors are scrubbed of them
+//! ([`Substituted::scrub`]).
 
 mod licence;
+mod locate;
 mod model;
+pub mod ranges;
 mod substitute;
 mod supply;
 
 use std::path::{Path, PathBuf};
 
+use serde::Deserialize;
+
 pub use licence::LicenceSection;
 pub use model::*;
-pub use substitute::{SubstituteError, substitute};
+pub use substitute::{SubstituteError, Substituted, substitute, substitute_values};
 pub use supply::{OnRemove, PluginsSection, ReloadSection, RolloutSection};
+
+/// The largest config file read: a real one is a few KiB.
+pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
 
 /// Why a config file was refused.
 #[derive(Debug, thiserror::Error)]
@@ -47,10 +58,12 @@ pub enum ConfigError {
         message: String,
     },
     /// A value that parses but cannot work.
-    #[error("config {path}: `{key}` {message}")]
+    #[error("config {path}{}: `{key}` {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
     Invalid {
         /// The file.
         path: PathBuf,
+        /// The line the key is on, when it is in the file (not a default).
+        line: Option<usize>,
         /// The dotted key at fault.
         key: String,
         /// What is wrong with it.
@@ -61,29 +74,62 @@ pub enum ConfigError {
 impl HostConfig {
     /// Reads, substitutes, parses and checks the config at `path`, taking
     /// variables from the process environment.
+    ///
+    /// The file is read like a plugin file (a regular file, never blocking,
+    /// at most [`MAX_CONFIG_BYTES`]): hot reload re-reads it whenever it
+    /// changes, and a FIFO or a device renamed over it must not stall the
+    /// reloader.
     pub fn load(path: &Path) -> Result<HostConfig, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Io {
+        let io = |source| ConfigError::Io {
             path: path.to_path_buf(),
             source,
+        };
+        let bytes = crate::plugin::file::read_capped(path, MAX_CONFIG_BYTES, "config files")
+            .map_err(|e| io(e.into_io()))?;
+        let text = String::from_utf8(bytes).map_err(|_| {
+            io(std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                "not UTF-8 text",
+            ))
         })?;
         Self::parse(path, &text, |name| std::env::var(name).ok())
     }
 
-    /// Parses config text; `lookup` resolves `${VAR}` references.
+    /// Parses config text; `lookup` resolves `${VAR}` references inside
+    /// string values.
     pub fn parse(
         path: &Path,
         text: &str,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<HostConfig, ConfigError> {
-        let text = substitute(text, lookup).map_err(|source| ConfigError::Substitute {
-            path: path.to_path_buf(),
-            source,
+        let parse_error = |mut e: toml::de::Error, done: Option<&Substituted>| {
+            e.set_input(Some(text));
+            let message = with_key_line(text, e.span(), e.to_string().trim_end());
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                message: done.map_or_else(|| message.clone(), |d| d.scrub(&message)),
+            }
+        };
+        let mut root = toml::de::DeTable::parse(text).map_err(|e| parse_error(e, None))?;
+        let done = substitute_values(&mut root, text, &lookup).map_err(|source| {
+            ConfigError::Substitute {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
-        let mut config: HostConfig = toml::from_str(&text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            message: with_key_line(&text, e.span(), e.to_string().trim_end()),
+        let mut config = HostConfig::deserialize(toml::de::Deserializer::from(root))
+            .map_err(|e| parse_error(e, Some(&done)))?;
+        config.check(path).map_err(|e| match e {
+            ConfigError::Invalid {
+                path, key, message, ..
+            } => ConfigError::Invalid {
+                line: locate::line_of(text, &key),
+                path,
+                key,
+                message: done.scrub(&message),
+            },
+            other => other,
         })?;
-        config.check(path)?;
         config.source = Some(path.to_path_buf());
         Ok(config)
     }
@@ -91,6 +137,7 @@ impl HostConfig {
     fn check(&self, path: &Path) -> Result<(), ConfigError> {
         let invalid = |key: &str, message: &str| ConfigError::Invalid {
             path: path.to_path_buf(),
+            line: None,
             key: key.to_string(),
             message: message.to_string(),
         };
@@ -144,6 +191,9 @@ impl HostConfig {
                 "transport.url",
                 "must start with http:// or https://",
             ));
+        }
+        if let Some((key, message)) = ranges::check(self) {
+            return Err(invalid(&key, &message));
         }
         Ok(())
     }

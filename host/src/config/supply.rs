@@ -9,7 +9,7 @@ use halyard_trust::keys::PublicKey;
 use serde::{Deserialize, Serialize};
 
 /// `[plugins]`
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PluginsSection {
     /// Keys (`ed25519:<base64>`) whose signatures make a component loadable.
@@ -17,6 +17,34 @@ pub struct PluginsSection {
     /// from one of them, at start and on every reload; empty means signing
     /// is not required.
     pub trusted_keys: Vec<PublicKey>,
+    /// The largest component file loaded, in MiB, checked before a byte is
+    /// read (at start, on reload, in `config check`) and while a rollout
+    /// downloads: a huge or endless file must not fill the host's memory.
+    pub max_file_mb: u64,
+}
+
+impl Default for PluginsSection {
+    fn default() -> Self {
+        PluginsSection {
+            trusted_keys: Vec::new(),
+            max_file_mb: crate::plugin::file::DEFAULT_MAX_FILE_BYTES >> 20,
+        }
+    }
+}
+
+impl PluginsSection {
+    /// `max_file_mb` in bytes (range-checked at load, so it cannot wrap).
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_file_mb.saturating_mul(1 << 20)
+    }
+
+    /// Makes `runtime` load plugins as this section says: the trusted
+    /// signers and the file size cap. `halyard run` and `halyard config
+    /// check` both call it, so they accept and refuse the same files.
+    pub fn apply_to(&self, runtime: &mut crate::plugin::Runtime) {
+        runtime.require_signatures(self.trusted_keys.clone());
+        runtime.set_max_file_bytes(self.max_file_bytes());
+    }
 }
 
 /// `[reload]`

@@ -120,3 +120,139 @@ fn masked_output_hides_the_api_key() {
     // The masked text is itself a valid config (with the placeholder key).
     assert!(toml::from_str::<HostConfig>(&printed).is_ok());
 }
+
+fn parse_with(text: &str, key: &'static str) -> Result<HostConfig, ConfigError> {
+    HostConfig::parse(Path::new("halyard.toml"), text, move |name| {
+        (name == "KEY").then(|| key.to_string())
+    })
+}
+
+#[test]
+fn an_env_value_with_quotes_and_newlines_stays_a_plain_string() {
+    let evil = "k\"\n[evil]\nx = \"1";
+    let config = parse_with(MINIMAL, evil).expect("still valid");
+    match &config.transport {
+        TransportConfig::Http { api_key, .. } => assert_eq!(api_key.as_deref(), Some(evil)),
+        other => panic!("{other:?}"),
+    }
+    // Nothing was injected: the printed config has no `[evil]` table and
+    // still parses.
+    let printed = config.to_masked_toml();
+    assert!(!printed.contains("[evil]"), "{printed}");
+}
+
+#[test]
+fn no_error_quotes_a_value_from_the_environment() {
+    const SECRET: &str = "s3cret-\"value\"\nwith-newline";
+    // The secret lands where the parser quotes the value it refuses.
+    for (what, text) in [
+        (
+            "enum",
+            format!("{MINIMAL}\n[buffer]\nwhen_full = \"${{KEY}}\"\n"),
+        ),
+        (
+            "type",
+            MINIMAL.replace("interval_ms = 500", "interval_ms = \"${KEY}\""),
+        ),
+        (
+            "url",
+            MINIMAL.replace("${HUB:-http://127.0.0.1:8080}/v1/batches", "${KEY}"),
+        ),
+    ] {
+        let err = parse_with(&text, SECRET).unwrap_err().to_string();
+        for part in ["s3cret", "with-newline"] {
+            assert!(!err.contains(part), "{what}: secret in {err}");
+        }
+        assert!(what == "url" || err.contains("${KEY}"), "{what}: {err}");
+    }
+}
+
+#[test]
+fn out_of_range_limits_are_refused_naming_key_and_line() {
+    let limits = "limits = { deadline_ms = 50 }";
+    for (replacement, key, says) in [
+        (
+            "limits = { deadline_ms = 0 }",
+            "stages.validate[0].limits.deadline_ms",
+            "between 1 and 60000",
+        ),
+        (
+            "limits = { deadline_ms = 60001 }",
+            "stages.validate[0].limits.deadline_ms",
+            "(is 60001)",
+        ),
+        (
+            "limits = { memory_mb = 9223372036854775807 }",
+            "stages.validate[0].limits.memory_mb",
+            "between 1 and 4096 MiB",
+        ),
+        (
+            "limits = { memory_mb = 0 }",
+            "stages.validate[0].limits.memory_mb",
+            "(is 0)",
+        ),
+    ] {
+        let err = parse(&MINIMAL.replace(limits, replacement))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.starts_with(&format!("config halyard.toml line 19: `{key}` ")),
+            "{err}"
+        );
+        assert!(err.contains(says), "{err}");
+    }
+    let decoder = MINIMAL.replace(
+        "decoder = { plugin = \"jsonl_decoder.wasm\" }",
+        "decoder = { plugin = \"jsonl_decoder.wasm\", limits = { memory_mb = 5000 } }",
+    );
+    let err = parse(&decoder).unwrap_err().to_string();
+    assert!(
+        err.contains("line 14: `input[1].decoder.limits.memory_mb` must be between"),
+        "{err}"
+    );
+    let text = format!("{MINIMAL}\n[plugins]\nmax_file_mb = 0\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("`plugins.max_file_mb` must be between 1 and 1024"),
+        "{err}"
+    );
+    let text = format!("{MINIMAL}\n[reload]\ndebounce_ms = 18446744073709551615\n");
+    assert!(
+        parse(&text).is_err(),
+        "u64::MAX ms is refused (by TOML or the range)"
+    );
+    let text = format!("{MINIMAL}\n[reload]\ndebounce_ms = 9223372036854775807\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("`reload.debounce_ms` must be between 0 and"),
+        "{err}"
+    );
+}
+
+#[test]
+fn limits_at_the_edges_are_accepted() {
+    let text = MINIMAL.replace(
+        "limits = { deadline_ms = 50 }",
+        "limits = { deadline_ms = 60000, memory_mb = 4096 }",
+    );
+    let config = parse(&text).expect("in range");
+    assert_eq!(config.stages.validate[0].limits.memory_mb, Some(4096));
+    assert_eq!(config.plugins.max_file_mb, 64);
+}
+
+#[test]
+fn a_config_path_that_is_a_fifo_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("halyard.toml");
+    rustix::fs::mknodat(
+        rustix::fs::CWD,
+        &fifo,
+        rustix::fs::FileType::Fifo,
+        rustix::fs::Mode::from_raw_mode(0o600),
+        0,
+    )
+    .unwrap();
+    // Without the check this read would wait for a writer forever.
+    let err = HostConfig::load(&fifo).unwrap_err().to_string();
+    assert!(err.contains("is a FIFO (named pipe)"), "{err}");
+}

@@ -48,6 +48,9 @@ pub struct Runtime {
     /// Signers whose `.sig` makes a component loadable; empty means
     /// signatures are not required (see [`Runtime::require_signatures`]).
     pub(crate) trusted_keys: Vec<halyard_trust::PublicKey>,
+    /// The largest component file [`Runtime::load`] reads
+    /// (`[plugins] max_file_mb`); see [`super::file`].
+    pub(crate) max_file_bytes: u64,
 }
 
 impl Runtime {
@@ -88,6 +91,7 @@ impl Runtime {
             cache,
             _ticker: ticker,
             trusted_keys: Vec::new(),
+            max_file_bytes: super::file::DEFAULT_MAX_FILE_BYTES,
         })
     }
 
@@ -96,6 +100,17 @@ impl Runtime {
     /// checked over the very bytes that are then compiled.
     pub fn require_signatures(&mut self, keys: Vec<halyard_trust::PublicKey>) {
         self.trusted_keys = keys;
+    }
+
+    /// From now on [`Runtime::load`] refuses component files larger than
+    /// `bytes`, before reading them.
+    pub fn set_max_file_bytes(&mut self, bytes: u64) {
+        self.max_file_bytes = bytes;
+    }
+
+    /// The largest component file [`Runtime::load`] reads.
+    pub fn max_file_bytes(&self) -> u64 {
+        self.max_file_bytes
     }
 
     /// The compile cache, if enabled.

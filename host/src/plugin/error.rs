@@ -19,6 +19,10 @@ pub enum LoadError {
         /// What the OS said.
         source: std::io::Error,
     },
+    /// The file is not a regular file, is over the size cap, or cannot be
+    /// read (see [`super::file`]).
+    #[error(transparent)]
+    File(#[from] super::file::FileError),
     /// The file does not start with the WebAssembly magic bytes.
     #[error("{path} is not a WebAssembly file (no `\\0asm` header)")]
     NotWasm {

@@ -47,24 +47,20 @@ impl Runtime {
     /// Loads the component at `path`. With `kind` the component must
     /// implement that world; without, the kind is inferred from its exports.
     /// When trusted keys are set, `FILE.sig` must verify first.
+    ///
+    /// The file is read by [`super::file::read_component`]: only a regular
+    /// file within the size cap, header first, never blocking. The bytes
+    /// verified are the bytes compiled.
     pub fn load(
         &self,
         path: &Path,
         kind: Option<PluginKind>,
         options: PluginOptions,
     ) -> Result<Arc<Plugin>, LoadError> {
+        let bytes = super::file::read_component(path, self.max_file_bytes)?;
         if !self.trusted_keys.is_empty() {
-            let (bytes, _signer) = halyard_trust::plugin_sig::verify_file(path, &self.trusted_keys)
-                .map_err(|source| LoadError::Signature {
-                    path: path.to_path_buf(),
-                    source: Box::new(source),
-                })?;
-            return self.load_bytes(path.to_path_buf(), &bytes, kind, options);
+            super::file::check_signature(path, &bytes, &self.trusted_keys)?;
         }
-        let bytes = std::fs::read(path).map_err(|source| LoadError::Io {
-            path: path.to_path_buf(),
-            source,
-        })?;
         self.load_bytes(path.to_path_buf(), &bytes, kind, options)
     }
 
@@ -95,7 +91,7 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Instantiate {
-                message: e.root_cause().to_string(),
+                message: link_error(&e),
             })?;
         let mut plugin = Plugin {
             kind,
@@ -169,7 +165,7 @@ impl Runtime {
 
 /// Tells a component from a core module from anything else, so the error
 /// says which.
-fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+pub(super) fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(LoadError::NotWasm {
             path: path.to_path_buf(),
@@ -231,6 +227,24 @@ fn resolve_kind(declared: Option<PluginKind>, exports: &[String]) -> Result<Plug
         });
     }
     Ok(kind)
+}
+
+/// Wasmtime's whole account of a failed link, each part once. It names the
+/// import only in the outermost context ("component imports instance `x`,
+/// but a matching implementation was not found in the linker") and the
+/// reason in the root cause ("function implementation is missing"); the
+/// root cause alone left the author guessing which import was missing.
+fn link_error(e: &wasmtime::Error) -> String {
+    let mut out = String::new();
+    for part in e.chain().map(|c| c.to_string()) {
+        if !out.contains(&part) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&part);
+        }
+    }
+    out
 }
 
 /// The file name without extension, the plugin's name until `info` says.

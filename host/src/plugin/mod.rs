@@ -15,6 +15,8 @@
 //! - [`cache`]: precompiled artefacts on disk, keyed by content hash;
 //! - [`host`]: the host imports (`log`, `clock`, `config`) and the deny-all
 //!   WASI context;
+//! - [`file`]: reading plugin files safely (regular files only, size cap,
+//!   header first, never blocking);
 //! - [`load`]: reading, checking and probing a component ([`Runtime::load`]);
 //! - [`instance`]: calls under limits, with every trap contained;
 //! - [`output`]: checks on guest output, and the refusals (per frame or
@@ -26,6 +28,7 @@ pub mod cache;
 pub mod deadline;
 pub mod engine;
 pub mod error;
+pub mod file;
 pub mod host;
 pub mod instance;
 pub mod kind;

@@ -260,7 +260,7 @@ fn needs_restart(old: &HostConfig, new: &HostConfig) -> Vec<String> {
     check("log", old.log != new.log);
     check("lifecycle", old.lifecycle != new.lifecycle);
     check("shutdown", old.shutdown != new.shutdown);
-    check("plugins.trusted_keys", old.plugins != new.plugins);
+    check("plugins", old.plugins != new.plugins);
     check("reload", old.reload != new.reload);
     check("rollout", old.rollout != new.rollout);
     check("licence", old.licence != new.licence);

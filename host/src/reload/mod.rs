@@ -25,6 +25,7 @@
 //!   was rolled back waits out its backoff before the next attempt.
 
 mod config;
+mod download;
 pub mod live;
 pub mod rollback;
 pub mod rollout;
@@ -265,13 +266,15 @@ impl State {
         self.reload_targets(path, &targets);
     }
 
-    fn reload_targets(&mut self, path: &PathBuf, targets: &[Target]) {
+    fn reload_targets(&mut self, path: &std::path::Path, targets: &[Target]) {
         if targets.is_empty() {
             return;
         }
-        let bytes = match std::fs::read(path) {
+        // The same safe read as every load: a FIFO, a device or a huge file
+        // renamed over a plugin is refused at once, the old version serving.
+        let bytes = match crate::plugin::file::read_component(path, self.runtime.max_file_bytes()) {
             Ok(bytes) => bytes,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            Err(crate::plugin::LoadError::File(e)) if e.is_not_found() => {
                 self.removed(path, targets);
                 return;
             }

@@ -15,6 +15,10 @@
 //!
 //! Invariants:
 //! - polls send `If-None-Match` with the last ETag; a 304 costs nothing;
+//! - no download is held in memory past its cap: a component past
+//!   `[plugins] max_file_mb` (its `Content-Length`, or its body as it
+//!   streams) and a manifest past 1 MiB are refused; installed files are
+//!   read back with the same checks as any plugin file;
 //! - a component is installed only after its SHA-256 equals the manifest's
 //!   and, when `[plugins] trusted_keys` is set, its signature verifies with
 //!   one of them; anything else changes nothing and is reported
@@ -39,6 +43,7 @@ use halyard_trust::PublicKey;
 use halyard_trust::plugin_sig::{Signature, sig_path};
 use serde::Deserialize;
 
+use super::download::{MAX_MANIFEST_BYTES, read_capped};
 use crate::config::HostConfig;
 use crate::lifecycle::{Lifecycle, new_correlation_id};
 use crate::plugin::Runtime;
@@ -124,6 +129,7 @@ pub fn spawn(
     let keys = config.plugins.trusted_keys.clone();
     let interval = Duration::from_secs(config.rollout.interval_s.max(1));
     let timeout = Duration::from_millis(config.rollout.timeout_ms);
+    let max_file_bytes = config.plugins.max_file_bytes();
     Some(handle.spawn(async move {
         let Ok(http) = reqwest::Client::builder().timeout(timeout).build() else {
             tracing::error!("rollout disabled: cannot build an HTTP client");
@@ -137,6 +143,7 @@ pub fn spawn(
             etag: None,
             lifecycle,
             runtime,
+            max_file_bytes,
         };
         let mut tick = tokio::time::interval(interval);
         loop {
@@ -158,6 +165,9 @@ pub struct Poller {
     /// Compiles a verified download into the compile cache before it is
     /// installed, so the hot swap that follows is warm; `None` skips it.
     runtime: Option<Arc<Runtime>>,
+    /// The largest download accepted (`[plugins] max_file_mb`), checked
+    /// against `Content-Length` and again while the body streams in.
+    max_file_bytes: u64,
 }
 
 impl Poller {
@@ -226,7 +236,9 @@ impl Poller {
             .get(reqwest::header::ETAG)
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        let body = resp.bytes().await.map_err(|e| download(e.to_string()))?;
+        let body = read_capped(resp, MAX_MANIFEST_BYTES, "manifests")
+            .await
+            .map_err(download)?;
         let manifest: Manifest =
             serde_json::from_slice(&body).map_err(|e| RolloutError::Manifest(e.to_string()))?;
         Ok(Some((manifest, etag)))
@@ -243,7 +255,7 @@ impl Poller {
         }
         let dest = self.dir.join(format!("{}.wasm", plugin.name));
         let expected = plugin.sha256.to_ascii_lowercase();
-        if let Ok(current) = std::fs::read(&dest)
+        if let Ok(current) = crate::plugin::file::read_regular(&dest, self.max_file_bytes)
             && halyard_trust::sha256_hex(&current) == expected
         {
             return Ok(false);
@@ -267,7 +279,9 @@ impl Poller {
         if !resp.status().is_success() {
             return Err(download(format!("HTTP {}", resp.status())));
         }
-        let bytes = resp.bytes().await.map_err(|e| download(e.to_string()))?;
+        let bytes = read_capped(resp, self.max_file_bytes, "`[plugins] max_file_mb`")
+            .await
+            .map_err(download)?;
         let actual = halyard_trust::sha256_hex(&bytes);
         if actual != expected {
             return Err(RolloutError::HashMismatch {
@@ -368,7 +382,11 @@ fn install_pair(dest: &Path, bytes: &[u8], sig: Option<&Signature>) -> Result<()
             return Err(install(e));
         }
     };
-    let previous = std::fs::read(&sig_dest).ok();
+    let previous = crate::plugin::file::read_regular(
+        &sig_dest,
+        halyard_trust::plugin_sig::MAX_SIG_FILE as u64,
+    )
+    .ok();
     if let Err(e) = commit(&staged_sig, &sig_dest) {
         let _ = std::fs::remove_file(&component);
         return Err(install(e));

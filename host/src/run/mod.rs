@@ -118,7 +118,7 @@ pub async fn run_with(
     })?;
     let host_id = config.host.id.clone().unwrap_or_else(hostname);
     let mut runtime = Runtime::new(Some(data_dir.join("cache")))?;
-    runtime.require_signatures(config.plugins.trusted_keys.clone());
+    config.plugins.apply_to(&mut runtime);
     let runtime = Arc::new(runtime);
     let mut channels = observe::Channels::new(&config);
     let licence = if halyard_trust::licence::dev_mode_from_env() {
@@ -417,7 +417,7 @@ pub(crate) fn retry_config(retry: &crate::config::RetrySection) -> RetryConfig {
 }
 
 /// This machine's hostname, the default host id.
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
         .map(|s| s.trim().to_string())

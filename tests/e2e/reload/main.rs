@@ -4,6 +4,7 @@
 //! signatures, rollback of a trapping version, and remote rollout.
 
 mod config;
+mod files;
 mod rollout;
 mod support;
 mod swap;

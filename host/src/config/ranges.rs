@@ -1,0 +1,144 @@
+//! Range checks for numbers the types cannot bound: a value that parses
+//! but would wrap around (`memory_mb << 20`), overflow a clock
+//! (`Instant + u64::MAX ms` panics), or make no sense (`deadline_ms = 0`
+//! traps every call at once) is refused here, naming the key, instead of
+//! misbehaving later.
+
+use super::{HostConfig, InputConfig, PluginRef, TransportConfig};
+
+/// The longest per-call deadline a plugin may be given. A call holds its
+/// pipeline thread for that long; past a minute the host cannot be said to
+/// answer at all.
+pub const MAX_DEADLINE_MS: u64 = 60_000;
+
+/// The largest per-plugin memory cap, in MiB: 4 GiB (a 32-bit wasm memory
+/// cannot grow past it), and never more than `usize` holds in bytes, so
+/// `memory_mb << 20` cannot wrap on a 32-bit host.
+pub const MAX_MEMORY_MB: usize = {
+    let fits = usize::MAX >> 20;
+    if fits < 4096 { fits } else { 4096 }
+};
+
+/// The largest `[plugins] max_file_mb`: a 1 GiB component would take
+/// minutes to compile on the devices Halyard runs on.
+pub const MAX_FILE_MB: u64 = 1024;
+
+/// The largest `[buffer] max_mb` (1 TiB), far below where `<< 20` wraps.
+pub const MAX_BUFFER_MB: u64 = 1 << 20;
+
+/// The longest duration in milliseconds any `_ms` key takes (7 days):
+/// larger values overflow the clock arithmetic of timers.
+pub const MAX_MS: u64 = 7 * 24 * 3600 * 1000;
+
+/// The longest duration in seconds any `_s` key takes (365 days).
+pub const MAX_S: u64 = 365 * 24 * 3600;
+
+/// The first number out of range: the dotted key and what is wrong.
+pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
+    for (key, plugin) in plugin_refs(config) {
+        if let Some(problem) = check_plugin_limits(&key, plugin) {
+            return Some(problem);
+        }
+    }
+    let between = |key: String, value: u64, min: u64, max: u64| {
+        (!(min..=max).contains(&value))
+            .then(|| (key, format!("must be between {min} and {max} (is {value})")))
+    };
+    let mut checks: Vec<(String, u64, u64, u64)> = vec![
+        (
+            "plugins.max_file_mb".into(),
+            config.plugins.max_file_mb,
+            1,
+            MAX_FILE_MB,
+        ),
+        (
+            "buffer.max_mb".into(),
+            config.buffer.max_mb,
+            1,
+            MAX_BUFFER_MB,
+        ),
+    ];
+    let ms = [
+        ("batch.max_age_ms", config.batch.max_age_ms),
+        ("retry.initial_ms", config.retry.initial_ms),
+        ("retry.max_ms", config.retry.max_ms),
+        (
+            "breaker.recovery_timeout_ms",
+            config.breaker.recovery_timeout_ms,
+        ),
+        ("shutdown.timeout_ms", config.shutdown.timeout_ms),
+        ("reload.debounce_ms", config.reload.debounce_ms),
+        (
+            "reload.backoff_initial_ms",
+            config.reload.backoff_initial_ms,
+        ),
+        ("reload.backoff_max_ms", config.reload.backoff_max_ms),
+        ("rollout.timeout_ms", config.rollout.timeout_ms),
+    ];
+    checks.extend(ms.into_iter().map(|(k, v)| (k.to_string(), v, 0, MAX_MS)));
+    let s = [
+        (
+            "stages.quarantine_window_s",
+            config.stages.quarantine_window_s,
+        ),
+        ("reload.rollback_window_s", config.reload.rollback_window_s),
+        ("rollout.interval_s", config.rollout.interval_s),
+    ];
+    checks.extend(s.into_iter().map(|(k, v)| (k.to_string(), v, 0, MAX_S)));
+    if let TransportConfig::Http { timeout_ms, .. } = &config.transport {
+        checks.push(("transport.timeout_ms".into(), *timeout_ms, 1, MAX_MS));
+    }
+    for (i, input) in config.inputs.iter().enumerate() {
+        if let InputConfig::Source { interval_ms, .. } = input {
+            checks.push((format!("input[{i}].interval_ms"), *interval_ms, 1, MAX_MS));
+        }
+    }
+    checks
+        .into_iter()
+        .find_map(|(key, value, min, max)| between(key, value, min, max))
+}
+
+/// `deadline_ms` in 1..=[`MAX_DEADLINE_MS`], `memory_mb` in
+/// 1..=[`MAX_MEMORY_MB`].
+fn check_plugin_limits(key: &str, plugin: &PluginRef) -> Option<(String, String)> {
+    if let Some(ms) = plugin.limits.deadline_ms
+        && !(1..=MAX_DEADLINE_MS).contains(&ms)
+    {
+        return Some((
+            format!("{key}.limits.deadline_ms"),
+            format!("must be between 1 and {MAX_DEADLINE_MS} milliseconds (is {ms})"),
+        ));
+    }
+    if let Some(mb) = plugin.limits.memory_mb
+        && !(1..=MAX_MEMORY_MB).contains(&mb)
+    {
+        return Some((
+            format!("{key}.limits.memory_mb"),
+            format!("must be between 1 and {MAX_MEMORY_MB} MiB (is {mb})"),
+        ));
+    }
+    None
+}
+
+/// Every plugin entry with the dotted key it sits at, in file order.
+fn plugin_refs(config: &HostConfig) -> Vec<(String, &PluginRef)> {
+    let mut out = Vec::new();
+    for (i, input) in config.inputs.iter().enumerate() {
+        match input {
+            InputConfig::Source { source, .. } => out.push((format!("input[{i}].source"), source)),
+            InputConfig::File { decoder, .. } | InputConfig::Http { decoder, .. } => {
+                out.push((format!("input[{i}].decoder"), decoder))
+            }
+        }
+    }
+    for (chain, refs) in [
+        ("validate", &config.stages.validate),
+        ("privacy", &config.stages.privacy),
+        ("sample", &config.stages.sample),
+    ] {
+        for (i, r) in refs.iter().enumerate() {
+            out.push((format!("stages.{chain}[{i}]"), r));
+        }
+    }
+    out
+}
