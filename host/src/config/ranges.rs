@@ -19,6 +19,11 @@ pub const MAX_MEMORY_MB: usize = {
     if fits < 4096 { fits } else { 4096 }
 };
 
+/// The most instances, memories or tables a plugin's store may be allowed:
+/// each memory reserves address space, so the count must stay small enough
+/// that the host cannot run out of it.
+pub const MAX_STORE_COUNT: usize = 10_000;
+
 /// The largest `[plugins] max_file_mb`: a 1 GiB component would take
 /// minutes to compile on the devices Halyard runs on.
 pub const MAX_FILE_MB: u64 = 1024;
@@ -67,6 +72,7 @@ pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
             config.breaker.recovery_timeout_ms,
         ),
         ("shutdown.timeout_ms", config.shutdown.timeout_ms),
+        ("health.stall_ms", config.health.stall_ms),
         ("reload.debounce_ms", config.reload.debounce_ms),
         (
             "reload.backoff_initial_ms",
@@ -116,6 +122,21 @@ fn check_plugin_limits(key: &str, plugin: &PluginRef) -> Option<(String, String)
             format!("{key}.limits.memory_mb"),
             format!("must be between 1 and {MAX_MEMORY_MB} MiB (is {mb})"),
         ));
+    }
+    let counts = [
+        ("max_instances", plugin.limits.max_instances, 1),
+        ("max_memories", plugin.limits.max_memories, 1),
+        ("max_tables", plugin.limits.max_tables, 0),
+    ];
+    for (name, value, min) in counts {
+        if let Some(n) = value
+            && !(min..=MAX_STORE_COUNT).contains(&n)
+        {
+            return Some((
+                format!("{key}.limits.{name}"),
+                format!("must be between {min} and {MAX_STORE_COUNT} (is {n})"),
+            ));
+        }
     }
     None
 }

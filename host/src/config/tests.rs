@@ -191,6 +191,16 @@ fn out_of_range_limits_are_refused_naming_key_and_line() {
             "stages.validate[0].limits.memory_mb",
             "(is 0)",
         ),
+        (
+            "limits = { max_memories = 0 }",
+            "stages.validate[0].limits.max_memories",
+            "between 1 and 10000 (is 0)",
+        ),
+        (
+            "limits = { max_instances = 100000 }",
+            "stages.validate[0].limits.max_instances",
+            "(is 100000)",
+        ),
     ] {
         let err = parse(&MINIMAL.replace(limits, replacement))
             .unwrap_err()
@@ -255,4 +265,31 @@ fn a_config_path_that_is_a_fifo_is_refused_at_once() {
     // Without the check this read would wait for a writer forever.
     let err = HostConfig::load(&fifo).unwrap_err().to_string();
     assert!(err.contains("is a FIFO (named pipe)"), "{err}");
+}
+
+#[test]
+fn the_network_grant_is_a_flag_or_an_allow_list_checked_as_it_is_parsed() {
+    use crate::plugin::NetworkGrant;
+    let limits = "limits = { deadline_ms = 50 }";
+    let with = |grant: &str| {
+        parse(&MINIMAL.replace(
+            limits,
+            &format!("{limits}\ngrants = {{ network = {grant} }}"),
+        ))
+    };
+    let grant = |config: &HostConfig| config.stages.validate[0].grants.network.0.clone();
+    assert_eq!(grant(&with("true").unwrap()), NetworkGrant::Any);
+    assert_eq!(grant(&with("false").unwrap()), NetworkGrant::None);
+    let NetworkGrant::Allow(rules) =
+        grant(&with(r#"["127.0.0.1:9000", "*:443", "[::1]:*"]"#).unwrap())
+    else {
+        panic!("an allow-list")
+    };
+    let shown: Vec<String> = rules.iter().map(ToString::to_string).collect();
+    assert_eq!(shown, ["127.0.0.1:9000", "*:443", "[::1]:*"]);
+    let err = with(r#"["localhost:80"]"#).unwrap_err().to_string();
+    assert!(
+        err.contains("line 20") && err.contains("`localhost:80` is not IP:PORT"),
+        "{err}"
+    );
 }
