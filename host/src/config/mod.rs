@@ -6,6 +6,7 @@
 //! Secrets (the transport's API key) are masked whenever the config is
 //! printed; see [`HostConfig::to_masked_toml`].
 
+mod ingest;
 mod licence;
 mod model;
 mod substitute;
@@ -13,6 +14,7 @@ mod supply;
 
 use std::path::{Path, PathBuf};
 
+pub use ingest::{DEFAULT_TOKEN_HEADER, IngestAuth, IngestToken, TokenAuth};
 pub use licence::LicenceSection;
 pub use model::*;
 pub use substitute::{SubstituteError, substitute};
@@ -105,6 +107,9 @@ impl HostConfig {
                     &format!("input[{i}].name"),
                     &format!("`{name}` is used twice"),
                 ));
+            }
+            if let Some((key, message)) = input.http_problem() {
+                return Err(invalid(&format!("input[{i}].{key}"), &message));
             }
             if let InputConfig::Source { interval_ms: 0, .. } = input {
                 return Err(invalid(
