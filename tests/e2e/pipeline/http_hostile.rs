@@ -230,6 +230,29 @@ fn connections_over_the_limit_are_refused_while_held_ones_are_served() {
     );
 }
 
+/// A request whose body is still arriving: its head and 10 bytes are sent.
+struct Held {
+    start: u64,
+    raw: Raw,
+    body: Vec<u8>,
+    valid: BTreeSet<i64>,
+}
+
+impl Held {
+    fn open(s: &Scenario, listen: SocketAddr, start: u64) -> Held {
+        let (body, valid) = lines(s, start, 50);
+        let mut raw = Raw::connect(listen);
+        assert!(raw.send(Raw::head(body.len()).as_bytes()));
+        assert!(raw.send(&body[..10]));
+        Held {
+            start,
+            raw,
+            body,
+            valid,
+        }
+    }
+}
+
 #[test]
 fn requests_over_max_in_flight_get_503_and_none_is_lost_or_duplicated() {
     let s = Scenario::new();
@@ -239,23 +262,28 @@ fn requests_over_max_in_flight_get_503_and_none_is_lost_or_duplicated() {
     let client = Client::new();
     let mut expected = BTreeSet::new();
 
-    // Two requests whose bodies are still arriving hold both slots.
-    let mut held: Vec<(Raw, Vec<u8>, BTreeSet<i64>)> = (0..2u64)
-        .map(|i| {
-            let (body, valid) = lines(&s, i * 100, 50);
-            let mut raw = Raw::connect(listen);
-            assert!(raw.send(Raw::head(body.len()).as_bytes()));
-            assert!(raw.send(&body[..10]));
-            (raw, body, valid)
-        })
-        .collect();
-    // The handler takes a slot once it has the headers; until both are
-    // taken a probe may still get in (and counts as accepted).
+    // Two requests whose bodies are still arriving hold both slots. Which
+    // request gets a slot first is a race: a probe may get in before them
+    // (and is accepted), and then a held one may be refused (and is sent
+    // again later); a probe refused while both are open proves them held.
+    let mut held: Vec<Held> = Vec::new();
     let mut refused = Vec::new();
-    let mut next = 10_000;
+    let (mut next_held, mut next_probe) = (0, 10_000);
     wait_for("both slots held", Duration::from_secs(30), || {
-        let start = next;
-        next += 100;
+        held.retain_mut(|h| match h.raw.answer(Duration::from_millis(1)) {
+            None => true,
+            Some(answer) => {
+                assert_eq!(answer.status, 503, "{answer:?}");
+                refused.push(h.start);
+                false
+            }
+        });
+        while held.len() < 2 {
+            held.push(Held::open(&s, listen, next_held));
+            next_held += 100;
+        }
+        let start = next_probe;
+        next_probe += 100;
         let (body, valid) = lines(&s, start, 50);
         let answer = client.post(&ingest_url(listen), body, &[]);
         match answer.status {
@@ -275,12 +303,16 @@ fn requests_over_max_in_flight_get_503_and_none_is_lost_or_duplicated() {
         refused.push(start);
     }
     // The held requests complete normally.
-    for (raw, body, valid) in &mut held {
-        assert!(raw.send(&body[10..]));
-        let answer = raw.answer(Duration::from_secs(60)).expect("an answer");
+    for h in &mut held {
+        assert!(h.raw.send(&h.body[10..]));
+        let answer = h.raw.answer(Duration::from_secs(60)).expect("an answer");
         assert_eq!(answer.status, 200, "{answer:?}");
-        assert_eq!(answer.json()["accepted"], valid.len() as u64, "{answer:?}");
-        expected.extend(valid.iter().copied());
+        assert_eq!(
+            answer.json()["accepted"],
+            h.valid.len() as u64,
+            "{answer:?}"
+        );
+        expected.extend(h.valid.iter().copied());
     }
     // Refused requests sent again (as Retry-After says) are accepted.
     for start in &refused {
@@ -318,4 +350,87 @@ fn requests_over_max_in_flight_get_503_and_none_is_lost_or_duplicated() {
     let log = stop_with_exactly(host, &out, &expected);
     let busy = refused.len() as u64 + burst_refused;
     assert_eq!(refusals(&log), format!("busy={busy}"), "{log}");
+}
+
+/// CPU time the process `pid` has used so far (all threads).
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // utime and stime: fields 14 and 15 of the whole line, in clock ticks.
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    let hz = rustix::param::clock_ticks_per_second();
+    Duration::from_millis(ticks * 1000 / hz)
+}
+
+/// Descriptors the process `pid` has open.
+fn open_files(pid: u32) -> u64 {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count() as u64
+}
+
+#[test]
+fn out_of_descriptors_the_input_backs_off_and_keeps_serving() {
+    let s = Scenario::new();
+    let out = s.path("out.jsonl");
+    // The connection cap is not what stops the attack here: the process's
+    // open-file limit is.
+    let extra = format!("{AUTH}\nmax_connections = 1000\nheader_timeout_ms = 2000");
+    let (host, listen) = start_http_host(&s, &out, &extra);
+    let mut good = Raw::connect(listen);
+    let mut expected = BTreeSet::new();
+    let (body, valid) = lines(&s, 0, 50);
+    assert_eq!(good.post(&body).status, 200);
+    expected.extend(valid);
+
+    // Room for 12 more descriptors, then `accept` fails with EMFILE.
+    let pid = host.pid();
+    let limit = open_files(pid) + 12;
+    let rlimit = rustix::process::Rlimit {
+        current: Some(limit),
+        maximum: Some(limit),
+    };
+    let target = rustix::process::Pid::from_raw(pid as i32);
+    rustix::process::prlimit(target, rustix::process::Resource::Nofile, rlimit)
+        .expect("lower the host's open-file limit");
+
+    let started = Instant::now();
+    let cpu_before = cpu_time(pid);
+    let mut attackers: Vec<Raw> = (0..60).map(|_| Raw::connect(listen)).collect();
+    // The connection it has is still served.
+    let (body, valid) = lines(&s, 100, 50);
+    let answer = good.post(&body);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    expected.extend(valid);
+    // The first attackers are cut at the header timeout; until then
+    // `accept` keeps failing and must not spin.
+    let first = attackers[0].wait_end(Duration::from_secs(30));
+    assert_eq!(first, Ended::Closed);
+    let window = started.elapsed();
+    let cpu = cpu_time(pid) - cpu_before;
+    assert!(window >= Duration::from_millis(1900), "{window:?}");
+    assert!(
+        cpu < window / 4,
+        "the host used {cpu:?} of CPU in {window:?} while out of descriptors"
+    );
+    drop(attackers);
+
+    // Descriptors come back: new clients are served again.
+    let client = Client::new();
+    let (body, valid) = lines(&s, 200, 50);
+    wait_for("a new connection served", Duration::from_secs(60), || {
+        let mut raw = Raw::connect(listen);
+        let mut request = Raw::head(body.len()).into_bytes();
+        request.extend_from_slice(&body);
+        raw.send(&request)
+            && raw
+                .answer(Duration::from_secs(10))
+                .is_some_and(|a| a.status == 200)
+    });
+    expected.extend(valid);
+    expected.extend(good_request(&client, listen, &s, 300));
+    let log = stop_with_exactly(host, &out, &expected);
+    assert!(log.contains("accept failed; backing off"), "{log}");
+    assert!(log.contains("Too many open files"), "{log}");
 }

@@ -157,6 +157,7 @@ impl HttpInput {
     ) -> std::io::Result<HttpInput> {
         let listener = TcpListener::bind(listen).await?;
         let local_addr = listener.local_addr()?;
+        warn_if_few_descriptors(name, options.limits.max_connections);
         Ok(HttpInput {
             name: name.to_string(),
             listener,
@@ -244,6 +245,32 @@ impl HttpInput {
         shared.take_sender();
         shared.tally.log_totals();
         tracing::info!(input = %self.name, "http input stopped");
+    }
+}
+
+/// Descriptors the rest of the host may need besides the http input's
+/// connections (buffer, plugins, transport, status server, inputs).
+const DESCRIPTOR_RESERVE: u64 = 64;
+
+/// Warns when `max_connections` connections could use up the process's
+/// open-file limit: the input then keeps serving (accept errors back off),
+/// but new clients wait until a connection ends, and other parts of the
+/// host may fail to open files meanwhile.
+fn warn_if_few_descriptors(name: &str, max_connections: usize) {
+    use rustix::process::{Resource, getrlimit};
+    let Some(limit) = getrlimit(Resource::Nofile).current else {
+        return;
+    };
+    let wanted = (max_connections as u64).saturating_add(DESCRIPTOR_RESERVE);
+    if wanted > limit {
+        tracing::warn!(
+            input = %name,
+            max_connections,
+            open_file_limit = limit,
+            "http input: max_connections plus {DESCRIPTOR_RESERVE} for the rest of the host \
+             exceeds the open-file limit; lower max_connections or raise the limit \
+             (LimitNOFILE=, ulimit -n)"
+        );
     }
 }
 
