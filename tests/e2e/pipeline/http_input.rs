@@ -3,7 +3,8 @@
 //! under `when_full = "block"`, and nothing of a refused request stored (even
 //! one that spans several plugin calls); gzip bodies, a request larger than
 //! one plugin call, decode errors to the dead letters, the body cap; a port
-//! in use fails the start.
+//! in use fails the start; a kept-alive connection is closed after the idle
+//! timeout, which is not the header timeout.
 
 use std::collections::{BTreeSet, HashSet};
 use std::net::TcpListener;
@@ -11,8 +12,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use crate::http_support::{
-    AUTH, Client, INPUT, free_ports, gzip, http_config, ingest_url, line_is_valid, line_ts,
-    sensor_lines, start_http_host, stored_events, wait_listening,
+    AUTH, Client, Ended, INPUT, Raw, free_ports, gzip, http_config, ingest_url, line_is_valid,
+    line_ts, sensor_lines, start_http_host, stored_events, wait_listening,
 };
 use crate::receiver::Receiver;
 use crate::support::{
@@ -280,4 +281,37 @@ fn a_port_in_use_fails_the_start_naming_the_input_and_address() {
         "{err}"
     );
     drop(taken);
+}
+
+#[test]
+fn a_kept_alive_connection_waits_for_the_idle_timeout_not_the_header_timeout() {
+    let s = Scenario::new();
+    let out = s.path("out.jsonl");
+    let extra = format!("{AUTH}\nheader_timeout_ms = 1000\nidle_timeout_ms = 3000");
+    let (host, listen) = start_http_host(&s, &out, &extra);
+
+    let (body, negative) = sensor_lines(&s.input, 0, 20);
+    let mut conn = Raw::connect(listen);
+    for _ in 0..2 {
+        let answer = conn.post(&body);
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.json()["accepted"], 20 - negative, "{answer:?}");
+    }
+    let answered = Instant::now();
+    assert_eq!(conn.wait_end(Duration::from_secs(30)), Ended::Closed);
+    let idle = answered.elapsed();
+    assert!(
+        idle >= Duration::from_millis(2900) && idle < Duration::from_secs(20),
+        "closed after {idle:?} idle"
+    );
+
+    wait_for("both requests delivered", Duration::from_secs(60), || {
+        delivered(&out).len() as u64 >= 2 * (20 - negative)
+    });
+    let log = host.stop();
+    assert_eq!(delivered(&out).len() as u64, 2 * (20 - negative), "{log}");
+    assert!(
+        !log.contains("http input refusals"),
+        "an idle close is no refusal: {log}"
+    );
 }

@@ -20,7 +20,7 @@ use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
 use axum::body::Body;
@@ -50,9 +50,18 @@ enum Phase {
 /// A connection's phase, shared by its socket (which reads deadlines) and
 /// its request handler (which marks the start and end of a request).
 pub struct Clock {
-    phase: Mutex<Phase>,
+    state: Mutex<State>,
     header: Duration,
     idle: Duration,
+}
+
+/// A [`Clock`]'s mutable part.
+struct State {
+    phase: Phase,
+    /// The connection's task, parked on its socket while busy (no
+    /// deadline, so no timer to wake it): woken when the request ends so
+    /// the idle deadline is armed even if the client stays silent.
+    parked: Option<Waker>,
 }
 
 impl Clock {
@@ -60,37 +69,46 @@ impl Clock {
     /// `header`.
     pub fn new(header: Duration, idle: Duration) -> Arc<Clock> {
         Arc::new(Clock {
-            phase: Mutex::new(Phase::Head(Instant::now() + header)),
+            state: Mutex::new(State {
+                phase: Phase::Head(Instant::now() + header),
+                parked: None,
+            }),
             header,
             idle,
         })
     }
 
-    fn with<T>(&self, f: impl FnOnce(&mut Phase) -> T) -> T {
-        f(&mut self.phase.lock().unwrap_or_else(PoisonError::into_inner))
+    fn with<T>(&self, f: impl FnOnce(&mut State) -> T) -> T {
+        f(&mut self.state.lock().unwrap_or_else(PoisonError::into_inner))
     }
 
     /// The request's headers are complete: no deadline from the socket
     /// until the returned guard drops (the answer is produced).
     pub fn begin_request(self: &Arc<Self>) -> RequestGuard {
-        self.with(|p| *p = Phase::Busy);
+        self.with(|s| s.phase = Phase::Busy);
         RequestGuard(self.clone())
     }
 
     /// Bytes arrived: an idle connection starts its next head.
     fn on_bytes(&self) {
-        self.with(|p| {
-            if let Phase::Idle(_) = p {
-                *p = Phase::Head(Instant::now() + self.header);
+        self.with(|s| {
+            if let Phase::Idle(_) = s.phase {
+                s.phase = Phase::Head(Instant::now() + self.header);
             }
         });
     }
 
-    /// The deadline now in force, and which timeout it is.
-    fn deadline(&self) -> Option<(Instant, Expired)> {
-        self.with(|p| match *p {
+    /// The deadline now in force, and which timeout it is; with none (a
+    /// request in progress), `waker` is kept to be woken when it ends.
+    fn deadline(&self, waker: &Waker) -> Option<(Instant, Expired)> {
+        self.with(|s| match s.phase {
             Phase::Head(at) => Some((at, Expired::Header)),
-            Phase::Busy => None,
+            Phase::Busy => {
+                if !s.parked.as_ref().is_some_and(|w| w.will_wake(waker)) {
+                    s.parked = Some(waker.clone());
+                }
+                None
+            }
             Phase::Idle(at) => Some((at, Expired::Idle)),
         })
     }
@@ -103,7 +121,13 @@ pub struct RequestGuard(Arc<Clock>);
 impl Drop for RequestGuard {
     fn drop(&mut self) {
         let idle = self.0.idle;
-        self.0.with(|p| *p = Phase::Idle(Instant::now() + idle));
+        let parked = self.0.with(|s| {
+            s.phase = Phase::Idle(Instant::now() + idle);
+            s.parked.take()
+        });
+        if let Some(task) = parked {
+            task.wake();
+        }
     }
 }
 
@@ -144,7 +168,7 @@ impl TimedIo {
     /// the connection's task wakes at the deadline even if the peer is
     /// silent.
     fn wait<T>(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<T>> {
-        let Some((deadline, which)) = self.clock.deadline() else {
+        let Some((deadline, which)) = self.clock.deadline(cx.waker()) else {
             return Poll::Pending;
         };
         if self.armed != Some(deadline) {
