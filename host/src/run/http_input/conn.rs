@@ -36,6 +36,11 @@ use tokio_util::sync::CancellationToken;
 use super::Shared;
 use super::tally::Event;
 
+/// hyper's read buffer per connection, which bounds a request's head (a
+/// larger one is answered 431): 64 KiB instead of hyper's ~400 KiB, so
+/// `max_connections` slow clients hold at most that much each.
+const MAX_BUFFER_BYTES: usize = 64 << 10;
+
 /// Where a connection is in its request cycle.
 #[derive(Debug, Clone, Copy)]
 enum Phase {
@@ -280,6 +285,7 @@ pub async fn serve(
     let conn = hyper::server::conn::http1::Builder::new()
         // Deadlines are the socket's (above), not hyper's timer.
         .header_read_timeout(None)
+        .max_buf_size(MAX_BUFFER_BYTES)
         .serve_connection(io, service);
     tokio::pin!(conn);
     let result = tokio::select! {

@@ -18,6 +18,7 @@
 //! | 408 | the body did not arrive whole within `body_timeout_ms` |
 //! | 413 | the body, or its decompressed form, exceeds the cap (16 MiB) |
 //! | 415 | a `Content-Encoding` other than gzip or identity |
+//! | 431 | the request's head exceeds 64 KiB |
 //! | 503 + `Retry-After: 1`, `"busy"` | `max_in_flight` requests are already in progress |
 //! | 503 + `Retry-After: 1`, `"too_many_connections"` | a new connection beyond `max_connections` (then closed) |
 //! | 503 + `Retry-After: 1`, `"buffer_full"` | the buffer is full and refuses the batch (`when_full = "block"`) |
