@@ -26,6 +26,7 @@ mod chain;
 mod native;
 mod record;
 mod restage;
+mod shared_frames;
 mod stage;
 
 use std::collections::{BTreeMap, HashMap};
@@ -43,6 +44,7 @@ pub use chain::{ChainOutcome, Chains};
 pub use native::{NativeFactory, NativeStages, StagePlugin};
 pub use record::id_bytes;
 pub use restage::{ChainPlan, Slot};
+pub use shared_frames::{SharedFrames, SpanError};
 pub use stage::{QuarantinePolicy, Stage, StageCounters};
 
 use record::{chain_link, derived_id, event_record, frame_record};
@@ -168,7 +170,7 @@ impl Pipeline {
     pub fn ingest_frames(
         &mut self,
         input: &str,
-        frames: Vec<KeyedFrame>,
+        frames: impl IntoIterator<Item = KeyedFrame>,
         position: Option<Vec<u8>>,
     ) -> Result<IngestReport, PipelineError> {
         if !self.decoders.contains_key(input) {

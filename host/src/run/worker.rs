@@ -32,6 +32,16 @@ pub enum Work {
         /// Where the committed report goes.
         reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
     },
+    /// Decode and ingest frames that share one buffer (an http request's
+    /// body), built one plugin call's worth at a time.
+    SharedFrames {
+        /// The input's name.
+        input: String,
+        /// The frames, in order.
+        frames: crate::pipeline::SharedFrames,
+        /// Where the committed report goes.
+        reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
+    },
     /// Hot reload: swap in new plugin versions between two batches.
     Swap(crate::reload::Swap),
     /// Config reload: rebuild the stage chains between two batches; the
@@ -128,6 +138,17 @@ fn serve(
                 reply,
             }) => {
                 let result = pipeline.ingest_frames(&input, frames, position);
+                if matches!(&result, Ok(r) if r.accepted > 0) {
+                    appended.notify_one();
+                }
+                let _ = reply.send(result);
+            }
+            Ok(Work::SharedFrames {
+                input,
+                frames,
+                reply,
+            }) => {
+                let result = pipeline.ingest_frames(&input, frames, None);
                 if matches!(&result, Ok(r) if r.accepted > 0) {
                     appended.notify_one();
                 }

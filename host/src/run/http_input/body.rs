@@ -2,6 +2,7 @@
 //! the size cap, decompress gzip (capped too), split into lines.
 
 use std::io::Read;
+use std::ops::Range;
 use std::time::Duration;
 
 use axum::body::Bytes;
@@ -12,26 +13,40 @@ use http_body_util::{BodyExt, LengthLimitError, Limited};
 use hyper::body::Incoming;
 
 use super::handler::Refusal;
-use crate::pipeline::KeyedFrame;
-use crate::plugin::Frame;
+use crate::pipeline::SharedFrames;
 
 /// Reads the whole body: at most `max` bytes (413 beyond) and within
 /// `timeout` of the call (408 otherwise). Bytes that came in before either
-/// limit are dropped with the request; nothing of it is ingested.
-pub async fn read(body: Incoming, max: usize, timeout: Duration) -> Result<Bytes, Refusal> {
-    let collect = Limited::new(body, max).collect();
-    let collected = tokio::time::timeout(timeout, collect)
-        .await
-        .map_err(|_| Refusal::BodyTimeout(timeout))?;
-    collected
-        .map(http_body_util::Collected::to_bytes)
-        .map_err(|e| {
-            if e.downcast_ref::<LengthLimitError>().is_some() {
-                Refusal::TooLarge(max)
-            } else {
-                Refusal::BadRequest(format!("could not read the body: {e}"))
+/// limit are dropped with the request; nothing of it is ingested. The body
+/// is gathered in one buffer sized from `declared` (its `Content-Length`),
+/// so it is held once, not once in chunks and again joined.
+pub async fn read(
+    body: Incoming,
+    max: usize,
+    timeout: Duration,
+    declared: Option<u64>,
+) -> Result<Bytes, Refusal> {
+    let capacity = declared.map_or(0, |len| usize::try_from(len).unwrap_or(max).min(max));
+    let collect = async move {
+        let mut body = Limited::new(body, max);
+        let mut out = Vec::with_capacity(capacity);
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| {
+                if e.downcast_ref::<LengthLimitError>().is_some() {
+                    Refusal::TooLarge(max)
+                } else {
+                    Refusal::BadRequest(format!("could not read the body: {e}"))
+                }
+            })?;
+            if let Ok(data) = frame.into_data() {
+                out.extend_from_slice(&data);
             }
-        })
+        }
+        Ok(Bytes::from(out))
+    };
+    tokio::time::timeout(timeout, collect)
+        .await
+        .map_err(|_| Refusal::BodyTimeout(timeout))?
 }
 
 /// Whether the body is gzip, from `Content-Encoding`.
@@ -65,21 +80,28 @@ pub fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
     Ok(Bytes::from(out))
 }
 
-/// One frame per line: split on `\n`, a trailing `\r` stripped, blank
+/// The body's frames, one per line, sharing its bytes (see
+/// [`SharedFrames`]).
+pub fn frames(body: Bytes, content_type: &str, origin: &str) -> Result<SharedFrames, Refusal> {
+    let spans = line_spans(&body);
+    SharedFrames::new(body, spans, content_type, origin)
+        .map_err(|e| Refusal::Internal(e.to_string()))
+}
+
+/// Where the lines are: split on `\n`, a trailing `\r` stripped, blank
 /// lines skipped. The last line needs no `\n`.
-pub fn frames(body: &[u8], content_type: &str, origin: &str) -> Vec<KeyedFrame> {
-    body.split(|b| *b == b'\n')
-        .map(|line| line.strip_suffix(b"\r").unwrap_or(line))
-        .filter(|line| !line.iter().all(u8::is_ascii_whitespace))
-        .map(|line| KeyedFrame {
-            frame: Frame {
-                data: line.to_vec(),
-                content_type: content_type.to_string(),
-                origin: origin.to_string(),
-            },
-            key: None,
-        })
-        .collect()
+fn line_spans(body: &[u8]) -> Vec<Range<usize>> {
+    let mut spans = Vec::new();
+    let mut start = 0;
+    for line in body.split(|b| *b == b'\n') {
+        let end = start + line.len();
+        let kept = line.strip_suffix(b"\r").unwrap_or(line);
+        if !kept.iter().all(u8::is_ascii_whitespace) {
+            spans.push(start..start + kept.len());
+        }
+        start = end + 1;
+    }
+    spans
 }
 
 #[cfg(test)]
@@ -92,9 +114,9 @@ mod tests {
 
     use super::*;
 
-    fn lines(body: &[u8]) -> Vec<Vec<u8>> {
-        frames(body, "t", "http:x")
-            .into_iter()
+    fn lines(body: &'static [u8]) -> Vec<Vec<u8>> {
+        frames(Bytes::from_static(body), "t", "http:x")
+            .expect("spans within the body")
             .map(|f| f.frame.data)
             .collect()
     }
@@ -105,9 +127,13 @@ mod tests {
             lines(b"a\r\n\n  \r\nb\nc"),
             vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]
         );
+        assert_eq!(lines(b"\r\nx\r"), vec![b"x".to_vec()]);
         assert!(lines(b"").is_empty());
         assert!(lines(b"\n\r\n").is_empty());
-        let f = &frames(b"x", "text/plain", "http:web")[0];
+        let f = frames(Bytes::from_static(b"x"), "text/plain", "http:web")
+            .expect("spans")
+            .next()
+            .expect("one frame");
         assert_eq!(
             (
                 f.frame.content_type.as_str(),

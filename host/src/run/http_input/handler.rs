@@ -23,7 +23,7 @@ use super::Shared;
 use super::auth::Verdict;
 use super::body;
 use super::tally::Event;
-use crate::pipeline::{IngestReport, KeyedFrame, PipelineError};
+use crate::pipeline::{IngestReport, PipelineError, SharedFrames};
 use crate::run::worker::Work;
 
 /// The content type a frame gets when the request names none.
@@ -230,7 +230,7 @@ async fn ingest(shared: &Arc<Shared>, request: Request<Incoming>) -> Result<Answ
         .clone()
         .try_acquire_owned()
         .map_err(|_| Refusal::Busy)?;
-    let raw = body::read(incoming, max, shared.limits.body_timeout).await?;
+    let raw = body::read(incoming, max, shared.limits.body_timeout, declared).await?;
     let content_type = headers
         .get(CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -240,9 +240,15 @@ async fn ingest(shared: &Arc<Shared>, request: Request<Incoming>) -> Result<Answ
         .to_string();
     let origin = shared.origin.clone();
     // Decompressing and splitting a large body is CPU work: off the async workers.
-    let frames = tokio::task::spawn_blocking(move || -> Result<Vec<KeyedFrame>, Refusal> {
-        let body = if gzip { body::gunzip(&raw, max)? } else { raw };
-        Ok(body::frames(&body, &content_type, &origin))
+    let frames = tokio::task::spawn_blocking(move || -> Result<SharedFrames, Refusal> {
+        let body = if gzip {
+            let plain = body::gunzip(&raw, max)?;
+            drop(raw);
+            plain
+        } else {
+            raw
+        };
+        body::frames(body, &content_type, &origin)
     })
     .await
     .map_err(|e| Refusal::Internal(format!("reading the body failed: {e}")))??;
@@ -252,10 +258,9 @@ async fn ingest(shared: &Arc<Shared>, request: Request<Incoming>) -> Result<Answ
 
     let (reply, answer) = oneshot::channel();
     let sent = shared.sender().is_some_and(|work| {
-        work.send(Work::Frames {
+        work.send(Work::SharedFrames {
             input: shared.name.clone(),
             frames,
-            position: None,
             reply,
         })
         .is_ok()
