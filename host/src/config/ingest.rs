@@ -132,6 +132,10 @@ impl<'de> Deserialize<'de> for IngestAuth {
 /// "timeout" no longer protects anything.
 pub const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
+/// The most `max_connections` (and `max_in_flight`) may be: far beyond
+/// any open-file limit, and within what a semaphore can count.
+pub const MAX_CONNECTIONS: usize = 1_000_000;
+
 /// Default `header_timeout_ms`: a client has this long from connecting (or
 /// from its previous answer) to send a request's headers.
 pub fn default_header_timeout_ms() -> u64 {
@@ -255,8 +259,8 @@ impl InputConfig {
             ("max_connections", *max_connections),
             ("max_in_flight", *max_in_flight),
         ] {
-            if n == 0 {
-                return problem(key, "must be at least 1".into());
+            if !(1..=MAX_CONNECTIONS).contains(&n) {
+                return problem(key, format!("must be between 1 and {MAX_CONNECTIONS}"));
             }
         }
         if max_in_flight > max_connections {
@@ -393,7 +397,16 @@ mod tests {
     fn limits_are_checked() {
         let err = check("127.0.0.1:1", "auth = \"none\"\nmax_in_flight = 0").unwrap_err();
         assert!(
-            err.contains("`input[0].max_in_flight` must be at least 1"),
+            err.contains("`input[0].max_in_flight` must be between 1 and 1000000"),
+            "{err}"
+        );
+        let err = check(
+            "127.0.0.1:1",
+            "auth = \"none\"\nmax_connections = 9223372036854775807",
+        )
+        .unwrap_err();
+        assert!(
+            err.contains("`input[0].max_connections` must be between"),
             "{err}"
         );
         let err = check("127.0.0.1:1", "auth = \"none\"\nheader_timeout_ms = 0").unwrap_err();
