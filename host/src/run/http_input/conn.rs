@@ -10,7 +10,9 @@
 //! The header deadline is for the whole head, not per read, so a client
 //! trickling one byte a second (slowloris) is cut like a silent one. The
 //! idle deadline also covers writing the answer, so a client that never
-//! reads cannot hold a connection either.
+//! reads cannot hold a connection either. A busy socket has no deadline,
+//! so its task may park with no timer; the end of the request wakes it, and
+//! the idle deadline is armed even if the client then says nothing.
 //!
 //! hyper's own `header_read_timeout` is not used: it also starts while a
 //! kept-alive connection waits for its next request, so the idle wait
