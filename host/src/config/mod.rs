@@ -10,6 +10,7 @@
 //! value that came from the environment: parse errors are scrubbed of them
 //! ([`Substituted::scrub`]).
 
+mod ingest;
 mod licence;
 mod locate;
 mod model;
@@ -19,6 +20,7 @@ mod supply;
 
 use std::path::{Path, PathBuf};
 
+pub use ingest::{DEFAULT_TOKEN_HEADER, IngestAuth, IngestToken, TokenAuth};
 use serde::Deserialize;
 
 pub use licence::LicenceSection;
@@ -152,6 +154,9 @@ impl HostConfig {
                     &format!("input[{i}].name"),
                     &format!("`{name}` is used twice"),
                 ));
+            }
+            if let Some((key, message)) = input.http_problem() {
+                return Err(invalid(&format!("input[{i}].{key}"), &message));
             }
             if let InputConfig::Source { interval_ms: 0, .. } = input {
                 return Err(invalid(

@@ -250,6 +250,26 @@ pub enum InputConfig {
         listen: SocketAddr,
         /// The decoder plugin.
         decoder: PluginRef,
+        /// Who may post: `{ tokens = [...] }`, or `"none"` (loopback only).
+        /// Required, so an endpoint is never open by accident.
+        #[serde(default)]
+        auth: Option<super::ingest::IngestAuth>,
+        /// Time to send a request's headers, from connecting or from the
+        /// previous answer (cuts slowloris clients).
+        #[serde(default = "super::ingest::default_header_timeout_ms")]
+        header_timeout_ms: u64,
+        /// Time for the whole body to arrive after the headers (408).
+        #[serde(default = "super::ingest::default_body_timeout_ms")]
+        body_timeout_ms: u64,
+        /// Time a kept-alive connection may wait for its next request.
+        #[serde(default = "super::ingest::default_idle_timeout_ms")]
+        idle_timeout_ms: u64,
+        /// Open connections at most; more are answered 503 and closed.
+        #[serde(default = "super::ingest::default_max_connections")]
+        max_connections: usize,
+        /// Requests read or processed at once; more are answered 503.
+        #[serde(default = "super::ingest::default_max_in_flight")]
+        max_in_flight: usize,
     },
 }
 

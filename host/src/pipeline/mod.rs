@@ -30,6 +30,7 @@ mod chain;
 mod native;
 mod record;
 mod restage;
+mod shared_frames;
 mod source;
 mod stage;
 
@@ -48,6 +49,7 @@ pub use chain::{ChainOutcome, Chains};
 pub use native::{NativeFactory, NativeStages, StagePlugin};
 pub use record::id_bytes;
 pub use restage::{ChainPlan, Slot};
+pub use shared_frames::{SharedFrames, SpanError};
 pub use stage::{QuarantinePolicy, Stage, StageCounters};
 
 use record::{chain_link, derived_id, event_record, frame_record};
@@ -69,8 +71,10 @@ pub const MAX_BYTES_PER_CALL: usize = 256 << 10;
 /// The frames for the next decode call: at most [`MAX_PER_CALL`] frames and
 /// [`MAX_BYTES_PER_CALL`] bytes, but always at least one frame if any is
 /// left.
-fn next_call(frames: &mut std::iter::Peekable<std::vec::IntoIter<KeyedFrame>>) -> Vec<KeyedFrame> {
-    let mut chunk = Vec::with_capacity(frames.len().min(MAX_PER_CALL));
+fn next_call<I: Iterator<Item = KeyedFrame>>(
+    frames: &mut std::iter::Peekable<I>,
+) -> Vec<KeyedFrame> {
+    let mut chunk = Vec::with_capacity(frames.size_hint().0.min(MAX_PER_CALL));
     let mut bytes = 0;
     while chunk.len() < MAX_PER_CALL {
         let fits = |f: &KeyedFrame| bytes + f.frame.data.len() <= MAX_BYTES_PER_CALL;
@@ -189,7 +193,7 @@ impl Pipeline {
     pub fn ingest_frames(
         &mut self,
         input: &str,
-        frames: Vec<KeyedFrame>,
+        frames: impl IntoIterator<Item = KeyedFrame>,
         position: Option<Vec<u8>>,
     ) -> Result<IngestReport, PipelineError> {
         if !self.decoders.contains_key(input) {

@@ -32,7 +32,7 @@ use crate::pipeline::{IngestReport, NativeStages, Pipeline, PipelineError};
 use crate::plugin::{LoadError, Runtime};
 
 pub use file_input::FileInput;
-pub use http_input::HttpInput;
+pub use http_input::{HttpInput, HttpOptions};
 pub use progress::Progress;
 pub use ship::{BatchLimits, ShipReport, ShipSettings, encode, encode_with};
 pub use worker::{SourceSchedule, Work, Worker};
@@ -173,15 +173,16 @@ pub async fn run_with(
     // address.
     let mut listeners = Vec::new();
     for input in &config.inputs {
-        if let InputConfig::Http { name, listen, .. } = input {
-            let bound =
-                HttpInput::bind(name, *listen)
-                    .await
-                    .map_err(|reason| RunError::Listen {
-                        input: name.clone(),
-                        addr: *listen,
-                        reason,
-                    })?;
+        if let (InputConfig::Http { name, listen, .. }, Some(options)) =
+            (input, HttpOptions::from_config(input))
+        {
+            let bound = HttpInput::bind(name, *listen, options)
+                .await
+                .map_err(|reason| RunError::Listen {
+                    input: name.clone(),
+                    addr: *listen,
+                    reason,
+                })?;
             tracing::info!(input = %name, listen = %bound.local_addr(), "http input bound");
             listeners.push(bound);
         }

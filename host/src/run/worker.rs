@@ -39,6 +39,16 @@ pub enum Work {
         /// Where the committed report goes.
         reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
     },
+    /// Decode and ingest frames that share one buffer (an http request's
+    /// body), built one plugin call's worth at a time.
+    SharedFrames {
+        /// The input's name.
+        input: String,
+        /// The frames, in order.
+        frames: crate::pipeline::SharedFrames,
+        /// Where the committed report goes.
+        reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
+    },
     /// Hot reload: swap in new plugin versions between two batches.
     Swap(crate::reload::Swap),
     /// Config reload: rebuild the stage chains between two batches; the
@@ -181,7 +191,7 @@ fn serve(pipeline: &mut Pipeline, serving: &Serving<'_>) -> IngestReport {
         if serving.past_stop() {
             // Past the stop deadline: answer what is queued, run nothing.
             match work {
-                Ok(Work::Frames { reply, .. }) => {
+                Ok(Work::Frames { reply, .. } | Work::SharedFrames { reply, .. }) => {
                     let _ = reply.send(Err(PipelineError::ShuttingDown));
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -213,6 +223,17 @@ fn serve_one(
             reply,
         }) => {
             let result = pipeline.ingest_frames(&input, frames, position);
+            if matches!(&result, Ok(r) if r.accepted > 0) {
+                appended.notify_one();
+            }
+            let _ = reply.send(result);
+        }
+        Ok(Work::SharedFrames {
+            input,
+            frames,
+            reply,
+        }) => {
+            let result = pipeline.ingest_frames(&input, frames, None);
             if matches!(&result, Ok(r) if r.accepted > 0) {
                 appended.notify_one();
             }

@@ -58,7 +58,7 @@ pub fn start_with_status(
 ) -> Running {
     let [ingest] = free_ports();
     let input = format!(
-        "[[input]]\ntype = \"http\"\nname = \"web\"\nlisten = \"{ingest}\"\n{}",
+        "[[input]]\ntype = \"http\"\nname = \"web\"\nlisten = \"{ingest}\"\nauth = \"none\"\n{}",
         decoder_line()
     );
     let mut text = config_with_input(

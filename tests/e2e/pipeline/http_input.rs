@@ -3,184 +3,28 @@
 //! under `when_full = "block"`, and nothing of a refused request stored (even
 //! one that spans several plugin calls); gzip bodies, a request larger than
 //! one plugin call, decode errors to the dead letters, the body cap; a port
-//! in use fails the start.
+//! in use fails the start; a kept-alive connection is closed after the idle
+//! timeout, which is not the header timeout.
 
 use std::collections::{BTreeSet, HashSet};
-use std::io::Write;
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::Path;
+use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use crate::http_support::{
+    AUTH, Client, Ended, INPUT, Raw, free_ports, gzip, http_config, ingest_url, line_is_valid,
+    line_ts, sensor_lines, start_http_host, stored_events, wait_listening,
+};
 use crate::receiver::Receiver;
 use crate::support::{
-    Host, Scenario, config_with_input, dead_letters, decoder_line, delivered, file_transport,
-    http_transport, wait_for, write_sensor_lines,
+    Host, Scenario, dead_letters, delivered, file_transport, http_transport, wait_for,
 };
-
-/// The input's name in every config here.
-const INPUT: &str = "web";
-
-/// A host config: one http input through the three example stages.
-fn http_config(data_dir: &Path, listen: SocketAddr, buffer: &str, transport: &str) -> String {
-    let input = format!(
-        "[[input]]\ntype = \"http\"\nname = \"{INPUT}\"\nlisten = \"{listen}\"\n{}",
-        decoder_line()
-    );
-    config_with_input(data_dir, &input, &format!("{buffer}\n{transport}"))
-}
-
-/// Free loopback ports: all bound at once (so they differ), read, released
-/// (for the config to name).
-fn free_ports<const N: usize>() -> [SocketAddr; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap())
-}
-
-/// Waits until something accepts connections on `addr`.
-fn wait_listening(addr: SocketAddr) {
-    wait_for(
-        &format!("the http input on {addr}"),
-        Duration::from_secs(60),
-        || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
-    );
-}
-
-/// Bench-format lines `start..start + n` (as `write_sensor_lines` writes
-/// them) and how many have a negative value.
-fn sensor_lines(scratch: &Path, start: u64, n: u64) -> (Vec<u8>, u64) {
-    let _ = std::fs::remove_file(scratch);
-    let negative = write_sensor_lines(scratch, start, n);
-    (std::fs::read(scratch).unwrap(), negative)
-}
-
-fn gzip(data: &[u8]) -> Vec<u8> {
-    let mut enc = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    enc.write_all(data).unwrap();
-    enc.finish().unwrap()
-}
-
-/// A blocking HTTP client for the tests (reqwest on its own runtime).
-struct Client {
-    runtime: tokio::runtime::Runtime,
-    http: reqwest::Client,
-}
-
-/// An answer: status, `Retry-After`, JSON body.
-#[derive(Debug)]
-struct Answer {
-    status: u16,
-    retry_after: Option<String>,
-    json: serde_json::Value,
-}
-
-impl Answer {
-    fn count(&self, key: &str) -> u64 {
-        self.json[key]
-            .as_u64()
-            .unwrap_or_else(|| panic!("no {key} in {self:?}"))
-    }
-}
-
-impl Client {
-    fn new() -> Client {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let http = runtime.block_on(async {
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap()
-        });
-        Client { runtime, http }
-    }
-
-    fn post(&self, url: &str, body: Vec<u8>, headers: &[(&str, &str)]) -> Answer {
-        self.runtime.block_on(async {
-            let mut request = self.http.post(url).body(body);
-            for (name, value) in headers {
-                request = request.header(*name, *value);
-            }
-            let response = request.send().await.expect("send");
-            let status = response.status().as_u16();
-            let retry_after = response
-                .headers()
-                .get("retry-after")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            let bytes = response.bytes().await.expect("read answer");
-            let json = serde_json::from_slice(&bytes)
-                .unwrap_or_else(|e| panic!("answer {status} is not JSON ({e}): {bytes:?}"));
-            Answer {
-                status,
-                retry_after,
-                json,
-            }
-        })
-    }
-
-    fn get_json(&self, url: &str) -> serde_json::Value {
-        self.runtime.block_on(async {
-            let response = self.http.get(url).send().await.expect("send");
-            assert!(response.status().is_success(), "GET {url}: {response:?}");
-            serde_json::from_slice(&response.bytes().await.expect("read")).expect("JSON")
-        })
-    }
-}
-
-fn ingest_url(addr: SocketAddr) -> String {
-    format!("http://{addr}/v1/ingest")
-}
-
-/// Every event the receiver stored, in arrival order (`GET /v1/events`).
-fn stored_events(receiver: &Receiver, client: &Client) -> Vec<serde_json::Value> {
-    let events = receiver.url().replace("/v1/batches", "/v1/events");
-    let mut out = Vec::new();
-    let mut after = 0;
-    loop {
-        let page = client.get_json(&format!("{events}?after={after}&limit=1000"));
-        let rows = page["events"].as_array().cloned().unwrap_or_default();
-        if rows.is_empty() {
-            return out;
-        }
-        out.extend(rows.into_iter().map(|r| r["event"].clone()));
-        after = page["next_after"].as_i64().expect("next_after");
-    }
-}
-
-/// The `ts` (ms) of the bench line numbered `i`.
-fn line_ts(i: u64) -> i64 {
-    1_700_000_000_000 + i as i64
-}
-
-/// Whether bench line `i` has a value the validator keeps (`>= 0`).
-fn line_is_valid(i: u64) -> bool {
-    (i * 37) % 1000 >= 100
-}
-
-/// Starts a host with an http input on a free port and a file transport to
-/// `out`; returns once it listens.
-fn start_http_host(s: &Scenario, out: &Path) -> (Host, SocketAddr) {
-    let [listen] = free_ports();
-    std::fs::write(
-        &s.config,
-        http_config(&s.data, listen, "", &file_transport(out)),
-    )
-    .unwrap();
-    let host = Host::start(&s.config);
-    wait_listening(listen);
-    (host, listen)
-}
 
 #[test]
 fn posted_lines_are_answered_after_commit_with_exact_counts() {
     let s = Scenario::new();
     let out = s.path("out.jsonl");
-    let (host, listen) = start_http_host(&s, &out);
+    let (host, listen) = start_http_host(&s, &out, AUTH);
 
     let client = Client::new();
     let (mut accepted, mut rejected, mut negative) = (0, 0, 0);
@@ -238,6 +82,7 @@ fn a_full_buffer_under_block_answers_503_and_accepted_events_all_arrive() {
         http_config(
             &s.data,
             listen,
+            AUTH,
             "[buffer]\nmax_mb = 1\nwhen_full = \"block\"",
             &http_transport(&format!("http://{receiver_addr}/v1/batches"), None),
         ),
@@ -320,7 +165,7 @@ fn a_full_buffer_under_block_answers_503_and_accepted_events_all_arrive() {
 fn gzip_bodies_decode_errors_and_refusals() {
     let s = Scenario::new();
     let out = s.path("out.jsonl");
-    let (host, listen) = start_http_host(&s, &out);
+    let (host, listen) = start_http_host(&s, &out, AUTH);
     let client = Client::new();
 
     // 20 lines, one of them not JSON, CRLF endings and a blank line, gzip, to `/`.
@@ -399,7 +244,13 @@ fn a_port_in_use_fails_the_start_naming_the_input_and_address() {
     let addr = taken.local_addr().unwrap();
     std::fs::write(
         &s.config,
-        http_config(&s.data, addr, "", &file_transport(&s.path("out.jsonl"))),
+        http_config(
+            &s.data,
+            addr,
+            AUTH,
+            "",
+            &file_transport(&s.path("out.jsonl")),
+        ),
     )
     .unwrap();
     let stderr = s.path("stderr.log");
@@ -430,4 +281,37 @@ fn a_port_in_use_fails_the_start_naming_the_input_and_address() {
         "{err}"
     );
     drop(taken);
+}
+
+#[test]
+fn a_kept_alive_connection_waits_for_the_idle_timeout_not_the_header_timeout() {
+    let s = Scenario::new();
+    let out = s.path("out.jsonl");
+    let extra = format!("{AUTH}\nheader_timeout_ms = 1000\nidle_timeout_ms = 3000");
+    let (host, listen) = start_http_host(&s, &out, &extra);
+
+    let (body, negative) = sensor_lines(&s.input, 0, 20);
+    let mut conn = Raw::connect(listen);
+    for _ in 0..2 {
+        let answer = conn.post(&body);
+        assert_eq!(answer.status, 200, "{answer:?}");
+        assert_eq!(answer.json()["accepted"], 20 - negative, "{answer:?}");
+    }
+    let answered = Instant::now();
+    assert_eq!(conn.wait_end(Duration::from_secs(30)), Ended::Closed);
+    let idle = answered.elapsed();
+    assert!(
+        idle >= Duration::from_millis(2900) && idle < Duration::from_secs(20),
+        "closed after {idle:?} idle"
+    );
+
+    wait_for("both requests delivered", Duration::from_secs(60), || {
+        delivered(&out).len() as u64 >= 2 * (20 - negative)
+    });
+    let log = host.stop();
+    assert_eq!(delivered(&out).len() as u64, 2 * (20 - negative), "{log}");
+    assert!(
+        !log.contains("http input refusals"),
+        "an idle close is no refusal: {log}"
+    );
 }

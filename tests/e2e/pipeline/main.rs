@@ -5,7 +5,10 @@
 mod buffer_cap;
 mod file_transport;
 mod flaky_hub;
+mod http_auth;
+mod http_hostile;
 mod http_input;
+mod http_support;
 mod in_flight;
 mod receiver;
 mod refusals;

@@ -145,6 +145,12 @@ impl Host {
         })
     }
 
+    /// The host's process id.
+    #[allow(dead_code)] // Used by the http input's tests, which share this file.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// SIGTERM, then wait for a clean exit.
     pub fn stop(mut self) -> String {
         signal(self.child.id(), "-TERM");

@@ -1,0 +1,351 @@
+//! The `http` input: an ingest endpoint. A client `POST`s a body of frames,
+//! one per line, to `/v1/ingest` (or `/`); each line goes to the input's
+//! decoder and through the stage chains like a file line.
+//!
+//! Invariant: **2xx means committed.** The answer is sent only after the
+//! pipeline thread has replied for the request's frames, i.e. after its
+//! events are committed to the buffer (or rejected, dead-lettered, dropped
+//! by a policy; the counts say which). A client that got 2xx may forget
+//! what it sent. Any other answer means none of the request's events were
+//! accepted, so the client may send it again:
+//!
+//! | answer | when |
+//! |---|---|
+//! | 200 `{"accepted","rejected","decode_errors","dropped"}` | committed |
+//! | 400 | the body is not valid gzip |
+//! | 401 + `WWW-Authenticate: Bearer` | no valid token (checked before the body is read) |
+//! | 404, 405 | not `POST /v1/ingest` or `POST /` |
+//! | 408 | the body did not arrive whole within `body_timeout_ms` |
+//! | 413 | the body, or its decompressed form, exceeds the cap (16 MiB) |
+//! | 415 | a `Content-Encoding` other than gzip or identity |
+//! | 431 | the request's head exceeds 64 KiB |
+//! | 503 + `Retry-After: 1`, `"busy"` | `max_in_flight` requests are already in progress |
+//! | 503 + `Retry-After: 1`, `"too_many_connections"` | a new connection beyond `max_connections` (then closed) |
+//! | 503 + `Retry-After: 1`, `"buffer_full"` | the buffer is full and refuses the batch (`when_full = "block"`) |
+//! | 503 | the host is shutting down |
+//! | 500 | any other pipeline failure, with the message |
+//! | no answer, connection closed | headers not complete within `header_timeout_ms`, or idle past `idle_timeout_ms` |
+//!
+//! Lines are split on `\n`; a trailing `\r` is stripped and blank lines are
+//! skipped. Frames from this input carry no stable key: each event gets a
+//! fresh id, so a request re-sent after a lost 2xx is stored twice.
+//!
+//! What one client can hold, so that a hostile network cannot take the
+//! input down (each bound is a config key of the input):
+//! - a connection slot (`max_connections`): beyond it a new connection is
+//!   accepted, told 503 and closed at once, so the host keeps serving the
+//!   connections it has; `accept` failing (e.g. out of file descriptors)
+//!   backs off briefly instead of spinning, and the input keeps going;
+//! - the slot for at most `header_timeout_ms` before its headers are in,
+//!   and `idle_timeout_ms` between requests ([`conn`]);
+//! - a request slot (`max_in_flight`) and up to the body cap of memory, for
+//!   at most `body_timeout_ms` while the body arrives, then until the
+//!   pipeline thread answers;
+//! - nothing at all without a valid token ([`auth`]).
+//!
+//! Shutdown: when the stop signal turns true the input stops accepting
+//! connections, closes idle ones and lets requests in flight finish (for
+//! at most [`SHUTDOWN_GRACE`]); the pipeline thread still answers them, so
+//! a request that was handed over is still answered after its commit.
+
+mod auth;
+mod body;
+mod conn;
+mod handler;
+mod tally;
+
+use std::net::SocketAddr;
+use std::sync::mpsc::Sender;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{Semaphore, watch};
+use tokio_util::sync::CancellationToken;
+
+use super::worker::Work;
+use crate::config::InputConfig;
+use auth::Auth;
+use tally::{Event, Tally};
+
+/// The default cap on a request body, before and after decompression.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 16 << 20;
+/// How long requests in flight may take to finish once the input is asked
+/// to stop; connections still open after that are dropped unanswered.
+pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+/// How long the accept loop pauses after `accept` fails for a reason that
+/// is not the connection's own (out of file descriptors or memory): long
+/// enough not to spin a core on a listener that stays readable, short
+/// enough to pick up again soon after descriptors free up.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
+
+/// What a connection beyond `max_connections` is told before it is closed;
+/// written without waiting (a fresh socket's send buffer has room).
+const TOO_MANY_CONNECTIONS: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\n\
+content-type: application/json\r\n\
+retry-after: 1\r\n\
+connection: close\r\n\
+content-length: 101\r\n\
+\r\n\
+{\"error\":\"too_many_connections\",\"message\":\"the input serves its maximum of connections; retry later\"}";
+
+/// How an http input treats its clients: who may post and how much of the
+/// host one client may hold. From the input's config.
+#[derive(Clone)]
+pub struct HttpOptions {
+    /// Who may post.
+    auth: Auth,
+    /// The bounds on one client.
+    limits: Limits,
+}
+
+/// The bounds on what one client can hold (see the module header).
+#[derive(Debug, Clone, Copy)]
+struct Limits {
+    header_timeout: Duration,
+    body_timeout: Duration,
+    idle_timeout: Duration,
+    max_connections: usize,
+    max_in_flight: usize,
+    max_body_bytes: usize,
+}
+
+impl HttpOptions {
+    /// The options of an http input's config; `None` for other inputs.
+    pub fn from_config(input: &InputConfig) -> Option<HttpOptions> {
+        let InputConfig::Http {
+            auth,
+            header_timeout_ms,
+            body_timeout_ms,
+            idle_timeout_ms,
+            max_connections,
+            max_in_flight,
+            ..
+        } = input
+        else {
+            return None;
+        };
+        Some(HttpOptions {
+            auth: Auth::from_config(auth.as_ref()),
+            limits: Limits {
+                header_timeout: Duration::from_millis(*header_timeout_ms),
+                body_timeout: Duration::from_millis(*body_timeout_ms),
+                idle_timeout: Duration::from_millis(*idle_timeout_ms),
+                max_connections: (*max_connections).max(1),
+                max_in_flight: (*max_in_flight).max(1),
+                max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            },
+        })
+    }
+}
+
+/// An http input whose socket is bound but which does not serve yet: split
+/// from [`HttpInput::run`] so that a port in use fails `halyard run` at
+/// start, before anything else runs.
+pub struct HttpInput {
+    name: String,
+    listener: TcpListener,
+    local_addr: SocketAddr,
+    options: HttpOptions,
+}
+
+impl HttpInput {
+    /// Binds `listen` for the input `name`.
+    pub async fn bind(
+        name: &str,
+        listen: SocketAddr,
+        options: HttpOptions,
+    ) -> std::io::Result<HttpInput> {
+        let listener = TcpListener::bind(listen).await?;
+        let local_addr = listener.local_addr()?;
+        warn_if_few_descriptors(name, options.limits.max_connections);
+        Ok(HttpInput {
+            name: name.to_string(),
+            listener,
+            local_addr,
+            options,
+        })
+    }
+
+    /// The address actually bound (the real port when the config said 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.local_addr
+    }
+
+    /// Serves until `stop` turns true, then stops accepting, lets requests
+    /// in flight finish (at most [`SHUTDOWN_GRACE`]) and drops its sender,
+    /// so the pipeline thread can stop once it has answered them.
+    pub async fn run(self, work: Sender<Work>, stop: watch::Receiver<bool>) {
+        let limits = self.options.limits;
+        let shared = Arc::new(Shared {
+            name: self.name.clone(),
+            origin: format!("http:{}", self.name),
+            work: Mutex::new(Some(work)),
+            auth: self.options.auth,
+            limits,
+            in_flight: Arc::new(Semaphore::new(limits.max_in_flight)),
+            tally: Tally::new(&self.name),
+        });
+        let slots = Arc::new(Semaphore::new(limits.max_connections));
+        let abort = CancellationToken::new();
+        tracing::info!(
+            input = %self.name,
+            listen = %self.local_addr,
+            authenticated = !matches!(shared.auth, Auth::Open),
+            max_connections = limits.max_connections,
+            max_in_flight = limits.max_in_flight,
+            "http input serving"
+        );
+        let mut stopping = stop.clone();
+        loop {
+            let accepted = tokio::select! {
+                () = stopped(&mut stopping) => break,
+                accepted = self.listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        tokio::spawn(conn::serve(
+                            stream,
+                            peer,
+                            slot,
+                            shared.clone(),
+                            stop.clone(),
+                            abort.clone(),
+                        ));
+                    }
+                    Err(_) => {
+                        shared.tally.note(Event::ConnectionRefused, &peer);
+                        refuse(stream);
+                    }
+                },
+                Err(err) if is_connection_error(&err) => {}
+                Err(err) => {
+                    shared.tally.accept_error(&err);
+                    tokio::select! {
+                        () = stopped(&mut stopping) => break,
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                    }
+                }
+            }
+        }
+        drop(self.listener);
+        // Every connection holds a slot until it ends: all slots back means
+        // all connections are done.
+        let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
+        let drained = tokio::time::timeout(SHUTDOWN_GRACE, slots.acquire_many(all)).await;
+        if drained.is_err() {
+            tracing::warn!(
+                input = %self.name,
+                "http input: requests still open after the shutdown grace; dropping them"
+            );
+            abort.cancel();
+        }
+        // Connections dropped above may still be winding down; they find no
+        // sender and answer 503, and none keeps the pipeline alive.
+        shared.take_sender();
+        shared.tally.log_totals();
+        tracing::info!(input = %self.name, "http input stopped");
+    }
+}
+
+/// Descriptors the rest of the host may need besides the http input's
+/// connections (buffer, plugins, transport, status server, inputs).
+const DESCRIPTOR_RESERVE: u64 = 64;
+
+/// Warns when `max_connections` connections could use up the process's
+/// open-file limit: the input then keeps serving (accept errors back off),
+/// but new clients wait until a connection ends, and other parts of the
+/// host may fail to open files meanwhile.
+fn warn_if_few_descriptors(name: &str, max_connections: usize) {
+    use rustix::process::{Resource, getrlimit};
+    let Some(limit) = getrlimit(Resource::Nofile).current else {
+        return;
+    };
+    let wanted = (max_connections as u64).saturating_add(DESCRIPTOR_RESERVE);
+    if wanted > limit {
+        tracing::warn!(
+            input = %name,
+            max_connections,
+            open_file_limit = limit,
+            "http input: max_connections plus {DESCRIPTOR_RESERVE} for the rest of the host \
+             exceeds the open-file limit; lower max_connections or raise the limit \
+             (LimitNOFILE=, ulimit -n)"
+        );
+    }
+}
+
+/// Resolves once `stop` is true (or its sender is gone).
+async fn stopped(stop: &mut watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stop| *stop).await;
+}
+
+/// Tells a connection beyond `max_connections` so and closes it, without
+/// waiting on the client for anything.
+fn refuse(stream: TcpStream) {
+    let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+}
+
+/// Whether an `accept` error concerns only the connection being accepted
+/// (it went away before it was accepted), so the next accept can follow at
+/// once; anything else (out of descriptors or memory) calls for a pause.
+fn is_connection_error(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        err.kind(),
+        ConnectionAborted | ConnectionReset | ConnectionRefused | Interrupted | WouldBlock
+    )
+}
+
+/// What every connection and request needs.
+struct Shared {
+    name: String,
+    origin: String,
+    /// The way to the pipeline thread; `None` once the input stopped.
+    work: Mutex<Option<Sender<Work>>>,
+    /// Who may post.
+    auth: Auth,
+    /// The bounds on one client.
+    limits: Limits,
+    /// One permit per request being read or processed.
+    in_flight: Arc<Semaphore>,
+    /// What was refused or cut, for the logs.
+    tally: Tally,
+}
+
+impl Shared {
+    /// A sender for one request, if the input still runs. Clones are held
+    /// only while sending, so taking this one releases the pipeline.
+    fn sender(&self) -> Option<Sender<Work>> {
+        self.work
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    fn take_sender(&self) {
+        self.work
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_too_many_connections_answer_is_well_formed() {
+        let text = std::str::from_utf8(TOO_MANY_CONNECTIONS).expect("ascii");
+        let (head, body) = text.split_once("\r\n\r\n").expect("head and body");
+        let length: usize = head
+            .lines()
+            .find_map(|l| l.strip_prefix("content-length: "))
+            .and_then(|n| n.parse().ok())
+            .expect("content-length");
+        assert_eq!(length, body.len());
+        let json: serde_json::Value = serde_json::from_str(body).expect("JSON");
+        assert_eq!(json["error"], "too_many_connections");
+    }
+}
