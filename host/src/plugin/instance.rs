@@ -409,7 +409,7 @@ fn trap_error(plugin: &Plugin, store: &mut Store<HostState>, err: &wasmtime::Err
         _ if root.contains("memory") && root.contains("grow") => TrapCause::Memory,
         _ => TrapCause::Other,
     };
-    let mut message = match cause {
+    let message = match cause {
         TrapCause::Deadline => format!(
             "ran past its {} ms deadline (wall clock)",
             plugin.options.limits.call_deadline.as_millis()
@@ -420,20 +420,13 @@ fn trap_error(plugin: &Plugin, store: &mut Store<HostState>, err: &wasmtime::Err
         ),
         _ => trap.map(|t| t.to_string()).unwrap_or(root),
     };
-    if let Some(lines) = store.data_mut().output_tail() {
-        message.push_str(&format!(" (guest output: {lines})"));
-    }
-    CallError::Trap {
-        plugin: plugin.info.name.clone(),
-        cause,
-        message,
-    }
+    trap(plugin, store, cause, message)
 }
 
 /// A call that [`deadline::run`] had to cut (or could not run).
 fn cut_error(plugin: &Plugin, store: &mut Store<HostState>, why: Unfinished) -> CallError {
     let ms = plugin.options.limits.call_deadline.as_millis();
-    let (cause, mut message) = match why {
+    let (cause, message) = match why {
         Unfinished::Blocked => (
             TrapCause::Deadline,
             format!(
@@ -442,6 +435,17 @@ fn cut_error(plugin: &Plugin, store: &mut Store<HostState>, why: Unfinished) -> 
         ),
         Unfinished::NoRuntime => (TrapCause::Other, why.to_string()),
     };
+    trap(plugin, store, cause, message)
+}
+
+/// A trap of `cause`, its message followed by the guest's last lines of
+/// output (a panic message, a traceback).
+fn trap(
+    plugin: &Plugin,
+    store: &mut Store<HostState>,
+    cause: TrapCause,
+    mut message: String,
+) -> CallError {
     if let Some(lines) = store.data_mut().output_tail() {
         message.push_str(&format!(" (guest output: {lines})"));
     }

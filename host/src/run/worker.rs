@@ -223,10 +223,7 @@ fn serve_one(
             reply,
         }) => {
             let result = pipeline.ingest_frames(&input, frames, position);
-            if matches!(&result, Ok(r) if r.accepted > 0) {
-                appended.notify_one();
-            }
-            let _ = reply.send(result);
+            answer(result, reply, appended);
         }
         Ok(Work::SharedFrames {
             input,
@@ -234,10 +231,7 @@ fn serve_one(
             reply,
         }) => {
             let result = pipeline.ingest_frames(&input, frames, None);
-            if matches!(&result, Ok(r) if r.accepted > 0) {
-                appended.notify_one();
-            }
-            let _ = reply.send(result);
+            answer(result, reply, appended);
         }
         Ok(Work::Swap(swap)) => crate::reload::apply(pipeline, swap),
         Ok(Work::Rechain { plan, reply }) => {
@@ -249,4 +243,17 @@ fn serve_one(
         Err(RecvTimeoutError::Disconnected) => return true,
     }
     false
+}
+
+/// Sends an ingest's outcome to its input, waking the shipper first if
+/// anything was committed.
+fn answer(
+    result: Result<IngestReport, PipelineError>,
+    reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
+    appended: &Notify,
+) {
+    if matches!(&result, Ok(r) if r.accepted > 0) {
+        appended.notify_one();
+    }
+    let _ = reply.send(result);
 }
