@@ -420,7 +420,7 @@ fn trap_error(plugin: &Plugin, store: &mut Store<HostState>, err: &wasmtime::Err
         ),
         _ => trap.map(|t| t.to_string()).unwrap_or(root),
     };
-    trap(plugin, store, cause, message)
+    with_output(plugin, store, cause, message)
 }
 
 /// A call that [`deadline::run`] had to cut (or could not run).
@@ -435,12 +435,12 @@ fn cut_error(plugin: &Plugin, store: &mut Store<HostState>, why: Unfinished) -> 
         ),
         Unfinished::NoRuntime => (TrapCause::Other, why.to_string()),
     };
-    trap(plugin, store, cause, message)
+    with_output(plugin, store, cause, message)
 }
 
 /// A trap of `cause`, its message followed by the guest's last lines of
 /// output (a panic message, a traceback).
-fn trap(
+fn with_output(
     plugin: &Plugin,
     store: &mut Store<HostState>,
     cause: TrapCause,
