@@ -60,47 +60,64 @@ where
     F: Future + Send,
     F::Output: Send,
 {
-    let limit = deadline.saturating_add(EPOCH_TICK);
-    let bounded = async move {
-        tokio::time::timeout(limit, call)
-            .await
-            .map_err(|_| Unfinished::Blocked)
-    };
+    let until = tokio::time::Instant::now() + deadline.saturating_add(EPOCH_TICK);
     if tokio::runtime::Handle::try_current().is_ok() {
         // Inside some async runtime: tokio forbids starting another one
         // here, and a guest must not hold that runtime's thread.
         return std::thread::scope(|scope| {
             std::thread::Builder::new()
                 .name("halyard-guest-call".into())
-                .spawn_scoped(scope, || block_on(bounded))
+                .spawn_scoped(scope, || drive(until, call))
                 .map_err(|_| Unfinished::NoRuntime)?
                 .join()
                 .unwrap_or(Err(Unfinished::NoRuntime))
         });
     }
-    block_on(bounded)
+    drive(until, call)
 }
 
-fn block_on<F: Future<Output = Result<T, Unfinished>>, T>(future: F) -> Result<T, Unfinished> {
+/// Drives `call` on this thread's runtime until it is done or `until`.
+///
+/// Most calls never wait: the guest runs to its end in the first poll. So
+/// the first poll happens inside the runtime's context (WASI's async host
+/// functions need it) but outside `block_on`, with no timer armed; only a
+/// call that is still pending after it is handed to `block_on` with a
+/// timer. This keeps the fixed cost of a call close to that of a plain
+/// synchronous one (BENCHMARKS.md, "Stage cost").
+fn drive<F: Future>(until: tokio::time::Instant, call: F) -> Result<F::Output, Unfinished> {
     LOCAL.with(|cell| {
-        let runtime = cell.get_or_init(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .thread_name("halyard-guest-io")
-                .build()
-                .ok()
-        });
-        match runtime {
-            Some(rt) => rt.block_on(future),
+        let fresh;
+        let runtime = match cell.get_or_init(new_runtime) {
+            Some(rt) => rt,
             // It could not be built (no fds left): try a fresh one for
             // this call.
-            None => tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .map_err(|_| Unfinished::NoRuntime)
-                .and_then(|rt| rt.block_on(future)),
+            None => {
+                fresh = new_runtime().ok_or(Unfinished::NoRuntime)?;
+                &fresh
+            }
+        };
+        let mut call = std::pin::pin!(call);
+        {
+            let _entered = runtime.enter();
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            if let std::task::Poll::Ready(out) = call.as_mut().poll(&mut cx) {
+                return Ok(out);
+            }
         }
+        runtime.block_on(async {
+            tokio::time::timeout_at(until, call)
+                .await
+                .map_err(|_| Unfinished::Blocked)
+        })
     })
+}
+
+fn new_runtime() -> Option<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .thread_name("halyard-guest-io")
+        .build()
+        .ok()
 }
 
 #[cfg(test)]
