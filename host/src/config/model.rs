@@ -211,6 +211,8 @@ pub struct LimitsConfig {
     pub max_memories: Option<usize>,
     /// The most tables.
     pub max_tables: Option<usize>,
+    /// The most host resources (streams, pollables, sockets) held at once.
+    pub max_resources: Option<usize>,
 }
 
 /// One `[[input]]`.

@@ -19,10 +19,15 @@ pub const MAX_MEMORY_MB: usize = {
     if fits < 4096 { fits } else { 4096 }
 };
 
-/// The most instances, memories or tables a plugin's store may be allowed:
-/// each memory reserves address space, so the count must stay small enough
-/// that the host cannot run out of it.
-pub const MAX_STORE_COUNT: usize = 10_000;
+/// The most instances or tables a plugin's store may be allowed.
+pub const MAX_STORE_COUNT: usize = 100_000;
+
+/// The most linear memories: each reserves gigabytes of address space, so
+/// a large count could exhaust the host's.
+pub const MAX_MEMORIES: usize = 1_000;
+
+/// The most host resources (wasmtime's own ceiling for a resource table).
+pub const MAX_RESOURCES: usize = 1_000_000;
 
 /// The largest `[plugins] max_file_mb`: a 1 GiB component would take
 /// minutes to compile on the devices Halyard runs on.
@@ -124,17 +129,28 @@ fn check_plugin_limits(key: &str, plugin: &PluginRef) -> Option<(String, String)
         ));
     }
     let counts = [
-        ("max_instances", plugin.limits.max_instances, 1),
-        ("max_memories", plugin.limits.max_memories, 1),
-        ("max_tables", plugin.limits.max_tables, 0),
+        (
+            "max_instances",
+            plugin.limits.max_instances,
+            1,
+            MAX_STORE_COUNT,
+        ),
+        ("max_memories", plugin.limits.max_memories, 1, MAX_MEMORIES),
+        ("max_tables", plugin.limits.max_tables, 0, MAX_STORE_COUNT),
+        (
+            "max_resources",
+            plugin.limits.max_resources,
+            1,
+            MAX_RESOURCES,
+        ),
     ];
-    for (name, value, min) in counts {
+    for (name, value, min, max) in counts {
         if let Some(n) = value
-            && !(min..=MAX_STORE_COUNT).contains(&n)
+            && !(min..=max).contains(&n)
         {
             return Some((
                 format!("{key}.limits.{name}"),
-                format!("must be between {min} and {MAX_STORE_COUNT} (is {n})"),
+                format!("must be between {min} and {max} (is {n})"),
             ));
         }
     }

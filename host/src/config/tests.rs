@@ -194,12 +194,12 @@ fn out_of_range_limits_are_refused_naming_key_and_line() {
         (
             "limits = { max_memories = 0 }",
             "stages.validate[0].limits.max_memories",
-            "between 1 and 10000 (is 0)",
+            "between 1 and 1000 (is 0)",
         ),
         (
-            "limits = { max_instances = 100000 }",
+            "limits = { max_instances = 10000000 }",
             "stages.validate[0].limits.max_instances",
-            "(is 100000)",
+            "(is 10000000)",
         ),
     ] {
         let err = parse(&MINIMAL.replace(limits, replacement))

@@ -127,6 +127,9 @@ pub fn plugin_options(r: &PluginRef) -> PluginOptions {
     if let Some(n) = r.limits.max_tables {
         limits.max_tables = n;
     }
+    if let Some(n) = r.limits.max_resources {
+        limits.max_resources = n;
+    }
     PluginOptions {
         config: r
             .config

@@ -36,7 +36,7 @@ pub struct HostState {
     config: Arc<BTreeMap<String, String>>,
     /// WASI context: empty unless granted (no preopens, env or network).
     wasi: WasiCtx,
-    /// Resource table WASI needs.
+    /// Resource table WASI needs; holds at most `Limits::max_resources`.
     table: ResourceTable,
     /// The memory budget and instance/table/memory counts.
     pub(crate) limits: GuestLimiter,
@@ -84,11 +84,13 @@ impl HostState {
             }
         }
         grant_network(&mut wasi, &grants.network);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(limits.max_resources);
         HostState {
             plugin,
             config,
             wasi: wasi.build(),
-            table: ResourceTable::new(),
+            table,
             limits: GuestLimiter::new(limits),
             stdout,
             stderr,

@@ -25,6 +25,10 @@ pub struct Limits {
     /// The most tables one store may create (their elements count against
     /// `memory_bytes`).
     pub max_tables: usize,
+    /// The most host resources (WASI streams, pollables, sockets, files)
+    /// an instance may hold at once; each costs host memory outside the
+    /// guest's budget.
+    pub max_resources: usize,
     /// The most events a source poll or one decoded frame may return.
     pub max_events_out: usize,
     /// The longest string (source, kind, unit, attribute key or string value,
@@ -49,6 +53,7 @@ impl Default for Limits {
             max_instances: 1000,
             max_memories: 16,
             max_tables: 1000,
+            max_resources: 10_000,
             max_events_out: 10_000,
             max_string_bytes: 64 << 10,
             max_body_bytes: 1 << 20,

@@ -313,3 +313,29 @@ fn all_memories_of_a_guest_share_one_budget() {
         .expect_err("nine memories > 4");
     assert!(matches!(err, LoadError::Start(_)), "{err}");
 }
+
+#[test]
+fn host_resources_are_capped_per_instance() {
+    let rt = runtime();
+    // Writing to stderr takes a stream resource; with none allowed the
+    // call traps instead of the host allocating on the guest's behalf.
+    let mut none = options(&[("mode", "stderr-flood"), ("lines", "1")]);
+    none.limits.max_resources = 0;
+    let mut instance = load(&rt, none);
+    let err = instance
+        .validate(&three())
+        .expect_err("no resources allowed");
+    assert_eq!(err.trap_cause(), Some(TrapCause::Other), "{err}");
+    assert!(
+        err.to_string().contains("resource table has no free keys"),
+        "{err}"
+    );
+    let mut some = options(&[("mode", "stderr-flood"), ("lines", "1")]);
+    some.limits.max_resources = 100;
+    let mut instance = load(&rt, some);
+    assert_eq!(
+        instance.validate(&three()).unwrap(),
+        vec![Verdict::Accept; 3]
+    );
+    assert_still_serving(&rt);
+}
