@@ -14,12 +14,15 @@
 //! - [`plugin`]: the component runtime: the engine and its limits, the single
 //!   `bindgen!` of the WIT package, the host imports, loading and checking a
 //!   component against the world of its kind, the on-disk compile cache, and
-//!   sandboxed calls that contain every trap.
+//!   sandboxed calls that contain every trap: a wall-clock deadline that
+//!   also cuts a guest waiting in a host call, one memory budget, guest
+//!   stdout/stderr drained into the log, deny-by-default WASI and grants.
 //! - [`pipeline`]: decode → validate → privacy → sample → buffer, with
 //!   each stage's failure policy and plugin quarantine; synchronous, owns
 //!   every plugin instance.
 //! - [`run`]: `halyard run`: the pipeline thread, file, http and source inputs,
-//!   the shipper (buffer → transport), ordered shutdown.
+//!   the shipper (buffer → transport), ordered shutdown bounded by one
+//!   deadline, and the stall watchdog behind `/health`.
 //! - [`reload`]: hot reload: file watch, off-thread compile, swap between
 //!   batches, rollback with quarantine by hash and reload backoff, and the
 //!   remote rollout manifest ([`reload::rollout`]).

@@ -3,10 +3,15 @@
 //!
 //! Shutdown order (SIGINT/SIGTERM or the caller's future): stop the inputs;
 //! let the pipeline thread finish what is queued (every reply it sends is a
-//! commit); let the shipper send what is buffered for up to
-//! `shutdown.timeout_ms`; then stop it, releasing any batch in flight. The
-//! buffer closes last. Nothing accepted is lost: whatever was not delivered
-//! is still in the buffer for the next start.
+//! commit); let the shipper send what is buffered; then stop it, releasing
+//! any batch in flight. The buffer closes last. All of it shares one
+//! deadline, `shutdown.timeout_ms` (plus [`STOP_MARGIN`] for the inputs and
+//! the pipeline thread): work still queued then is refused to its input,
+//! not accepted. Nothing accepted is lost: whatever was not delivered is
+//! still in the buffer for the next start.
+//!
+//! [`Progress`] tells `/health` when the pipeline thread holds one piece of
+//! work for longer than `[health] stall_ms`.
 
 mod file_input;
 mod http_input;
