@@ -49,22 +49,13 @@ fn bounded(mut cmd: Command, limit: Duration) -> Output {
         .stderr(std::fs::File::create(&err).unwrap())
         .spawn()
         .expect("run halyard");
-    let deadline = Instant::now() + limit;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
-                "halyard {:?} still running after {limit:?}: {}",
-                cmd.get_args().collect::<Vec<_>>(),
-                std::fs::read_to_string(&err).unwrap_or_default()
-            );
-        }
-        std::thread::park_timeout(Duration::from_millis(20));
-    };
+    let status = crate::pipeline_support::wait_exit_or_kill(&mut child, limit, || {
+        format!(
+            "halyard {:?} still running after {limit:?}: {}",
+            cmd.get_args().collect::<Vec<_>>(),
+            std::fs::read_to_string(&err).unwrap_or_default()
+        )
+    });
     Output {
         status,
         stdout: std::fs::read(&out).unwrap_or_default(),
@@ -99,21 +90,16 @@ pub fn run_refused(config: &Path) -> String {
         .stderr(std::fs::File::create(&log).unwrap())
         .spawn()
         .expect("start halyard");
-    let deadline = started + QUICK;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!(
+    let status = crate::pipeline_support::wait_exit_or_kill(
+        &mut child,
+        QUICK.saturating_sub(started.elapsed()),
+        || {
+            format!(
                 "`halyard run` was still running after {QUICK:?}: {}",
                 std::fs::read_to_string(&log).unwrap_or_default()
-            );
-        }
-        std::thread::park_timeout(Duration::from_millis(20));
-    };
+            )
+        },
+    );
     let log = std::fs::read_to_string(&log).unwrap_or_default();
     let code = status.code();
     assert_eq!(code, Some(1), "{log}");

@@ -5,7 +5,7 @@
 //! non-loopback endpoint open is refused, naming the key.
 
 use std::process::{Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::http_support::{
     Client, Raw, free_ports, http_config, ingest_url, sensor_lines, start_http_host,
@@ -132,18 +132,9 @@ fn refused(s: &Scenario, config: &str) -> String {
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .expect("start halyard");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("halyard run kept running with an open endpoint");
-        }
-        std::thread::park_timeout(Duration::from_millis(25));
-    };
+    let status = crate::support::wait_exit_or_kill(&mut child, Duration::from_secs(60), || {
+        "halyard run kept running with an open endpoint".to_string()
+    });
     let run_err = std::fs::read_to_string(&stderr).unwrap();
     assert!(!status.success(), "run accepted it: {run_err}");
     assert!(run_err.contains("input[0].auth"), "{run_err}");

@@ -262,18 +262,9 @@ fn a_port_in_use_fails_the_start_naming_the_input_and_address() {
         .stderr(std::fs::File::create(&stderr).unwrap())
         .spawn()
         .expect("start halyard");
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("halyard kept running although {addr} is taken");
-        }
-        std::thread::park_timeout(Duration::from_millis(25));
-    };
+    let status = crate::support::wait_exit_or_kill(&mut child, Duration::from_secs(60), || {
+        format!("halyard kept running although {addr} is taken")
+    });
     let err = std::fs::read_to_string(&stderr).unwrap();
     assert!(!status.success(), "{err}");
     assert!(

@@ -3,13 +3,13 @@
 //! that can be as slow or as silent as an attacker.
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use crate::receiver::Receiver;
 use crate::support::{
-    Host, Scenario, config_with_input, decoder_line, file_transport, wait_for, write_sensor_lines,
+    Host, Scenario, config_with_input, decoder_line, file_transport, write_sensor_lines,
 };
 
 /// The input's name in every config here.
@@ -35,23 +35,7 @@ pub fn http_config(
     config_with_input(data_dir, &input, &format!("{buffer}\n{transport}"))
 }
 
-/// Free loopback ports: all bound at once (so they differ), read, released
-/// (for the config to name).
-pub fn free_ports<const N: usize>() -> [SocketAddr; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    std::array::from_fn(|i| held[i].local_addr().unwrap())
-}
-
-/// Waits until something accepts connections on `addr`.
-pub fn wait_listening(addr: SocketAddr) {
-    wait_for(
-        &format!("the http input on {addr}"),
-        Duration::from_secs(60),
-        || TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok(),
-    );
-}
+pub use crate::operate_support::{free_ports, wait_listening};
 
 /// Starts a host with an http input (with `input_extra`, e.g. [`AUTH`]) on
 /// a free port and a file transport to `out`; returns once it listens.

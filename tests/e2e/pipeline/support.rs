@@ -196,15 +196,26 @@ fn signal(pid: u32, sig: &str) {
 }
 
 fn wait_exit(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    wait_exit_or_kill(child, limit, String::new)
+}
+
+/// Waits for `child` to exit within `limit`; past it, kills it and panics
+/// with `context()` (e.g. its log).
+pub fn wait_exit_or_kill(
+    child: &mut Child,
+    limit: Duration,
+    context: impl FnOnce() -> String,
+) -> std::process::ExitStatus {
     let deadline = Instant::now() + limit;
     loop {
         if let Some(status) = child.try_wait().unwrap() {
             return status;
         }
-        assert!(
-            Instant::now() < deadline,
-            "halyard did not exit within {limit:?}"
-        );
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("halyard did not exit within {limit:?}: {}", context());
+        }
         std::thread::park_timeout(Duration::from_millis(20));
     }
 }

@@ -148,35 +148,33 @@ async fn printing_and_panicking_in_init_from_an_async_task() {
     );
 }
 
-/// A listener on 127.0.0.1 that answers each line with `pong` (or never
-/// answers, holding the connection open while the test runs), serving at
-/// most `connections` connections.
-fn listener(answer: bool, connections: usize) -> (SocketAddr, std::thread::JoinHandle<usize>) {
+/// A listener on 127.0.0.1 that answers `ping` with `pong`, serving
+/// exactly `connections` connections; returns how many it served.
+fn pong_server(connections: usize) -> (SocketAddr, std::thread::JoinHandle<usize>) {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();
     let addr = listener.local_addr().unwrap();
     let server = std::thread::spawn(move || {
-        if !answer {
-            // Accept, read nothing, answer nothing; keep it open.
-            let held = listener.accept();
-            std::thread::park();
-            return usize::from(held.is_ok());
-        }
         let mut served = 0;
-        let mut held = Vec::new();
         for stream in listener.incoming().take(connections) {
             let Ok(mut stream) = stream else { break };
             served += 1;
             let mut line = String::new();
             let _ = BufReader::new(&stream).read_line(&mut line);
-            if answer && line == "ping\n" {
+            if line == "ping\n" {
                 let _ = stream.write_all(b"pong\n");
-            } else {
-                held.push(stream);
             }
         }
         served
     });
     (addr, server)
+}
+
+/// A listener that never accepts: the kernel still completes connections
+/// into its backlog, so a guest connects and then waits for an answer that
+/// never comes. Open while the returned listener lives.
+fn silent_listener() -> (SocketAddr, TcpListener) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    (listener.local_addr().unwrap(), listener)
 }
 
 fn connect_options(addr: SocketAddr, network: NetworkGrant) -> PluginOptions {
@@ -193,7 +191,9 @@ fn only(addr: SocketAddr) -> NetworkGrant {
 #[test]
 fn sockets_load_without_a_grant_and_every_use_is_denied() {
     let rt = runtime();
-    let (addr, _server) = listener(true, 1);
+    // A real listener, so a denial cannot be mistaken for a refused
+    // connection.
+    let (addr, _listener) = silent_listener();
     let mut instance = load(&rt, connect_options(addr, NetworkGrant::None));
     let verdicts = instance
         .validate(&three())
@@ -218,7 +218,7 @@ fn sockets_load_without_a_grant_and_every_use_is_denied() {
 #[test]
 fn a_network_grant_reaches_the_listed_listener() {
     let rt = runtime();
-    let (addr, server) = listener(true, 2);
+    let (addr, server) = pong_server(2);
     for grant in [only(addr), NetworkGrant::Any] {
         let mut instance = load(&rt, connect_options(addr, grant.clone()));
         assert_eq!(
@@ -233,7 +233,7 @@ fn a_network_grant_reaches_the_listed_listener() {
 #[test]
 fn a_guest_waiting_on_a_silent_peer_is_cut_at_its_deadline() {
     let rt = runtime();
-    let (addr, _server) = listener(false, 1);
+    let (addr, _listener) = silent_listener();
     let mut options = connect_options(addr, only(addr));
     options.limits.call_deadline = Duration::from_millis(300);
     let mut instance = load(&rt, options);
