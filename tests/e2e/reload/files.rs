@@ -3,11 +3,9 @@
 //! serving; the reloader is not stuck on it (the next good deploy is taken).
 
 use std::path::Path;
-use std::time::Duration;
 
 use halyard_test_components as components;
 
-use crate::pipeline_support::wait_for;
 use crate::support::{Served, deploy, start};
 
 /// Makes `kind` of special file at `tmp` (a dotfile the watcher ignores).
@@ -51,23 +49,7 @@ fn special_and_huge_files_renamed_over_a_plugin_are_refused_while_v1_serves() {
         let tmp = h.plugins.join(format!(".validator.wasm.{kind}.tmp"));
         make(kind, &tmp);
         std::fs::rename(&tmp, &dest).unwrap();
-        wait_for(&format!("{kind} refused"), Duration::from_secs(30), || {
-            assert_eq!(
-                h.send(),
-                Served::V1,
-                "{kind}: the old version keeps serving"
-            );
-            h.log_count("new plugin version refused") > i
-        });
-        let log = h.log();
-        let last = log
-            .lines()
-            .rfind(|l| l.contains("new plugin version refused"))
-            .unwrap();
-        assert!(
-            last.contains(reason),
-            "{kind}: expected `{reason}` in {last}"
-        );
+        h.expect_refusal(i, kind, reason);
     }
     assert_eq!(
         h.log_count("\"kind\":\"plugin.reloaded\""),

@@ -136,6 +136,33 @@ impl Setup {
         std::fs::read_to_string(&self.run.host.log).unwrap_or_default()
     }
 
+    /// Waits (sending all the while, each request served by v1) until the
+    /// reloader has refused `nth + 1` new versions, and checks that the last
+    /// refusal says `reason`.
+    pub fn expect_refusal(&mut self, nth: usize, what: &str, reason: &str) {
+        crate::pipeline_support::wait_for(
+            &format!("{what} refused"),
+            Duration::from_secs(30),
+            || {
+                assert_eq!(
+                    self.send(),
+                    Served::V1,
+                    "{what}: the old version keeps serving"
+                );
+                self.log_count("new plugin version refused") > nth
+            },
+        );
+        let log = self.log();
+        let last = log
+            .lines()
+            .rfind(|l| l.contains("new plugin version refused"))
+            .unwrap_or_default();
+        assert!(
+            last.contains(reason),
+            "{what}: expected `{reason}` in {last}"
+        );
+    }
+
     /// How often the log says `needle`.
     pub fn log_count(&self, needle: &str) -> usize {
         self.log().matches(needle).count()

@@ -105,23 +105,7 @@ fn broken_unsigned_and_badly_signed_files_are_refused_while_v1_serves() {
             let _ = std::fs::remove_file(format!("{}.sig", dest.display()));
         }
         deploy(&dest, &bytes, sig.as_deref());
-        wait_for(&format!("{what} refused"), Duration::from_secs(30), || {
-            assert_eq!(
-                h.send(),
-                Served::V1,
-                "{what}: the old version keeps serving"
-            );
-            h.log_count("new plugin version refused") > i
-        });
-        let log = h.log();
-        let last = log
-            .lines()
-            .rfind(|l| l.contains("new plugin version refused"))
-            .unwrap();
-        assert!(
-            last.contains(reason),
-            "{what}: expected `{reason}` in {last}"
-        );
+        h.expect_refusal(i, what, reason);
     }
     assert_eq!(
         h.log_count("\"kind\":\"plugin.reloaded\""),
