@@ -14,6 +14,7 @@ use crate::config::{BufferConfig, RECORD_OVERHEAD_BYTES, WhenFull};
 use crate::dead_letter;
 use crate::error::{BufferError, Context};
 use crate::schema;
+use crate::staging;
 use crate::stats::{Counters, Stats};
 
 /// Freed bytes (acked, evicted, dead-lettered) after which free pages are
@@ -80,6 +81,7 @@ impl Buffer {
     /// run (including batches that were in flight) are delivered again.
     pub fn open(config: BufferConfig) -> Result<(Buffer, OpenReport), BufferError> {
         let opened = schema::open(&config)?;
+        staging::drop_leftovers(&opened.conn)?;
         let report = OpenReport {
             recovered_from_corruption: opened.recovered_from_corruption,
             pending_records: opened.records,
@@ -125,23 +127,30 @@ impl Buffer {
     /// none of it does. Under [`WhenFull::Block`], a commit whose records do
     /// not fit fails with [`BufferError::Full`] and writes nothing at all,
     /// so the caller can retry the same input later without duplicating its
-    /// dead letters or moving its position.
+    /// dead letters or moving its position — unless it is
+    /// [`Commit::admitted`], which is stored whole.
     pub fn commit(&self, commit: &Commit<'_>) -> Result<AppendOutcome, BufferError> {
         if commit.is_empty() {
             return Ok(AppendOutcome::default());
         }
         let records = commit.records;
+        let staged_sizes = commit.staged.map_or(&[][..], |s| &s.sizes[..]);
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let sizes: Vec<u64> = records.iter().map(accounted_size).collect();
+        let sizes: Vec<u64> = staged_sizes
+            .iter()
+            .copied()
+            .chain(records.iter().map(accounted_size))
+            .collect();
+        let total = sizes.len();
         let free = inner.config.max_bytes.saturating_sub(inner.bytes);
         let (accept, must_free) = match inner.config.when_full {
             WhenFull::Block => {
                 let needed: u64 = sizes.iter().sum();
-                if needed > free {
+                if needed > free && !commit.admitted {
                     return Err(BufferError::Full { needed, free });
                 }
-                (records.len(), 0)
+                (total, 0)
             }
             WhenFull::DropNewest => (fitting_prefix(&sizes, free).0, 0),
             WhenFull::DropOldest => {
@@ -161,13 +170,18 @@ impl Buffer {
         } else {
             (0, 0)
         };
+        let from_staged = accept.min(staged_sizes.len());
+        if let Some(staged) = commit.staged {
+            staging::promote(&tx, staged, from_staged, now)?;
+        }
         {
             let mut insert = tx
                 .prepare_cached(
                     "INSERT INTO records (id, payload, size, enqueued_ms) VALUES (?1, ?2, ?3, ?4)",
                 )
                 .ctx("append: prepare insert")?;
-            for (record, size) in records.iter().zip(&sizes).take(accept) {
+            let own_sizes = &sizes[staged_sizes.len()..];
+            for (record, size) in records.iter().zip(own_sizes).take(accept - from_staged) {
                 insert
                     .execute((&record.id, &record.payload, *size as i64, now))
                     .ctx("append: insert record")?;
@@ -191,7 +205,7 @@ impl Buffer {
         let accepted_bytes: u64 = sizes.iter().take(accept).sum();
         let outcome = AppendOutcome {
             accepted: accept as u64,
-            dropped_newest: (records.len() - accept) as u64,
+            dropped_newest: (total - accept) as u64,
             evicted_oldest: evicted,
         };
         inner.records = inner.records.saturating_sub(evicted) + outcome.accepted;
@@ -199,7 +213,7 @@ impl Buffer {
         inner.counters.appended += outcome.accepted;
         inner.counters.dropped_newest += outcome.dropped_newest;
         inner.counters.evicted_oldest += evicted;
-        if records.is_empty() {
+        if total == 0 {
             return Ok(outcome);
         }
         let dropping = outcome.dropped_newest > 0 || evicted > 0;
@@ -216,6 +230,31 @@ impl Buffer {
             inner.after_delete(evicted_bytes);
         }
         Ok(outcome)
+    }
+
+    /// Lets a producer start work (run plugins) whose records it will
+    /// commit with [`Commit::admitted`], or pushes back first.
+    ///
+    /// Only [`WhenFull::Block`] ever refuses: with less than `estimate`
+    /// accounted bytes free (the size of the input is a fair lower bound of
+    /// what its events need) it fails with [`BufferError::Full`] and the
+    /// producer should wait and ask again — *before* decoding, so no plugin
+    /// sees the same input twice and usage is counted once. An empty buffer
+    /// admits anything, so an input estimated larger than the whole buffer
+    /// is not refused forever. The other policies make room at the commit.
+    pub fn admit(&self, estimate: u64) -> Result<(), BufferError> {
+        let inner = self.lock();
+        if inner.config.when_full != WhenFull::Block || inner.bytes == 0 {
+            return Ok(());
+        }
+        let free = inner.config.max_bytes.saturating_sub(inner.bytes);
+        if estimate > free {
+            return Err(BufferError::Full {
+                needed: estimate,
+                free,
+            });
+        }
+        Ok(())
     }
 
     /// A snapshot for metrics. Never fails: if the oldest record's age cannot

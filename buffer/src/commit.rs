@@ -13,10 +13,16 @@ use rusqlite::{OptionalExtension, Transaction};
 use crate::batch::Record;
 use crate::buffer::Buffer;
 use crate::error::{BufferError, Context};
+use crate::staging::Staged;
 
 /// Everything one [`Buffer::commit`] stores atomically.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Commit<'a> {
+    /// Records staged ahead of this commit ([`Buffer::stage`]); they come
+    /// before `records`, and the two are one sequence for the size bound
+    /// and the `when_full` policy. The caller still owns the staging and
+    /// calls [`Buffer::discard`] afterwards.
+    pub staged: Option<&'a Staged>,
     /// New records, subject to the size bound and the `when_full` policy.
     pub records: &'a [Record],
     /// Records rejected on the way in, grouped by reason; they go to the
@@ -24,12 +30,20 @@ pub struct Commit<'a> {
     pub dead_letters: &'a [(String, Vec<Record>)],
     /// An input position to store (or clear) with them.
     pub cursor: Option<Cursor<'a>>,
+    /// The producer was let in by [`Buffer::admit`] before it did the work
+    /// (ran plugins) that made these records. Under
+    /// [`crate::WhenFull::Block`] they are then stored even if they take the
+    /// buffer past `max_bytes` (by at most this commit), because refusing
+    /// now would make the producer redo that work; without it a commit that
+    /// does not fit fails with [`BufferError::Full`].
+    pub admitted: bool,
 }
 
 impl Commit<'_> {
     /// True when there is nothing to write.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
+            && self.staged.is_none_or(Staged::is_empty)
             && self.dead_letters.iter().all(|(_, r)| r.is_empty())
             && self.cursor.is_none()
     }

@@ -26,9 +26,15 @@
 //!    `(seq, size)` index (not the payloads) and never loads the backlog;
 //!    records are read in bounded batches by sequence number.
 //! 5. **Bounded size, counted losses.** The accounted size (below) never
-//!    exceeds `max_bytes`. When a slice does not fit, [`WhenFull`] decides,
-//!    and every dropped or evicted record is counted in [`AppendOutcome`] and
-//!    [`Stats`]. Records in flight are never evicted.
+//!    exceeds `max_bytes`, with one exception: under [`WhenFull::Block`] a
+//!    producer that was let in by [`Buffer::admit`] before running its
+//!    plugins has its commit stored whole ([`Commit::admitted`]), which may
+//!    pass `max_bytes` by at most that one commit — the price of never
+//!    running plugins twice on the same input. When a slice does not fit,
+//!    [`WhenFull`] decides, and every dropped or evicted record is counted in
+//!    [`AppendOutcome`] and [`Stats`]. Records in flight are never evicted.
+//!    Large commits can be staged ahead in slices ([`Buffer::stage`]) so
+//!    their producer need not hold them all in memory.
 //! 6. **Space comes back.** The file uses `auto_vacuum = INCREMENTAL`; when
 //!    the buffer drains (or 16 MiB have been deleted since the last time)
 //!    `PRAGMA incremental_vacuum` returns free pages to the filesystem, and
@@ -113,6 +119,7 @@ mod dead_letter;
 mod delivery;
 mod error;
 mod schema;
+mod staging;
 mod stats;
 
 pub use batch::{Batch, Record};
@@ -121,4 +128,5 @@ pub use commit::{Commit, Cursor};
 pub use config::{BufferConfig, DEFAULT_DEAD_LETTER_MAX, RECORD_OVERHEAD_BYTES, WhenFull};
 pub use dead_letter::DeadLetter;
 pub use error::BufferError;
+pub use staging::Staged;
 pub use stats::Stats;

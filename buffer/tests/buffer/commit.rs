@@ -20,6 +20,7 @@ fn records_dead_letters_and_position_commit_together_and_survive_reopen() {
                     name: "sensors",
                     value: Some(b"offset 42"),
                 }),
+                ..Commit::default()
             })
             .unwrap();
         assert_eq!(outcome.accepted, 5);
@@ -71,6 +72,7 @@ fn a_blocked_commit_writes_nothing_not_even_its_position_or_dead_letters() {
                 name: "sensors",
                 value: Some(b"offset 9"),
             }),
+            ..Commit::default()
         })
         .unwrap_err();
     assert!(

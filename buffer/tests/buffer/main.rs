@@ -8,3 +8,4 @@ mod delivery;
 mod durability;
 mod full_policy;
 mod model;
+mod staging;

@@ -98,6 +98,7 @@ impl Pipeline {
             sources,
             chains,
             buffer,
+            admission: Default::default(),
             totals: IngestReport::default(),
             tap: None,
             stamper: None,

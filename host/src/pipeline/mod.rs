@@ -25,8 +25,10 @@
 //! The pipeline is synchronous and owns every plugin instance: it runs on a
 //! dedicated thread, never on an async runtime's worker.
 
+mod admission;
 mod build;
 mod chain;
+mod commit;
 mod native;
 mod record;
 mod restage;
@@ -37,7 +39,7 @@ mod stage;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use halyard_buffer::{Buffer, BufferError, Commit, Cursor, Record};
+use halyard_buffer::{Buffer, BufferError, Cursor, Record};
 use halyard_trust::usage::{Counter, UsageWindow};
 
 use crate::event;
@@ -52,6 +54,7 @@ pub use restage::{ChainPlan, Slot};
 pub use shared_frames::{SharedFrames, SpanError};
 pub use stage::{QuarantinePolicy, Stage, StageCounters};
 
+use commit::Pending;
 use record::{chain_link, derived_id, event_record, frame_record};
 
 /// The most frames, or events, one plugin call gets. A larger ingest is cut
@@ -67,6 +70,15 @@ pub const MAX_PER_CALL: usize = 1000;
 /// frames; it is also what the file input reads at once, and ordinary lines
 /// reach [`MAX_PER_CALL`] first.
 pub const MAX_BYTES_PER_CALL: usize = 256 << 10;
+
+/// Encoded events one ingest holds in memory before it stages them in the
+/// buffer file ([`Buffer::stage`]). Why: a 15 MiB request decodes into
+/// ~200k events, several times its size once encoded and stamped; held
+/// until the single commit they made each request cost ~6× its body. Staged
+/// in 4 MiB slices, an ingest's memory is its input plus this much, and the
+/// commit is still all-or-nothing. Ordinary batches (a file read, a small
+/// request) never reach it and pay nothing.
+pub const STAGE_AFTER_BYTES: usize = 4 << 20;
 
 /// The frames for the next decode call: at most [`MAX_PER_CALL`] frames and
 /// [`MAX_BYTES_PER_CALL`] bytes, but always at least one frame if any is
@@ -158,6 +170,8 @@ pub struct Pipeline {
     sources: Vec<(String, Stage)>,
     chains: Chains,
     buffer: Arc<Buffer>,
+    /// How much room an ingest asks the buffer for before it runs.
+    admission: admission::Admission,
     /// Everything ingested so far.
     pub totals: IngestReport,
     /// Where committed events are offered to `/events/stream`.
@@ -190,34 +204,57 @@ impl Pipeline {
     /// and `position` (the input's read position just past these frames,
     /// if it has one) are committed in one buffer transaction, so on `Err`
     /// nothing was, and after a crash the position matches the events.
+    ///
+    /// `input_bytes` (the frames' total size) sets how much room the buffer
+    /// must have under `when_full = "block"` before anything runs (see
+    /// `admission.rs`): a full buffer refuses the frames with
+    /// [`BufferError::Full`] *before* decoding, so a retried frame never
+    /// meets a plugin twice and is counted once.
     pub fn ingest_frames(
         &mut self,
         input: &str,
         frames: impl IntoIterator<Item = KeyedFrame>,
         position: Option<Vec<u8>>,
+        input_bytes: u64,
     ) -> Result<IngestReport, PipelineError> {
         if !self.decoders.contains_key(input) {
             return Err(PipelineError::UnknownInput(input.to_string()));
         }
+        self.buffer.admit(self.admission.estimate(input_bytes))?;
         let mut report = IngestReport::default();
         let mut pending = Pending::default();
-        let mut frames = frames.into_iter().peekable();
-        loop {
-            let chunk = next_call(&mut frames);
-            if chunk.is_empty() {
-                break;
-            }
-            let events = self.decode(input, chunk, &mut report, &mut pending)?;
-            let origin = self.decoders.get(input).map(chain_link);
-            self.run_chains(events, origin, &mut report, &mut pending);
-        }
+        let ran = self.decode_and_run(input, frames, &mut report, &mut pending);
         let cursor = position.as_deref().map(|value| Cursor {
             name: input,
             value: Some(value),
         });
-        self.commit(pending, cursor, &mut report)?;
+        let committed = ran.and_then(|()| self.commit(&mut pending, cursor, &mut report));
+        self.admission.learn(input_bytes, pending.stored_bytes);
+        self.discard(pending);
+        committed?;
         self.totals.add(&report);
         Ok(report)
+    }
+
+    /// Decodes `frames` call by call and runs each call's events through
+    /// the chains into `pending`.
+    fn decode_and_run(
+        &mut self,
+        input: &str,
+        frames: impl IntoIterator<Item = KeyedFrame>,
+        report: &mut IngestReport,
+        pending: &mut Pending,
+    ) -> Result<(), PipelineError> {
+        let mut frames = frames.into_iter().peekable();
+        loop {
+            let chunk = next_call(&mut frames);
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let events = self.decode(input, chunk, report, pending)?;
+            let origin = self.decoders.get(input).map(chain_link);
+            self.run_chains(events, origin, report, pending)?;
+        }
     }
 
     /// The read position input `input` last committed with its events.
@@ -316,7 +353,7 @@ impl Pipeline {
         origin: Option<String>,
         report: &mut IngestReport,
         pending: &mut Pending,
-    ) {
+    ) -> Result<(), PipelineError> {
         let mut kinds_in = BTreeMap::<String, u64>::new();
         if self.usage.is_some() {
             for e in &events {
@@ -348,7 +385,7 @@ impl Pipeline {
                 }
             }
             for e in &outcome.accepted {
-                pending.kinds.push(e.kind.clone());
+                pending.push_kind(&e.kind);
                 if let Some(n) = kinds_in.get_mut(&e.kind) {
                     *n = n.saturating_sub(1);
                 }
@@ -377,60 +414,21 @@ impl Pipeline {
                 .or_default()
                 .push(event_record(e));
         }
-        match &mut self.stamper {
-            Some(stamper) => pending
-                .records
-                .extend(outcome.accepted.iter().map(|e| stamper.record(e, &chain))),
-            None => pending
-                .records
-                .extend(outcome.accepted.iter().map(event_record)),
+        for e in &outcome.accepted {
+            let record = match &mut self.stamper {
+                Some(stamper) => stamper.record(e, &chain),
+                None => event_record(e),
+            };
+            pending.record_bytes += record.payload.len();
+            pending.stored_bytes +=
+                record.payload.len() as u64 + halyard_buffer::RECORD_OVERHEAD_BYTES;
+            pending.records.push(record);
         }
-    }
-
-    /// Commits `pending` and `cursor` in one buffer transaction and counts
-    /// the outcome.
-    fn commit(
-        &self,
-        pending: Pending,
-        cursor: Option<Cursor<'_>>,
-        report: &mut IngestReport,
-    ) -> Result<(), PipelineError> {
-        let dead: Vec<(String, Vec<Record>)> = pending.dead.into_iter().collect();
-        let appended = self.buffer.commit(&Commit {
-            records: &pending.records,
-            dead_letters: &dead,
-            cursor,
-        })?;
-        if let Some(tap) = &self.tap {
-            // What was committed, as committed: after privacy and sampling.
-            // A full buffer under `drop_newest` refuses the tail.
-            let accepted = usize::try_from(appended.accepted).unwrap_or(usize::MAX);
-            tap.send_events(
-                pending
-                    .records
-                    .iter()
-                    .take(accepted)
-                    .map(|r| &r.payload[..]),
-            );
+        if pending.record_bytes >= STAGE_AFTER_BYTES {
+            self.buffer.stage(&mut pending.staged, &pending.records)?;
+            pending.records = Vec::new();
+            pending.record_bytes = 0;
         }
-        for stage in self.stages() {
-            stage.publish();
-        }
-        report.accepted += appended.accepted;
-        if let Some(usage) = &self.usage {
-            let accepted = usize::try_from(appended.accepted).unwrap_or(usize::MAX);
-            for (i, kind) in pending.kinds.iter().enumerate() {
-                let counter = if i < accepted {
-                    Counter::Accepted
-                } else {
-                    Counter::Dropped
-                };
-                usage.add(kind, counter, 1);
-            }
-            usage.add("(evicted)", Counter::Dropped, appended.evicted_oldest);
-        }
-        report.buffer_dropped += appended.dropped_newest;
-        report.buffer_evicted += appended.evicted_oldest;
         Ok(())
     }
 
@@ -479,15 +477,4 @@ impl Pipeline {
             .chain(self.decoders.values())
             .chain(self.chains.stages())
     }
-}
-
-/// What one ingest call will commit.
-#[derive(Default)]
-struct Pending {
-    /// Accepted events, encoded.
-    records: Vec<Record>,
-    /// The kinds of `records`, in order, when usage is counted.
-    kinds: Vec<String>,
-    /// Rejected events and frames, by reason.
-    dead: BTreeMap<String, Vec<Record>>,
 }

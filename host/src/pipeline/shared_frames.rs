@@ -68,6 +68,15 @@ impl SharedFrames {
         })
     }
 
+    /// Bytes of the frames not yet taken: what the buffer must have room
+    /// for before they are decoded.
+    pub fn bytes(&self) -> usize {
+        self.spans[self.next..]
+            .iter()
+            .map(|(start, end)| end.saturating_sub(*start) as usize)
+            .sum()
+    }
+
     /// Frames not yet taken.
     pub fn len(&self) -> usize {
         self.spans.len() - self.next

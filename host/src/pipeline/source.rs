@@ -14,6 +14,12 @@ use crate::plugin::{Event, Polled};
 impl Pipeline {
     /// Polls source input `index` for at most `max` events and ingests them.
     pub fn poll_source(&mut self, index: usize, max: u32) -> Result<IngestReport, PipelineError> {
+        if index >= self.sources.len() {
+            return Ok(IngestReport::default());
+        }
+        // Under `when_full = "block"` a full buffer is not polled at all:
+        // what a source hands over cannot be handed back.
+        self.buffer.admit(1)?;
         let Some((_, stage)) = self.sources.get_mut(index) else {
             return Ok(IngestReport::default());
         };
@@ -78,14 +84,17 @@ impl Pipeline {
             }
         }
         let mut events = events.into_iter();
-        loop {
+        let mut ran = Ok(());
+        while ran.is_ok() {
             let chunk: Vec<Event> = events.by_ref().take(MAX_PER_CALL).collect();
             if chunk.is_empty() {
                 break;
             }
-            self.run_chains(chunk, origin.clone(), &mut report, &mut pending);
+            ran = self.run_chains(chunk, origin.clone(), &mut report, &mut pending);
         }
-        self.commit(pending, None, &mut report)?;
+        let committed = ran.and_then(|()| self.commit(&mut pending, None, &mut report));
+        self.discard(pending);
+        committed?;
         self.totals.add(&report);
         Ok(report)
     }

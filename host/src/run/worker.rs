@@ -222,7 +222,8 @@ fn serve_one(
             position,
             reply,
         }) => {
-            let result = pipeline.ingest_frames(&input, frames, position);
+            let bytes = frames.iter().map(|f| f.frame.data.len() as u64).sum();
+            let result = pipeline.ingest_frames(&input, frames, position, bytes);
             answer(result, reply, appended);
         }
         Ok(Work::SharedFrames {
@@ -230,7 +231,8 @@ fn serve_one(
             frames,
             reply,
         }) => {
-            let result = pipeline.ingest_frames(&input, frames, None);
+            let bytes = frames.bytes() as u64;
+            let result = pipeline.ingest_frames(&input, frames, None, bytes);
             answer(result, reply, appended);
         }
         Ok(Work::Swap(swap)) => crate::reload::apply(pipeline, swap),

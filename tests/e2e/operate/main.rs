@@ -3,6 +3,7 @@
 //! logs, against the real binary with real guests, a real SQLite buffer and
 //! the real receiver on 127.0.0.1.
 
+mod block;
 mod contain;
 mod health;
 mod logs;

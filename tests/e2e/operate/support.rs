@@ -104,6 +104,16 @@ impl Client {
 
     /// POSTs lines to the http input; returns the JSON answer (asserting 200).
     pub fn ingest(&self, addr: SocketAddr, body: Vec<u8>) -> serde_json::Value {
+        let (status, answer) = self.try_ingest(addr, body);
+        assert!(
+            (200..300).contains(&status),
+            "ingest answered {status}: {answer}"
+        );
+        answer
+    }
+
+    /// POSTs lines to the http input; returns the status and JSON answer.
+    pub fn try_ingest(&self, addr: SocketAddr, body: Vec<u8>) -> (u16, serde_json::Value) {
         self.runtime.block_on(async {
             let response = self
                 .http
@@ -112,10 +122,11 @@ impl Client {
                 .send()
                 .await
                 .expect("send");
-            let status = response.status();
+            let status = response.status().as_u16();
             let bytes = response.bytes().await.expect("read");
-            assert!(status.is_success(), "ingest answered {status}: {bytes:?}");
-            serde_json::from_slice(&bytes).expect("JSON answer")
+            let answer = serde_json::from_slice(&bytes)
+                .unwrap_or_else(|e| panic!("ingest answered {status}, not JSON ({e}): {bytes:?}"));
+            (status, answer)
         })
     }
 

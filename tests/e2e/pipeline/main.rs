@@ -8,6 +8,7 @@ mod flaky_hub;
 mod http_auth;
 mod http_hostile;
 mod http_input;
+mod http_memory;
 mod http_support;
 mod in_flight;
 mod receiver;
