@@ -11,6 +11,7 @@ mod http_input;
 mod http_support;
 mod in_flight;
 mod receiver;
+mod receiver_refusals;
 mod refusals;
 mod retry;
 mod support;
