@@ -197,12 +197,18 @@ fn a_batch_altered_in_transit_or_unsigned_is_refused_by_the_receiver() {
     let dead = super::pipeline_support::dead_letters(&s.data);
     assert_eq!(receiver.stored(), 0);
     assert!(
-        !dead.iter().any(|r| r.contains("403") || r.contains("tampered")),
+        !dead
+            .iter()
+            .any(|r| r.contains("403") || r.contains("tampered")),
         "{dead:?}"
     );
     let config = halyard_buffer::BufferConfig::new(s.data.join("buffer.db"), 1 << 30);
     let (buffer, _) = halyard_buffer::Buffer::open(config).expect("open buffer");
-    assert_eq!(buffer.stats().records, 10 - negative, "held for the next run");
+    assert_eq!(
+        buffer.stats().records,
+        10 - negative,
+        "held for the next run"
+    );
     assert!(10 - negative > 0);
 
     // An unsigned batch straight to the receiver is refused too.
