@@ -204,6 +204,22 @@ mod tests {
     }
 
     #[test]
+    fn a_refusal_reason_names_the_status_and_that_batches_are_held() {
+        let refusal = |reason: &str| halyard_transport::Refusal {
+            status: Some(401),
+            reason: reason.into(),
+        };
+        assert_eq!(
+            refusal_reason(&refusal("401 Unauthorized: ")),
+            "receiver refused delivery: 401 Unauthorized; batches are held until it accepts them"
+        );
+        assert!(
+            refusal_reason(&refusal("401 Unauthorized: wrong key"))
+                .starts_with("receiver refused delivery: 401 Unauthorized: wrong key;")
+        );
+    }
+
+    #[test]
     fn the_rules_in_order() {
         let closed = BreakerState::Closed;
         let ok = [plugin(StageRole::Decode, "active")];
