@@ -14,6 +14,8 @@
 //!   version; consumers ignore kinds and payload keys they do not know;
 //! - `correlation_id` links the events of one episode: `host.start` and
 //!   `host.stop` of one run; `breaker.open`…`breaker.closed` of one outage;
+//!   `transport.refused`…`transport.accepted` of one episode of a receiver
+//!   refusing this sender;
 //!   `plugin.loaded`, `plugin.trap` and `plugin.quarantined` of one loaded
 //!   plugin; `buffer.evicting` of one episode of losses;
 //! - publishing never blocks: every event is logged, offered to the live
@@ -67,6 +69,7 @@ impl LifecycleEvent {
                 | "plugin.trap"
                 | "plugin.quarantined"
                 | "breaker.open"
+                | "transport.refused"
                 | "buffer.evicting"
                 | "buffer.recovered"
                 | "licence.grace"

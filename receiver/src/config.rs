@@ -40,6 +40,18 @@ pub struct ReceiverConfig {
     pub trusted_keys: Vec<halyard_trust::PublicKey>,
     /// Refuse unsigned batches (403) instead of storing them.
     pub require_signatures: bool,
+    /// Most events one request may carry; a larger batch is answered 413
+    /// and nothing is stored (hubs commonly cap events per request). `None`:
+    /// no cap beyond `max_body_bytes`.
+    pub max_batch_events: Option<usize>,
+    /// Event `source`s this receiver refuses (a decommissioned or unknown
+    /// device): a batch holding any is answered 400, nothing is stored, and
+    /// the answer names each refused event (see `name_rejected_events`).
+    pub refuse_sources: Vec<String>,
+    /// Whether a 400 names the events it refuses (`"rejected": [{"index":
+    /// n, "reason": "…"}]`), so the sender can drop just those. On by
+    /// default; off models a receiver that only says "bad batch".
+    pub name_rejected_events: bool,
 }
 
 impl ReceiverConfig {
@@ -54,6 +66,9 @@ impl ReceiverConfig {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             trusted_keys: Vec::new(),
             require_signatures: false,
+            max_batch_events: None,
+            refuse_sources: Vec::new(),
+            name_rejected_events: true,
         }
     }
 }
@@ -68,6 +83,9 @@ impl fmt::Debug for ReceiverConfig {
             .field("max_body_bytes", &self.max_body_bytes)
             .field("trusted_keys", &self.trusted_keys.len())
             .field("require_signatures", &self.require_signatures)
+            .field("max_batch_events", &self.max_batch_events)
+            .field("refuse_sources", &self.refuse_sources)
+            .field("name_rejected_events", &self.name_rejected_events)
             .finish()
     }
 }

@@ -16,8 +16,11 @@
 //!    it was re-sent in another batch, the same batch, or before a restart.
 //!    `accepted + duplicates` always equals the events in the batch.
 //! 3. **A batch is all or nothing.** A body that is not valid (size, gzip,
-//!    JSON, an event without a string `id`) is refused whole with 4xx before
-//!    the store is touched; a store failure rolls back and answers 503.
+//!    JSON, an event without a string `id`, more than `max_batch_events`
+//!    events, an event from a refused `source`) is refused whole with 4xx
+//!    before the store is touched; a 400 about events names every one of
+//!    them (`"rejected": [{"index", "reason"}]`) so the sender can drop just
+//!    those; a store failure rolls back and answers 503.
 //! 4. **Counts come from the store.** `batches`, `events_received`,
 //!    `events_stored` and `duplicates` are computed from the database, so they
 //!    survive restarts and can be read offline with [`open_stats`].

@@ -10,21 +10,41 @@ use tokio::sync::{Notify, broadcast};
 use tokio::time::Instant;
 
 /// When the breaker trips and how long it stays tripped.
+///
+/// An open circuit first waits `first_probe` before its probe; each failed
+/// probe doubles the wait, up to `recovery_timeout`. So a blip is probed
+/// again within about a second, and however long an outage lasts, the first
+/// probe after the hub's return comes at most `recovery_timeout` later
+/// (5 s by default) — one request per host per interval is all a down hub
+/// gets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BreakerConfig {
     /// Consecutive failed attempts that open the circuit (0 is treated as 1).
     pub failure_threshold: u32,
-    /// How long an open circuit refuses attempts before letting one probe
-    /// through.
+    /// The longest an open circuit refuses attempts before letting one
+    /// probe through: the cap of the growing probe interval.
     pub recovery_timeout: Duration,
+    /// How long the circuit stays open the first time, before the first
+    /// probe; doubled after each failed probe, capped by `recovery_timeout`.
+    pub first_probe: Duration,
 }
 
 impl Default for BreakerConfig {
     fn default() -> Self {
         Self {
             failure_threshold: 5,
-            recovery_timeout: Duration::from_secs(30),
+            recovery_timeout: Duration::from_secs(5),
+            first_probe: Duration::from_secs(1),
         }
+    }
+}
+
+impl BreakerConfig {
+    /// How long the circuit stays open after `previous`, the last open
+    /// interval of this outage (`None` when it just opened).
+    fn next_interval(&self, previous: Option<Duration>) -> Duration {
+        let next = previous.map_or(self.first_probe, |p| p.saturating_mul(2));
+        next.min(self.recovery_timeout)
     }
 }
 
@@ -89,14 +109,19 @@ struct Inner {
     state: BreakerState,
     consecutive_failures: u32,
     opened_at: Instant,
+    /// How long the current (or last) open period lasts; `None` while
+    /// closed, so the next opening starts from `first_probe` again.
+    open_for: Option<Duration>,
     probe_in_flight: bool,
 }
 
 /// A three-state circuit breaker driven by [`tokio::time`], so paused-time
 /// tests control it exactly.
 ///
-/// Closed → Open after `failure_threshold` consecutive failures → HalfOpen
-/// once `recovery_timeout` has passed → exactly one probe: success closes,
+/// Closed → Open after `failure_threshold` consecutive failures (or at once
+/// on a [`trip`](Self::trip): the receiver refuses the sender) → HalfOpen
+/// once the open interval has passed (`first_probe`, doubling per failed
+/// probe up to `recovery_timeout`) → exactly one probe: success closes,
 /// failure reopens and restarts the timer. The Open → HalfOpen move is made
 /// lazily by the first [`state`](Self::state) or [`allow`](Self::allow) call
 /// after the timeout; the delivery loop sleeps until exactly then, so with
@@ -123,6 +148,7 @@ impl Breaker {
                 state: BreakerState::Closed,
                 consecutive_failures: 0,
                 opened_at: Instant::now(),
+                open_for: None,
                 probe_in_flight: false,
             }),
             gauge: Arc::new(AtomicU8::new(BreakerState::Closed.to_u8())),
@@ -169,6 +195,7 @@ impl Breaker {
         let mut inner = self.lock();
         inner.consecutive_failures = 0;
         inner.probe_in_flight = false;
+        inner.open_for = None;
         self.set_state(&mut inner, BreakerState::Closed);
         drop(inner);
         self.changed.notify_waiters();
@@ -188,12 +215,32 @@ impl Breaker {
             BreakerState::Open => false,
         };
         if reopen {
-            inner.probe_in_flight = false;
-            inner.opened_at = Instant::now();
-            self.set_state(&mut inner, BreakerState::Open);
+            self.open(&mut inner);
         }
         drop(inner);
         self.changed.notify_waiters();
+    }
+
+    /// Opens the circuit now, whatever the failure count: the receiver
+    /// answered, but refuses this sender (a rejected key, a wrong endpoint),
+    /// so sending more batches before an operator acts only repeats the
+    /// refusal. An already open circuit keeps its timer.
+    pub fn trip(&self) {
+        let mut inner = self.lock();
+        inner.consecutive_failures = inner.consecutive_failures.saturating_add(1);
+        if inner.state != BreakerState::Open {
+            self.open(&mut inner);
+        }
+        drop(inner);
+        self.changed.notify_waiters();
+    }
+
+    /// Enters Open with the next probe interval of this outage.
+    fn open(&self, inner: &mut Inner) {
+        inner.probe_in_flight = false;
+        inner.opened_at = Instant::now();
+        inner.open_for = Some(self.config.next_interval(inner.open_for));
+        self.set_state(inner, BreakerState::Open);
     }
 
     /// Hands back the half-open probe slot of an attempt abandoned without
@@ -216,7 +263,7 @@ impl Breaker {
         match inner.state {
             BreakerState::Closed => Admission::Allowed { probe: false },
             BreakerState::Open => {
-                let reopen_at = inner.opened_at + self.config.recovery_timeout;
+                let reopen_at = inner.opened_at + inner.open_for.unwrap_or_default();
                 Admission::OpenFor(reopen_at.saturating_duration_since(Instant::now()))
             }
             BreakerState::HalfOpen if inner.probe_in_flight => Admission::ProbeBusy,
@@ -240,7 +287,7 @@ impl Breaker {
 
     fn expire(&self, inner: &mut Inner) {
         if inner.state == BreakerState::Open
-            && Instant::now() >= inner.opened_at + self.config.recovery_timeout
+            && Instant::now() >= inner.opened_at + inner.open_for.unwrap_or_default()
         {
             inner.probe_in_flight = false;
             self.set_state(inner, BreakerState::HalfOpen);
@@ -259,7 +306,7 @@ impl Breaker {
         match to {
             BreakerState::Open => tracing::warn!(
                 failures = inner.consecutive_failures,
-                recovery_timeout = ?self.config.recovery_timeout,
+                probe_in = ?inner.open_for.unwrap_or_default(),
                 "transport circuit breaker opened"
             ),
             _ => tracing::info!(

@@ -5,7 +5,8 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 
 use crate::breaker::Admission;
-use crate::{Attempt, Backoff, Breaker, MAX_RETRY_AFTER, Sink, TransportStats};
+use crate::stats::Refusal;
+use crate::{Attempt, Backoff, Breaker, EventRejection, MAX_RETRY_AFTER, Sink, TransportStats};
 
 /// The single, final result of [`Delivery::deliver`] for one batch.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,11 +16,24 @@ pub enum Outcome {
         /// Send attempts made, including the successful one.
         attempts: u32,
     },
-    /// The receiver refused it for good: move it to the dead-letter store
-    /// with `reason`, so it stops blocking the batches behind it.
-    DeadLetter {
+    /// 413: the receiver will not take a body this large. The host splits
+    /// the batch and delivers the halves (a single event still refused is
+    /// the one case where the host dead-letters it).
+    TooLarge {
+        /// The refusal, e.g. `HTTP 413: <start of the response body>`.
+        reason: String,
+        /// Send attempts made, including the refused one.
+        attempts: u32,
+    },
+    /// 400/422: the receiver refused the batch because of some of its
+    /// events and stored none of it. The host dead-letters the events
+    /// named in `events` and sends the rest again; when none are named, it
+    /// bisects to find them.
+    Rejected {
         /// The refusal, e.g. `HTTP 400: <start of the response body>`.
         reason: String,
+        /// The events the receiver named, by index in the batch.
+        events: Vec<EventRejection>,
         /// Send attempts made, including the refused one.
         attempts: u32,
     },
@@ -78,12 +92,15 @@ impl<S: Sink> Delivery<S> {
         &self.stats
     }
 
-    /// Delivers one batch, retrying until it is delivered, permanently
-    /// refused, or `shutdown` is cancelled.
+    /// Delivers one batch, retrying until it is delivered, refused for its
+    /// content (413, 400/422: the caller decides what to do with which
+    /// events), or `shutdown` is cancelled.
     ///
     /// While the breaker is open this waits (sending nothing) until it goes
     /// half-open; after a retryable failure it waits
-    /// `max(backoff, Retry-After)`. Cancelling `shutdown` ends any wait, or
+    /// `max(backoff, Retry-After)`. A receiver that refuses the sender
+    /// (401, 403, 404, …, TLS) trips the breaker and the batch is held,
+    /// probed again and again, until the receiver takes it. Cancelling `shutdown` ends any wait, or
     /// an attempt in flight, at once with [`Outcome::NotSent`]. Dropping the
     /// future is equally safe.
     pub async fn deliver(
@@ -111,17 +128,46 @@ impl<S: Sink> Delivery<S> {
                 Attempt::Delivered => {
                     permit.settle(true);
                     self.stats.record_delivered(body.len());
+                    self.stats.clear_refusal();
                     tracing::debug!(batch = batch_key, attempts, "batch delivered");
                     return Outcome::Delivered { attempts };
                 }
-                Attempt::Permanent { reason } => {
+                Attempt::TooLarge { reason } => {
                     // The hub answered, so the connection is healthy.
                     permit.settle(true);
                     self.stats.record_failed_attempt();
-                    self.stats.record_dead_letter();
-                    tracing::warn!(batch = batch_key, attempts, %reason,
-                        "batch permanently refused; dead-lettering it");
-                    return Outcome::DeadLetter { reason, attempts };
+                    self.stats.clear_refusal();
+                    tracing::info!(batch = batch_key, attempts, %reason,
+                        "batch too large for the receiver; it will be split");
+                    return Outcome::TooLarge { reason, attempts };
+                }
+                Attempt::Rejected { reason, events } => {
+                    permit.settle(true);
+                    self.stats.record_failed_attempt();
+                    self.stats.clear_refusal();
+                    tracing::info!(batch = batch_key, attempts, %reason, named = events.len(),
+                        "receiver refused events of the batch");
+                    return Outcome::Rejected {
+                        reason,
+                        events,
+                        attempts,
+                    };
+                }
+                Attempt::Refused { status, reason } => {
+                    // Not an outage, and not the data's fault: hold the
+                    // batch, stop sending until the next probe, and say so.
+                    permit.trip();
+                    self.stats.record_failed_attempt();
+                    if self.stats.record_refusal(Refusal {
+                        status,
+                        reason: reason.clone(),
+                    }) {
+                        tracing::error!(batch = batch_key, attempts, %reason,
+                            "receiver refused delivery; holding batches until it accepts them");
+                    } else {
+                        tracing::debug!(batch = batch_key, attempts, %reason,
+                            "receiver still refuses delivery");
+                    }
                 }
                 Attempt::Retry {
                     reason,
@@ -209,6 +255,12 @@ struct Permit<'a> {
 }
 
 impl Permit<'_> {
+    /// The receiver refuses the sender: open the breaker at once.
+    fn trip(&mut self) {
+        self.settled = true;
+        self.breaker.trip();
+    }
+
     fn settle(&mut self, success: bool) {
         self.settled = true;
         if success {

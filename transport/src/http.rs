@@ -10,7 +10,7 @@ use flate2::write::GzEncoder;
 use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER};
 use reqwest::{Response, StatusCode, Url};
 
-use crate::{Attempt, HeaderHook, Secret, Sink, TransportError, parse_retry_after};
+use crate::{Attempt, EventRejection, HeaderHook, Secret, Sink, TransportError, parse_retry_after};
 
 /// `User-Agent` of every request, so the hub can tell host versions apart.
 pub const USER_AGENT: &str = concat!("halyard/", env!("CARGO_PKG_VERSION"));
@@ -21,6 +21,10 @@ pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 
 /// How much of an error response's body goes into the reason.
 const REASON_BODY_BYTES: usize = 200;
+
+/// How much of a 400/422 body is read for the list of rejected events:
+/// enough for an entry per event of any batch the host builds.
+const REJECTION_BODY_BYTES: usize = 1 << 20;
 
 /// How much of a success response's body is read so the connection can be
 /// reused; a longer body just costs a new connection.
@@ -172,7 +176,9 @@ impl HttpSink {
 
     async fn post(&self, batch_key: &str, body: &[u8]) -> Attempt {
         let Ok(key) = HeaderValue::from_str(batch_key) else {
-            return Attempt::Permanent {
+            // A host bug, not the data's fault: hold the batch and say so.
+            return Attempt::Refused {
+                status: None,
                 reason: "the batch key is not a valid HTTP header value".to_owned(),
             };
         };
@@ -197,6 +203,10 @@ impl HttpSink {
         };
         match request.send().await {
             Ok(response) => classify(response).await,
+            Err(e) if is_tls_failure(&e) => Attempt::Refused {
+                status: None,
+                reason: format!("TLS handshake failed: {}", describe(e)),
+            },
             Err(e) => Attempt::retry(describe(e)),
         }
     }
@@ -208,7 +218,19 @@ impl Sink for HttpSink {
     }
 }
 
-/// Sorts a response into delivered / retry / permanent.
+/// Sorts a response by what its status says about the batch (the table in
+/// the README's "Delivery guarantees"):
+///
+/// - 2xx: delivered;
+/// - 408, 429, 5xx: "not now" — retry with backoff (honouring
+///   `Retry-After`);
+/// - 413: "too big" — the host splits the batch;
+/// - 400, 422: "not these events" — the host dead-letters the events the
+///   body names (`{"rejected": [{"index": n, "reason": "…"}]}`), or bisects
+///   to find them;
+/// - every other 4xx (401, 403, 404, 405, 407, 409, 410, 415, …): "not this
+///   sender" — the batch is held and the breaker opens;
+/// - 1xx/3xx: a wrong URL — retry (the breaker opens) rather than lose it.
 async fn classify(mut response: Response) -> Attempt {
     let status = response.status();
     if status.is_success() {
@@ -220,17 +242,30 @@ async fn classify(mut response: Response) -> Attempt {
         .get(RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| parse_retry_after(v, SystemTime::now()));
+    let code = status.as_u16();
+    if is_content_rejection(status) {
+        let body = read_prefix(&mut response, REJECTION_BODY_BYTES).await;
+        return Attempt::Rejected {
+            reason: format!("HTTP {code}: {}", reason_text(&body)),
+            events: rejected_events(&body),
+        };
+    }
     let prefix = read_prefix(&mut response, REASON_BODY_BYTES).await;
     let body = String::from_utf8_lossy(&prefix);
-    let code = status.as_u16();
     if is_retryable(status) {
         Attempt::Retry {
             reason: format!("HTTP {code}: {body}"),
             retry_after,
         }
-    } else if status.is_client_error() {
-        Attempt::Permanent {
+    } else if status == StatusCode::PAYLOAD_TOO_LARGE {
+        Attempt::TooLarge {
             reason: format!("HTTP {code}: {body}"),
+        }
+    } else if status.is_client_error() {
+        let name = status.canonical_reason().unwrap_or("Client Error");
+        Attempt::Refused {
+            status: Some(code),
+            reason: format!("{code} {name}: {body}"),
         }
     } else {
         // 1xx/3xx: the hub did not refuse the batch, the URL is wrong.
@@ -240,6 +275,29 @@ async fn classify(mut response: Response) -> Attempt {
             retry_after,
         }
     }
+}
+
+/// 400 and 422: the receiver objects to what the batch holds, not to the
+/// sender, so the events it objects to are the only ones to give up on.
+fn is_content_rejection(status: StatusCode) -> bool {
+    status == StatusCode::BAD_REQUEST || status == StatusCode::UNPROCESSABLE_ENTITY
+}
+
+/// The first [`REASON_BODY_BYTES`] of a body, as text.
+fn reason_text(body: &[u8]) -> String {
+    let cut = body.len().min(REASON_BODY_BYTES);
+    String::from_utf8_lossy(&body[..cut]).into_owned()
+}
+
+/// The events a 400/422 body names: `{"rejected": [{"index": n, "reason":
+/// "…"}, …]}` (other fields ignored). Anything else — not JSON, no
+/// `rejected`, a malformed entry — names none, and the host bisects.
+fn rejected_events(body: &[u8]) -> Vec<EventRejection> {
+    #[derive(serde::Deserialize)]
+    struct Answer {
+        rejected: Vec<EventRejection>,
+    }
+    serde_json::from_slice::<Answer>(body).map_or_else(|_| Vec::new(), |a| a.rejected)
 }
 
 /// Statuses that say "not now" rather than "not this".
@@ -285,6 +343,32 @@ fn describe(error: reqwest::Error) -> String {
         source = cause.source();
     }
     reason
+}
+
+/// Whether a failed request failed in the TLS handshake (an untrusted or
+/// expired certificate, a client certificate the server refuses, TLS spoken
+/// to a plain-HTTP port): configuration to fix, not an outage to wait out.
+fn is_tls_failure(error: &reqwest::Error) -> bool {
+    let mut source = error.source();
+    while let Some(cause) = source {
+        if is_rustls(cause) {
+            return true;
+        }
+        source = cause.source();
+    }
+    false
+}
+
+/// A rustls error, possibly inside (nested) `io::Error`s, whose `source`
+/// skips the error they wrap.
+fn is_rustls(error: &(dyn std::error::Error + 'static)) -> bool {
+    if error.is::<rustls::Error>() {
+        return true;
+    }
+    error
+        .downcast_ref::<std::io::Error>()
+        .and_then(|io| io.get_ref())
+        .is_some_and(|inner| is_rustls(inner))
 }
 
 /// Compresses at level 1: on telemetry JSON it gets most of level 6's
@@ -333,6 +417,34 @@ mod tests {
         config.api_key = Some(Secret::new("ok"));
         config.api_key_header = "bad header".to_owned();
         assert!(bad(config).is_some());
+    }
+
+    #[test]
+    fn rejected_events_read_the_documented_contract_and_nothing_else() {
+        let named = rejected_events(
+            br#"{"error":"bad_request","rejected":[{"index":3,"reason":"no id"},{"index":7}]}"#,
+        );
+        assert_eq!(
+            named,
+            [
+                EventRejection {
+                    index: 3,
+                    reason: "no id".into()
+                },
+                EventRejection {
+                    index: 7,
+                    reason: String::new()
+                }
+            ]
+        );
+        for body in [
+            &b""[..],
+            b"bad",
+            br#"{"rejected":[{"index":-1}]}"#,
+            br#"{"x":1}"#,
+        ] {
+            assert!(rejected_events(body).is_empty(), "{body:?}");
+        }
     }
 
     #[test]

@@ -7,14 +7,19 @@
 //! ## Invariants
 //!
 //! 1. **Exactly one outcome per batch.** [`Delivery::deliver`] returns once,
-//!    with [`Outcome::Delivered`] (ack it), [`Outcome::DeadLetter`] (the hub
-//!    refused it for good: move it to the dead-letter store with the reason)
-//!    or [`Outcome::NotSent`] (shutdown: keep it buffered).
-//! 2. **Nothing is dropped silently.** A batch is only given up on when the
-//!    hub answers with a permanent refusal (a 4xx other than 408/429). While
-//!    the hub is unreachable, slow or failing (connect errors, timeouts, 408,
-//!    429, 5xx) the transport keeps retrying for as long as it takes; the
-//!    host's durable buffer holds the data meanwhile.
+//!    with [`Outcome::Delivered`] (ack it), [`Outcome::TooLarge`] (413: split
+//!    it), [`Outcome::Rejected`] (400/422: the receiver objects to some of
+//!    its events, named or not) or [`Outcome::NotSent`] (shutdown: keep it
+//!    buffered).
+//! 2. **The transport never discards a batch.** What to give up on is the
+//!    host's decision, and only event by event, for events the receiver
+//!    refused for their content. While the hub is unreachable, slow or
+//!    failing (connect errors, timeouts, 408, 429, 5xx) the transport keeps
+//!    retrying for as long as it takes; while it refuses the sender (401,
+//!    403, 404, 405, 407 and every other 4xx but 400/413/422, or a TLS
+//!    handshake failure) the batch is held, the breaker opens at once, and
+//!    [`TransportStats::refusal`] names the refusal until a delivery
+//!    succeeds. The host's durable buffer holds the data meanwhile.
 //! 3. **Shutdown is prompt and lossless.** Cancelling the shutdown token ends
 //!    any backoff, breaker wait or request in flight at once with `NotSent`.
 //!    An interrupted request may still have reached the hub; because the
@@ -27,8 +32,9 @@
 //!    full jitter ([`Backoff`]), honour `Retry-After` (capped at
 //!    [`MAX_RETRY_AFTER`]), and after `failure_threshold` consecutive
 //!    failures the [`Breaker`] opens: no request at all is sent until the
-//!    recovery timeout passes, then exactly one probe decides. A permanent
-//!    refusal counts as a success for the breaker: the hub is up.
+//!    probe interval passes (1 s, doubling per failed probe up to the
+//!    recovery timeout), then exactly one probe decides. A 400/413/422
+//!    counts as a success for the breaker: the hub is up.
 //! 6. **Credentials never reach logs.** API keys live in [`Secret`], whose
 //!    `Debug`/`Display` print `***`; URLs are shown with password and query
 //!    masked, and error reasons never include the URL.
@@ -52,7 +58,8 @@
 //! let body = encode_batch_raw("3-17", "edge-7", "0.1.0", [br#"{"n":1}"#.as_slice()]);
 //! match delivery.deliver("3-17", &body, &shutdown).await {
 //!     Outcome::Delivered { .. } => { /* buffer.ack(&batch) */ }
-//!     Outcome::DeadLetter { reason, .. } => { /* buffer.dead_letter(&batch, &reason) */ }
+//!     Outcome::TooLarge { .. } => { /* deliver each half */ }
+//!     Outcome::Rejected { events, .. } => { /* dead-letter `events`, send the rest */ }
 //!     Outcome::NotSent { .. } => { /* buffer.nack(&batch); stop */ }
 //! }
 //! # Ok(()) }
@@ -86,8 +93,8 @@ pub use headers::HeaderHook;
 pub use http::{HttpConfig, HttpSink, IDEMPOTENCY_KEY, USER_AGENT};
 pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after};
 pub use secret::Secret;
-pub use sink::{AnySink, Attempt, Sink};
-pub use stats::{StatsSnapshot, TransportStats};
+pub use sink::{AnySink, Attempt, EventRejection, Sink};
+pub use stats::{Refusal, StatsSnapshot, TransportStats};
 pub use stdout::StdoutSink;
 
 /// Re-exported so callers name the same shutdown token type as

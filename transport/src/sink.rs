@@ -9,8 +9,11 @@ use crate::{FileSink, HttpSink, StdoutSink};
 /// What one send attempt came to, classified for the delivery loop.
 ///
 /// A sink never decides policy (how long to wait, when to give up); it only
-/// says whether the receiver took the batch, might take it later, or will
-/// never take it.
+/// says whether the receiver took the batch, might take it later, refuses
+/// the sender, or objects to the batch's content — and nothing a sink
+/// reports ever makes the transport discard a batch by itself: what is done
+/// with content a receiver objects to is the host's decision, event by
+/// event (see [`Outcome`](crate::Outcome)).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Attempt {
     /// The receiver has the batch; the host may acknowledge it.
@@ -25,12 +28,45 @@ pub enum Attempt {
         /// least this long.
         retry_after: Option<Duration>,
     },
-    /// The receiver refused this batch and will refuse it again: the host
-    /// should dead-letter it instead of blocking the queue behind it.
-    Permanent {
-        /// Why, e.g. `HTTP 400: <start of the response body>`.
+    /// The receiver refuses *this sender*, whatever the batch holds: a
+    /// rejected credential (401/403/407), a wrong endpoint (404/405, other
+    /// 4xx that are about the request rather than its events), a TLS
+    /// handshake that fails. Retrying cannot help until an operator fixes
+    /// the configuration on one side, and dead-lettering would destroy data
+    /// that is fine: the batch is held, the breaker opens, and `/health`
+    /// names the refusal until a delivery succeeds again.
+    Refused {
+        /// The HTTP status, or `None` for a TLS failure.
+        status: Option<u16>,
+        /// For `/health` and logs, e.g. `401 Unauthorized: <body start>`.
         reason: String,
     },
+    /// 413: the batch is too large for the receiver; smaller parts may go
+    /// through, so the host splits it.
+    TooLarge {
+        /// The status and the start of the response body.
+        reason: String,
+    },
+    /// 400/422: the receiver refused the batch because of (some of) its
+    /// events and stored none of it. `events` lists the ones it named (see
+    /// [`EventRejection`]); when empty the host has to find them itself.
+    Rejected {
+        /// The status and the start of the response body.
+        reason: String,
+        /// The events the receiver named, by position in the batch.
+        events: Vec<EventRejection>,
+    },
+}
+
+/// One event a receiver named as the cause of a 400/422, by its position in
+/// the batch's `events` array (0-based).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Deserialize)]
+pub struct EventRejection {
+    /// The event's index in the `events` array of the request.
+    pub index: usize,
+    /// Why the receiver refused it.
+    #[serde(default)]
+    pub reason: String,
 }
 
 impl Attempt {

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 
 use serde::Serialize;
+use tokio::sync::watch;
 
 use crate::BreakerState;
 
@@ -18,8 +19,23 @@ pub struct TransportStats {
     batches_failed: AtomicU64,
     retries: AtomicU64,
     dead_lettered: AtomicU64,
+    events_dead_lettered: AtomicU64,
+    refused: AtomicU64,
     bytes_sent: AtomicU64,
     breaker: Arc<AtomicU8>,
+    refusal: watch::Sender<Option<Refusal>>,
+}
+
+/// The receiver refuses this sender (see
+/// [`Attempt::Refused`](crate::Attempt::Refused)): batches are held until a
+/// delivery succeeds again. Shown by `/health` and published as a
+/// `transport.refused` lifecycle event.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Refusal {
+    /// The HTTP status, or `None` for a TLS failure.
+    pub status: Option<u16>,
+    /// What the receiver said, e.g. `401 Unauthorized: <body start>`.
+    pub reason: String,
 }
 
 /// A consistent-enough copy of [`TransportStats`] for one scrape.
@@ -32,8 +48,15 @@ pub struct StatsSnapshot {
     pub batches_failed: u64,
     /// Attempts that were re-sends of a batch already tried.
     pub retries: u64,
-    /// Batches given up on as permanently refused.
+    /// Batches, or parts of batches, in which the host gave events up
+    /// because the receiver refused them for good (400/422 naming them, 413
+    /// for a single event).
     pub dead_lettered: u64,
+    /// The events in those, each moved to the dead-letter table.
+    pub events_dead_lettered: u64,
+    /// Attempts the receiver refused as coming from this sender (401, 403,
+    /// 404, …, TLS): each one held its batch and opened the breaker.
+    pub refused: u64,
     /// Body bytes (before compression) of the delivered batches.
     pub bytes_sent: u64,
     /// The circuit breaker's state at the time of the snapshot.
@@ -47,8 +70,11 @@ impl TransportStats {
             batches_failed: AtomicU64::new(0),
             retries: AtomicU64::new(0),
             dead_lettered: AtomicU64::new(0),
+            events_dead_lettered: AtomicU64::new(0),
+            refused: AtomicU64::new(0),
             bytes_sent: AtomicU64::new(0),
             breaker,
+            refusal: watch::Sender::new(None),
         }
     }
 
@@ -59,6 +85,8 @@ impl TransportStats {
             batches_failed: self.batches_failed.load(Ordering::Relaxed),
             retries: self.retries.load(Ordering::Relaxed),
             dead_lettered: self.dead_lettered.load(Ordering::Relaxed),
+            events_dead_lettered: self.events_dead_lettered.load(Ordering::Relaxed),
+            refused: self.refused.load(Ordering::Relaxed),
             bytes_sent: self.bytes_sent.load(Ordering::Relaxed),
             breaker_state: self.breaker_state(),
         }
@@ -85,7 +113,43 @@ impl TransportStats {
         self.retries.fetch_add(1, Ordering::Relaxed);
     }
 
-    pub(crate) fn record_dead_letter(&self) {
+    /// Counts `events` given up on, as one part: the host calls this when
+    /// it dead-letters events the receiver refused (the transport itself
+    /// never discards a batch).
+    pub fn record_dead_letter(&self, events: u64) {
         self.dead_lettered.fetch_add(1, Ordering::Relaxed);
+        self.events_dead_lettered
+            .fetch_add(events, Ordering::Relaxed);
+    }
+
+    /// The refusal in force, if the receiver's last word to this sender
+    /// was one.
+    pub fn refusal(&self) -> Option<Refusal> {
+        self.refusal.borrow().clone()
+    }
+
+    /// Every change of [`refusal`](Self::refusal): a new refusal (or a
+    /// different one), and its end (`None`) when a delivery succeeds.
+    pub fn subscribe_refusals(&self) -> watch::Receiver<Option<Refusal>> {
+        self.refusal.subscribe()
+    }
+
+    /// Records a refused attempt; returns true if it starts the refusal in
+    /// force or changes its status, so the caller logs it once, not per attempt.
+    pub(crate) fn record_refusal(&self, refusal: Refusal) -> bool {
+        self.refused.fetch_add(1, Ordering::Relaxed);
+        // Keyed by status: a body that differs per answer (a request id)
+        // updates the reason without counting as a new refusal.
+        self.refusal.send_if_modified(|now| {
+            let changed = now.as_ref().map(|r| r.status) != Some(refusal.status);
+            *now = Some(refusal);
+            changed
+        })
+    }
+
+    /// The receiver answered without refusing the sender: any refusal in
+    /// force is over.
+    pub(crate) fn clear_refusal(&self) {
+        self.refusal.send_if_modified(|now| now.take().is_some());
     }
 }

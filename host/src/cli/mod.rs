@@ -245,6 +245,7 @@ fn run_host(file: &std::path::Path) -> anyhow::Result<ExitCode> {
         buffer_evicted = report.ingest.buffer_evicted,
         delivered = report.ship.events_delivered,
         dead_lettered_batches = report.ship.batches_dead_lettered,
+        dead_lettered_events = report.ship.events_dead_lettered,
         left_in_buffer = report.left_in_buffer,
         "totals"
     );

@@ -463,7 +463,10 @@ impl Default for RetrySection {
 pub struct BreakerSection {
     /// Consecutive failures that open the breaker.
     pub failure_threshold: u32,
-    /// Time open before one probe is let through.
+    /// The longest the breaker stays open before one probe is let through:
+    /// the first probe comes after 1 s (or this, if shorter), each failed
+    /// probe doubles the wait up to this cap. So the host notices a
+    /// receiver's return within this long, however long the outage.
     pub recovery_timeout_ms: u64,
 }
 
@@ -471,7 +474,7 @@ impl Default for BreakerSection {
     fn default() -> Self {
         BreakerSection {
             failure_threshold: 5,
-            recovery_timeout_ms: 30_000,
+            recovery_timeout_ms: 5_000,
         }
     }
 }

@@ -18,6 +18,7 @@ mod http_input;
 mod observe;
 mod progress;
 mod ship;
+mod split;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -409,6 +410,7 @@ fn delivery(
     let breaker = Breaker::new(BreakerConfig {
         failure_threshold: config.breaker.failure_threshold,
         recovery_timeout: Duration::from_millis(config.breaker.recovery_timeout_ms),
+        ..BreakerConfig::default()
     });
     Ok(Delivery::new(sink, backoff, breaker))
 }

@@ -145,6 +145,11 @@ impl Observer {
             channels.lifecycle.clone(),
             stop.clone(),
         )));
+        tasks.push(tokio::spawn(watch_refusals(
+            delivery.clone(),
+            channels.lifecycle.clone(),
+            stop.clone(),
+        )));
         tasks.push(tokio::spawn(watch_buffer(state.clone(), stop.clone())));
         channels.lifecycle.emit(
             "host.start",
@@ -254,6 +259,45 @@ async fn watch_breaker(
                 tracing::warn!(missed = n, "missed breaker transitions")
             }
             Err(tokio::sync::broadcast::error::RecvError::Closed) => break,
+        }
+    }
+}
+
+/// Publishes `transport.refused` when the receiver starts refusing this
+/// sender (or refuses with another status), and `transport.accepted` when a
+/// delivery succeeds again; one episode shares a correlation id.
+async fn watch_refusals(
+    delivery: Arc<Delivery<AnySink>>,
+    lifecycle: Lifecycle,
+    stop: CancellationToken,
+) {
+    let mut refusals = delivery.stats().subscribe_refusals();
+    let mut episode: Option<String> = None;
+    loop {
+        tokio::select! {
+            changed = refusals.changed() => if changed.is_err() { break },
+            _ = stop.cancelled() => break,
+        }
+        let now = refusals.borrow_and_update().clone();
+        match (now, &episode) {
+            (Some(refusal), _) => {
+                let id = episode.get_or_insert_with(new_correlation_id);
+                lifecycle.emit(
+                    "transport.refused",
+                    id,
+                    serde_json::json!({"status": refusal.status, "reason": refusal.reason,
+                        "held": "batches stay buffered until the receiver accepts them"}),
+                );
+            }
+            (None, Some(id)) => {
+                lifecycle.emit(
+                    "transport.accepted",
+                    id,
+                    serde_json::json!({"refused_attempts": delivery.stats().snapshot().refused}),
+                );
+                episode = None;
+            }
+            (None, None) => {}
         }
     }
 }

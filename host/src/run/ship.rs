@@ -3,21 +3,27 @@
 //! Invariants:
 //! - a batch closes when it holds `max_events` events or `max_bytes`, or
 //!   when its oldest event has waited `max_age`;
-//! - a batch is acknowledged (deleted from the buffer) only after the
-//!   transport reports it delivered; a permanent refusal moves it to the
-//!   dead-letter table with the reason; anything else (shutdown) releases it
-//!   to be sent again, under the same idempotency key, after a restart.
+//! - a batch is acknowledged (deleted from the buffer) only after every one
+//!   of its events is at the receiver or was refused by it for its content
+//!   (400/422 naming it, or 413 for the event alone — see [`super::split`]);
+//!   those refused events go to the dead-letter table with the receiver's
+//!   reason first, then the batch is acknowledged, so a crash in between
+//!   re-sends the batch (the receiver de-duplicates) rather than losing the
+//!   refused events. A receiver refusing the *sender* (401, 403, …) never
+//!   settles a batch: it is held until the receiver takes it. Shutdown
+//!   releases a batch to be sent again after a restart.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use halyard_buffer::{Batch, Buffer};
-use halyard_transport::{AnySink, Delivery, Outcome};
+use halyard_buffer::{Batch, Buffer, Commit, Record};
+use halyard_transport::{AnySink, Delivery};
 use halyard_trust::usage::{Counter, UsageWindow};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
+use super::split::{self, Settlement};
 use crate::licence::Licence;
 
 /// When a batch closes. Replaceable while running: a config reload sends
@@ -78,8 +84,11 @@ pub struct ShipReport {
     pub batches_delivered: u64,
     /// Events in delivered batches.
     pub events_delivered: u64,
-    /// Batches moved to the dead-letter table.
+    /// Batches some (or all) of whose events the receiver refused for
+    /// their content, so they went to the dead-letter table.
     pub batches_dead_lettered: u64,
+    /// The events of those batches that went to the dead-letter table.
+    pub events_dead_lettered: u64,
 }
 
 /// Ships until `drain` is set and the buffer is empty, or `hard_stop` fires.
@@ -97,14 +106,14 @@ pub async fn ship(
 ) -> ShipReport {
     let mut report = ShipReport::default();
     let mut licence = settings.licence.as_ref().map(|l| l.subscribe());
-    let mut in_flight: JoinSet<(Batch, Outcome)> = JoinSet::new();
+    let mut in_flight: JoinSet<(Batch, Settlement)> = JoinSet::new();
     // Set when a batch came back unsent (hard stop): take no more.
     let mut stopping = false;
     // Breaker transitions are published as lifecycle events (and so
     // logged) by `run::observe`.
     loop {
         while let Some(done) = in_flight.try_join_next() {
-            stopping |= settle(&buffer, &settings, &mut report, done);
+            stopping |= settle(&buffer, &delivery, &settings, &mut report, done);
         }
         if hard_stop.is_cancelled() || stopping {
             break;
@@ -120,7 +129,7 @@ pub async fn ship(
             tokio::select! {
                 _ = rx.changed() => {}
                 Some(done) = in_flight.join_next() => {
-                    stopping |= settle(&buffer, &settings, &mut report, done);
+                    stopping |= settle(&buffer, &delivery, &settings, &mut report, done);
                 }
                 _ = drain.cancelled(), if !drain.is_cancelled() => {}
                 _ = hard_stop.cancelled() => break,
@@ -149,7 +158,7 @@ pub async fn ship(
             });
             tokio::select! {
                 Some(done) = in_flight.join_next() => {
-                    stopping |= settle(&buffer, &settings, &mut report, done);
+                    stopping |= settle(&buffer, &delivery, &settings, &mut report, done);
                 }
                 _ = appended.notified(), if !full => {}
                 _ = sleep_or_never(age_left) => {}
@@ -174,61 +183,83 @@ pub async fn ship(
             }
         };
         let state = settings.licence.as_ref().map(|l| l.state().name());
-        let body = encode_with(&batch, &settings.host_id, state);
+        let host_id = settings.host_id.clone();
         let (delivery, hard_stop) = (delivery.clone(), hard_stop.clone());
         in_flight.spawn(async move {
-            let outcome = delivery.deliver(&batch.key(), &body, &hard_stop).await;
-            (batch, outcome)
+            let encode =
+                |key: &str, records: &[&Record]| encode_records(key, records, &host_id, state);
+            let settled = split::deliver(&delivery, &batch, encode, &hard_stop).await;
+            (batch, settled)
         });
     }
     // A hard stop ends every delivery at once with `NotSent`; each batch is
     // released to be sent again after a restart.
     while let Some(done) = in_flight.join_next().await {
-        settle(&buffer, &settings, &mut report, done);
+        settle(&buffer, &delivery, &settings, &mut report, done);
     }
     report
 }
 
-/// Records one finished delivery: acknowledge, dead-letter, or release the
-/// batch. Returns true if it was not sent (the shipper is stopping).
+/// Records one finished delivery: acknowledge (after dead-lettering any
+/// refused events), or release the batch. Returns true if it was not sent
+/// (the shipper is stopping).
 fn settle(
     buffer: &Buffer,
+    delivery: &Delivery<AnySink>,
     settings: &ShipSettings,
     report: &mut ShipReport,
-    done: Result<(Batch, Outcome), tokio::task::JoinError>,
+    done: Result<(Batch, Settlement), tokio::task::JoinError>,
 ) -> bool {
-    let Ok((batch, outcome)) = done else {
+    let Ok((batch, settlement)) = done else {
         // The task panicked or was cancelled: its lease is released when
         // the batch drops at restart at the latest; nothing was acked.
         return true;
     };
-    match outcome {
-        Outcome::Delivered { .. } => {
-            report.batches_delivered += 1;
-            report.events_delivered += batch.records.len() as u64;
-            if let Some(usage) = &settings.usage {
-                count_delivered(usage, &batch);
-            }
-            if let Err(err) = buffer.ack(&batch) {
-                tracing::error!(error = %err, batch = %batch.key(), "delivered batch not acknowledged; it will be re-sent");
-                buffer.nack(&batch);
-            }
-            false
-        }
-        Outcome::DeadLetter { reason, .. } => {
-            report.batches_dead_lettered += 1;
-            tracing::warn!(batch = %batch.key(), %reason, "batch refused by the receiver; dead-lettered");
-            if let Err(err) = buffer.dead_letter(&batch, &reason) {
-                tracing::error!(error = %err, "cannot dead-letter batch; it stays buffered");
-                buffer.nack(&batch);
-            }
-            false
-        }
-        Outcome::NotSent { .. } => {
-            buffer.nack(&batch);
-            true
-        }
+    let Settlement::Done {
+        delivered, dead, ..
+    } = settlement
+    else {
+        buffer.nack(&batch);
+        return true;
+    };
+    report.batches_delivered += u64::from(delivered > 0);
+    report.events_delivered += delivered;
+    if let Some(usage) = &settings.usage {
+        let taken = batch
+            .records
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| !dead.contains_key(i))
+            .map(|(_, r)| r);
+        count_delivered(usage, taken);
     }
+    if !dead.is_empty() {
+        let groups = split::dead_letter_groups(&batch, &dead);
+        // Dead letters first, then the ack: a crash in between re-sends the
+        // batch (duplicates the receiver drops) instead of losing them.
+        let stored = buffer.commit(&Commit {
+            dead_letters: &groups,
+            ..Commit::default()
+        });
+        if let Err(err) = stored {
+            tracing::error!(error = %err, batch = %batch.key(),
+                "cannot dead-letter the refused events; the batch stays buffered");
+            buffer.nack(&batch);
+            return false;
+        }
+        let events = dead.len() as u64;
+        report.batches_dead_lettered += 1;
+        report.events_dead_lettered += events;
+        delivery.stats().record_dead_letter(events);
+        tracing::warn!(batch = %batch.key(), dead_lettered = events, delivered,
+            reasons = ?groups.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+            "events refused by the receiver dead-lettered; the rest delivered");
+    }
+    if let Err(err) = buffer.ack(&batch) {
+        tracing::error!(error = %err, batch = %batch.key(), "delivered batch not acknowledged; it will be re-sent");
+        buffer.nack(&batch);
+    }
+    false
 }
 
 /// Sleeps for `d`, or forever when there is nothing to wait for.
@@ -256,19 +287,31 @@ pub fn encode(batch: &Batch, host_id: &str) -> Vec<u8> {
 /// [`encode`] with the licence state in the batch metadata
 /// (`"licence":"dev"` in dev mode), so a receiver can tell unlicensed data.
 pub fn encode_with(batch: &Batch, host_id: &str, licence: Option<&str>) -> Vec<u8> {
+    let records: Vec<&Record> = batch.records.iter().collect();
+    encode_records(&batch.key(), &records, host_id, licence)
+}
+
+/// The wire body of `records` under `batch_id`: a whole batch, or a part
+/// of one that is delivered on its own.
+pub fn encode_records(
+    batch_id: &str,
+    records: &[&Record],
+    host_id: &str,
+    licence: Option<&str>,
+) -> Vec<u8> {
     let mut head = serde_json::json!({
-        "batch_id": batch.key(),
+        "batch_id": batch_id,
         "host": {"id": host_id, "version": env!("CARGO_PKG_VERSION")},
     });
     if let (Some(state), Some(obj)) = (licence, head.as_object_mut()) {
         obj.insert("licence".into(), state.into());
     }
     let head = head.to_string();
-    let mut body =
-        Vec::with_capacity(head.len() + batch.payload_bytes() + batch.records.len() + 16);
+    let payload: usize = records.iter().map(|r| r.payload.len()).sum();
+    let mut body = Vec::with_capacity(head.len() + payload + records.len() + 16);
     body.extend_from_slice(&head.as_bytes()[..head.len() - 1]);
     body.extend_from_slice(b",\"events\":[");
-    for (i, record) in batch.records.iter().enumerate() {
+    for (i, record) in records.iter().enumerate() {
         if i > 0 {
             body.push(b',');
         }
@@ -278,15 +321,15 @@ pub fn encode_with(batch: &Batch, host_id: &str, licence: Option<&str>) -> Vec<u
     body
 }
 
-/// Counts a delivered batch's events by kind for the heartbeat.
-fn count_delivered(usage: &UsageWindow, batch: &Batch) {
+/// Counts delivered events by kind for the heartbeat.
+fn count_delivered<'a>(usage: &UsageWindow, records: impl Iterator<Item = &'a Record>) {
     #[derive(serde::Deserialize)]
     struct Kind<'a> {
         #[serde(borrow)]
         kind: Option<std::borrow::Cow<'a, str>>,
     }
     let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
-    for record in &batch.records {
+    for record in records {
         let kind = serde_json::from_slice::<Kind<'_>>(&record.payload)
             .ok()
             .and_then(|k| k.kind)

@@ -2,8 +2,10 @@
 //! with the reasons and the figures behind it.
 //!
 //! The rules, worst first:
-//! - **unhealthy** (HTTP 503) — the host is losing data or cannot accept
-//!   any: a validator or privacy plugin is quarantined (fail closed: every
+//! - **unhealthy** (HTTP 503) — the host is losing data, cannot accept any,
+//!   or cannot deliver any: the receiver refuses this sender (401, 403, 404,
+//!   …, or a TLS failure; batches are held until a delivery succeeds —
+//!   [`refusal_reason`]); a validator or privacy plugin is quarantined (fail closed: every
 //!   event is dead-lettered or dropped); every decoder and source is
 //!   quarantined; or the buffer is at least 90 % full while the breaker is
 //!   not closed (it will start dropping and nothing drains it);
@@ -81,6 +83,15 @@ pub struct HealthReport {
     pub licence: &'static str,
     /// Every plugin.
     pub plugins: Vec<PluginView>,
+}
+
+/// The `/health` reason while the receiver refuses this sender, e.g.
+/// `receiver refused delivery: 401 Unauthorized: <body start>`.
+pub fn refusal_reason(refusal: &halyard_transport::Refusal) -> String {
+    format!(
+        "receiver refused delivery: {}; batches are held until it accepts them",
+        refusal.reason.trim_end_matches([':', ' '])
+    )
 }
 
 /// Applies the rules in the module docs; returns the verdict and reasons.
@@ -190,6 +201,22 @@ mod tests {
             dropped: 0,
             refused: 0,
         }
+    }
+
+    #[test]
+    fn a_refusal_reason_names_the_status_and_that_batches_are_held() {
+        let refusal = |reason: &str| halyard_transport::Refusal {
+            status: Some(401),
+            reason: reason.into(),
+        };
+        assert_eq!(
+            refusal_reason(&refusal("401 Unauthorized: ")),
+            "receiver refused delivery: 401 Unauthorized; batches are held until it accepts them"
+        );
+        assert!(
+            refusal_reason(&refusal("401 Unauthorized: wrong key"))
+                .starts_with("receiver refused delivery: 401 Unauthorized: wrong key;")
+        );
     }
 
     #[test]

@@ -375,9 +375,23 @@ impl HostCollector {
         counter(
             enc,
             "halyard_transport_batches_dead_lettered",
-            "Batches the receiver refused for good.",
+            "Batches (or parts) with events the receiver refused for good.",
             None,
             t.dead_lettered,
+        )?;
+        counter(
+            enc,
+            "halyard_transport_events_dead_lettered",
+            "Events the receiver refused for their content (400/422 naming them, 413 alone), moved to the dead-letter table.",
+            None,
+            t.events_dead_lettered,
+        )?;
+        counter(
+            enc,
+            "halyard_transport_refused",
+            "Attempts the receiver refused as from this sender (401, 403, 404, …, TLS); the batch was held.",
+            None,
+            t.refused,
         )?;
         counter(
             enc,

@@ -103,6 +103,12 @@ impl StatusState {
         let state = self.transport.breaker_state();
         let plugins: Vec<_> = self.plugins.all().iter().map(|p| p.view()).collect();
         let (mut status, mut reasons) = health::judge(&buffer, state, &plugins);
+        if let Some(refusal) = self.transport.refusal() {
+            // Nothing is lost (batches are held), but nothing leaves either
+            // until someone fixes a key, an endpoint or a certificate.
+            status = health::Verdict::Unhealthy;
+            reasons.insert(0, health::refusal_reason(&refusal));
+        }
         if let Some(held) = self.progress.as_ref().and_then(|p| p.stalled()) {
             status = health::Verdict::Unhealthy;
             reasons.insert(

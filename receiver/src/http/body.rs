@@ -104,18 +104,41 @@ pub(crate) struct ParsedBatch {
 }
 
 impl ParsedBatch {
-    /// Parses and checks the whole batch; one bad event refuses all of it.
+    /// Parses and checks the whole batch; one bad event refuses all of it,
+    /// and the answer names every bad event (when `policy` says to) so the
+    /// sender can drop just those.
     ///
     /// The batch id comes from the body's `batch_id`, or from the
     /// `Idempotency-Key` header when the body has none.
-    pub(crate) fn parse(body: &[u8], headers: &HeaderMap) -> Result<Self, ApiError> {
+    pub(crate) fn parse(
+        body: &[u8],
+        headers: &HeaderMap,
+        policy: &EventPolicy<'_>,
+    ) -> Result<Self, ApiError> {
         let wire: WireBatch = serde_json::from_slice(body)
             .map_err(|e| ApiError::BadRequest(format!("body is not a valid batch: {e}")))?;
+        if let Some(limit) = policy.max_events
+            && wire.events.len() > limit
+        {
+            return Err(ApiError::TooManyEvents {
+                events: wire.events.len(),
+                limit,
+            });
+        }
         let mut events = Vec::with_capacity(wire.events.len());
+        let mut rejected = Vec::new();
         for (index, raw) in wire.events.into_iter().enumerate() {
-            let id = event_id(&raw)
-                .map_err(|reason| ApiError::BadRequest(format!("events[{index}]: {reason}")))?;
-            events.push((id, raw));
+            match event_id(&raw).and_then(|id| policy.check(&raw).map(|()| id)) {
+                Ok(id) => events.push((id, raw)),
+                Err(reason) => rejected.push((index, reason)),
+            }
+        }
+        if let Some((index, reason)) = rejected.first() {
+            return Err(if policy.name_rejected {
+                ApiError::EventsRejected(rejected)
+            } else {
+                ApiError::BadRequest(format!("events[{index}]: {reason}"))
+            });
         }
         let batch_id = wire.batch_id.or_else(|| {
             headers
@@ -141,6 +164,38 @@ impl ParsedBatch {
                 json: raw.get(),
             })
             .collect()
+    }
+}
+
+/// What the receiver refuses beyond the wire format (see the
+/// [`ReceiverConfig`](crate::ReceiverConfig) fields of the same names).
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct EventPolicy<'a> {
+    pub(crate) max_events: Option<usize>,
+    pub(crate) refuse_sources: &'a [String],
+    pub(crate) name_rejected: bool,
+}
+
+impl EventPolicy<'_> {
+    /// Refuses an event whose `source` is in `refuse_sources`.
+    fn check(&self, raw: &RawValue) -> Result<(), String> {
+        if self.refuse_sources.is_empty() {
+            return Ok(());
+        }
+        #[derive(Deserialize)]
+        struct Source {
+            #[serde(default)]
+            source: Option<String>,
+        }
+        let source = serde_json::from_str::<Source>(raw.get())
+            .ok()
+            .and_then(|s| s.source);
+        match source {
+            Some(s) if self.refuse_sources.contains(&s) => {
+                Err(format!("source {s:?} is refused by this receiver"))
+            }
+            _ => Ok(()),
+        }
     }
 }
 
@@ -197,9 +252,39 @@ mod tests {
             r#"{"events":{}}"#,
             "not json",
         ] {
-            let result = ParsedBatch::parse(bad.as_bytes(), &h);
+            let plain = EventPolicy::default();
+            let result = ParsedBatch::parse(bad.as_bytes(), &h, &plain);
             assert!(matches!(result, Err(ApiError::BadRequest(_))), "{bad}");
         }
+    }
+
+    #[test]
+    fn refused_events_are_each_named_and_too_many_events_is_413() {
+        let h = HeaderMap::new();
+        let refuse = ["gone".to_owned()];
+        let policy = EventPolicy {
+            max_events: Some(3),
+            refuse_sources: &refuse,
+            name_rejected: true,
+        };
+        let body =
+            r#"{"events":[{"id":"a","source":"ok"},{"id":"b","source":"gone"},{"kind":"x"}]}"#;
+        match ParsedBatch::parse(body.as_bytes(), &h, &policy) {
+            Err(ApiError::EventsRejected(named)) => {
+                let indices: Vec<usize> = named.iter().map(|(i, _)| *i).collect();
+                assert_eq!(indices, [1, 2]);
+                assert!(named[0].1.contains("\"gone\" is refused"), "{named:?}");
+            }
+            _ => panic!("expected the two bad events named"),
+        }
+        let four = r#"{"events":[{"id":"a"},{"id":"b"},{"id":"c"},{"id":"d"}]}"#;
+        assert!(matches!(
+            ParsedBatch::parse(four.as_bytes(), &h, &policy),
+            Err(ApiError::TooManyEvents {
+                events: 4,
+                limit: 3
+            })
+        ));
     }
 
     #[test]
@@ -207,7 +292,8 @@ mod tests {
         let mut h = HeaderMap::new();
         h.insert(IDEMPOTENCY_KEY, "hdr-1".parse().expect("header value"));
         let body = r#"{"host":{"id":"h1","version":"1"},"events":[{"id":"a","v":1.50}]}"#;
-        let batch = ParsedBatch::parse(body.as_bytes(), &h).expect("valid");
+        let batch =
+            ParsedBatch::parse(body.as_bytes(), &h, &EventPolicy::default()).expect("valid");
         assert_eq!(batch.meta.batch_id.as_deref(), Some("hdr-1"));
         assert_eq!(batch.meta.host_id.as_deref(), Some("h1"));
         let events = batch.events();

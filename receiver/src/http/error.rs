@@ -15,6 +15,12 @@ use crate::error::ReceiverError;
 pub(crate) enum ApiError {
     /// The body is not what the wire format says; nothing was stored.
     BadRequest(String),
+    /// Some events are refused (each named by index in `events`, with why);
+    /// nothing was stored. The sender may drop just these and re-send the
+    /// rest.
+    EventsRejected(Vec<(usize, String)>),
+    /// More events than `max_batch_events`; nothing was stored.
+    TooManyEvents { events: usize, limit: usize },
     /// An API key is configured and the request's is missing or wrong.
     Unauthorized,
     /// The body, or its decompressed form, exceeds `max_body_bytes`.
@@ -31,7 +37,8 @@ pub(crate) enum ApiError {
 impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
-            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::BadRequest(_) | Self::EventsRejected(_) => StatusCode::BAD_REQUEST,
+            Self::TooManyEvents { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unauthorized => StatusCode::UNAUTHORIZED,
             Self::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedEncoding(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -42,7 +49,8 @@ impl ApiError {
 
     fn code(&self) -> &'static str {
         match self {
-            Self::BadRequest(_) => "bad_request",
+            Self::BadRequest(_) | Self::EventsRejected(_) => "bad_request",
+            Self::TooManyEvents { .. } => "payload_too_large",
             Self::Unauthorized => "unauthorized",
             Self::TooLarge(_) => "payload_too_large",
             Self::UnsupportedEncoding(_) => "unsupported_encoding",
@@ -54,6 +62,16 @@ impl ApiError {
     fn message(&self) -> String {
         match self {
             Self::BadRequest(reason) => reason.clone(),
+            Self::EventsRejected(events) => match events.first() {
+                Some((index, reason)) => format!(
+                    "{} event(s) refused, the first events[{index}]: {reason}",
+                    events.len()
+                ),
+                None => "events refused".to_owned(),
+            },
+            Self::TooManyEvents { events, limit } => {
+                format!("{events} events in one batch; at most {limit} are accepted")
+            }
             Self::Unauthorized => "missing or wrong API key".to_owned(),
             Self::TooLarge(limit) => {
                 format!("body or its decompressed form exceeds {limit} bytes")
@@ -76,7 +94,13 @@ impl From<ReceiverError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "error": self.code(), "message": self.message() });
+        let mut body = json!({ "error": self.code(), "message": self.message() });
+        if let Self::EventsRejected(events) = &self {
+            body["rejected"] = events
+                .iter()
+                .map(|(index, reason)| json!({"index": index, "reason": reason}))
+                .collect();
+        }
         let mut response = (self.status(), Json(body)).into_response();
         if matches!(self, Self::Unavailable) {
             response

@@ -27,6 +27,12 @@ pub(crate) struct AppState {
     pub(crate) trusted_keys: Arc<Vec<halyard_trust::PublicKey>>,
     /// Whether unsigned batches are refused.
     pub(crate) require_signatures: bool,
+    /// `max_batch_events` of the config.
+    pub(crate) max_batch_events: Option<usize>,
+    /// `refuse_sources` of the config.
+    pub(crate) refuse_sources: Arc<Vec<String>>,
+    /// `name_rejected_events` of the config.
+    pub(crate) name_rejected_events: bool,
 }
 
 impl AppState {
@@ -64,6 +70,9 @@ impl AppState {
             max_body_bytes: config.max_body_bytes,
             trusted_keys: Arc::new(config.trusted_keys.clone()),
             require_signatures: config.require_signatures,
+            max_batch_events: config.max_batch_events,
+            refuse_sources: Arc::new(config.refuse_sources.clone()),
+            name_rejected_events: config.name_rejected_events,
         })
     }
 }

@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::value::RawValue;
 
 use super::AppState;
-use super::body::{self, Encoding, ParsedBatch};
+use super::body::{self, Encoding, EventPolicy, ParsedBatch};
 use super::error::ApiError;
 use crate::stats::Stats;
 use crate::store::Outcome;
@@ -61,10 +61,17 @@ pub(crate) async fn post_batch(
     // keep them off the async workers so slow batches don't stall other requests.
     let store = state.store.clone();
     let (trusted, require) = (state.trusted_keys.clone(), state.require_signatures);
+    let (max_events, refuse) = (state.max_batch_events, state.refuse_sources.clone());
+    let name_rejected = state.name_rejected_events;
     let task = tokio::task::spawn_blocking(move || -> Result<_, ApiError> {
         let decoded = body::decode(raw, encoding, max)?;
         check_provenance(&decoded, &headers, &trusted, require)?;
-        let batch = ParsedBatch::parse(&decoded, &headers)?;
+        let policy = EventPolicy {
+            max_events,
+            refuse_sources: &refuse,
+            name_rejected,
+        };
+        let batch = ParsedBatch::parse(&decoded, &headers, &policy)?;
         let events = batch.events();
         let outcome = store.insert_batch(&batch.meta, &events, now_ms())?;
         let total = events.len();

@@ -187,19 +187,27 @@ fn a_batch_altered_in_transit_or_unsigned_is_refused_by_the_receiver() {
     s.write_config(&http_transport(&proxy, None));
     let negative = write_sensor_lines(&s.input, 0, 10);
     let host = spawn_host(&s.config, true, &s.path("host.log"));
-    // The receiver answers 403; the host dead-letters the batch (4xx is not
-    // retried) and the receiver stores nothing.
-    let mut dead = Vec::new();
+    // The receiver answers 403; the host holds the batch (a refusal of the
+    // sender never destroys events: the next send may not be tampered
+    // with) and the receiver stores nothing.
     stop_when(host, || {
         let log = std::fs::read_to_string(s.path("host.log")).unwrap_or_default();
-        log.contains("dead-lettered")
+        log.contains("receiver refused delivery") && log.contains("403 Forbidden")
     });
-    dead.extend(super::pipeline_support::dead_letters(&s.data));
+    let dead = super::pipeline_support::dead_letters(&s.data);
     assert_eq!(receiver.stored(), 0);
     assert!(
-        dead.iter()
+        !dead
+            .iter()
             .any(|r| r.contains("403") || r.contains("tampered")),
         "{dead:?}"
+    );
+    let config = halyard_buffer::BufferConfig::new(s.data.join("buffer.db"), 1 << 30);
+    let (buffer, _) = halyard_buffer::Buffer::open(config).expect("open buffer");
+    assert_eq!(
+        buffer.stats().records,
+        10 - negative,
+        "held for the next run"
     );
     assert!(10 - negative > 0);
 

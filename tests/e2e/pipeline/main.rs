@@ -12,6 +12,7 @@ mod http_memory;
 mod http_support;
 mod in_flight;
 mod receiver;
+mod receiver_refusals;
 mod refusals;
 mod retry;
 mod support;

@@ -1,7 +1,7 @@
 //! File input → stages → buffer → HTTP → the real receiver on 127.0.0.1:
-//! exact delivery when healthy, buffering while the receiver is down, no
-//! loss across kill -9, and a refused API key dead-letters instead of
-//! retrying forever.
+//! exact delivery when healthy, buffering while the receiver is down, and
+//! no loss across kill -9. (What a refusing receiver does is in
+//! `receiver_refusals.rs`.)
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -10,7 +10,7 @@ use std::time::Duration;
 use halyard_receiver::{ReceiverConfig, Stats, open_stats};
 use tokio::sync::oneshot;
 
-use crate::support::{Host, Scenario, dead_letters, http_transport, wait_for, write_sensor_lines};
+use crate::support::{Host, Scenario, http_transport, wait_for, write_sensor_lines};
 
 /// A receiver running on its own runtime; stopped on drop.
 pub struct Receiver {
@@ -22,13 +22,25 @@ pub struct Receiver {
 
 impl Receiver {
     pub fn start(listen: SocketAddr, store: &Path, api_key: Option<&str>) -> Receiver {
+        Self::start_with(listen, store, |cfg| {
+            cfg.api_key = api_key.map(str::to_string)
+        })
+    }
+
+    /// Like [`Receiver::start`], with the config adjusted by `configure`
+    /// (an event cap, refused sources, …).
+    pub fn start_with(
+        listen: SocketAddr,
+        store: &Path,
+        configure: impl FnOnce(&mut ReceiverConfig),
+    ) -> Receiver {
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
         let mut cfg = ReceiverConfig::new(listen, store.to_path_buf());
-        cfg.api_key = api_key.map(str::to_string);
+        configure(&mut cfg);
         let receiver = runtime
             .block_on(halyard_receiver::bind(cfg))
             .expect("bind receiver");
@@ -64,7 +76,7 @@ impl Drop for Receiver {
     }
 }
 
-fn loopback_any() -> SocketAddr {
+pub fn loopback_any() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
@@ -153,27 +165,4 @@ fn kill_9_mid_stream_loses_nothing_and_duplicates_are_removed() {
         "{} duplicates",
         stats.duplicates
     );
-}
-
-#[test]
-fn a_refused_api_key_dead_letters_batches_with_the_reason() {
-    let s = Scenario::new();
-    let receiver = Receiver::start(loopback_any(), &s.path("received.db"), Some("right"));
-    let negative = write_sensor_lines(&s.input, 0, 500);
-    s.write_config(&http_transport(&receiver.url(), Some("wrong")));
-
-    let host = Host::start(&s.config);
-    let refused = |d: &Vec<String>| d.iter().filter(|r| r.contains("HTTP 401")).count();
-    wait_for("the batch refused", Duration::from_secs(60), || {
-        std::fs::read_to_string(&host.log).is_ok_and(|l| l.contains("dead-lettered"))
-    });
-    host.stop();
-    assert_eq!(receiver.stats().events_stored, 0);
-    let dead = dead_letters(&s.data);
-    assert_eq!(
-        refused(&dead) as u64,
-        500 - negative,
-        "every valid event dead-lettered with the 401"
-    );
-    assert_eq!(dead.len(), 500, "plus the ones the validator rejected");
 }

@@ -65,7 +65,7 @@ async fn three_server_errors_then_ok_is_delivered_on_the_fourth_attempt() {
 }
 
 #[tokio::test]
-async fn a_refusal_is_dead_lettered_after_exactly_one_request() {
+async fn a_content_refusal_is_handed_back_after_exactly_one_request() {
     let server =
         TestServer::start(|_| Reply::Status(400, Vec::new(), "schema mismatch".into())).await;
     let delivery = delivery(sink(&config(&server.url)), BreakerConfig::default());
@@ -74,14 +74,15 @@ async fn a_refusal_is_dead_lettered_after_exactly_one_request() {
         .await;
     assert_eq!(
         outcome,
-        Outcome::DeadLetter {
+        Outcome::Rejected {
             reason: "HTTP 400: schema mismatch".into(),
+            events: Vec::new(),
             attempts: 1
         }
     );
     assert_eq!(server.count(), 1);
     let stats = delivery.stats().snapshot();
-    assert_eq!((stats.dead_lettered, stats.batches_sent), (1, 0));
+    assert_eq!((stats.dead_lettered, stats.batches_sent), (0, 0));
     assert_eq!(delivery.breaker().consecutive_failures(), 0);
 }
 
@@ -109,6 +110,7 @@ async fn no_request_reaches_the_server_while_the_breaker_is_open() {
     let breaker = BreakerConfig {
         failure_threshold: 3,
         recovery_timeout: Duration::from_secs(2),
+        first_probe: Duration::from_secs(2),
     };
     let delivery = Arc::new(delivery(sink(&config(&server.url)), breaker));
     assert!(stats.set(Arc::clone(delivery.stats())).is_ok());

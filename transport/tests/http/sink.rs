@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant, SystemTime};
 
-use halyard_transport::{Attempt, HttpConfig, MAX_RETRY_AFTER, Sink, USER_AGENT};
+use halyard_transport::{Attempt, EventRejection, HttpConfig, MAX_RETRY_AFTER, Sink, USER_AGENT};
 
 use crate::server::{Reply, TestServer};
 use crate::{KEY, config, gunzip, sink};
@@ -104,20 +104,73 @@ async fn retry_after_is_capped_and_read_on_any_retryable_status() {
 }
 
 #[tokio::test]
-async fn other_client_errors_are_permanent_with_status_and_body() {
-    for (code, body) in [
-        (400, "bad batch: events[3] is not an object"),
-        (401, "unknown key"),
-        (404, ""),
+async fn client_errors_about_the_sender_are_refusals_with_status_and_body() {
+    for (code, name, body) in [
+        (401, "Unauthorized", "unknown key"),
+        (403, "Forbidden", "host key not trusted"),
+        (404, "Not Found", ""),
+        (405, "Method Not Allowed", ""),
+        (407, "Proxy Authentication Required", ""),
+        (409, "Conflict", "x"),
+        (415, "Unsupported Media Type", "gzip?"),
     ] {
         let (attempt, _server) =
             one(move || Reply::Status(code, Vec::new(), body.to_owned())).await;
         assert_eq!(
             attempt,
-            Attempt::Permanent {
-                reason: format!("HTTP {code}: {body}")
+            Attempt::Refused {
+                status: Some(code),
+                reason: format!("{code} {name}: {body}")
             }
         );
+    }
+}
+
+#[tokio::test]
+async fn a_413_is_too_large_and_a_400_or_422_names_the_refused_events() {
+    let (attempt, _server) = one(|| Reply::Status(413, Vec::new(), "max 60".into())).await;
+    assert_eq!(
+        attempt,
+        Attempt::TooLarge {
+            reason: "HTTP 413: max 60".into()
+        }
+    );
+    let named = r#"{"error":"bad_request","rejected":[{"index":0,"reason":"no id"}]}"#;
+    for code in [400, 422] {
+        let (attempt, _server) = one(move || Reply::Status(code, Vec::new(), named.into())).await;
+        assert_eq!(
+            attempt,
+            Attempt::Rejected {
+                reason: format!("HTTP {code}: {named}"),
+                events: vec![EventRejection {
+                    index: 0,
+                    reason: "no id".into()
+                }]
+            }
+        );
+    }
+    let (attempt, _server) = one(|| Reply::Status(400, Vec::new(), "bad batch".into())).await;
+    assert_eq!(
+        attempt,
+        Attempt::Rejected {
+            reason: "HTTP 400: bad batch".into(),
+            events: Vec::new()
+        },
+        "named nothing: the host bisects"
+    );
+}
+
+#[tokio::test]
+async fn tls_spoken_to_a_plain_http_port_is_a_refusal_not_an_outage() {
+    let (attempt, server) = one(|| Reply::status(200)).await;
+    assert_eq!(attempt, Attempt::Delivered);
+    let https = server.url.replacen("http://", "https://", 1);
+    match sink(&config(&https)).send("k", BODY).await {
+        Attempt::Refused {
+            status: None,
+            reason,
+        } => assert!(reason.starts_with("TLS handshake failed"), "{reason}"),
+        other => panic!("expected a TLS refusal, got {other:?}"),
     }
 }
 
@@ -126,7 +179,13 @@ async fn the_reason_keeps_only_the_first_200_bytes_of_the_body() {
     let long = "x".repeat(150) + &"y".repeat(5000);
     let (attempt, _server) = one(move || Reply::Status(422, Vec::new(), long.clone())).await;
     let expected = format!("HTTP 422: {}{}", "x".repeat(150), "y".repeat(50));
-    assert_eq!(attempt, Attempt::Permanent { reason: expected });
+    assert_eq!(
+        attempt,
+        Attempt::Rejected {
+            reason: expected,
+            events: Vec::new()
+        }
+    );
 }
 
 #[tokio::test]
@@ -187,6 +246,9 @@ async fn an_unusable_batch_key_is_refused_without_a_request() {
     let (attempt, server) = one(|| Reply::status(200)).await;
     assert_eq!(attempt, Attempt::Delivered);
     let bad = sink(&config(&server.url)).send("line\nbreak", BODY).await;
-    assert!(matches!(bad, Attempt::Permanent { .. }), "{bad:?}");
+    assert!(
+        matches!(bad, Attempt::Refused { status: None, .. }),
+        "held, never dropped: {bad:?}"
+    );
     assert_eq!(server.count(), 1);
 }

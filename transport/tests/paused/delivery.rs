@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use halyard_transport::{
-    Attempt, Backoff, Breaker, BreakerConfig, BreakerState, CancellationToken, Delivery, Outcome,
-    RetryConfig, Sink, Transition,
+    Attempt, Backoff, Breaker, BreakerConfig, BreakerState, CancellationToken, Delivery,
+    EventRejection, Outcome, RetryConfig, Sink, Transition,
 };
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -89,9 +89,12 @@ fn tiny_backoff() -> Backoff {
 }
 
 fn delivery(script: Vec<Step>, otherwise: Attempt, threshold: u32) -> Arc<Delivery<Scripted>> {
+    // A flat 30 s open interval, so the timings below are the breaker's
+    // recovery timeout; the growing interval is tested in breaker.rs.
     let breaker = Breaker::new(BreakerConfig {
         failure_threshold: threshold,
         recovery_timeout: Duration::from_secs(30),
+        first_probe: Duration::from_secs(30),
     });
     Arc::new(Delivery::new(
         Scripted::new(script, otherwise),
@@ -170,17 +173,17 @@ async fn retry_after_is_a_floor_and_is_capped_at_ten_minutes() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_refusal_in_half_open_closes_the_breaker_and_dead_letters() {
-    let refused = Attempt::Permanent {
+async fn a_413_in_half_open_closes_the_breaker_and_hands_the_batch_back_to_split() {
+    let too_large = Attempt::TooLarge {
         reason: "HTTP 413: too big".into(),
     };
-    let delivery = delivery(vec![Step::Answer(fail())], refused, 1);
+    let delivery = delivery(vec![Step::Answer(fail())], too_large, 1);
     let outcome = delivery
         .deliver("k", b"{}", &CancellationToken::new())
         .await;
     assert_eq!(
         outcome,
-        Outcome::DeadLetter {
+        Outcome::TooLarge {
             reason: "HTTP 413: too big".into(),
             attempts: 2
         }
@@ -193,8 +196,76 @@ async fn a_refusal_in_half_open_closes_the_breaker_and_dead_letters() {
             stats.batches_failed,
             stats.batches_sent
         ),
-        (1, 2, 0)
+        (0, 2, 0),
+        "the transport itself never dead-letters"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_sender_refusal_holds_the_batch_opens_the_breaker_at_once_and_ends_on_success() {
+    let refused = || {
+        Step::Answer(Attempt::Refused {
+            status: Some(401),
+            reason: "401 Unauthorized: wrong key".into(),
+        })
+    };
+    // Threshold 5, yet the first refusal opens the breaker.
+    let delivery = delivery(vec![refused(), refused(), refused()], Attempt::Delivered, 5);
+    let mut refusals = delivery.stats().subscribe_refusals();
+    let shutdown = CancellationToken::new();
+    let task = spawn(&delivery, &shutdown);
+    delivery.sink().wait_for_calls(1).await;
+    refusals.changed().await.expect("refusal published");
+    let refusal = refusals.borrow_and_update().clone().expect("a refusal");
+    assert_eq!(refusal.status, Some(401));
+    assert_eq!(delivery.stats().refusal(), Some(refusal));
+    assert_eq!(delivery.breaker().state(), Open);
+
+    let outcome = task.await.expect("task");
+    assert_eq!(outcome, Outcome::Delivered { attempts: 4 });
+    // Each probe after one open interval (30 s here), never sooner.
+    let t = delivery.sink().calls();
+    for pair in t.windows(2) {
+        assert_eq!(pair[1] - pair[0], Duration::from_secs(30));
+    }
+    assert_eq!(delivery.stats().refusal(), None, "over once delivered");
+    assert!(
+        refusals.has_changed().expect("open"),
+        "the end is published"
+    );
+    let stats = delivery.stats().snapshot();
+    assert_eq!(
+        (stats.refused, stats.dead_lettered, stats.batches_sent),
+        (3, 0, 1)
+    );
+    assert_eq!(delivery.breaker().state(), Closed);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_content_rejection_is_returned_with_the_named_events() {
+    let rejected = Attempt::Rejected {
+        reason: "HTTP 400: bad".into(),
+        events: vec![EventRejection {
+            index: 2,
+            reason: "no id".into(),
+        }],
+    };
+    let delivery = delivery(Vec::new(), rejected, 1);
+    let outcome = delivery
+        .deliver("k", b"{}", &CancellationToken::new())
+        .await;
+    assert_eq!(
+        outcome,
+        Outcome::Rejected {
+            reason: "HTTP 400: bad".into(),
+            events: vec![EventRejection {
+                index: 2,
+                reason: "no id".into()
+            }],
+            attempts: 1
+        }
+    );
+    assert_eq!(delivery.breaker().state(), Closed, "the hub is up");
 }
 
 #[tokio::test(start_paused = true)]
@@ -296,7 +367,7 @@ async fn new_retry_settings_cut_short_a_wait_drawn_from_the_old_curve() {
     let hour = Duration::from_secs(3600);
     let breaker = Breaker::new(BreakerConfig {
         failure_threshold: 100,
-        recovery_timeout: Duration::from_secs(30),
+        ..BreakerConfig::default()
     });
     let slow = RetryConfig {
         initial: hour,
