@@ -29,6 +29,7 @@ mod build;
 mod chain;
 mod native;
 mod record;
+mod refuse;
 mod restage;
 mod shared_frames;
 mod source;

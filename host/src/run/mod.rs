@@ -240,6 +240,7 @@ pub async fn run_with(
                 name,
                 path,
                 start_at,
+                max_line_bytes,
                 ..
             } => {
                 let Some(tx) = worker.sender() else { break };
@@ -247,6 +248,7 @@ pub async fn run_with(
                     name: name.clone(),
                     path: path.clone(),
                     start_at: *start_at,
+                    max_line_bytes: usize::try_from(*max_line_bytes).unwrap_or(usize::MAX),
                     buffer: buffer.clone(),
                 };
                 inputs.push(tokio::spawn(file.run(tx, inputs_stopped.clone())));
