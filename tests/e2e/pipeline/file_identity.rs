@@ -6,6 +6,8 @@
 use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
+use halyard_buffer::{Buffer, BufferConfig, Commit, Cursor};
+
 use crate::receiver::{wait_stored, with_receiver};
 use crate::support::{Host, Scenario, write_sensor_lines};
 
@@ -123,5 +125,56 @@ fn rename_rotation_drains_the_old_file_and_reads_the_new_one() {
         (stats.events_stored, stats.duplicates),
         (valid_a + valid_b + valid_c, 0),
         "{log}"
+    );
+}
+
+#[test]
+fn a_position_stored_before_fingerprints_resumes_by_inode_and_gains_one() {
+    let (s, receiver) = with_receiver();
+    write_sensor_lines(&s.input, 0, 400);
+    let offset = std::fs::metadata(&s.input).unwrap().len();
+    let valid = 600 - write_sensor_lines(&s.input, 400, 600);
+    // What an earlier version stored after committing the first 400 lines.
+    let meta = std::fs::metadata(&s.input).unwrap();
+    let legacy = format!(
+        r#"{{"dev":{},"ino":{},"offset":{offset}}}"#,
+        meta.dev(),
+        meta.ino()
+    );
+    std::fs::create_dir_all(&s.data).unwrap();
+    let (buffer, _) = Buffer::open(BufferConfig::new(s.data.join("buffer.db"), 1 << 30)).unwrap();
+    buffer
+        .commit(&Commit {
+            records: &[],
+            dead_letters: &[],
+            cursor: Some(Cursor {
+                name: "sensors",
+                value: Some(legacy.as_bytes()),
+            }),
+        })
+        .unwrap();
+    drop(buffer);
+
+    let host = Host::start(&s.config);
+    wait_stored(&receiver, valid);
+    let log = host.stop();
+    let stats = receiver.stats();
+    assert_eq!(
+        (stats.events_stored, stats.duplicates),
+        (valid, 0),
+        "only lines 400..1000: {log}"
+    );
+    assert!(
+        log.contains("resuming a position stored without a fingerprint"),
+        "{log}"
+    );
+
+    let (buffer, _) = Buffer::open(BufferConfig::new(s.data.join("buffer.db"), 1 << 30)).unwrap();
+    let stored: serde_json::Value =
+        serde_json::from_slice(&buffer.cursor("sensors").unwrap().unwrap()).unwrap();
+    assert_eq!(stored["offset"], meta.len());
+    assert_eq!(
+        stored["fingerprint"]["len"], 1024,
+        "now known by its content"
     );
 }

@@ -65,6 +65,60 @@ fn a_line_over_the_limit_is_dead_lettered_and_the_lines_around_it_delivered() {
     assert_eq!(totals(&log).get("decode_errors"), Some(&1), "{log}");
 }
 
+/// The host's peak resident memory so far, in bytes (`VmHWM`).
+fn peak_rss(host: &Host) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{}/status", host.pid())).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM in /proc/<pid>/status");
+    kb << 10
+}
+
+#[test]
+fn a_128_mib_line_does_not_raise_the_hosts_peak_memory() {
+    let (s, receiver) = with_receiver();
+    let valid_a = 500 - write_sensor_lines(&s.input, 0, 500);
+    let host = Host::start(&s.config);
+    wait_stored(&receiver, valid_a);
+    let before = peak_rss(&host);
+
+    // 128 MiB without a newline, written while the host follows the file,
+    // then its newline and more lines.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&s.input)
+        .unwrap();
+    let block = vec![b'y'; 1 << 20];
+    for _ in 0..128 {
+        file.write_all(&block).unwrap();
+    }
+    file.write_all(b"\n").unwrap();
+    drop(file);
+    let valid_b = 500 - write_sensor_lines(&s.input, 500, 500);
+    wait_stored(&receiver, valid_a + valid_b);
+    let grew = peak_rss(&host).saturating_sub(before);
+    let log = host.stop();
+    println!("peak RSS grew by {} KiB over a 128 MiB line", grew >> 10);
+
+    assert!(
+        grew < 16 << 20,
+        "peak RSS grew by {grew} bytes: the line was held"
+    );
+    let stats = receiver.stats();
+    assert_eq!(
+        (stats.events_stored, stats.duplicates),
+        (valid_a + valid_b, 0),
+        "{log}"
+    );
+    let long = dead_letter_rows(&s.data)
+        .into_iter()
+        .filter(|d| d.reason.contains("is 134217728 bytes, over max_line_bytes"))
+        .count();
+    assert_eq!(long, 1);
+}
+
 /// A short valid line (the value is never negative), so a million of them
 /// are ~45 MB.
 fn short_lines(n: u64) -> Vec<u8> {
