@@ -1,7 +1,9 @@
 //! `halyard run`: the host's main job, wiring inputs → pipeline thread →
 //! buffer → shipper → transport.
 //!
-//! Shutdown order (SIGINT/SIGTERM or the caller's future): stop the inputs;
+//! Shutdown order (SIGINT/SIGTERM or the caller's future): stop the inputs
+//! (a file input stops between two read chunks or batches, however far
+//! behind it is, at a committed position);
 //! let the pipeline thread finish what is queued (every reply it sends is a
 //! commit); let the shipper send what is buffered; then stop it, releasing
 //! any batch in flight. The buffer closes last. All of it shares one
