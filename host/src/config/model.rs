@@ -241,6 +241,11 @@ pub enum InputConfig {
         /// Where to start the first time (later: the stored offset).
         #[serde(default)]
         start_at: StartAt,
+        /// Lines longer than this (bytes, without the `\n`) are
+        /// dead-lettered with only their first 4 KiB kept, so a file without
+        /// newlines cannot make the host hold it whole.
+        #[serde(default = "default_max_line_bytes")]
+        max_line_bytes: u64,
         /// The decoder plugin.
         decoder: PluginRef,
     },
@@ -426,6 +431,14 @@ pub enum TransportConfig {
     },
     /// Print each batch as a JSON line.
     Stdout,
+}
+
+/// 1 MiB, the default `max_line_bytes` of a file input (as Vector's
+/// `max_line_bytes` and Fluent Bit's `Buffer_Max_Size` bound a line).
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 1 << 20;
+
+fn default_max_line_bytes() -> u64 {
+    DEFAULT_MAX_LINE_BYTES
 }
 
 fn default_key_header() -> String {

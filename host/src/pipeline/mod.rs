@@ -31,6 +31,7 @@ mod chain;
 mod commit;
 mod native;
 mod record;
+mod refuse;
 mod restage;
 mod shared_frames;
 mod source;

@@ -1,7 +1,9 @@
 //! `halyard run`: the host's main job, wiring inputs → pipeline thread →
 //! buffer → shipper → transport.
 //!
-//! Shutdown order (SIGINT/SIGTERM or the caller's future): stop the inputs;
+//! Shutdown order (SIGINT/SIGTERM or the caller's future): stop the inputs
+//! (a file input stops between two read chunks or batches, however far
+//! behind it is, at a committed position);
 //! let the pipeline thread finish what is queued (every reply it sends is a
 //! commit); let the shipper send what is buffered; then stop it, releasing
 //! any batch in flight. The buffer closes last. All of it shares one
@@ -241,6 +243,7 @@ pub async fn run_with(
                 name,
                 path,
                 start_at,
+                max_line_bytes,
                 ..
             } => {
                 let Some(tx) = worker.sender() else { break };
@@ -248,6 +251,7 @@ pub async fn run_with(
                     name: name.clone(),
                     path: path.clone(),
                     start_at: *start_at,
+                    max_line_bytes: usize::try_from(*max_line_bytes).unwrap_or(usize::MAX),
                     buffer: buffer.clone(),
                 };
                 inputs.push(tokio::spawn(file.run(tx, inputs_stopped.clone())));

@@ -3,6 +3,8 @@
 //! 127.0.0.1), with exact counts.
 
 mod buffer_cap;
+mod file_identity;
+mod file_limits;
 mod file_transport;
 mod flaky_hub;
 mod http_auth;
