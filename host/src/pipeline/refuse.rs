@@ -39,7 +39,7 @@ impl Pipeline {
             name: input,
             value: Some(value),
         });
-        self.commit(pending, cursor, &mut report)?;
+        self.commit(&mut pending, cursor, &mut report)?;
         if let Some(usage) = &self.usage {
             usage.add("(undecoded)", Counter::Received, 1);
             usage.add("(undecoded)", Counter::Rejected, 1);

@@ -145,12 +145,11 @@ fn a_position_stored_before_fingerprints_resumes_by_inode_and_gains_one() {
     let (buffer, _) = Buffer::open(BufferConfig::new(s.data.join("buffer.db"), 1 << 30)).unwrap();
     buffer
         .commit(&Commit {
-            records: &[],
-            dead_letters: &[],
             cursor: Some(Cursor {
                 name: "sensors",
                 value: Some(legacy.as_bytes()),
             }),
+            ..Commit::default()
         })
         .unwrap();
     drop(buffer);
