@@ -3,8 +3,10 @@
 
 mod commit;
 mod common;
+mod damage;
 mod dead_letters;
 mod delivery;
 mod durability;
 mod full_policy;
 mod model;
+mod pages;

@@ -1,0 +1,480 @@
+//! Copying what can still be read out of a damaged buffer file into a fresh
+//! one.
+//!
+//! SQLite reports damage as `SQLITE_CORRUPT` (or `NOTADB`, or a short read
+//! of a truncated file) when a statement touches a bad page. A bad leaf of
+//! the `records` b-tree therefore makes a range scan fail at some sequence
+//! number while every row before it, and every row on the leaves after it,
+//! is still readable. So each table is scanned in rowid order; where the scan
+//! breaks, rowid seeks (which touch only the pages on the way to one key)
+//! gallop and then bisect forward to the first key that can be reached again,
+//! and the scan resumes there. Rows keep their rowids, so records keep their
+//! sequence numbers (delivery order, lease ranges) and ids.
+//!
+//! The copy goes to a scratch file; the caller swaps it in only when it is
+//! complete, so a failed salvage (disk full) never replaces anything.
+//!
+//! How many records were lost is counted from the `(seq, size)` index of the
+//! damaged file, which lives on other pages than the rows: a merge of its
+//! sequence numbers against the copied ones gives the exact count whenever
+//! the index could be read to its end (or nothing was skipped at all).
+
+use std::path::Path;
+
+use rusqlite::types::Value;
+use rusqlite::{Connection, OpenFlags, params_from_iter};
+
+use crate::error::{BufferError, Cause, Context};
+use crate::schema::{CREATE_SCHEMA, SCHEMA_VERSION, with_suffix};
+
+/// What one salvage copied and what it could not.
+#[derive(Debug, Default)]
+pub(crate) struct Salvaged {
+    /// Records copied.
+    pub(crate) records: u64,
+    /// Their accounted bytes (`SUM(size)`).
+    pub(crate) record_bytes: u64,
+    /// Dead letters copied.
+    pub(crate) dead_letters: u64,
+    /// Sequence ranges (inclusive) of `records` that could not be read;
+    /// rows may or may not have existed there.
+    pub(crate) damaged_ranges: Vec<(i64, i64)>,
+    /// Tables of which some part could not be read.
+    pub(crate) incomplete: Vec<String>,
+    /// Records the old index lists that were not copied.
+    pub(crate) index_missing: u64,
+    /// Whether the old index was read to its end (so `index_missing` is exact).
+    pub(crate) index_complete: bool,
+    /// (records, bytes) copied inside each range asked for, in order.
+    pub(crate) in_ranges: Vec<(u64, u64)>,
+    /// The highest record sequence number ever assigned, as far as known.
+    pub(crate) seq_mark: i64,
+}
+
+impl Salvaged {
+    /// Whether `index_missing` is the exact number of records lost: the
+    /// index was read to its end, or no part of `records` was skipped.
+    pub(crate) fn records_lost_exact(&self) -> bool {
+        self.index_complete || !self.incomplete.iter().any(|t| t == "records")
+    }
+
+    /// An upper bound on the records lost: the sequence numbers inside the
+    /// damaged ranges (an open-ended range stops at the highest number ever
+    /// assigned). Sequence numbers are contiguous per append, so this is
+    /// exact unless some of them had already been acknowledged.
+    pub(crate) fn records_lost_at_most(&self) -> u64 {
+        self.damaged_ranges
+            .iter()
+            .filter(|(first, _)| *first <= self.seq_mark)
+            .map(|(first, last)| (*last).min(self.seq_mark) - first + 1)
+            .map(|n| n.max(0) as u64)
+            .sum()
+    }
+}
+
+/// Opens the damaged file at `damaged` without changing it (no checkpoint
+/// on close, read-only queries) and salvages it into `to`.
+pub(crate) fn salvage_file(damaged: &Path, to: &Path) -> Result<Salvaged, BufferError> {
+    let old = Connection::open_with_flags(
+        damaged,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .ctx("salvage: open the damaged file")?;
+    keep_unchanged(&old);
+    // Exclusive locking keeps a WAL index in memory: no -shm file is made.
+    let _ = old.pragma_update(None, "locking_mode", "EXCLUSIVE");
+    let _ = old.pragma_update(None, "query_only", true);
+    // A file shorter than its header says is refused as a whole unless the
+    // schema is "writable"; with it, SQLite reads the pages that are there
+    // and reports the missing ones as damage, which is what a salvage needs.
+    // Nothing is written (query_only).
+    let _ = old.pragma_update(None, "writable_schema", true);
+    salvage(&old, to, &[])
+}
+
+/// Asks SQLite not to checkpoint the WAL into `conn`'s file on close, so a
+/// damaged file moved aside for the operator stays as it was found.
+pub(crate) fn keep_unchanged(conn: &Connection) {
+    let _ = conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_NO_CKPT_ON_CLOSE,
+        true,
+    );
+}
+
+/// Copies every readable row of `old` into a new buffer file at `to`
+/// (replacing whatever is there), and counts the records copied inside
+/// each of `ranges` (inclusive sequence ranges: the leases in flight).
+pub(crate) fn salvage(
+    old: &Connection,
+    to: &Path,
+    ranges: &[(i64, i64)],
+) -> Result<Salvaged, BufferError> {
+    for side in ["", "-wal", "-shm", "-journal"] {
+        let file = with_suffix(to, side);
+        match std::fs::remove_file(&file) {
+            Err(source) if source.kind() != std::io::ErrorKind::NotFound => {
+                return Err(BufferError::Io {
+                    op: "remove an old salvage file",
+                    path: file,
+                    source,
+                });
+            }
+            _ => {}
+        }
+    }
+    let mut new = Connection::open(to).ctx("salvage: create the fresh file")?;
+    // Only the finished file counts (the caller swaps it in afterwards and
+    // fsyncs it), so the copy itself needs no journal.
+    new.pragma_update(None, "auto_vacuum", "INCREMENTAL")
+        .ctx("salvage: set auto_vacuum")?;
+    new.pragma_update(None, "journal_mode", "OFF")
+        .ctx("salvage: set journal_mode")?;
+    new.pragma_update(None, "synchronous", "OFF")
+        .ctx("salvage: set synchronous")?;
+    let mut out = Salvaged::default();
+    {
+        let tx = new.transaction().ctx("salvage: begin")?;
+        tx.execute_batch(CREATE_SCHEMA)
+            .ctx("salvage: create schema")?;
+        tx.execute(
+            "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
+            [SCHEMA_VERSION],
+        )
+        .ctx("salvage: write schema version")?;
+        let tables: Vec<String> = tx
+            .prepare("SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name")
+            .and_then(|mut s| s.query_map([], |r| r.get(0))?.collect())
+            .ctx("salvage: list tables")?;
+        for table in &tables {
+            let Some(columns) = common_columns(old, &tx, table)? else {
+                out.incomplete.push(table.clone());
+                continue;
+            };
+            if columns.is_empty() {
+                continue; // not in the old file (an older schema)
+            }
+            let gaps = copy_table(old, &tx, table, &columns)?;
+            if !gaps.is_empty() {
+                out.incomplete.push(table.clone());
+            }
+            if table == "records" {
+                out.damaged_ranges = gaps;
+            }
+        }
+        out.seq_mark = keep_sequences(old, &tx, &out.damaged_ranges)?;
+        tx.commit().ctx("salvage: commit")?;
+    }
+    (out.index_missing, out.index_complete) = missing_from_index(old, &new)?;
+    (out.records, out.record_bytes) = new
+        .query_row(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .map(|(n, b)| (n.max(0) as u64, b.max(0) as u64))
+        .ctx("salvage: count records")?;
+    out.dead_letters = new
+        .query_row("SELECT COUNT(*) FROM dead_letter", [], |r| {
+            r.get::<_, i64>(0)
+        })
+        .map(|n| n.max(0) as u64)
+        .ctx("salvage: count dead letters")?;
+    for (first, last) in ranges {
+        let counted = new
+            .query_row(
+                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records WHERE seq >= ?1 AND seq <= ?2",
+                (first, last),
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .ctx("salvage: count leased records")?;
+        out.in_ranges
+            .push((counted.0.max(0) as u64, counted.1.max(0) as u64));
+    }
+    new.pragma_update(None, "journal_mode", "DELETE")
+        .ctx("salvage: set journal_mode")?;
+    drop(new);
+    std::fs::File::open(to)
+        .and_then(|f| f.sync_all())
+        .map_err(|source| BufferError::Io {
+            op: "sync the salvaged file",
+            path: to.to_path_buf(),
+            source,
+        })?;
+    Ok(out)
+}
+
+/// Whether a read error means "this part of the file is damaged" (skip it)
+/// rather than a fault that should stop the salvage (I/O, out of memory).
+fn damaged(err: &rusqlite::Error) -> bool {
+    Cause::of(err) == Cause::Corrupt
+}
+
+/// The columns `table` has in both files, in the new file's order; `None`
+/// if the old file's schema cannot be read; empty if the old file has no
+/// such table.
+fn common_columns(
+    old: &Connection,
+    new: &Connection,
+    table: &str,
+) -> Result<Option<Vec<String>>, BufferError> {
+    let columns = |conn: &Connection| -> Result<Vec<String>, rusqlite::Error> {
+        conn.prepare("SELECT name FROM pragma_table_info(?1)")?
+            .query_map([table], |r| r.get(0))?
+            .collect()
+    };
+    let theirs = match columns(old) {
+        Ok(c) => c,
+        Err(e) if damaged(&e) => return Ok(None),
+        Err(e) => return Err(e).ctx("salvage: read the old schema"),
+    };
+    let ours = columns(new).ctx("salvage: read the new schema")?;
+    Ok(Some(
+        ours.into_iter().filter(|c| theirs.contains(c)).collect(),
+    ))
+}
+
+/// Where a scan stopped.
+enum Scan {
+    /// At the end of the table.
+    Done,
+    /// At damage, after copying rows up to `last` (if any).
+    Broken { last: Option<i64> },
+}
+
+/// Copies `table` row by row, skipping unreadable stretches; returns them
+/// as inclusive rowid ranges.
+fn copy_table(
+    old: &Connection,
+    new: &Connection,
+    table: &str,
+    columns: &[String],
+) -> Result<Vec<(i64, i64)>, BufferError> {
+    let list = columns
+        .iter()
+        .map(|c| format!("\"{c}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
+    // NOT INDEXED: the rows must come from (and seeks must go down) the
+    // table's own b-tree, not an index that happens to cover `rowid`.
+    // `>= after + 1` rather than `> after`: a seek for "greater than k"
+    // starts at the leaf holding k, which may be the damaged one.
+    let select = format!(
+        "SELECT rowid, {list} FROM \"{table}\" NOT INDEXED WHERE rowid >= ?1 ORDER BY rowid"
+    );
+    let marks = vec!["?"; columns.len() + 1].join(", ");
+    let insert = format!("INSERT OR REPLACE INTO \"{table}\" (rowid, {list}) VALUES ({marks})");
+    let mut insert = new.prepare(&insert).ctx("salvage: prepare insert")?;
+    let mut gaps = Vec::new();
+    // Rowids of our tables start at 1.
+    let mut after = 0i64;
+    // The key the last skip landed on, to tell "that row itself is
+    // unreadable" (e.g. its overflow page) from progress.
+    let mut landed: Option<i64> = None;
+    loop {
+        match scan(old, &select, after, columns.len(), &mut insert)? {
+            Scan::Done => return Ok(gaps),
+            Scan::Broken { last } => {
+                if let Some(last) = last {
+                    after = last;
+                } else if landed == after.checked_add(1) {
+                    // Reachable by a seek but not readable: skip that row.
+                    after += 1;
+                    gaps.push((after, after));
+                    landed = None;
+                    continue;
+                }
+                match first_readable(old, table, after)? {
+                    None => {
+                        gaps.push((after.saturating_add(1), i64::MAX));
+                        return Ok(gaps);
+                    }
+                    Some(key) => {
+                        if key > after.saturating_add(1) {
+                            gaps.push((after + 1, key - 1));
+                        }
+                        after = key - 1;
+                        landed = Some(key);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Copies rows with rowid > `after` until the end or the first damage.
+fn scan(
+    old: &Connection,
+    select: &str,
+    after: i64,
+    columns: usize,
+    insert: &mut rusqlite::Statement<'_>,
+) -> Result<Scan, BufferError> {
+    let broken = Scan::Broken { last: None };
+    let mut stmt = match old.prepare(select) {
+        Ok(s) => s,
+        Err(e) if damaged(&e) => return Ok(broken),
+        Err(e) => return Err(e).ctx("salvage: prepare read"),
+    };
+    let mut rows = match stmt.query([after.saturating_add(1)]) {
+        Ok(r) => r,
+        Err(e) if damaged(&e) => return Ok(broken),
+        Err(e) => return Err(e).ctx("salvage: read rows"),
+    };
+    let mut last = None;
+    loop {
+        let row = match rows.next() {
+            Ok(Some(row)) => row,
+            Ok(None) => return Ok(Scan::Done),
+            Err(e) if damaged(&e) => return Ok(Scan::Broken { last }),
+            Err(e) => return Err(e).ctx("salvage: read rows"),
+        };
+        let values = (0..=columns)
+            .map(|i| row.get::<_, Value>(i))
+            .collect::<Result<Vec<Value>, _>>();
+        let values = match values {
+            Ok(v) => v,
+            Err(e) if damaged(&e) => return Ok(Scan::Broken { last }),
+            Err(e) => return Err(e).ctx("salvage: read a row"),
+        };
+        let Value::Integer(rowid) = values[0] else {
+            return Ok(Scan::Broken { last });
+        };
+        insert
+            .execute(params_from_iter(values))
+            .ctx("salvage: write a row")?;
+        last = Some(rowid);
+    }
+}
+
+/// The first rowid after `after` that a seek can reach again, or `None`
+/// when nothing after it can be (or exists). Seeks past the damage gallop
+/// (1, 2, 4, … ahead), then bisect back to the first key that answers, so
+/// this takes at most ~128 seeks whatever the gap.
+fn first_readable(old: &Connection, table: &str, after: i64) -> Result<Option<i64>, BufferError> {
+    let sql = format!(
+        "SELECT rowid FROM \"{table}\" NOT INDEXED WHERE rowid >= ?1 ORDER BY rowid LIMIT 1"
+    );
+    // Some(found) when the seek worked (found: the key, if any); None if damaged.
+    let probe = |x: i64| -> Result<Option<Option<i64>>, BufferError> {
+        let result = old
+            .prepare_cached(&sql)
+            .and_then(|mut s| s.query_row([x], |r| r.get::<_, i64>(0)));
+        match result {
+            Ok(key) => Ok(Some(Some(key))),
+            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(Some(None)),
+            Err(e) if damaged(&e) => Ok(None),
+            Err(e) => Err(e).ctx("salvage: seek past damage"),
+        }
+    };
+    let (mut lo, mut step) = (after, 1i64);
+    let (mut hi, mut found) = loop {
+        let x = lo.saturating_add(step);
+        match probe(x)? {
+            Some(found) => break (x, found),
+            None if x == i64::MAX => return Ok(None),
+            None => {
+                lo = x;
+                step = step.saturating_mul(2);
+            }
+        }
+    };
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match probe(mid)? {
+            Some(f) => (hi, found) = (mid, f),
+            None => lo = mid,
+        }
+    }
+    Ok(found)
+}
+
+/// Carries the AUTOINCREMENT high-water marks over, so sequence numbers are
+/// never reused (a receiver dedupes by id, but order and leases rely on
+/// seq): the larger of the old file's mark, the highest row copied and the
+/// end of any damaged range. Returns the mark for `records`.
+fn keep_sequences(
+    old: &Connection,
+    new: &Connection,
+    damaged: &[(i64, i64)],
+) -> Result<i64, BufferError> {
+    let theirs: Vec<(String, i64)> = old
+        .prepare("SELECT name, seq FROM sqlite_sequence")
+        .and_then(|mut s| s.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect())
+        .unwrap_or_default();
+    let damaged_end = damaged
+        .iter()
+        .map(|(_, last)| *last)
+        .filter(|last| *last < i64::MAX)
+        .max()
+        .unwrap_or(0);
+    let mut records_mark = 0;
+    for table in ["records", "dead_letter"] {
+        let ours: i64 = new
+            .query_row(
+                &format!("SELECT COALESCE(MAX(seq), 0) FROM \"{table}\""),
+                [],
+                |r| r.get(0),
+            )
+            .ctx("salvage: read the highest sequence")?;
+        let old_mark = theirs
+            .iter()
+            .find(|(n, _)| n == table)
+            .map_or(0, |(_, s)| *s);
+        let extra = if table == "records" { damaged_end } else { 0 };
+        let mark = ours.max(old_mark).max(extra);
+        if table == "records" {
+            records_mark = mark;
+        }
+        new.execute("DELETE FROM sqlite_sequence WHERE name = ?1", [table])
+            .and_then(|_| {
+                new.execute(
+                    "INSERT INTO sqlite_sequence (name, seq) VALUES (?1, ?2)",
+                    (table, mark),
+                )
+            })
+            .ctx("salvage: keep the sequence")?;
+    }
+    Ok(records_mark)
+}
+
+/// Merges the old file's `(seq, size)` index against the copied records:
+/// how many sequence numbers it lists that were not copied, and whether it
+/// could be read to its end.
+fn missing_from_index(old: &Connection, new: &Connection) -> Result<(u64, bool), BufferError> {
+    let Ok(mut theirs) =
+        old.prepare("SELECT seq FROM records INDEXED BY records_seq_size ORDER BY seq")
+    else {
+        return Ok((0, false));
+    };
+    let Ok(mut listed) = theirs.query([]) else {
+        return Ok((0, false));
+    };
+    let mut ours = new
+        .prepare("SELECT seq FROM records ORDER BY seq")
+        .ctx("salvage: prepare the check")?;
+    let mut copied = ours.query([]).ctx("salvage: check")?;
+    let mut next_copied: Option<i64> = match copied.next().ctx("salvage: check")? {
+        Some(r) => Some(r.get(0).ctx("salvage: check")?),
+        None => None,
+    };
+    let mut missing = 0u64;
+    loop {
+        let seq: i64 = match listed.next() {
+            Ok(Some(row)) => match row.get(0) {
+                Ok(seq) => seq,
+                Err(_) => return Ok((missing, false)),
+            },
+            Ok(None) => return Ok((missing, true)),
+            Err(_) => return Ok((missing, false)),
+        };
+        while next_copied.is_some_and(|c| c < seq) {
+            next_copied = match copied.next().ctx("salvage: check")? {
+                Some(r) => Some(r.get(0).ctx("salvage: check")?),
+                None => None,
+            };
+        }
+        if next_copied != Some(seq) {
+            missing += 1;
+        }
+    }
+}
