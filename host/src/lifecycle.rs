@@ -69,6 +69,7 @@ impl LifecycleEvent {
                 | "breaker.open"
                 | "buffer.evicting"
                 | "buffer.recovered"
+                | "buffer.damaged"
                 | "licence.grace"
                 | "licence.expired"
         )
