@@ -56,6 +56,8 @@ pub(crate) struct Inner {
     pub(crate) unreadable: HashMap<u64, Unreadable>,
     /// Why the last batch read failed, while it keeps failing.
     pub(crate) read_error: Option<String>,
+    /// When the last salvage was attempted (successful or not).
+    pub(crate) last_repair: Option<std::time::Instant>,
 }
 
 /// What `open` found, so the host can log it and emit lifecycle events.
@@ -120,6 +122,7 @@ impl Buffer {
             damage: Vec::new(),
             unreadable: HashMap::new(),
             read_error: None,
+            last_repair: None,
         };
         let mut inner = inner;
         if let Some(damage) = opened.damage {

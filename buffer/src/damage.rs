@@ -40,6 +40,13 @@ const MAX_PENDING_REPORTS: usize = 32;
 /// Damaged sequence ranges listed in one report at most.
 const MAX_RANGES: usize = 32;
 
+/// Least time between two salvages. A salvage copies the whole backlog;
+/// if one fails (disk full) or the damage comes straight back (a failing
+/// device), retrying it on every read would only grind the disk. Within
+/// this time the operation's error is returned instead (and `/health`
+/// shows it).
+const REPAIR_INTERVAL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// When the damage was found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -178,7 +185,14 @@ impl Buffer {
             Err(err) if err.is_corruption() => {
                 {
                     let mut inner = self.lock();
+                    let recent = inner
+                        .last_repair
+                        .is_some_and(|t| t.elapsed() < REPAIR_INTERVAL);
                     if inner.repairs == generation {
+                        if recent {
+                            return Err(err);
+                        }
+                        inner.last_repair = Some(std::time::Instant::now());
                         inner.repair(&err)?;
                     }
                 }

@@ -88,6 +88,10 @@ impl Buffer {
     /// The oldest `limit` dead letters, oldest first, for an operator or a
     /// replay tool. Reading does not remove them.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, BufferError> {
+        self.repairing(|| self.dead_letters_once(limit))
+    }
+
+    fn dead_letters_once(&self, limit: usize) -> Result<Vec<DeadLetter>, BufferError> {
         let inner = self.lock();
         let mut stmt = inner
             .conn

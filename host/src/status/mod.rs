@@ -1,5 +1,6 @@
 //! The status server: what an operator looks at when a device misbehaves.
-//! Bound to `[health] listen` (127.0.0.1:9464 by default); read-only.
+//! Bound to `[health] listen` (127.0.0.1:9464 by default); read-only but
+//! for acknowledging buffer damage.
 //!
 //! - `GET /health`: the verdict with reasons ([`health`]); 200 when healthy
 //!   or degraded, 503 when unhealthy;
