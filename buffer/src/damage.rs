@@ -3,8 +3,9 @@
 //!
 //! When any buffer operation meets a damaged page (SQLite says
 //! `SQLITE_CORRUPT`, `NOTADB`, or a read past the end of a truncated file),
-//! the buffer does not retry the same read for ever: it copies every row it
-//! can still read into a fresh file (see `salvage.rs`), moves the damaged
+//! the buffer does not retry the same read for ever: it checkpoints the WAL,
+//! copies every row it can still read into a fresh file (see `salvage.rs`
+//! and, for rows below an unreadable inner page, `page_scan.rs`), moves the damaged
 //! file aside as `<name>.corrupt-<unix-time>` for the operator, swaps the
 //! fresh file in, and retries the operation once. Records keep their
 //! sequence numbers and ids, so delivery resumes in order right after the
@@ -213,7 +214,18 @@ impl Inner {
         let scratch = with_suffix(&path, SALVAGE_SUFFIX);
         let leases = self.leases.all();
         let ranges: Vec<(i64, i64)> = leases.iter().map(|l| (l.first, l.last)).collect();
-        let salvaged = salvage::salvage(&self.conn, &scratch, &ranges)?;
+        // Move the WAL into the file first, so that reading pages directly
+        // (for rows below an unreadable inner page) sees the newest ones; if
+        // that fails the WAL stays and the page-by-page pass is skipped.
+        let checkpoint = self
+            .conn
+            .query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |r| {
+                r.get::<_, i64>(0)
+            });
+        if !matches!(checkpoint, Ok(0)) {
+            tracing::warn!(result = ?checkpoint, "buffer repair: could not checkpoint the WAL first");
+        }
+        let salvaged = salvage::salvage(&self.conn, &scratch, &ranges, Some(&path))?;
         let moved = self.swap_in(&path, &scratch)?;
 
         let mut in_leases = 0u64;

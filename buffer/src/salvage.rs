@@ -11,6 +11,9 @@
 //! and the scan resumes there. Rows keep their rowids, so records keep their
 //! sequence numbers (delivery order, lease ranges) and ids.
 //!
+//! Rows below an inner page that cannot be read are unreachable that way;
+//! for `records`, `page_scan.rs` then reads the damaged ranges page by page.
+//!
 //! The copy goes to a scratch file; the caller swaps it in only when it is
 //! complete, so a failed salvage (disk full) never replaces anything.
 //!
@@ -25,6 +28,7 @@ use rusqlite::types::Value;
 use rusqlite::{Connection, OpenFlags, params_from_iter};
 
 use crate::error::{BufferError, Cause, Context};
+use crate::page_scan;
 use crate::schema::{CREATE_SCHEMA, SCHEMA_VERSION, with_suffix};
 
 /// What one salvage copied and what it could not.
@@ -49,6 +53,9 @@ pub(crate) struct Salvaged {
     pub(crate) in_ranges: Vec<(u64, u64)>,
     /// The highest record sequence number ever assigned, as far as known.
     pub(crate) seq_mark: i64,
+    /// Records inside the damaged ranges recovered by reading pages
+    /// directly (see `page_scan.rs`).
+    pub(crate) found_on_pages: u64,
 }
 
 impl Salvaged {
@@ -68,7 +75,8 @@ impl Salvaged {
             .filter(|(first, _)| *first <= self.seq_mark)
             .map(|(first, last)| (*last).min(self.seq_mark) - first + 1)
             .map(|n| n.max(0) as u64)
-            .sum()
+            .sum::<u64>()
+            .saturating_sub(self.found_on_pages)
     }
 }
 
@@ -89,7 +97,7 @@ pub(crate) fn salvage_file(damaged: &Path, to: &Path) -> Result<Salvaged, Buffer
     // and reports the missing ones as damage, which is what a salvage needs.
     // Nothing is written (query_only).
     let _ = old.pragma_update(None, "writable_schema", true);
-    salvage(&old, to, &[])
+    salvage(&old, to, &[], Some(damaged))
 }
 
 /// Asks SQLite not to checkpoint the WAL into `conn`'s file on close, so a
@@ -104,10 +112,13 @@ pub(crate) fn keep_unchanged(conn: &Connection) {
 /// Copies every readable row of `old` into a new buffer file at `to`
 /// (replacing whatever is there), and counts the records copied inside
 /// each of `ranges` (inclusive sequence ranges: the leases in flight).
+/// With `pages`, the path of `old`'s file, records the b-tree cannot reach
+/// are also looked for page by page (see `page_scan.rs`).
 pub(crate) fn salvage(
     old: &Connection,
     to: &Path,
     ranges: &[(i64, i64)],
+    pages: Option<&Path>,
 ) -> Result<Salvaged, BufferError> {
     for side in ["", "-wal", "-shm", "-journal"] {
         let file = with_suffix(to, side);
@@ -158,6 +169,9 @@ pub(crate) fn salvage(
                 out.incomplete.push(table.clone());
             }
             if table == "records" {
+                if let Some(file) = pages {
+                    out.found_on_pages = copy_orphans(file, &tx, &gaps)?;
+                }
                 out.damaged_ranges = gaps;
             }
         }
@@ -201,6 +215,39 @@ pub(crate) fn salvage(
             source,
         })?;
     Ok(out)
+}
+
+/// Inserts the `records` rows found page by page inside `gaps` (those not
+/// copied already); returns how many were new.
+fn copy_orphans(file: &Path, new: &Connection, gaps: &[(i64, i64)]) -> Result<u64, BufferError> {
+    let mut insert = new
+        .prepare(
+            "INSERT OR IGNORE INTO records (seq, id, payload, size, enqueued_ms) \
+             VALUES (?1, ?2, ?3, ?4, ?5)",
+        )
+        .ctx("salvage: prepare page insert")?;
+    let mut failed = None;
+    let added = page_scan::orphan_records(file, &with_suffix(file, "-wal"), gaps, |o| match insert
+        .execute((o.seq, &o.id, &o.payload, o.size, o.enqueued_ms))
+    {
+        Ok(n) => n == 1,
+        Err(e) => {
+            failed.get_or_insert(e);
+            false
+        }
+    });
+    match failed {
+        Some(e) => Err(e).ctx("salvage: write a row found on a page"),
+        None => {
+            if added > 0 {
+                tracing::warn!(
+                    records = added,
+                    "buffer salvage: found records below unreadable b-tree pages by reading pages directly"
+                );
+            }
+            Ok(added)
+        }
+    }
 }
 
 /// Whether a read error means "this part of the file is damaged" (skip it)

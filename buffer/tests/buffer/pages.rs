@@ -14,8 +14,6 @@ use std::path::Path;
 pub struct Page {
     /// 1-based page number in the file.
     pub pageno: u64,
-    /// `/` for the root, `/000/` for its first child, and so on.
-    pub path: String,
     /// `internal`, `leaf` or `overflow`.
     pub pagetype: String,
     /// Cells on the page: rows, for a leaf of a table.
@@ -35,14 +33,13 @@ pub fn page_size(db: &Path) -> u64 {
 pub fn pages(db: &Path, name: &str) -> Vec<Page> {
     let conn = rusqlite::Connection::open(db).expect("open the buffer file");
     let mut stmt = conn
-        .prepare("SELECT pageno, path, pagetype, ncell FROM dbstat WHERE name = ?1 ORDER BY path")
+        .prepare("SELECT pageno, pagetype, ncell FROM dbstat WHERE name = ?1 ORDER BY path")
         .expect("dbstat is compiled in");
     stmt.query_map([name], |r| {
         Ok(Page {
             pageno: r.get::<_, i64>(0)? as u64,
-            path: r.get(1)?,
-            pagetype: r.get(2)?,
-            cells: r.get::<_, i64>(3)? as u64,
+            pagetype: r.get(1)?,
+            cells: r.get::<_, i64>(2)? as u64,
         })
     })
     .unwrap()
@@ -87,35 +84,13 @@ pub fn overwrite_page(db: &Path, pageno: u64, seed: u64) {
     file.sync_all().unwrap();
 }
 
-/// Rows of table `name` on leaves that survive cutting the file to its
-/// first `keep_pages` pages: the leaf and every page above it are kept.
-pub fn rows_surviving_cut(db: &Path, name: &str, keep_pages: u64) -> u64 {
-    let pages = pages(db, name);
-    let kept = |path: &str| {
-        pages
-            .iter()
-            .find(|p| p.path == path)
-            .is_some_and(|p| p.pageno <= keep_pages)
-    };
-    pages
+/// Rows of table `name` on leaves among the first `keep_pages` pages: what
+/// survives cutting the file there, even where a b-tree page above them
+/// does not.
+pub fn rows_on_leaves_within(db: &Path, name: &str, keep_pages: u64) -> u64 {
+    leaves(db, name)
         .iter()
-        .filter(|p| p.pagetype == "leaf")
-        .filter(|leaf| {
-            // "/003/01a/" → "/", "/003/", "/003/01a/"
-            let mut ancestors = vec!["/".to_string()];
-            let mut path = String::from("/");
-            for part in leaf
-                .path
-                .trim_matches('/')
-                .split('/')
-                .filter(|s| !s.is_empty())
-            {
-                path.push_str(part);
-                path.push('/');
-                ancestors.push(path.clone());
-            }
-            ancestors.iter().all(|a| kept(a))
-        })
+        .filter(|leaf| leaf.pageno <= keep_pages)
         .map(|leaf| leaf.cells)
         .sum()
 }
