@@ -4,8 +4,8 @@
 //! When any buffer operation meets a damaged page (SQLite says
 //! `SQLITE_CORRUPT`, `NOTADB`, or a read past the end of a truncated file),
 //! the buffer does not retry the same read for ever: it checkpoints the WAL,
-//! copies every row it can still read into a fresh file (see `salvage.rs`
-//! and, for rows below an unreadable inner page, `page_scan.rs`), moves the damaged
+//! copies every row it can still read into a fresh file (see `salvage/`
+//! and, for rows below an unreadable inner page, `salvage/pages.rs`), moves the damaged
 //! file aside as `<name>.corrupt-<unix-time>` for the operator, swaps the
 //! fresh file in, and retries the operation once. Records keep their
 //! sequence numbers and ids, so delivery resumes in order right after the

@@ -202,3 +202,40 @@ impl Cause {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32, context: &'static str) -> BufferError {
+        BufferError::Sqlite {
+            context,
+            source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+        }
+    }
+
+    /// Each cause gets its own advice; damage is never blamed on disk space.
+    #[test]
+    fn messages_name_the_real_cause() {
+        use rusqlite::ffi;
+        let corrupt = sqlite(ffi::SQLITE_CORRUPT, "next_batch: read records");
+        assert_eq!(corrupt.cause(), Cause::Corrupt);
+        assert!(corrupt.is_corruption());
+        let text = corrupt.to_string();
+        assert!(
+            text.contains("damaged") && !text.contains("disk space"),
+            "{text}"
+        );
+        let short = sqlite(ffi::SQLITE_IOERR_SHORT_READ, "next_batch: read records");
+        assert_eq!(short.cause(), Cause::Corrupt, "a truncated file is damage");
+        let full = sqlite(ffi::SQLITE_FULL, "append: commit");
+        assert_eq!(full.cause(), Cause::DiskFull);
+        assert!(full.to_string().contains("disk is full"), "{full}");
+        let io = sqlite(ffi::SQLITE_IOERR_READ, "next_batch: read records");
+        assert_eq!(io.cause(), Cause::Io);
+        assert!(io.to_string().contains("I/O error"), "{io}");
+        let denied = sqlite(ffi::SQLITE_READONLY, "append: commit");
+        assert_eq!(denied.cause(), Cause::Permission);
+        assert!(denied.to_string().contains("writable"), "{denied}");
+    }
+}

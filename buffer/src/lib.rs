@@ -120,7 +120,6 @@ mod damage;
 mod dead_letter;
 mod delivery;
 mod error;
-mod page_scan;
 mod salvage;
 mod schema;
 mod stats;

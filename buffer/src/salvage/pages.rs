@@ -1,6 +1,6 @@
 //! Records the b-tree can no longer reach, read straight off the pages.
 //!
-//! A salvage through SQLite (see `salvage.rs`) reaches a row only through
+//! A salvage through SQLite (see the parent module) reaches a row only through
 //! every b-tree page above it. When an inner page is lost — typically a file
 //! cut short, since inner pages are allocated as the tree grows and often
 //! sit near the end — whole runs of intact leaves become unreachable. Like
