@@ -24,7 +24,8 @@
 //!    stranded by a crash between send and ack.
 //! 4. **Bounded startup.** Opening runs one aggregate query over the
 //!    `(seq, size)` index (not the payloads) and never loads the backlog;
-//!    records are read in bounded batches by sequence number.
+//!    records are read in bounded batches by sequence number. (Only a
+//!    damaged file is read in full, once, to salvage it; see 7.)
 //! 5. **Bounded size, counted losses.** The accounted size (below) never
 //!    exceeds `max_bytes`. When a slice does not fit, [`WhenFull`] decides,
 //!    and every dropped or evicted record is counted in [`AppendOutcome`] and
