@@ -32,6 +32,10 @@ impl Buffer {
     ///
     /// Fails with [`BufferError::UnknownBatch`] if the batch is not in flight.
     pub fn dead_letter(&self, batch: &Batch, reason: &str) -> Result<(), BufferError> {
+        self.repairing(|| self.dead_letter_once(batch, reason))
+    }
+
+    fn dead_letter_once(&self, batch: &Batch, reason: &str) -> Result<(), BufferError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let lease = inner
@@ -59,6 +63,7 @@ impl Buffer {
         )?;
         tx.commit().ctx("dead_letter: commit")?;
         tracing::warn!(batch = %batch.key(), records = moved, reason, "batch dead-lettered");
+        inner.settle_unreadable(&lease, true, false);
         inner.leases.remove(&lease);
         inner.records = inner.records.saturating_sub(lease.count);
         inner.bytes = inner.bytes.saturating_sub(lease.bytes);
@@ -83,6 +88,10 @@ impl Buffer {
     /// The oldest `limit` dead letters, oldest first, for an operator or a
     /// replay tool. Reading does not remove them.
     pub fn dead_letters(&self, limit: usize) -> Result<Vec<DeadLetter>, BufferError> {
+        self.repairing(|| self.dead_letters_once(limit))
+    }
+
+    fn dead_letters_once(&self, limit: usize) -> Result<Vec<DeadLetter>, BufferError> {
         let inner = self.lock();
         let mut stmt = inner
             .conn

@@ -509,6 +509,12 @@ pub struct HealthSection {
     /// work (a batch through the stages and its commit) for longer than
     /// this many milliseconds.
     pub stall_ms: u64,
+    /// After damage to the buffer file cost events, `/health` stays
+    /// degraded for this many milliseconds, or until an operator
+    /// acknowledges it (`POST /health/ack`). A loss must not scroll out of
+    /// sight before someone has seen it; 0 degrades only until the next
+    /// look (the loss is still logged and published as `buffer.damaged`).
+    pub damage_degraded_ms: u64,
 }
 
 impl Default for HealthSection {
@@ -518,6 +524,7 @@ impl Default for HealthSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             stream_buffer: 1024,
             stall_ms: 30_000,
+            damage_degraded_ms: 24 * 3600 * 1000,
         }
     }
 }

@@ -87,6 +87,10 @@ pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
         ),
         ("shutdown.timeout_ms", config.shutdown.timeout_ms),
         ("health.stall_ms", config.health.stall_ms),
+        (
+            "health.damage_degraded_ms",
+            config.health.damage_degraded_ms,
+        ),
         ("reload.debounce_ms", config.reload.debounce_ms),
         (
             "reload.backoff_initial_ms",

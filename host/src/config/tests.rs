@@ -237,6 +237,12 @@ fn out_of_range_limits_are_refused_naming_key_and_line() {
         err.contains("`reload.debounce_ms` must be between 0 and"),
         "{err}"
     );
+    let text = format!("{MINIMAL}\n[health]\ndamage_degraded_ms = 9223372036854775807\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("`health.damage_degraded_ms` must be between 0 and"),
+        "{err}"
+    );
 }
 
 #[test]

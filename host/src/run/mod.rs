@@ -148,11 +148,14 @@ pub async fn run_with(
     let usage = Arc::new(halyard_trust::usage::UsageWindow::new());
     let (buffer, opened) = Buffer::open(buffer_config(&config, &data_dir))?;
     if let Some(moved) = &opened.recovered_from_corruption {
-        tracing::error!(moved_to = %moved.display(), "buffer file was corrupt; moved aside and started empty");
+        // The details (recovered, lost) follow as `buffer.damaged` from the
+        // buffer watch, which publishes every damage report.
         channels.lifecycle.emit(
             "buffer.recovered",
             &crate::lifecycle::new_correlation_id(),
-            serde_json::json!({"moved_to": moved.display().to_string()}),
+            serde_json::json!({"moved_to": moved.display().to_string(),
+                "records_recovered": opened.damage.as_ref().map(|d| d.records_recovered),
+                "records_lost": opened.damage.as_ref().map(|d| d.records_lost)}),
         );
     }
     tracing::info!(pending = opened.pending_records, "buffer opened");
