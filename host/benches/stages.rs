@@ -18,6 +18,8 @@
 mod check;
 #[path = "stages/input.rs"]
 mod input;
+#[path = "stages/mechanism.rs"]
+mod mechanism;
 #[path = "stages/native.rs"]
 mod native;
 #[path = "stages/report.rs"]
@@ -108,6 +110,17 @@ fn main() {
     let cache = tempfile::tempdir().expect("a temporary compile-cache directory");
     let rt = Runtime::new(Some(cache.path().to_path_buf())).expect("the engine starts");
 
+    if let Ok(mode) = std::env::var("STAGES_LOOP") {
+        let rt = match mode.as_str() {
+            "sync" => Runtime::sync_baseline(None),
+            _ => Runtime::new(None),
+        }
+        .expect("the engine starts");
+        let decoder = load(&rt, &STAGES[0]);
+        let events = input::decode_with_ids(&mut decoder.instance(), &input::frames(EVENTS));
+        mechanism::profile_loop(&load(&rt, &STAGES[3]), &events, 3_000_000);
+        return;
+    }
     println!("# Halyard stage benchmark\n");
     if filter.is_none() {
         report::print_load_times(&STAGES[..4]);
@@ -140,6 +153,47 @@ fn main() {
     if filter.is_none() {
         shape::print_shapes(&plugins[3], &events, BUDGET);
     }
+    compare_mechanisms(&plugins, &frames, &events, &selected);
+}
+
+/// Every selected stage through synchronous calls and through the real
+/// mechanism, in this same run (see [`mechanism`]).
+fn compare_mechanisms(
+    plugins: &[Arc<Plugin>],
+    frames: &[Frame],
+    events: &[Event],
+    selected: &dyn Fn(&str) -> bool,
+) {
+    let cache = tempfile::tempdir().expect("a temporary compile-cache directory");
+    let sync_rt =
+        Runtime::sync_baseline(Some(cache.path().to_path_buf())).expect("the engine starts");
+    let mut rows = Vec::new();
+    for (stage, real) in STAGES.iter().zip(plugins) {
+        if !selected(stage.name) {
+            continue;
+        }
+        let sync = load(&sync_rt, stage);
+        let name = stage.name;
+        rows.extend(match stage.kind {
+            PluginKind::Decoder => mechanism::compare(name, &sync, real, frames, BUDGET, |i, b| {
+                black_box(i.decode(black_box(b)).expect("decode"));
+            }),
+            PluginKind::Validator => {
+                mechanism::compare(name, &sync, real, events, BUDGET, |i, b| {
+                    black_box(i.validate(black_box(b)).expect("validate"));
+                })
+            }
+            PluginKind::Privacy => mechanism::compare(name, &sync, real, events, BUDGET, |i, b| {
+                black_box(i.redact(black_box(b)).expect("redact"));
+            }),
+            PluginKind::Sampler => mechanism::compare(name, &sync, real, events, BUDGET, |i, b| {
+                black_box(i.sample(black_box(b)).expect("sample"));
+            }),
+            PluginKind::Source => unreachable!("no source is benchmarked"),
+        });
+    }
+    mechanism::print(&rows, BUDGET);
+    mechanism::print_wrapper_cost(BUDGET);
 }
 
 /// Loads a stage's component with its config; the bench's components and

@@ -38,7 +38,7 @@ pub fn ns_per_event<I>(
 }
 
 /// One repetition: passes over the batches until the budget runs out.
-fn one_rep<I>(batches: &[&[I]], budget: Budget, call: &mut impl FnMut(&[I])) -> f64 {
+pub fn one_rep<I>(batches: &[&[I]], budget: Budget, call: &mut impl FnMut(&[I])) -> f64 {
     let start = Instant::now();
     let mut events = 0usize;
     loop {

@@ -51,6 +51,9 @@ pub struct Runtime {
     /// The largest component file [`Runtime::load`] reads
     /// (`[plugins] max_file_mb`); see [`super::file`].
     pub(crate) max_file_bytes: u64,
+    /// Stage calls are plain synchronous calls (see
+    /// [`Runtime::sync_baseline`]); false in every real runtime.
+    pub(crate) sync_calls: bool,
 }
 
 impl Runtime {
@@ -58,6 +61,24 @@ impl Runtime {
     /// cache: a warm load (hash, deserialize, probe `init`) measured 0.7–0.8 ms
     /// against 80–120 ms for a cold compile (release build; BENCHMARKS.md).
     pub fn new(cache_dir: Option<std::path::PathBuf>) -> Result<Self, LoadError> {
+        Self::build(cache_dir, false)
+    }
+
+    /// A runtime whose stage calls are plain synchronous wasmtime calls,
+    /// with WASI linked synchronously: the call mechanism before issue 11.
+    ///
+    /// For measurement only: the stage benchmark runs it next to
+    /// [`Runtime::new`] in the same process, so the cost of the async call
+    /// mechanism is a same-run ratio (BENCHMARKS.md, "Stage cost"). A guest
+    /// blocked in a host call (sleep, poll, stream, socket) is **not** cut at
+    /// its deadline here, only running code is (epoch), so nothing but a
+    /// benchmark may build one.
+    #[doc(hidden)]
+    pub fn sync_baseline(cache_dir: Option<std::path::PathBuf>) -> Result<Self, LoadError> {
+        Self::build(cache_dir, true)
+    }
+
+    fn build(cache_dir: Option<std::path::PathBuf>, sync_calls: bool) -> Result<Self, LoadError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         // Every guest entry is a `call_async` future (always available with
@@ -74,7 +95,12 @@ impl Runtime {
             .ok()
             .filter(|bg| compatibility_hash(bg) == compatibility_hash(&engine));
         let mut linker = Linker::new(&engine);
-        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| LoadError::Engine {
+        let wasi = if sync_calls {
+            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
+        } else {
+            wasmtime_wasi::p2::add_to_linker_async(&mut linker)
+        };
+        wasi.map_err(|e| LoadError::Engine {
             message: e.to_string(),
         })?;
         HostImports::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(
@@ -92,6 +118,7 @@ impl Runtime {
             _ticker: ticker,
             trusted_keys: Vec::new(),
             max_file_bytes: super::file::DEFAULT_MAX_FILE_BYTES,
+            sync_calls,
         })
     }
 

@@ -243,6 +243,8 @@ impl PluginInstance {
         live.store.data_mut().start_call();
         live.store.set_epoch_deadline(ticks);
         let outcome = match live.stage.typed::<P, R>(&live.store) {
+            // The benchmark's baseline only (see `Runtime::sync_baseline`).
+            Ok(typed) if self.plugin.sync_calls => Ok(typed.call(&mut live.store, params)),
             Ok(typed) => deadline::run(deadline, typed.call_async(&mut live.store, params)),
             Err(err) => Ok(Err(err)),
         };

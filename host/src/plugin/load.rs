@@ -106,6 +106,7 @@ impl Runtime {
             options,
             from_cache,
             pre,
+            sync_calls: self.sync_calls,
         };
         // Probe: `info` names the plugin, `init` checks its config.
         let probe = Arc::new(plugin.clone());

@@ -76,6 +76,8 @@ pub struct Plugin {
     pub from_cache: bool,
     /// Linked and ready to instantiate in ~15 µs.
     pub(crate) pre: InstancePre<host::HostState>,
+    /// Loaded by a [`Runtime::sync_baseline`]: stage calls are synchronous.
+    pub(crate) sync_calls: bool,
 }
 
 impl Plugin {

@@ -1,0 +1,130 @@
+//! The cost of the call mechanism, measured in one run: every stage through
+//! a runtime with plain synchronous calls (the mechanism before issue 11,
+//! `Runtime::sync_baseline`) and through the real one (`call_async` under
+//! a wall-clock deadline, `halyard::plugin::deadline`). Repetitions of the
+//! two alternate, so both see the same machine load; this is the
+//! "before/after, same run" comparison the issue asks for.
+//!
+//! Also printed: what the deadline wrapper alone costs per call, with no
+//! guest at all, so the rest of the difference is wasmtime's fiber.
+
+use std::hint::black_box;
+use std::sync::Arc;
+use std::time::Duration;
+
+use halyard::plugin::{Plugin, PluginInstance, deadline};
+
+use crate::BATCHES;
+use crate::timing::{Budget, median, ns_per_event, one_rep};
+
+/// One stage at one batch size, through both mechanisms.
+pub struct Row {
+    /// The stage and its config.
+    pub stage: String,
+    /// Events per call.
+    pub batch: usize,
+    /// Median ns per event with synchronous calls.
+    pub sync_ns: f64,
+    /// Median ns per event with the real mechanism.
+    pub async_ns: f64,
+}
+
+/// Times `call` through an instance of `sync` and one of `real` at every
+/// batch size, alternating their repetitions.
+pub fn compare<I>(
+    stage: &str,
+    sync: &Arc<Plugin>,
+    real: &Arc<Plugin>,
+    inputs: &[I],
+    budget: Budget,
+    call: impl Fn(&mut PluginInstance, &[I]),
+) -> Vec<Row> {
+    let (mut a, mut b) = (sync.instance(), real.instance());
+    BATCHES
+        .iter()
+        .map(|&batch| {
+            let batches: Vec<&[I]> = inputs.chunks_exact(batch).collect();
+            for x in &batches {
+                call(&mut a, x);
+                call(&mut b, x);
+            }
+            let (mut s, mut r) = (Vec::new(), Vec::new());
+            for _ in 0..budget.reps {
+                s.push(one_rep(&batches, budget, &mut |x| call(&mut a, x)));
+                r.push(one_rep(&batches, budget, &mut |x| call(&mut b, x)));
+            }
+            let row = Row {
+                stage: stage.to_owned(),
+                batch,
+                sync_ns: median(&mut s),
+                async_ns: median(&mut r),
+            };
+            eprintln!(
+                "  mechanism {stage} batch {batch}: {:.0} sync / {:.0} async ns",
+                row.sync_ns, row.async_ns
+            );
+            row
+        })
+        .collect()
+}
+
+/// The same-run table, then the fixed cost per call of each mechanism
+/// (ns/event at batch 1 minus at the largest batch).
+pub fn print(rows: &[Row], budget: Budget) {
+    println!(
+        "## Call mechanism, same run (sync `call` vs `call_async` under a deadline; median of {}, repetitions alternated)\n",
+        budget.reps
+    );
+    println!("| stage | batch | sync ns/event | async ns/event | async / sync |");
+    println!("|---|--:|--:|--:|--:|");
+    for r in rows {
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.3} |",
+            r.stage,
+            r.batch,
+            r.sync_ns,
+            r.async_ns,
+            r.async_ns / r.sync_ns
+        );
+    }
+    println!("\n| stage | sync ns/call fixed | async ns/call fixed | difference ns |");
+    println!("|---|--:|--:|--:|");
+    let largest = BATCHES[BATCHES.len() - 1];
+    for one in rows.iter().filter(|r| r.batch == 1) {
+        let Some(big) = rows
+            .iter()
+            .find(|r| r.stage == one.stage && r.batch == largest)
+        else {
+            continue;
+        };
+        let (s, a) = (one.sync_ns - big.sync_ns, one.async_ns - big.async_ns);
+        println!("| {} | {s:.0} | {a:.0} | {:.0} |", one.stage, a - s);
+    }
+    println!();
+}
+
+/// The deadline wrapper with nothing inside: `deadline::run` on a future
+/// that is ready at once, per call.
+pub fn print_wrapper_cost(budget: Budget) {
+    let unit = [(); 1000];
+    let ns = ns_per_event(&unit, 1, budget, |_| {
+        black_box(deadline::run(Duration::from_millis(100), async {
+            black_box(7)
+        }))
+        .ok();
+    });
+    println!("`deadline::run` around a ready future (no guest): {ns:.1} ns per call\n");
+}
+
+/// For `perf record`: `STAGES_LOOP=sync` or `STAGES_LOOP=async` makes the
+/// bench do nothing but batch-1 calls of `plugin` (loaded by the runtime
+/// of that mechanism) for about `calls` calls, then print ns per call.
+pub fn profile_loop(plugin: &Arc<Plugin>, events: &[halyard::plugin::Event], calls: usize) {
+    let mut inst = plugin.instance();
+    let started = std::time::Instant::now();
+    for e in events.iter().cycle().take(calls) {
+        black_box(inst.sample(black_box(std::slice::from_ref(e))).expect("sample"));
+    }
+    let ns = started.elapsed().as_nanos() as f64 / calls as f64;
+    println!("{ns:.1} ns per batch-1 call");
+}
