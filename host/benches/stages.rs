@@ -8,11 +8,14 @@
 //! the whole input is asserted equal to its native twin's ([`check`]), which
 //! doubles as a cross-check of the guests. The results are printed as a
 //! markdown table, with the cold/warm load time, the cost of a fresh
-//! instance's first call and the boundary cost by event shape
-//! ([`shape`]). See BENCHMARKS.md for how to read them.
+//! instance's first call, the boundary cost by event shape ([`shape`]) and
+//! the call mechanism against synchronous calls in the same run
+//! ([`mechanism`]). See BENCHMARKS.md for how to read them.
 //!
 //! `cargo bench -p halyard --bench stages -- redact` runs only the stages
-//! whose name contains `redact` (handy under `perf record`).
+//! whose name contains `redact` (handy under `perf record`);
+//! `STAGES_LOOP=sync` or `STAGES_LOOP=async` runs only batch-1 sampler calls
+//! through one mechanism, to profile it.
 
 #[path = "stages/check.rs"]
 mod check;

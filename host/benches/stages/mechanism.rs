@@ -123,7 +123,10 @@ pub fn profile_loop(plugin: &Arc<Plugin>, events: &[halyard::plugin::Event], cal
     let mut inst = plugin.instance();
     let started = std::time::Instant::now();
     for e in events.iter().cycle().take(calls) {
-        black_box(inst.sample(black_box(std::slice::from_ref(e))).expect("sample"));
+        black_box(
+            inst.sample(black_box(std::slice::from_ref(e)))
+                .expect("sample"),
+        );
     }
     let ns = started.elapsed().as_nanos() as f64 / calls as f64;
     println!("{ns:.1} ns per batch-1 call");
