@@ -1,8 +1,9 @@
 //! End-to-end tests of the plugin runtime with real compiled guests:
 //! every example guest's exact behaviour on fixed input, every hostile guest
 //! contained, guest output over a cap refused per frame or event (never a
-//! trap), and the compile cache.
+//! trap), the compile cache, and the benchmark's synchronous baseline.
 
+mod baseline;
 mod cache;
 mod contain;
 mod examples;
