@@ -43,6 +43,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod data_dir;
 pub mod event;
 pub mod event_wire;
 pub mod licence;

@@ -1,28 +1,26 @@
-//! Remote rollout: the host polls a manifest and installs the plugins it
-//! lists into the plugin directory, where hot reload takes over.
-//!
-//! The manifest is JSON:
-//!
-//! ```json
-//! {"plugins": [{"name": "validator", "kind": "validator",
-//!               "url": "validator-2.wasm", "sha256": "<64 hex>",
-//!               "signature": {"alg": "ed25519", "key_id": "…", "sha256": "…", "signature": "…"}}]}
-//! ```
-//!
-//! `url` may be relative to the manifest's URL; `signature` is the content
-//! of the `.sig` file `halyard plugin sign` writes. The component is
-//! installed as `<dir>/<name>.wasm` with its signature beside it.
+//! Remote rollout: the host polls a signed manifest and installs the
+//! plugins it lists into the plugin directory, where hot reload takes over.
+//! The manifest's format, signature and serial rules are in
+//! [`super::manifest`].
 //!
 //! Invariants:
+//! - the manifest and every download use `https` (redirects included);
+//!   plain `http` only with `[rollout] insecure_http = true`;
+//! - rollout needs `[plugins] trusted_keys` (the config is refused without
+//!   them): a manifest is acted on only when its envelope verifies, it has
+//!   not expired and its serial is not older than the highest accepted; a
+//!   refused manifest changes nothing and the running versions keep
+//!   serving (`rollout.failed` says why);
 //! - polls send `If-None-Match` with the last ETag; a 304 costs nothing;
 //! - no download is held in memory past its cap: a component past
 //!   `[plugins] max_file_mb` (its `Content-Length`, or its body as it
 //!   streams) and a manifest past 1 MiB are refused; installed files are
 //!   read back with the same checks as any plugin file;
 //! - a component is installed only after its SHA-256 equals the manifest's
-//!   and, when `[plugins] trusted_keys` is set, its signature verifies with
-//!   one of them; anything else changes nothing and is reported
-//!   (`rollout.failed`);
+//!   and its signature verifies with a trusted key *for the entry's name
+//!   and kind* (and the host's fleet): a signature made for another
+//!   component cannot be moved onto this entry; content that was rolled
+//!   back is never installed again;
 //! - a verified download is compiled into the compile cache (on a
 //!   low-priority thread) before it is installed, so the hot swap it
 //!   triggers is warm;
@@ -40,36 +38,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use halyard_trust::PublicKey;
-use halyard_trust::plugin_sig::{Signature, sig_path};
-use serde::Deserialize;
+use halyard_trust::plugin_sig::{Expected, Signature, sig_path};
 
 use super::download::{MAX_MANIFEST_BYTES, read_capped};
+use super::manifest::{ManifestPlugin, SerialStore};
+use super::rollback::Ledger;
 use crate::config::HostConfig;
 use crate::lifecycle::{Lifecycle, new_correlation_id};
 use crate::plugin::Runtime;
-
-/// The manifest document.
-#[derive(Debug, Deserialize)]
-pub struct Manifest {
-    /// The plugins to install.
-    pub plugins: Vec<ManifestPlugin>,
-}
-
-/// One plugin in the manifest.
-#[derive(Debug, Deserialize)]
-pub struct ManifestPlugin {
-    /// The file name without `.wasm` in the plugin directory.
-    pub name: String,
-    /// Its kind (checked again when hot reload loads it).
-    pub kind: String,
-    /// Where to download it (absolute, or relative to the manifest).
-    pub url: String,
-    /// SHA-256 of the component, hex.
-    pub sha256: String,
-    /// The `.sig` document, if signed.
-    #[serde(default)]
-    pub signature: Option<serde_json::Value>,
-}
 
 /// Why one plugin was not installed.
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +58,24 @@ pub enum RolloutError {
         /// Why it failed.
         reason: String,
     },
-    /// The manifest is not valid JSON of the expected shape.
-    #[error("bad manifest: {0}")]
-    Manifest(String),
+    /// The manifest is unsigned, badly signed, expired or older than one
+    /// already accepted.
+    #[error("manifest refused: {0}")]
+    Refused(#[from] halyard_trust::manifest::ManifestError),
+    /// The highest accepted serial cannot be read or written.
+    #[error("rollout state: {reason}")]
+    State {
+        /// What failed.
+        reason: String,
+    },
+    /// The manifest names content that was rolled back on this host.
+    #[error("{name}: sha256 {sha256} was rolled back on this host; publish a fixed version")]
+    RolledBack {
+        /// The plugin.
+        name: String,
+        /// The content.
+        sha256: String,
+    },
     /// A name that is not a plain file name (`../x`, `a/b`).
     #[error("plugin name {0:?} is not a plain file name")]
     BadName(String),
@@ -117,11 +108,14 @@ pub enum RolloutError {
 }
 
 /// Polls the manifest every `[rollout] interval_s` (first poll at once),
-/// when `manifest_url` is set. Must be called inside a tokio runtime.
+/// when `manifest_url` is set. `ledger` names content rolled back on this
+/// host, which is never installed again. Must be called inside a tokio
+/// runtime.
 pub fn spawn(
     config: &HostConfig,
     lifecycle: Lifecycle,
     runtime: Option<Arc<Runtime>>,
+    ledger: Arc<Ledger>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let url = config.rollout.manifest_url.clone()?;
     let handle = tokio::runtime::Handle::try_current().ok()?;
@@ -130,8 +124,16 @@ pub fn spawn(
     let interval = Duration::from_secs(config.rollout.interval_s.max(1));
     let timeout = Duration::from_millis(config.rollout.timeout_ms);
     let max_file_bytes = config.plugins.max_file_bytes();
+    let https_only = !config.rollout.insecure_http;
+    let serials = SerialStore::open(&config.host.data_dir);
+    let fleet = config.licence.fleet.clone();
     Some(handle.spawn(async move {
-        let Ok(http) = reqwest::Client::builder().timeout(timeout).build() else {
+        // `https_only` also refuses a redirect to plain http.
+        let built = reqwest::Client::builder()
+            .timeout(timeout)
+            .https_only(https_only)
+            .build();
+        let Ok(http) = built else {
             tracing::error!("rollout disabled: cannot build an HTTP client");
             return;
         };
@@ -144,6 +146,9 @@ pub fn spawn(
             lifecycle,
             runtime,
             max_file_bytes,
+            serials,
+            fleet,
+            ledger,
         };
         let mut tick = tokio::time::interval(interval);
         loop {
@@ -168,6 +173,12 @@ pub struct Poller {
     /// The largest download accepted (`[plugins] max_file_mb`), checked
     /// against `Content-Length` and again while the body streams in.
     max_file_bytes: u64,
+    /// The highest manifest serial accepted, kept in `data_dir`.
+    serials: SerialStore,
+    /// The host's fleet, which fleet-scoped plugin signatures must name.
+    fleet: Option<String>,
+    /// Content rolled back on this host: never installed again.
+    ledger: Arc<Ledger>,
 }
 
 impl Poller {
@@ -215,7 +226,9 @@ impl Poller {
         );
     }
 
-    async fn fetch_manifest(&self) -> Result<Option<(Manifest, Option<String>)>, RolloutError> {
+    async fn fetch_manifest(
+        &mut self,
+    ) -> Result<Option<(super::manifest::Manifest, Option<String>)>, RolloutError> {
         let mut req = self.http.get(&self.url);
         if let Some(etag) = &self.etag {
             req = req.header(reqwest::header::IF_NONE_MATCH, etag);
@@ -239,8 +252,11 @@ impl Poller {
         let body = read_capped(resp, MAX_MANIFEST_BYTES, "manifests")
             .await
             .map_err(download)?;
-        let manifest: Manifest =
-            serde_json::from_slice(&body).map_err(|e| RolloutError::Manifest(e.to_string()))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let manifest = self.serials.accept(&body, &self.keys, now)?;
         Ok(Some((manifest, etag)))
     }
 
@@ -255,6 +271,12 @@ impl Poller {
         }
         let dest = self.dir.join(format!("{}.wasm", plugin.name));
         let expected = plugin.sha256.to_ascii_lowercase();
+        if self.ledger.is_bad(&expected) {
+            return Err(RolloutError::RolledBack {
+                name: plugin.name.clone(),
+                sha256: expected,
+            });
+        }
         if let Ok(current) = crate::plugin::file::read_regular(&dest, self.max_file_bytes)
             && halyard_trust::sha256_hex(&current) == expected
         {
@@ -292,7 +314,7 @@ impl Poller {
         }
         let sig = self.check_signature(plugin, &bytes)?;
         self.precompile(&dest, bytes.to_vec()).await;
-        install_pair(&dest, &bytes, sig.as_ref())?;
+        install_pair(&dest, &bytes, Some(&sig))?;
         Ok(true)
     }
 
@@ -327,27 +349,35 @@ impl Poller {
         }
     }
 
+    /// The entry's signature, verified against the download, the trusted
+    /// keys, and the entry's name and kind (and the host's fleet).
     fn check_signature(
         &self,
         plugin: &ManifestPlugin,
         bytes: &[u8],
-    ) -> Result<Option<Signature>, RolloutError> {
+    ) -> Result<Signature, RolloutError> {
         let refused = |reason: String| RolloutError::Signature {
             name: plugin.name.clone(),
             reason,
         };
         let sig = match &plugin.signature {
-            None if self.keys.is_empty() => return Ok(None),
-            None => return Err(refused("unsigned (trusted keys are configured)".into())),
+            None => {
+                return Err(refused(
+                    "unsigned (every rollout entry must be signed)".into(),
+                ));
+            }
             Some(serde_json::Value::String(text)) => Signature::from_json(text.as_bytes()),
-            Some(value) => Signature::from_json(value.to_string().as_bytes()),
+            Some(value) => Signature::from_value(value.clone()),
         }
         .map_err(|e| refused(e.to_string()))?;
-        if !self.keys.is_empty() {
-            sig.verify(bytes, &self.keys)
-                .map_err(|e| refused(e.to_string()))?;
-        }
-        Ok(Some(sig))
+        let expected = Expected {
+            name: &plugin.name,
+            kind: Some(&plugin.kind),
+            fleet: self.fleet.as_deref(),
+        };
+        sig.verify(bytes, &expected, &self.keys)
+            .map_err(|e| refused(e.to_string()))?;
+        Ok(sig)
     }
 }
 
@@ -442,10 +472,16 @@ mod tests {
         let dest = dir.path().join("validator.wasm");
         let key = KeyPair::generate().unwrap();
         let v1 = b"v1 bytes".to_vec();
+        let subject = halyard_trust::plugin_sig::Subject {
+            name: "validator".into(),
+            kind: "validator".into(),
+            version: "1".into(),
+            fleet: None,
+        };
         install_pair(
             &dest,
             &v1,
-            Some(&halyard_trust::plugin_sig::sign(&v1, &key)),
+            Some(&halyard_trust::plugin_sig::sign(&v1, &subject, &key).unwrap()),
         )
         .unwrap();
         assert!(sig_path(&dest).exists());
