@@ -152,7 +152,6 @@ impl Reloader {
                 // Compiles (and everything else here) take only CPU the data
                 // path leaves idle, so a cold swap does not starve ingest.
                 crate::plugin::lower_this_thread_priority();
-                state.keep_running_versions();
                 state.serve(&rx)
             })
             .ok();
@@ -202,22 +201,6 @@ struct State {
 }
 
 impl State {
-    /// Hands the ledger a copy of each version running now, so a rollback
-    /// of the next swap can put it back on disk.
-    fn keep_running_versions(&self) {
-        for t in &self.targets {
-            let Some(hash) = self.loaded.get(&t.key) else {
-                continue;
-            };
-            if let Ok(bytes) =
-                crate::plugin::file::read_component(&t.file, self.runtime.max_file_bytes())
-                && sha256(&bytes) == *hash
-            {
-                self.ledger.running(&t.file, hash, &bytes);
-            }
-        }
-    }
-
     fn serve(&mut self, rx: &Receiver<Trigger>) {
         // Files waiting for quiet (debounce) or for their backoff.
         let mut pending: HashMap<PathBuf, Instant> = HashMap::new();
@@ -336,9 +319,10 @@ impl State {
                 }
             }
         }
-        if self.swap(plugins) {
-            self.ledger.running(path, &hash, &bytes);
-        }
+        // Recorded (with a copy of the bytes) before the swap, so a
+        // rollback that follows at once finds the history complete.
+        self.ledger.running(path, &hash, &bytes);
+        self.swap(plugins);
     }
 
     fn rejected(&self, path: &std::path::Path, role: &str, reason: &str) {
@@ -465,18 +449,27 @@ pub fn rollback_policy(config: &HostConfig) -> RollbackPolicy {
 }
 
 /// Before the pipeline is built: opens the rollback ledger kept in
-/// `data_dir`, and puts the last good version back at any plugin path that
+/// `data_dir`, puts the last good version back at any plugin path that
 /// holds a version rolled back in an earlier run (refusing the start when
-/// no good copy is kept). A file that cannot be read is left for the load
-/// to refuse with its own reason.
+/// no good copy is kept), and records (with a copy) the version each file
+/// holds, which the pipeline is about to load: a rollback of the next
+/// swap puts that copy back. A file that cannot be read is left for the
+/// load to refuse with its own reason.
 pub fn prepare(config: &HostConfig) -> Result<Arc<Ledger>, last_good::LedgerError> {
     let ledger = Ledger::open(rollback_policy(config), &config.host.data_dir)?;
+    let max = config.plugins.max_file_bytes();
     for t in swap::targets(config) {
-        if let Ok(bytes) =
-            crate::plugin::file::read_component(&t.file, config.plugins.max_file_bytes())
-        {
-            ledger.check_on_start(&t.file, &sha256(&bytes))?;
-        }
+        let Ok(bytes) = crate::plugin::file::read_component(&t.file, max) else {
+            continue;
+        };
+        let bytes = match ledger.check_on_start(&t.file, &sha256(&bytes))? {
+            None => bytes,
+            Some(_) => match crate::plugin::file::read_component(&t.file, max) {
+                Ok(restored) => restored,
+                Err(_) => continue,
+            },
+        };
+        ledger.running(&t.file, &sha256(&bytes), &bytes);
     }
     Ok(ledger)
 }

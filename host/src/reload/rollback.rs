@@ -179,6 +179,7 @@ impl Ledger {
             tracing::error!(error = %err, "cannot keep a copy of the running plugin version");
             return;
         }
+        tracing::debug!(file = %path.display(), sha256, "rollback ledger: kept a copy of the running version");
         let mut inner = self.lock();
         let record = inner.state.files.entry(path.to_path_buf()).or_default();
         if record.running.as_deref() == Some(sha256) {

@@ -15,6 +15,11 @@ use crate::pipeline_support::wait_for;
 use crate::rollout::{POLL_BOUND, start_signed, start_signed_with, wait_for_failure_serving};
 use crate::support::{Served, sha256, sign_as};
 
+/// The content hash of the file at `path`.
+fn on_disk(path: &std::path::Path) -> String {
+    sha256(&std::fs::read(path).unwrap())
+}
+
 /// The serial the host has recorded in `data_dir/rollout.serial`.
 fn recorded_serial(dir: &std::path::Path) -> Option<u64> {
     let bytes = std::fs::read(dir.join("rollout.serial")).ok()?;
@@ -71,7 +76,7 @@ fn an_older_manifest_replayed_is_refused_and_v2_keeps_running_across_a_restart()
             "manifest refused: manifest serial 3 expired at {expired_at} (now "
         ))
     });
-    assert_eq!(std::fs::read(&dest).unwrap(), v2, "nothing installed");
+    assert_eq!(on_disk(&dest), sha256(&v2), "nothing installed");
     assert_eq!(recorded_serial(h.data_dir()), Some(2));
     assert_eq!(h.lifecycle("rollout.installed").len(), 1, "{}", h.log());
     assert_eq!(h.lifecycle("plugin.reloaded").len(), 1, "{}", h.log());
@@ -89,7 +94,7 @@ fn an_older_manifest_replayed_is_refused_and_v2_keeps_running_across_a_restart()
     hub.set_manifest(serial1);
     let mut h = h.restart(|_| {});
     wait_for_failure_serving(&mut h, Served::V2, "replay after restart", |r| r == replay);
-    assert_eq!(std::fs::read(&dest).unwrap(), v2);
+    assert_eq!(on_disk(&dest), sha256(&v2));
     assert_eq!(h.validator_status()["sha256"], sha256(&v2));
     assert_eq!(hub.downloads("v1.wasm"), 0);
     h.finish();
@@ -120,7 +125,7 @@ fn a_download_past_the_size_cap_is_refused_before_it_is_read() {
         2 << 20
     );
     crate::rollout::wait_for_failure(&mut h, "2 MiB download", |r| r == reason);
-    assert_eq!(std::fs::read(h.plugins.join("validator.wasm")).unwrap(), v1);
+    assert_eq!(on_disk(&h.plugins.join("validator.wasm")), sha256(&v1));
     assert!(h.lifecycle("rollout.installed").is_empty(), "{}", h.log());
     h.finish();
 }

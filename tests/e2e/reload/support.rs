@@ -182,7 +182,12 @@ impl Setup {
                 status,
             },
             receiver,
-            client,
+            // A fresh client: the old one's kept-alive connections died
+            // with the old host.
+            client: {
+                drop(client);
+                Client::new()
+            },
             plugins,
             next,
             sent,
