@@ -108,7 +108,8 @@ fn broken_unsigned_and_badly_signed_files_are_refused_while_v1_serves() {
                     .to_json()
                     .into_bytes(),
             ),
-            "signed for name \"validator-v2\", installed as \"validator\"",
+            // As the JSON log line escapes it.
+            r#"signed for name \"validator-v2\", installed as \"validator\""#,
         ),
         (
             "signature for other bytes",
