@@ -128,12 +128,7 @@ pub fn spawn(
     let serials = SerialStore::open(&config.host.data_dir);
     let fleet = config.licence.fleet.clone();
     Some(handle.spawn(async move {
-        // `https_only` also refuses a redirect to plain http.
-        let built = reqwest::Client::builder()
-            .timeout(timeout)
-            .https_only(https_only)
-            .build();
-        let Ok(http) = built else {
+        let Ok(http) = http_client(timeout, https_only) else {
             tracing::error!("rollout disabled: cannot build an HTTP client");
             return;
         };
@@ -156,6 +151,28 @@ pub fn spawn(
             poller.poll().await;
         }
     }))
+}
+
+/// The client for manifests and downloads: with `https_only`, a plain
+/// `http://` URL, or a redirect to one, is refused before any request.
+fn http_client(timeout: Duration, https_only: bool) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .https_only(https_only)
+        .build()
+}
+
+/// A failed request as text; a refused scheme (plain `http` without
+/// `insecure_http`) says so instead of reqwest's bare "builder error".
+fn request_error(e: &reqwest::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) if e.is_builder() => {
+            format!(
+                "{cause} (https is required; plain http only with [rollout] insecure_http = true)"
+            )
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// One manifest's poll state.
@@ -237,7 +254,7 @@ impl Poller {
             url: self.url.clone(),
             reason,
         };
-        let resp = req.send().await.map_err(|e| download(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| download(request_error(&e)))?;
         if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(None);
         }
@@ -297,7 +314,7 @@ impl Poller {
             .get(url.clone())
             .send()
             .await
-            .map_err(|e| download(e.to_string()))?;
+            .map_err(|e| download(request_error(&e)))?;
         if !resp.status().is_success() {
             return Err(download(format!("HTTP {}", resp.status())));
         }
@@ -465,6 +482,22 @@ fn commit(tmp: &Path, path: &Path) -> std::io::Result<()> {
 mod tests {
     use super::*;
     use halyard_trust::KeyPair;
+
+    #[tokio::test]
+    async fn plain_http_is_refused_unless_insecure_http_is_set() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/manifest.json", listener.local_addr().unwrap());
+        let strict = http_client(Duration::from_secs(1), true).unwrap();
+        let err = strict.get(&url).send().await.unwrap_err();
+        assert!(err.is_builder(), "refused before connecting: {err}");
+        let cause = std::error::Error::source(&err).map(|s| s.to_string());
+        assert_eq!(cause.as_deref(), Some("URL scheme is not allowed"));
+        // With `insecure_http` the request goes out (and the listener,
+        // which never answers, lets it time out).
+        let insecure = http_client(Duration::from_millis(200), false).unwrap();
+        let err = insecure.get(&url).send().await.unwrap_err();
+        assert!(err.is_timeout(), "{err}");
+    }
 
     #[test]
     fn an_unsigned_install_removes_the_previous_versions_signature() {
