@@ -28,6 +28,7 @@
 
 mod config;
 mod download;
+mod install;
 pub mod last_good;
 pub mod live;
 pub mod manifest;
