@@ -198,3 +198,18 @@ impl Buffer {
         Ok(change.removed)
     }
 }
+
+impl Buffer {
+    /// The newest dead letter's row number (0 when the table is empty): a
+    /// replay's snapshot, so the rows it dead-letters again are not picked
+    /// up a second time.
+    pub fn last_dead_letter_seq(&self) -> Result<i64, BufferError> {
+        let inner = self.lock();
+        inner
+            .conn
+            .query_row("SELECT COALESCE(MAX(seq), 0) FROM dead_letter", [], |row| {
+                row.get(0)
+            })
+            .ctx("dead letters: read the newest")
+    }
+}
