@@ -170,10 +170,11 @@ fn list(args: &SelectArgs) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if groups.len() > MAX_GROUPS {
+    if let Some(rest) = groups.get(MAX_GROUPS..) {
         println!(
-            "… and {} more reasons (narrow with --reason)",
-            groups.len() - MAX_GROUPS
+            "more: reasons={} dead_letters={} (narrow with --reason)",
+            rest.len(),
+            rest.iter().map(|g| g.count).sum::<u64>()
         );
     }
     let stats = opened.buffer.stats();
@@ -198,7 +199,7 @@ fn show(args: &ShowArgs) -> anyhow::Result<ExitCode> {
     for d in &rows {
         print_one(d, now, args.max_bytes);
     }
-    println!("shown: {}", rows.len());
+    println!("shown={}", rows.len());
     Ok(ExitCode::SUCCESS)
 }
 

@@ -3,6 +3,7 @@
 //! 127.0.0.1), with exact counts.
 
 mod buffer_cap;
+mod deadletter;
 mod file_transport;
 mod flaky_hub;
 mod http_auth;
