@@ -1,6 +1,8 @@
 //! Sending dead letters back through the pipeline once their cause is
 //! fixed (a validator corrected, a decoder updated): events through the
-//! stage chains, frames through their input's decoder first.
+//! validators and samplers (they were stored after the privacy stages, see
+//! [`super::dead_letters`]), frames through their input's decoder and every
+//! stage.
 //!
 //! Invariants:
 //! - a replayed dead letter keeps its identity: events keep their id, and a
@@ -20,9 +22,28 @@ use super::{IngestReport, KeyedFrame, MAX_PER_CALL, Pipeline, PipelineError};
 use crate::plugin::Event;
 
 impl Pipeline {
-    /// Runs dead-lettered `events` (ids kept) through the chains and
-    /// commits the outcome together with the removal of dead-letter `rows`.
+    /// Runs dead-lettered `events` (ids kept) through the validators and
+    /// samplers and commits the outcome together with the removal of
+    /// dead-letter `rows`.
+    ///
+    /// Not through the privacy stages: a dead-lettered event was stored as
+    /// they left it, and running them again would redact the redacted (a
+    /// salted hash of a hash). For the same reason an event rejected again
+    /// is stored as it is. Its provenance chain lists the stages of this
+    /// run: the validators and samplers.
     pub fn replay_events(
+        &mut self,
+        events: Vec<Event>,
+        rows: Vec<i64>,
+    ) -> Result<IngestReport, PipelineError> {
+        let privacy = std::mem::take(&mut self.chains.privacy);
+        let result = self.replay_screened(events, rows);
+        self.chains.privacy = privacy;
+        result
+    }
+
+    /// [`Pipeline::replay_events`] with the privacy stages taken out.
+    fn replay_screened(
         &mut self,
         events: Vec<Event>,
         rows: Vec<i64>,
