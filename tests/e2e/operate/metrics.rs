@@ -69,6 +69,12 @@ fn counters_move_by_exact_amounts_for_a_known_input() {
     assert_eq!(m.get("halyard_buffer_appended_events_total", &[]), v);
     assert_eq!(m.get("halyard_buffer_events", &[]), 0.0);
     assert_eq!(m.get("halyard_buffer_dead_letters", &[]), n);
+    assert!(m.get("halyard_buffer_dead_letter_size_bytes", &[]) > n * 64.0);
+    assert_eq!(m.get("halyard_buffer_dead_letters_evicted_total", &[]), 0.0);
+    assert_eq!(
+        m.get("halyard_buffer_dead_letters_evicted_size_bytes_total", &[]),
+        0.0
+    );
     assert_eq!(m.get("halyard_buffer_evicted_events_total", &[]), 0.0);
     assert_eq!(m.get("halyard_buffer_dropped_events_total", &[]), 0.0);
     assert_eq!(m.get("halyard_transport_batches_failed_total", &[]), 0.0);

@@ -230,3 +230,74 @@ fn undecodable_frames_keep_a_digest_and_are_purged_by_reason() {
     assert_eq!(field(&purge, "purged"), 3);
     assert_eq!(total(&ok(&s.config, &["list"])), negative - 3);
 }
+
+#[test]
+fn raw_frames_opted_in_are_replayed_through_the_fixed_decoder_with_their_ids() {
+    let s = Scenario::new();
+    let out = s.path("out.jsonl");
+    let negative = write_sensor_lines(&s.input, 0, 200);
+    let transport = format!(
+        "{}\n[buffer]\ndead_letter_frames = \"raw\"\n",
+        crate::support::file_transport(&out)
+    );
+    let decoder = r#"jsonl_decoder.wasm", limits = { deadline_ms = 5000 } }"#;
+    // Kinds ("temp") longer than 3 bytes: the decoder refuses every line.
+    let strict = r#"jsonl_decoder.wasm", limits = { deadline_ms = 5000 }, config = { max_string_bytes = 3 } }"#;
+    s.write_config_with(&transport, &[(decoder, strict)]);
+    let host = Host::start(&s.config);
+    wait_until_ingested(&s, &host);
+    host.stop();
+    assert!(crate::support::delivered(&out).is_empty());
+
+    let list = ok(&s.config, &["list", "--reason", "sensors: decode failed"]);
+    assert_eq!(total(&list), 200, "{list}");
+    let show = ok(&s.config, &["show", "--limit", "1"]);
+    assert!(
+        show.contains("origin=frame input=sensors") && show.contains(r#"payload: {"device":"d0""#),
+        "raw frames kept, as opted in: {show}"
+    );
+
+    s.write_config_with(&transport, &[]);
+    let replay = ok(&s.config, &["replay"]);
+    assert_eq!(
+        (
+            field(&replay, "replayed"),
+            field(&replay, "accepted"),
+            field(&replay, "dead_lettered_again"),
+            field(&replay, "skipped"),
+        ),
+        (200, 200 - negative, negative, 0),
+        "{replay}"
+    );
+    let list = ok(&s.config, &["list"]);
+    assert_eq!(total(&list), negative, "the validator's rejects: {list}");
+    assert!(
+        groups(&list)
+            .iter()
+            .all(|l| l.contains("reason=range-validator:"))
+    );
+
+    // The replayed lines' events carry the ids a first read would have
+    // given them (file identity and offset): appending to the file and
+    // running again delivers the replayed events and the new lines, each
+    // id once.
+    let more_negative = write_sensor_lines(&s.input, 200, 100);
+    let host = Host::start(&s.config);
+    let expected = (200 - negative + 100 - more_negative) as usize;
+    wait_until_ingested(&s, &host);
+    wait_for("everything delivered", Duration::from_secs(60), || {
+        crate::support::delivered(&out).len() >= expected
+    });
+    host.stop();
+    let events = crate::support::delivered(&out);
+    let mut ids: Vec<&str> = events.iter().filter_map(|e| e["id"].as_str()).collect();
+    assert_eq!(ids.len(), expected);
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), expected, "no id twice");
+    let prefix: Vec<&str> = ids.iter().map(|id| &id[..16]).collect();
+    assert!(
+        prefix.iter().all(|p| *p == prefix[0]),
+        "every id is the file's identity and an offset: {ids:?}"
+    );
+}
