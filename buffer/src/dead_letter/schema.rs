@@ -75,3 +75,36 @@ pub(crate) fn totals(conn: &Connection) -> Result<(u64, u64), BufferError> {
         .ctx("open: count dead letters")?;
     Ok((rows.max(0) as u64, bytes.max(0) as u64))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The open-time totals and the bound's eviction scan read the small
+    /// `(seq, size)` index, never the payloads, so a full table costs
+    /// neither startup nor every dead-lettering commit a payload scan.
+    #[test]
+    fn bound_queries_use_the_covering_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(
+            "CREATE TABLE dead_letter (seq INTEGER PRIMARY KEY AUTOINCREMENT, id BLOB NOT NULL, \
+             payload BLOB NOT NULL, reason TEXT NOT NULL, at_ms INTEGER NOT NULL)",
+        )
+        .unwrap();
+        let tx = conn.transaction().unwrap();
+        upgrade(&tx).unwrap();
+        tx.commit().unwrap();
+        for sql in [
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM dead_letter",
+            "SELECT seq, size FROM dead_letter ORDER BY seq",
+        ] {
+            let plan: String = conn
+                .query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |r| r.get(3))
+                .unwrap();
+            assert!(
+                plan.contains("COVERING INDEX dead_letter_seq_size"),
+                "{sql}: {plan}"
+            );
+        }
+    }
+}

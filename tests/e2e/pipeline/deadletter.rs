@@ -138,7 +138,17 @@ fn rejects_are_listed_screened_replayed_once_after_the_fix_and_purged() {
         }
     }
 
-    // Fixed validator: the replay accepts every one, and empties the table.
+    // Ten straight into the buffer, as stored (the operator vouches).
+    let direct = ok(&s.config, &["replay", "--to-buffer", "--limit", "10"]);
+    assert_eq!(
+        (field(&direct, "replayed"), field(&direct, "accepted")),
+        (10, 10),
+        "{direct}"
+    );
+    assert_eq!(total(&ok(&s.config, &["list"])), negative - 10);
+
+    // Fixed validator: the replay accepts every other one, and empties
+    // the table.
     s.write_config_with(
         &transport,
         &[
@@ -155,7 +165,7 @@ fn rejects_are_listed_screened_replayed_once_after_the_fix_and_purged() {
             field(&replay, "dropped"),
             field(&replay, "skipped"),
         ),
-        (negative, negative, 0, 0, 0),
+        (negative - 10, negative - 10, 0, 0, 0),
         "{replay}"
     );
     assert_eq!(total(&ok(&s.config, &["list"])), 0);
