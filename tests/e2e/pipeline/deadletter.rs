@@ -311,3 +311,69 @@ fn raw_frames_opted_in_are_replayed_through_the_fixed_decoder_with_their_ids() {
         "every id is the file's identity and an offset: {ids:?}"
     );
 }
+
+#[test]
+fn a_replay_killed_mid_way_loses_and_duplicates_nothing() {
+    let s = Scenario::new();
+    let receiver = Receiver::start("127.0.0.1:0".parse().unwrap(), &s.path("received.db"), None);
+    const LINES: u64 = 20_000;
+    write_sensor_lines(&s.input, 0, LINES);
+    let transport = http_transport(&receiver.url(), None);
+    // Every reading is below 1000: the validator rejects all of them.
+    s.write_config_with(
+        &transport,
+        &[(REJECT_NEGATIVE, r#"config = { "min.temp" = 1000 }"#)],
+    );
+    let host = Host::start(&s.config);
+    wait_until_ingested(&s, &host);
+    host.stop();
+    assert_eq!(total(&ok(&s.config, &["list"])), LINES);
+
+    // Fixed; the replay is killed once its first page has committed.
+    s.write_config_with(&transport, &[(REJECT_NEGATIVE, ACCEPT_ALL)]);
+    let mut replay = Command::new(env!("CARGO_BIN_EXE_halyard"))
+        .args(["deadletter", "replay", "--config"])
+        .arg(&s.config)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start replay");
+    let stderr = replay.stderr.take().expect("piped");
+    let (committed, first_commit) = std::sync::mpsc::channel();
+    let reader = std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if line.contains("committed so far") {
+                let _ = committed.send(());
+            }
+        }
+    });
+    first_commit
+        .recv_timeout(Duration::from_secs(60))
+        .expect("the replay's first page committed");
+    replay.kill().expect("kill -9 the replay");
+    let status = replay.wait().expect("wait");
+    assert!(!status.success(), "killed, not finished: {status}");
+    reader.join().expect("stderr reader");
+    let left = total(&ok(&s.config, &["list"]));
+    assert!(left > 0 && left < LINES, "killed mid-way: {left} left");
+
+    // Run again: the rest is replayed; the host then delivers every event
+    // exactly once.
+    let replay = ok(&s.config, &["replay"]);
+    assert_eq!(field(&replay, "replayed"), left, "{replay}");
+    assert_eq!(field(&replay, "dead_lettered_again"), 0, "{replay}");
+    assert_eq!(total(&ok(&s.config, &["list"])), 0);
+    let host = Host::start(&s.config);
+    wait_for(
+        "every replayed event stored",
+        Duration::from_secs(120),
+        || receiver.stats().events_stored >= LINES,
+    );
+    host.stop();
+    let stats = receiver.stats();
+    assert_eq!((stats.events_stored, stats.duplicates), (LINES, 0));
+}

@@ -108,6 +108,11 @@ pub(super) fn replay(args: &ReplayArgs) -> anyhow::Result<ExitCode> {
         if let Err(err) = send(&opened, pipeline.as_mut(), sorted, &mut tally) {
             break Err(err);
         }
+        // Progress for long replays; stdout keeps only the final counts.
+        eprintln!(
+            "replay: committed so far: replayed={} accepted={}",
+            tally.replayed, tally.accepted
+        );
     };
     tally.print();
     result.map(|()| ExitCode::SUCCESS)
