@@ -101,6 +101,11 @@ impl Leases {
         }
     }
 
+    /// Every lease in flight, in sequence order.
+    pub(crate) fn all(&self) -> Vec<Lease> {
+        self.by_first.values().copied().collect()
+    }
+
     /// Unleased sequence ranges in order, as exclusive bounds `(after, before)`.
     pub(crate) fn gaps(&self) -> Vec<(i64, i64)> {
         let mut gaps = Vec::with_capacity(self.by_first.len() + 1);

@@ -2,6 +2,7 @@
 //! Leasing and acknowledging live in `delivery.rs`, dead letters in
 //! `dead_letter.rs`.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -11,6 +12,7 @@ use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 use crate::batch::{Leases, Record};
 use crate::commit::{Commit, write_cursor};
 use crate::config::{BufferConfig, RECORD_OVERHEAD_BYTES, WhenFull};
+use crate::damage::{Damage, Unreadable};
 use crate::dead_letter;
 use crate::error::{BufferError, Context};
 use crate::schema;
@@ -50,14 +52,29 @@ pub(crate) struct Inner {
     pub(crate) freed_since_vacuum: u64,
     /// Whether the last append had to drop or evict; logs once per episode.
     pub(crate) dropping: bool,
+    /// Repairs of a damaged file since open (see `damage.rs`).
+    pub(crate) repairs: u64,
+    /// Damage reports the host has not taken yet.
+    pub(crate) damage: Vec<Damage>,
+    /// Records of leased batches that the last repair could not copy, by
+    /// batch id.
+    pub(crate) unreadable: HashMap<u64, Unreadable>,
+    /// Why the last batch read failed, while it keeps failing.
+    pub(crate) read_error: Option<String>,
+    /// When the last salvage was attempted (successful or not).
+    pub(crate) last_repair: Option<std::time::Instant>,
 }
 
 /// What `open` found, so the host can log it and emit lifecycle events.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct OpenReport {
     /// Where a corrupt buffer file was moved; when set the host should emit
-    /// `buffer.recovered`, since that file's records were not delivered.
+    /// `buffer.recovered`. Its readable rows were copied into the fresh
+    /// file ([`OpenReport::damage`] says how many, and how many were lost).
     pub recovered_from_corruption: Option<PathBuf>,
+    /// What salvaging a damaged file recovered and lost; also queued for
+    /// [`Buffer::take_damage`].
+    pub damage: Option<Damage>,
     /// Records left over from the previous run that will be delivered again.
     pub pending_records: u64,
     /// Accounted bytes of those records.
@@ -79,15 +96,17 @@ pub struct AppendOutcome {
 impl Buffer {
     /// Opens the buffer at `config.path`, creating it if missing.
     ///
-    /// A corrupt file is moved aside rather than failing: an edge device that
-    /// cannot start cannot report anything, whereas the moved-aside file can
-    /// still be salvaged by hand. Records left unacknowledged by the previous
+    /// A damaged file is moved aside rather than failing, and every row that
+    /// can still be read is copied into a fresh file: an edge device that
+    /// cannot start cannot report anything, and records a client was told
+    /// were accepted should still be delivered. Records left unacknowledged by the previous
     /// run (including batches that were in flight) are delivered again.
     pub fn open(config: BufferConfig) -> Result<(Buffer, OpenReport), BufferError> {
         let opened = schema::open(&config)?;
         staging::drop_leftovers(&opened.conn)?;
         let report = OpenReport {
             recovered_from_corruption: opened.recovered_from_corruption,
+            damage: opened.damage.clone(),
             pending_records: opened.records,
             pending_bytes: opened.bytes,
         };
@@ -107,7 +126,17 @@ impl Buffer {
             counters: Counters::default(),
             freed_since_vacuum: 0,
             dropping: false,
+            repairs: 0,
+            damage: Vec::new(),
+            unreadable: HashMap::new(),
+            read_error: None,
+            last_repair: None,
         };
+        let mut inner = inner;
+        if let Some(damage) = opened.damage {
+            inner.counters.damage_lost += damage.records_lost;
+            inner.queue_damage(damage);
+        }
         Ok((
             Buffer {
                 inner: Mutex::new(inner),
@@ -134,8 +163,13 @@ impl Buffer {
     /// not fit fails with [`BufferError::Full`] and writes nothing at all,
     /// so the caller can retry the same input later without duplicating its
     /// dead letters or moving its position — unless it is
-    /// [`Commit::admitted`], which is stored whole.
+    /// [`Commit::admitted`], which is stored whole. A commit that meets a
+    /// damaged page salvages the file and is retried once (see `damage.rs`).
     pub fn commit(&self, commit: &Commit<'_>) -> Result<AppendOutcome, BufferError> {
+        self.repairing(|| self.commit_once(commit))
+    }
+
+    fn commit_once(&self, commit: &Commit<'_>) -> Result<AppendOutcome, BufferError> {
         if commit.is_empty() {
             return Ok(AppendOutcome::default());
         }
@@ -295,6 +329,9 @@ impl Buffer {
             evicted_oldest_total: inner.counters.evicted_oldest,
             appended_total: inner.counters.appended,
             acked_total: inner.counters.acked,
+            damage_lost_total: inner.counters.damage_lost,
+            damage_repairs_total: inner.repairs,
+            read_error: inner.read_error.clone(),
         }
     }
 

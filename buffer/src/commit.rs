@@ -71,12 +71,14 @@ pub struct Cursor<'a> {
 impl Buffer {
     /// The stored position of input `name`, as last committed.
     pub fn cursor(&self, name: &str) -> Result<Option<Vec<u8>>, BufferError> {
-        let inner = self.lock();
-        inner
-            .conn
-            .prepare_cached("SELECT value FROM cursors WHERE name = ?1")
-            .and_then(|mut stmt| stmt.query_row([name], |row| row.get(0)).optional())
-            .ctx("cursor: read")
+        self.repairing(|| {
+            let inner = self.lock();
+            inner
+                .conn
+                .prepare_cached("SELECT value FROM cursors WHERE name = ?1")
+                .and_then(|mut stmt| stmt.query_row([name], |row| row.get(0)).optional())
+                .ctx("cursor: read")
+        })
     }
 }
 

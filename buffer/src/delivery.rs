@@ -17,7 +17,25 @@ impl Buffer {
     /// The lease is in memory only: after a restart every unacknowledged
     /// record is served again, which is where at-least-once duplicates come
     /// from. Several batches may be in flight at once.
+    ///
+    /// A read that meets a damaged page salvages the file and reads again
+    /// (see `damage.rs`), so the batch comes from the rows after the damage.
+    /// While reads keep failing, [`crate::Stats::read_error`] says why.
     pub fn next_batch(
+        &self,
+        max_records: usize,
+        max_bytes: usize,
+    ) -> Result<Option<Batch>, BufferError> {
+        let result = self.repairing(|| self.next_batch_once(max_records, max_bytes));
+        let mut inner = self.lock();
+        match &result {
+            Ok(_) => inner.read_error = None,
+            Err(err) => inner.read_error = Some(err.to_string()),
+        }
+        result
+    }
+
+    fn next_batch_once(
         &self,
         max_records: usize,
         max_bytes: usize,
@@ -91,8 +109,13 @@ impl Buffer {
     ///
     /// Fails with [`BufferError::UnknownBatch`] if the batch is not in flight
     /// (acked twice, nacked, or from a previous run); nothing is deleted then.
-    /// On a SQLite error the lease is kept, so the ack can be retried.
+    /// On a SQLite error the lease is kept, so the ack can be retried; a
+    /// damaged page salvages the file and deletes from the fresh one.
     pub fn ack(&self, batch: &Batch) -> Result<(), BufferError> {
+        self.repairing(|| self.ack_once(batch))
+    }
+
+    fn ack_once(&self, batch: &Batch) -> Result<(), BufferError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let lease = inner
@@ -104,10 +127,15 @@ impl Buffer {
             .prepare_cached("DELETE FROM records WHERE seq >= ?1 AND seq <= ?2")
             .and_then(|mut stmt| stmt.execute((lease.first, lease.last)))
             .ctx("ack: delete records")?;
-        if deleted as u64 != lease.count {
+        let unreadable = inner
+            .unreadable
+            .get(&lease.batch_id)
+            .map_or(0, |u| u.records);
+        if deleted as u64 + unreadable != lease.count {
             tracing::warn!(batch = %batch.key(), deleted, expected = lease.count,
                 "buffer ack deleted an unexpected number of records");
         }
+        inner.settle_unreadable(&lease, false, false);
         inner.leases.remove(&lease);
         inner.records = inner.records.saturating_sub(lease.count);
         inner.bytes = inner.bytes.saturating_sub(lease.bytes);
@@ -123,7 +151,11 @@ impl Buffer {
         let mut guard = self.lock();
         let inner = &mut *guard;
         match inner.leases.find(batch, inner.epoch) {
-            Some(lease) => inner.leases.remove(&lease),
+            Some(lease) => {
+                // Rows a repair could not copy exist only in this batch.
+                inner.settle_unreadable(&lease, true, true);
+                inner.leases.remove(&lease);
+            }
             None => tracing::debug!(batch = %batch.key(), "nack of a batch that is not in flight"),
         }
     }

@@ -8,16 +8,16 @@ use std::path::PathBuf;
 /// is back-pressure (retry later), [`BufferError::InUse`] and
 /// [`BufferError::SchemaTooNew`] are deployment mistakes a person must fix,
 /// and [`BufferError::Sqlite`] / [`BufferError::Io`] are disk problems whose
-/// `context` says which operation failed.
+/// `context` says which operation failed and whose message names the cause
+/// ([`BufferError::cause`]): a damaged file, a full disk, an I/O error or
+/// missing permissions each need a different fix, so the hint says which.
 #[derive(Debug, thiserror::Error)]
 pub enum BufferError {
     /// SQLite failed; `context` names the buffer operation that was running.
     ///
     /// There is deliberately no `From<rusqlite::Error>`: every call site must say
     /// what it was doing, or the message is useless in a field log.
-    #[error(
-        "buffer {context}: {source} (check free disk space and that the buffer directory is writable)"
-    )]
+    #[error("buffer {context}: {source} ({hint})", hint = Cause::of(source).hint())]
     Sqlite {
         /// The buffer operation that failed, e.g. "append: insert record".
         context: &'static str,
@@ -97,6 +97,20 @@ pub enum BufferError {
         /// The batch's idempotency key.
         key: String,
     },
+
+    /// Records staged for a commit ([`crate::Buffer::stage`]) were no longer
+    /// all there at the commit (the file was salvaged after damage in
+    /// between); nothing was committed, and the producer should run the
+    /// ingest again (or answer its client with an error).
+    #[error(
+        "{expected} staged records were expected at the commit but {found} were left (the buffer was repaired meanwhile); nothing was accepted — retry"
+    )]
+    StagedLost {
+        /// Records the staging wrote.
+        expected: usize,
+        /// Records still staged at the commit.
+        found: usize,
+    },
 }
 
 /// Attaches the buffer operation to a SQLite error.
@@ -118,5 +132,125 @@ impl BufferError {
             BufferError::Sqlite { source, .. } => source.sqlite_error_code(),
             _ => None,
         }
+    }
+
+    /// What kind of failure this is, so a caller (health, logs) can say
+    /// what to fix without parsing messages.
+    pub fn cause(&self) -> Cause {
+        match self {
+            BufferError::Sqlite { source, .. } => Cause::of(source),
+            BufferError::Io { source, .. } => match source.kind() {
+                std::io::ErrorKind::StorageFull => Cause::DiskFull,
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem => {
+                    Cause::Permission
+                }
+                _ => Cause::Io,
+            },
+            BufferError::InUse { .. } => Cause::Busy,
+            BufferError::Full { .. }
+            | BufferError::SchemaTooNew { .. }
+            | BufferError::UnknownBatch { .. }
+            | BufferError::StagedLost { .. } => Cause::Other,
+        }
+    }
+
+    /// Whether the file itself is damaged: the error the buffer answers by
+    /// salvaging what it can read into a fresh file.
+    pub(crate) fn is_corruption(&self) -> bool {
+        self.cause() == Cause::Corrupt
+    }
+}
+
+/// Why a SQLite or file operation failed, as far as the operator's next
+/// step is concerned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cause {
+    /// The file's content is damaged (a bad page, a truncated file, not a
+    /// database at all).
+    Corrupt,
+    /// The filesystem is full.
+    DiskFull,
+    /// The storage device failed a read or write.
+    Io,
+    /// The file or its directory cannot be written.
+    Permission,
+    /// Another process holds the file.
+    Busy,
+    /// Anything else.
+    Other,
+}
+
+impl Cause {
+    /// Classifies a SQLite error. A short read (the file ends before a page
+    /// it should hold) is a truncated file, i.e. damage, not an I/O fault.
+    pub fn of(err: &rusqlite::Error) -> Cause {
+        use rusqlite::ErrorCode as C;
+        let extended = err.sqlite_error().map(|e| e.extended_code);
+        match err.sqlite_error_code() {
+            Some(C::DatabaseCorrupt | C::NotADatabase) => Cause::Corrupt,
+            Some(C::SystemIoFailure)
+                if extended == Some(rusqlite::ffi::SQLITE_IOERR_SHORT_READ) =>
+            {
+                Cause::Corrupt
+            }
+            Some(C::DiskFull) => Cause::DiskFull,
+            Some(C::SystemIoFailure) => Cause::Io,
+            Some(C::CannotOpen | C::ReadOnly | C::PermissionDenied) => Cause::Permission,
+            Some(C::DatabaseBusy | C::DatabaseLocked) => Cause::Busy,
+            _ => Cause::Other,
+        }
+    }
+
+    /// What the operator should do, appended to error messages.
+    pub fn hint(self) -> &'static str {
+        match self {
+            Cause::Corrupt => {
+                "the buffer file is damaged; halyard salvages the readable rows into a fresh file, \
+                 moves the damaged one aside and reports what was lost"
+            }
+            Cause::DiskFull => "the disk is full: free space or lower [buffer] max_mb",
+            Cause::Io => "the storage device reported an I/O error: check it (dmesg, SMART)",
+            Cause::Permission => "check that the buffer file and its directory are writable",
+            Cause::Busy => "another process holds the buffer file",
+            Cause::Other => "unexpected SQLite error",
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sqlite(code: i32, context: &'static str) -> BufferError {
+        BufferError::Sqlite {
+            context,
+            source: rusqlite::Error::SqliteFailure(rusqlite::ffi::Error::new(code), None),
+        }
+    }
+
+    /// Each cause gets its own advice; damage is never blamed on disk space.
+    #[test]
+    fn messages_name_the_real_cause() {
+        use rusqlite::ffi;
+        let corrupt = sqlite(ffi::SQLITE_CORRUPT, "next_batch: read records");
+        assert_eq!(corrupt.cause(), Cause::Corrupt);
+        assert!(corrupt.is_corruption());
+        let text = corrupt.to_string();
+        assert!(
+            text.contains("damaged") && !text.contains("disk space"),
+            "{text}"
+        );
+        let short = sqlite(ffi::SQLITE_IOERR_SHORT_READ, "next_batch: read records");
+        assert_eq!(short.cause(), Cause::Corrupt, "a truncated file is damage");
+        let full = sqlite(ffi::SQLITE_FULL, "append: commit");
+        assert_eq!(full.cause(), Cause::DiskFull);
+        assert!(full.to_string().contains("disk is full"), "{full}");
+        let io = sqlite(ffi::SQLITE_IOERR_READ, "next_batch: read records");
+        assert_eq!(io.cause(), Cause::Io);
+        assert!(io.to_string().contains("I/O error"), "{io}");
+        let denied = sqlite(ffi::SQLITE_READONLY, "append: commit");
+        assert_eq!(denied.cause(), Cause::Permission);
+        assert!(denied.to_string().contains("writable"), "{denied}");
     }
 }

@@ -24,7 +24,8 @@
 //!    stranded by a crash between send and ack.
 //! 4. **Bounded startup.** Opening runs one aggregate query over the
 //!    `(seq, size)` index (not the payloads) and never loads the backlog;
-//!    records are read in bounded batches by sequence number.
+//!    records are read in bounded batches by sequence number. (Only a
+//!    damaged file is read in full, once, to salvage it; see 7.)
 //! 5. **Bounded size, counted losses.** The accounted size (below) never
 //!    exceeds `max_bytes`, with one exception: under [`WhenFull::Block`] a
 //!    producer that was let in by [`Buffer::admit`] before running its
@@ -39,11 +40,18 @@
 //!    the buffer drains (or 16 MiB have been deleted since the last time)
 //!    `PRAGMA incremental_vacuum` returns free pages to the filesystem, and
 //!    `journal_size_limit` truncates the WAL after checkpoints.
-//! 7. **Corruption never blocks startup.** A file SQLite reports as corrupt or
-//!    not a database is renamed to `<name>.corrupt-<unix-time>` (with its
-//!    `-wal`), logged with `tracing::error!`, and replaced by an empty buffer;
-//!    [`OpenReport::recovered_from_corruption`] tells the host, which should
-//!    emit a `buffer.recovered` lifecycle event.
+//! 7. **Damage is contained to the damaged part.** When opening, reading,
+//!    acknowledging or appending meets a damaged page (SQLite says corrupt,
+//!    not a database, or a truncated file), every row that can still be read
+//!    is copied, with its sequence number and id, into a fresh file; the
+//!    damaged file is renamed to `<name>.corrupt-<unix-time>` (with its
+//!    `-wal`) for the operator, and the operation is retried once on the
+//!    fresh file, so delivery resumes right after the damaged range instead
+//!    of retrying a failing read for ever. Each episode is a [`Damage`]
+//!    report with exact counts of what was recovered and lost
+//!    ([`Buffer::take_damage`], [`OpenReport::damage`],
+//!    [`Stats::damage_lost_total`]); the host publishes it as
+//!    `buffer.damaged`. Corruption never blocks startup.
 //! 8. **One owner.** The file is locked exclusively (`locking_mode =
 //!    EXCLUSIVE`); a second opener gets [`BufferError::InUse`].
 //!
@@ -119,9 +127,11 @@ mod batch;
 mod buffer;
 mod commit;
 mod config;
+mod damage;
 mod dead_letter;
 mod delivery;
 mod error;
+mod salvage;
 mod schema;
 mod staging;
 mod stats;
@@ -133,7 +143,8 @@ pub use config::{
     BufferConfig, DEFAULT_DEAD_LETTER_MAX, DEFAULT_DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES,
     WhenFull,
 };
+pub use damage::{Damage, FoundAt};
 pub use dead_letter::{DeadLetter, DeadLetterFilter, Kept, NewDeadLetter, Origin, ReasonSummary};
-pub use error::BufferError;
+pub use error::{BufferError, Cause};
 pub use staging::Staged;
 pub use stats::Stats;

@@ -1,5 +1,7 @@
-//! Opening the SQLite file: pragmas, schema, version check, and moving a
-//! corrupt file aside so a damaged buffer never blocks startup.
+//! Opening the SQLite file: pragmas, schema, version check, and — when the
+//! file is damaged — moving it aside and salvaging its readable rows into a
+//! fresh file, so a damaged buffer never blocks startup and loses only what
+//! cannot be read.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -7,7 +9,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior};
 
 use crate::config::BufferConfig;
+use crate::damage::Damage;
 use crate::error::{BufferError, Context};
+use crate::salvage;
 
 /// Schema version this build writes and understands.
 pub(crate) const SCHEMA_VERSION: i64 = 1;
@@ -21,7 +25,7 @@ pub(crate) const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// so a burst does not leave a large WAL behind for good.
 pub(crate) const JOURNAL_SIZE_LIMIT: i64 = 4 * 1024 * 1024;
 
-const CREATE_SCHEMA: &str = "
+pub(crate) const CREATE_SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS meta (
     key   TEXT PRIMARY KEY NOT NULL,
     value INTEGER NOT NULL
@@ -55,10 +59,12 @@ pub(crate) struct Opened {
     pub(crate) bytes: u64,
     pub(crate) dead_letters: u64,
     pub(crate) dead_letter_bytes: u64,
+    /// What the salvage of a damaged file recovered and lost.
+    pub(crate) damage: Option<Damage>,
 }
 
-/// Opens (creating if needed) the buffer file; a corrupt file is moved aside
-/// and replaced by an empty buffer.
+/// Opens (creating if needed) the buffer file; a damaged file is moved
+/// aside and its readable rows are copied into a fresh one.
 pub(crate) fn open(config: &BufferConfig) -> Result<Opened, BufferError> {
     let path = &config.path;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -70,17 +76,30 @@ pub(crate) fn open(config: &BufferConfig) -> Result<Opened, BufferError> {
     }
     match try_open(config) {
         Ok(opened) => Ok(opened),
-        Err(err) if is_corruption(&err) => {
+        Err(err) if err.is_corruption() => {
             let moved = move_aside(path)?;
-            tracing::error!(
-                buffer = %path.display(),
-                moved_to = %moved.display(),
-                error = %err,
-                "buffer file is corrupt; moved it aside and starting with an empty buffer. \
-                 Records in the moved file were NOT delivered; inspect it with sqlite3 to salvage them"
-            );
+            tracing::error!(buffer = %path.display(), moved_to = %moved.display(), error = %err,
+                "buffer file is damaged; moved it aside, salvaging its readable rows into a fresh file");
+            let scratch = with_suffix(path, SALVAGE_SUFFIX);
+            let salvaged = salvage::salvage_file(&moved, &scratch);
+            let damage = match salvaged {
+                Ok(salvaged) => {
+                    rename(&scratch, path, "move the salvaged file into place")?;
+                    Damage::at_open(&err, &moved, &salvaged)
+                }
+                Err(salvage_err) => {
+                    // Nothing could be copied (the file is not a database at
+                    // all, or the copy failed): start empty; the moved file
+                    // is kept for the operator.
+                    tracing::error!(error = %salvage_err, "nothing could be salvaged from the damaged buffer file");
+                    let _ = std::fs::remove_file(&scratch);
+                    Damage::unreadable_at_open(&err, &moved)
+                }
+            };
+            damage.log();
             let mut opened = try_open(config)?;
             opened.recovered_from_corruption = Some(moved);
+            opened.damage = Some(damage);
             Ok(opened)
         }
         Err(err) if is_locked(&err) => Err(BufferError::InUse { path: path.clone() }),
@@ -88,12 +107,8 @@ pub(crate) fn open(config: &BufferConfig) -> Result<Opened, BufferError> {
     }
 }
 
-fn is_corruption(err: &BufferError) -> bool {
-    matches!(
-        err.sqlite_code(),
-        Some(ErrorCode::NotADatabase | ErrorCode::DatabaseCorrupt)
-    )
-}
+/// Suffix of the scratch file a salvage writes before it is swapped in.
+pub(crate) const SALVAGE_SUFFIX: &str = ".salvage";
 
 fn is_locked(err: &BufferError) -> bool {
     matches!(
@@ -102,7 +117,7 @@ fn is_locked(err: &BufferError) -> bool {
     )
 }
 
-fn try_open(config: &BufferConfig) -> Result<Opened, BufferError> {
+pub(crate) fn try_open(config: &BufferConfig) -> Result<Opened, BufferError> {
     let conn = Connection::open(&config.path).ctx("open: open file")?;
     conn.busy_timeout(BUSY_TIMEOUT)
         .ctx("open: set busy_timeout")?;
@@ -156,6 +171,7 @@ fn try_open(config: &BufferConfig) -> Result<Opened, BufferError> {
     Ok(Opened {
         conn,
         recovered_from_corruption: None,
+        damage: None,
         records: records.max(0) as u64,
         bytes: bytes.max(0) as u64,
         dead_letters,
@@ -205,7 +221,7 @@ fn prepare_schema(conn: &mut Connection, path: &Path) -> Result<(), BufferError>
 
 /// Renames `path` (and its WAL/SHM side files) to `<name>.corrupt-<unix-time>`,
 /// keeping them for forensics; a counter is appended if that name is taken.
-fn move_aside(path: &Path) -> Result<PathBuf, BufferError> {
+pub(crate) fn move_aside(path: &Path) -> Result<PathBuf, BufferError> {
     let secs = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -217,24 +233,38 @@ fn move_aside(path: &Path) -> Result<PathBuf, BufferError> {
         target = with_suffix(&base, &format!("-{n}"));
         n += 1;
     }
-    let rename = |from: &Path, to: &Path| {
-        std::fs::rename(from, to).map_err(|source| BufferError::Io {
-            op: "move corrupt file aside",
-            path: from.to_path_buf(),
-            source,
-        })
-    };
-    rename(path, &target)?;
+    rename(path, &target, "move corrupt file aside")?;
     for side in ["-wal", "-shm", "-journal"] {
         let from = with_suffix(path, side);
         if from.exists() {
-            rename(&from, &with_suffix(&target, side))?;
+            rename(
+                &from,
+                &with_suffix(&target, side),
+                "move corrupt file aside",
+            )?;
         }
     }
     Ok(target)
 }
 
-fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
+/// Renames `from` to `to` and syncs the directory, so the new name
+/// survives a power cut.
+pub(crate) fn rename(from: &Path, to: &Path, op: &'static str) -> Result<(), BufferError> {
+    let io = |source| BufferError::Io {
+        op,
+        path: from.to_path_buf(),
+        source,
+    };
+    std::fs::rename(from, to).map_err(io)?;
+    if let Some(dir) = to.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(io)?;
+    }
+    Ok(())
+}
+
+pub(crate) fn with_suffix(path: &Path, suffix: &str) -> PathBuf {
     let mut s = path.as_os_str().to_owned();
     s.push(suffix);
     PathBuf::from(s)

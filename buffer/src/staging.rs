@@ -157,7 +157,9 @@ pub(crate) fn drop_leftovers(conn: &Connection) -> Result<(), BufferError> {
 }
 
 /// Moves the first `n` records of `staged` into `records`, inside the
-/// commit's transaction, stamped `enqueued_ms`.
+/// commit's transaction, stamped `enqueued_ms`. Fails (and the caller's
+/// transaction rolls back) if fewer are there: a salvage after damage
+/// copies only the buffer's own tables.
 pub(crate) fn promote(
     tx: &rusqlite::Transaction<'_>,
     staged: &Staged,
@@ -178,6 +180,9 @@ pub(crate) fn promote(
             i64::try_from(n).unwrap_or(i64::MAX),
         ))
     })
-    .ctx("commit: move staged records")?;
-    Ok(())
+    .ctx("commit: move staged records")
+    .and_then(|found| match found {
+        found if found == n => Ok(()),
+        found => Err(BufferError::StagedLost { expected: n, found }),
+    })
 }

@@ -39,6 +39,14 @@ pub struct Stats {
     pub appended_total: u64,
     /// Records deleted by `ack`.
     pub acked_total: u64,
+    /// Records lost to a damaged file (unreadable rows, at open or while
+    /// running); each episode is also reported by [`crate::Buffer::take_damage`].
+    pub damage_lost_total: u64,
+    /// Times a damaged file was salvaged into a fresh one while running.
+    pub damage_repairs_total: u64,
+    /// Why reading a batch is failing, while it is (the buffer cannot
+    /// deliver anything then); `None` once a read succeeds.
+    pub read_error: Option<String>,
 }
 
 /// Counters since open; only ever updated after the transaction they
@@ -51,4 +59,5 @@ pub(crate) struct Counters {
     pub(crate) evicted_oldest: u64,
     pub(crate) dead_letters_pruned: u64,
     pub(crate) dead_letters_pruned_bytes: u64,
+    pub(crate) damage_lost: u64,
 }

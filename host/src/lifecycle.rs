@@ -72,6 +72,7 @@ impl LifecycleEvent {
                 | "transport.refused"
                 | "buffer.evicting"
                 | "buffer.recovered"
+                | "buffer.damaged"
                 | "licence.grace"
                 | "licence.expired"
         )

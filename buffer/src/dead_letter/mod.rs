@@ -202,6 +202,10 @@ impl Buffer {
     ///
     /// Fails with [`BufferError::UnknownBatch`] if the batch is not in flight.
     pub fn dead_letter(&self, batch: &Batch, reason: &str) -> Result<(), BufferError> {
+        self.repairing(|| self.dead_letter_once(batch, reason))
+    }
+
+    fn dead_letter_once(&self, batch: &Batch, reason: &str) -> Result<(), BufferError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let lease = inner
@@ -241,6 +245,7 @@ impl Buffer {
         change.pruned = bound::prune(&tx, bound, &change)?;
         tx.commit().ctx("dead_letter: commit")?;
         tracing::warn!(batch = %batch.key(), records = moved, reason, "batch dead-lettered");
+        inner.settle_unreadable(&lease, true, false);
         inner.leases.remove(&lease);
         inner.records = inner.records.saturating_sub(lease.count);
         inner.bytes = inner.bytes.saturating_sub(lease.bytes);

@@ -96,6 +96,10 @@ impl Buffer {
         &self,
         filter: &DeadLetterFilter,
     ) -> Result<Vec<DeadLetter>, BufferError> {
+        self.repairing(|| self.dead_letters_once(filter))
+    }
+
+    fn dead_letters_once(&self, filter: &DeadLetterFilter) -> Result<Vec<DeadLetter>, BufferError> {
         let inner = self.lock();
         let (selection, params) = filter.selection();
         let sql = format!(

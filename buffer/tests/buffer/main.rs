@@ -3,9 +3,11 @@
 
 mod commit;
 mod common;
+mod damage;
 mod dead_letters;
 mod delivery;
 mod durability;
 mod full_policy;
 mod model;
+mod pages;
 mod staging;

@@ -241,6 +241,11 @@ pub enum InputConfig {
         /// Where to start the first time (later: the stored offset).
         #[serde(default)]
         start_at: StartAt,
+        /// Lines longer than this (bytes, without the `\n`) are
+        /// dead-lettered with only their first 4 KiB kept, so a file without
+        /// newlines cannot make the host hold it whole.
+        #[serde(default = "default_max_line_bytes")]
+        max_line_bytes: u64,
         /// The decoder plugin.
         decoder: PluginRef,
     },
@@ -448,6 +453,14 @@ pub enum TransportConfig {
     Stdout,
 }
 
+/// 1 MiB, the default `max_line_bytes` of a file input (as Vector's
+/// `max_line_bytes` and Fluent Bit's `Buffer_Max_Size` bound a line).
+pub const DEFAULT_MAX_LINE_BYTES: u64 = 1 << 20;
+
+fn default_max_line_bytes() -> u64 {
+    DEFAULT_MAX_LINE_BYTES
+}
+
 fn default_key_header() -> String {
     "x-api-key".into()
 }
@@ -516,6 +529,12 @@ pub struct HealthSection {
     /// work (a batch through the stages and its commit) for longer than
     /// this many milliseconds.
     pub stall_ms: u64,
+    /// After damage to the buffer file cost events, `/health` stays
+    /// degraded for this many milliseconds, or until an operator
+    /// acknowledges it (`POST /health/ack`). A loss must not scroll out of
+    /// sight before someone has seen it; 0 degrades only until the next
+    /// look (the loss is still logged and published as `buffer.damaged`).
+    pub damage_degraded_ms: u64,
 }
 
 impl Default for HealthSection {
@@ -525,6 +544,7 @@ impl Default for HealthSection {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
             stream_buffer: 1024,
             stall_ms: 30_000,
+            damage_degraded_ms: 24 * 3600 * 1000,
         }
     }
 }

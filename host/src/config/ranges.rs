@@ -36,6 +36,15 @@ pub const MAX_FILE_MB: u64 = 1024;
 /// The largest `[buffer] max_mb` (1 TiB), far below where `<< 20` wraps.
 pub const MAX_BUFFER_MB: u64 = 1 << 20;
 
+/// The shortest `max_line_bytes` of a file input: below this ordinary log
+/// lines would be refused.
+pub const MIN_LINE_BYTES: u64 = 64;
+
+/// The longest `max_line_bytes` (16 MiB): one line is one frame, and a
+/// decoder's output for it must fit the plugin output cap (16 MiB) or
+/// the whole decode call traps.
+pub const MAX_LINE_BYTES: u64 = 16 << 20;
+
 /// The longest duration in milliseconds any `_ms` key takes (7 days):
 /// larger values overflow the clock arithmetic of timers.
 pub const MAX_MS: u64 = 7 * 24 * 3600 * 1000;
@@ -90,6 +99,10 @@ pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
         ),
         ("shutdown.timeout_ms", config.shutdown.timeout_ms),
         ("health.stall_ms", config.health.stall_ms),
+        (
+            "health.damage_degraded_ms",
+            config.health.damage_degraded_ms,
+        ),
         ("reload.debounce_ms", config.reload.debounce_ms),
         (
             "reload.backoff_initial_ms",
@@ -114,6 +127,14 @@ pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
     for (i, input) in config.inputs.iter().enumerate() {
         if let InputConfig::Source { interval_ms, .. } = input {
             checks.push((format!("input[{i}].interval_ms"), *interval_ms, 1, MAX_MS));
+        }
+        if let InputConfig::File { max_line_bytes, .. } = input {
+            checks.push((
+                format!("input[{i}].max_line_bytes"),
+                *max_line_bytes,
+                MIN_LINE_BYTES,
+                MAX_LINE_BYTES,
+            ));
         }
     }
     checks

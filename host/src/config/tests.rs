@@ -237,6 +237,12 @@ fn out_of_range_limits_are_refused_naming_key_and_line() {
         err.contains("`reload.debounce_ms` must be between 0 and"),
         "{err}"
     );
+    let text = format!("{MINIMAL}\n[health]\ndamage_degraded_ms = 9223372036854775807\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains("`health.damage_degraded_ms` must be between 0 and"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -292,4 +298,33 @@ fn the_network_grant_is_a_flag_or_an_allow_list_checked_as_it_is_parsed() {
         err.contains("line 20") && err.contains("`localhost:80` is not IP:PORT"),
         "{err}"
     );
+}
+
+#[test]
+fn a_file_inputs_line_limit_defaults_to_1_mib_and_is_range_checked() {
+    let config = parse(MINIMAL).unwrap();
+    let Some(InputConfig::File { max_line_bytes, .. }) = config.inputs.get(1) else {
+        panic!("input[1] is the file input");
+    };
+    assert_eq!(*max_line_bytes, 1 << 20);
+    let path = "path = \"/var/log/sensors.jsonl\"";
+    for (value, ok) in [
+        ("63", false),
+        ("64", true),
+        ("16777216", true),
+        ("16777217", false),
+    ] {
+        let text = MINIMAL.replace(path, &format!("{path}\nmax_line_bytes = {value}"));
+        match parse(&text) {
+            Ok(_) => assert!(ok, "{value} accepted"),
+            Err(err) => {
+                let err = err.to_string();
+                assert!(!ok, "{value} refused: {err}");
+                assert!(
+                    err.contains("`input[1].max_line_bytes` must be between 64 and 16777216"),
+                    "{err}"
+                );
+            }
+        }
+    }
 }

@@ -36,6 +36,7 @@ mod commit;
 mod dead_letters;
 mod native;
 mod record;
+mod refuse;
 mod replay;
 mod restage;
 mod shared_frames;

@@ -1,7 +1,9 @@
 //! `halyard run`: the host's main job, wiring inputs → pipeline thread →
 //! buffer → shipper → transport.
 //!
-//! Shutdown order (SIGINT/SIGTERM or the caller's future): stop the inputs;
+//! Shutdown order (SIGINT/SIGTERM or the caller's future): stop the inputs
+//! (a file input stops between two read chunks or batches, however far
+//! behind it is, at a committed position);
 //! let the pipeline thread finish what is queued (every reply it sends is a
 //! commit); let the shipper send what is buffered; then stop it, releasing
 //! any batch in flight. The buffer closes last. All of it shares one
@@ -146,11 +148,14 @@ pub async fn run_with(
     let usage = Arc::new(halyard_trust::usage::UsageWindow::new());
     let (buffer, opened) = Buffer::open(buffer_config(&config, &data_dir))?;
     if let Some(moved) = &opened.recovered_from_corruption {
-        tracing::error!(moved_to = %moved.display(), "buffer file was corrupt; moved aside and started empty");
+        // The details (recovered, lost) follow as `buffer.damaged` from the
+        // buffer watch, which publishes every damage report.
         channels.lifecycle.emit(
             "buffer.recovered",
             &crate::lifecycle::new_correlation_id(),
-            serde_json::json!({"moved_to": moved.display().to_string()}),
+            serde_json::json!({"moved_to": moved.display().to_string(),
+                "records_recovered": opened.damage.as_ref().map(|d| d.records_recovered),
+                "records_lost": opened.damage.as_ref().map(|d| d.records_lost)}),
         );
     }
     tracing::info!(pending = opened.pending_records, "buffer opened");
@@ -241,6 +246,7 @@ pub async fn run_with(
                 name,
                 path,
                 start_at,
+                max_line_bytes,
                 ..
             } => {
                 let Some(tx) = worker.sender() else { break };
@@ -248,6 +254,7 @@ pub async fn run_with(
                     name: name.clone(),
                     path: path.clone(),
                     start_at: *start_at,
+                    max_line_bytes: usize::try_from(*max_line_bytes).unwrap_or(usize::MAX),
                     buffer: buffer.clone(),
                 };
                 inputs.push(tokio::spawn(file.run(tx, inputs_stopped.clone())));

@@ -121,6 +121,8 @@ impl Observer {
             shutdown: stop.clone(),
             licence: channels.licence.clone(),
             progress: Some(channels.progress.clone()),
+            damage: Mutex::new(None),
+            damage_degraded: Duration::from_millis(config.health.damage_degraded_ms),
         });
         let mut tasks = Vec::new();
         let mut listen = None;
@@ -304,7 +306,8 @@ async fn watch_refusals(
 
 /// Watches the buffer's loss counters: the first drop or eviction of an
 /// episode publishes `buffer.evicting`; [`LOSS_WINDOW`] without losses ends
-/// the episode.
+/// the episode. Every damage report (at open or while running) publishes
+/// `buffer.damaged` with the report as payload and degrades `/health`.
 async fn watch_buffer(state: Arc<StatusState>, stop: CancellationToken) {
     let lost = |s: &halyard_buffer::Stats| s.evicted_oldest_total + s.dropped_newest_total;
     let mut seen = lost(&state.buffer.stats());
@@ -314,6 +317,13 @@ async fn watch_buffer(state: Arc<StatusState>, stop: CancellationToken) {
         tokio::select! {
             _ = ticker.tick() => {}
             _ = stop.cancelled() => break,
+        }
+        for damage in state.buffer.take_damage() {
+            state.note_damage(&damage);
+            let payload = serde_json::to_value(&damage).unwrap_or_default();
+            state
+                .lifecycle
+                .emit("buffer.damaged", &new_correlation_id(), payload);
         }
         let stats = state.buffer.stats();
         let now = lost(&stats);

@@ -49,6 +49,20 @@ pub enum Work {
         /// Where the committed report goes.
         reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
     },
+    /// Dead-letter one frame an input refused before decoding (a file
+    /// line over `max_line_bytes`), committed with the input's position.
+    Refuse {
+        /// The input's name.
+        input: String,
+        /// What is kept of the frame.
+        frame: KeyedFrame,
+        /// Why it was refused (names the limit and the offset).
+        reason: String,
+        /// The input's read position just past the frame.
+        position: Option<Vec<u8>>,
+        /// Where the committed report goes.
+        reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
+    },
     /// Hot reload: swap in new plugin versions between two batches.
     Swap(crate::reload::Swap),
     /// Config reload: rebuild the stage chains between two batches; the
@@ -191,7 +205,11 @@ fn serve(pipeline: &mut Pipeline, serving: &Serving<'_>) -> IngestReport {
         if serving.past_stop() {
             // Past the stop deadline: answer what is queued, run nothing.
             match work {
-                Ok(Work::Frames { reply, .. } | Work::SharedFrames { reply, .. }) => {
+                Ok(
+                    Work::Frames { reply, .. }
+                    | Work::SharedFrames { reply, .. }
+                    | Work::Refuse { reply, .. },
+                ) => {
                     let _ = reply.send(Err(PipelineError::ShuttingDown));
                 }
                 Err(RecvTimeoutError::Disconnected) => break,
@@ -233,6 +251,16 @@ fn serve_one(
         }) => {
             let bytes = frames.bytes() as u64;
             let result = pipeline.ingest_frames(&input, frames, None, bytes);
+            answer(result, reply, appended);
+        }
+        Ok(Work::Refuse {
+            input,
+            frame,
+            reason,
+            position,
+            reply,
+        }) => {
+            let result = pipeline.refuse_frame(&input, frame, &reason, position);
             answer(result, reply, appended);
         }
         Ok(Work::Swap(swap)) => crate::reload::apply(pipeline, swap),

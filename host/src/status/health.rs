@@ -3,7 +3,8 @@
 //!
 //! The rules, worst first:
 //! - **unhealthy** (HTTP 503) — the host is losing data, cannot accept any,
-//!   or cannot deliver any: the receiver refuses this sender (401, 403, 404,
+//!   or cannot deliver any: the buffer cannot be read (nothing can be
+//!   delivered); the receiver refuses this sender (401, 403, 404,
 //!   …, or a TLS failure; batches are held until a delivery succeeds —
 //!   [`refusal_reason`]); a validator or privacy plugin is quarantined (fail closed: every
 //!   event is dead-lettered or dropped); every decoder and source is
@@ -12,8 +13,10 @@
 //! - **degraded** (HTTP 200) — working, but look: the breaker is open or
 //!   half-open (the receiver is unreachable; events wait in the buffer); any
 //!   other plugin is quarantined (a sampler fails open); the buffer dropped
-//!   or evicted events in the last [`LOSS_WINDOW`]; or it is at least 75 %
-//!   full;
+//!   or evicted events in the last [`LOSS_WINDOW`]; damage to the buffer
+//!   file cost events and no operator has acknowledged it (`POST
+//!   /health/ack`) within `[health] damage_degraded_ms`; or it is at least
+//!   75 % full;
 //! - **healthy** (HTTP 200) — none of the above.
 
 use std::time::Duration;
@@ -53,6 +56,28 @@ pub struct BufferHealth {
     pub dead_letters: u64,
     /// Seconds since the buffer last dropped or evicted events, if it has.
     pub last_loss_seconds_ago: Option<f64>,
+    /// Why reading the buffer fails, while it does.
+    pub read_error: Option<String>,
+    /// Damage to the buffer file since start, if any.
+    pub damage: Option<DamageHealth>,
+}
+
+/// Damage to the buffer file, as `/health` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct DamageHealth {
+    /// Episodes since start (at open and while running).
+    pub episodes: u64,
+    /// Events lost to damage since start.
+    pub events_lost: u64,
+    /// Whether a count was only a lower bound (some of the file's index was
+    /// unreadable too); see the `buffer.damaged` event for the upper bound.
+    pub lost_exact: bool,
+    /// Seconds since the last episode.
+    pub last_seconds_ago: f64,
+    /// Where the last damaged file was moved.
+    pub moved_to: String,
+    /// Whether it still degrades the verdict (not acknowledged, not expired).
+    pub degrading: bool,
 }
 
 /// The breaker figures in the report.
@@ -108,6 +133,23 @@ pub fn judge(
         buffer.bytes as f64 / buffer.max_bytes as f64
     };
     let percent = (fill * 100.0).round();
+    if let Some(err) = &buffer.read_error {
+        unhealthy.push(format!(
+            "buffer cannot be read, nothing is delivered: {err}"
+        ));
+    }
+    if let Some(d) = buffer.damage.as_ref().filter(|d| d.degrading) {
+        let lost = if d.lost_exact {
+            format!("{} events lost", d.events_lost)
+        } else {
+            format!("at least {} events lost", d.events_lost)
+        };
+        degraded.push(format!(
+            "buffer file was damaged: {lost}, readable events kept; damaged file at {}; \
+             POST /health/ack to acknowledge",
+            d.moved_to
+        ));
+    }
     if breaker != BreakerState::Closed {
         let why = format!("transport breaker {}", breaker.as_str());
         if fill >= 0.9 {
@@ -176,6 +218,8 @@ mod tests {
             oldest_age_seconds: None,
             dead_letters: 0,
             last_loss_seconds_ago: None,
+            read_error: None,
+            damage: None,
         }
     }
 
@@ -250,5 +294,32 @@ mod tests {
         let (verdict, reasons) = judge(&lost, closed, &ok);
         assert_eq!(verdict, Verdict::Degraded);
         assert_eq!(reasons.len(), 1);
+    }
+
+    #[test]
+    fn an_unreadable_buffer_is_unhealthy_and_damage_degrades_until_acknowledged() {
+        let closed = BreakerState::Closed;
+        let ok = [plugin(StageRole::Decode, "active")];
+        let mut unreadable = buffer(0);
+        unreadable.read_error = Some("buffer next_batch: disk I/O error".into());
+        let (verdict, reasons) = judge(&unreadable, closed, &ok);
+        assert_eq!(verdict, Verdict::Unhealthy);
+        assert!(reasons[0].contains("cannot be read"), "{reasons:?}");
+        let mut damaged = buffer(0);
+        damaged.damage = Some(DamageHealth {
+            episodes: 1,
+            events_lost: 43,
+            lost_exact: true,
+            last_seconds_ago: 1.0,
+            moved_to: "/data/buffer.db.corrupt-1".into(),
+            degrading: true,
+        });
+        let (verdict, reasons) = judge(&damaged, closed, &ok);
+        assert_eq!(verdict, Verdict::Degraded);
+        assert!(reasons[0].contains("43 events lost"), "{reasons:?}");
+        if let Some(d) = damaged.damage.as_mut() {
+            d.degrading = false;
+        }
+        assert_eq!(judge(&damaged, closed, &ok).0, Verdict::Healthy);
     }
 }

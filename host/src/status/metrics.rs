@@ -367,6 +367,20 @@ impl HostCollector {
             "New events refused because the buffer was full.",
             None,
             b.dropped_newest_total,
+        )?;
+        counter(
+            enc,
+            "halyard_buffer_damage_lost_events",
+            "Buffered events lost because the buffer file was damaged (unreadable rows).",
+            None,
+            b.damage_lost_total,
+        )?;
+        counter(
+            enc,
+            "halyard_buffer_damage_repairs",
+            "Times a damaged buffer file was salvaged into a fresh one while running.",
+            None,
+            b.damage_repairs_total,
         )
     }
 

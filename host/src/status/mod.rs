@@ -1,8 +1,12 @@
 //! The status server: what an operator looks at when a device misbehaves.
-//! Bound to `[health] listen` (127.0.0.1:9464 by default); read-only.
+//! Bound to `[health] listen` (127.0.0.1:9464 by default); read-only but
+//! for acknowledging buffer damage.
 //!
 //! - `GET /health`: the verdict with reasons ([`health`]); 200 when healthy
 //!   or degraded, 503 when unhealthy;
+//! - `POST /health/ack`: an operator has seen the damage to the buffer file
+//!   that degrades `/health`; it stops degrading it (the only write, and it
+//!   touches only this server's own state);
 //! - `GET /metrics`: OpenMetrics text ([`metrics`]);
 //! - `GET /plugins`: every loaded plugin with its state and counters
 //!   ([`plugins`]);
@@ -28,14 +32,14 @@ use axum::Router;
 use axum::extract::{Query, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use halyard_buffer::Buffer;
 use halyard_transport::TransportStats;
 use prometheus_client::registry::Registry;
 
 use crate::lifecycle::Lifecycle;
 use crate::tap::Tap;
-use health::{BreakerHealth, BufferHealth, HealthReport, Verdict};
+use health::{BreakerHealth, BufferHealth, DamageHealth, HealthReport, Verdict};
 use plugins::PluginRegistry;
 use stream::{StreamClients, StreamFilter};
 
@@ -71,6 +75,28 @@ pub struct StatusState {
     pub licence: Option<Arc<crate::licence::Licence>>,
     /// The pipeline thread's progress; a stall makes the host unhealthy.
     pub progress: Option<Arc<crate::run::Progress>>,
+    /// Damage to the buffer file since start (set by the buffer watch).
+    pub damage: Mutex<Option<DamageMark>>,
+    /// How long damage degrades `/health` unless acknowledged
+    /// (`[health] damage_degraded_ms`).
+    pub damage_degraded: Duration,
+}
+
+/// What the status server remembers about damage to the buffer file.
+#[derive(Debug, Clone)]
+pub struct DamageMark {
+    /// When the last episode was seen.
+    pub at: Instant,
+    /// Episodes since start.
+    pub episodes: u64,
+    /// Events lost since start.
+    pub events_lost: u64,
+    /// False once any episode's count was only a lower bound.
+    pub lost_exact: bool,
+    /// Where the last damaged file was moved.
+    pub moved_to: std::path::PathBuf,
+    /// Set by `POST /health/ack`; a new episode clears it.
+    pub acknowledged: bool,
 }
 
 impl std::fmt::Debug for StatusState {
@@ -88,10 +114,51 @@ impl StatusState {
         *self.last_loss.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());
     }
 
+    /// Records an episode of damage to the buffer file: `/health` degrades
+    /// until acknowledged or `damage_degraded` passes.
+    pub fn note_damage(&self, damage: &halyard_buffer::Damage) {
+        let mut mark = self.damage.lock().unwrap_or_else(|e| e.into_inner());
+        let before = mark.take();
+        *mark = Some(DamageMark {
+            at: Instant::now(),
+            episodes: before.as_ref().map_or(0, |m| m.episodes) + 1,
+            events_lost: before.as_ref().map_or(0, |m| m.events_lost) + damage.records_lost,
+            lost_exact: before.as_ref().is_none_or(|m| m.lost_exact) && damage.lost_exact,
+            moved_to: damage.moved_to.clone(),
+            acknowledged: false,
+        });
+    }
+
+    /// An operator has seen the damage; returns whether there was any to
+    /// acknowledge.
+    pub fn acknowledge_damage(&self) -> bool {
+        let mut mark = self.damage.lock().unwrap_or_else(|e| e.into_inner());
+        match mark.as_mut() {
+            Some(m) => {
+                m.acknowledged = true;
+                true
+            }
+            None => false,
+        }
+    }
+
     /// The `/health` report, judged now.
     pub fn health(&self) -> HealthReport {
         let b = self.buffer.stats();
         let last_loss = *self.last_loss.lock().unwrap_or_else(|e| e.into_inner());
+        let damage = self
+            .damage
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .map(|m| DamageHealth {
+                episodes: m.episodes,
+                events_lost: m.events_lost,
+                lost_exact: m.lost_exact,
+                last_seconds_ago: m.at.elapsed().as_secs_f64(),
+                moved_to: m.moved_to.display().to_string(),
+                degrading: !m.acknowledged && m.at.elapsed() < self.damage_degraded,
+            });
         let buffer = BufferHealth {
             events: b.records,
             bytes: b.bytes,
@@ -99,6 +166,8 @@ impl StatusState {
             oldest_age_seconds: b.oldest_age.map(|d| d.as_secs_f64()),
             dead_letters: b.dead_letters,
             last_loss_seconds_ago: last_loss.map(|t| t.elapsed().as_secs_f64()),
+            read_error: b.read_error.clone(),
+            damage,
         };
         let state = self.transport.breaker_state();
         let plugins: Vec<_> = self.plugins.all().iter().map(|p| p.view()).collect();
@@ -159,6 +228,7 @@ impl StatusServer {
         };
         let router = Router::new()
             .route("/health", get(get_health))
+            .route("/health/ack", post(post_health_ack))
             .route("/metrics", get(get_metrics))
             .route("/plugins", get(get_plugins))
             .route("/events/stream", get(get_stream))
@@ -188,6 +258,17 @@ async fn get_health(State(app): State<App>) -> Response {
         StatusCode::OK
     };
     (code, axum::Json(report)).into_response()
+}
+
+/// `POST /health/ack`: the operator has seen the damage report; answers
+/// whether there was any, and the verdict now.
+async fn post_health_ack(State(app): State<App>) -> Response {
+    let acknowledged = app.state.acknowledge_damage();
+    if acknowledged {
+        tracing::info!("buffer damage acknowledged by an operator");
+    }
+    let status = app.state.health().status;
+    axum::Json(serde_json::json!({"acknowledged": acknowledged, "status": status})).into_response()
 }
 
 async fn get_metrics(State(app): State<App>) -> Response {

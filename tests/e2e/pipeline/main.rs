@@ -3,7 +3,10 @@
 //! 127.0.0.1), with exact counts.
 
 mod buffer_cap;
+mod damage;
 mod deadletter;
+mod file_identity;
+mod file_limits;
 mod file_transport;
 mod flaky_hub;
 mod http_auth;
@@ -23,5 +26,9 @@ mod support;
 #[allow(dead_code)]
 #[path = "../operate/support.rs"]
 mod operate_support;
+/// Damaging a buffer file page by page, shared with the buffer crate's
+/// tests so both damage files the same way.
+#[path = "../../../buffer/tests/buffer/pages.rs"]
+mod pages;
 /// `operate/support.rs` reaches the pipeline helpers by this name.
 use support as pipeline_support;

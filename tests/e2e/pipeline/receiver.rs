@@ -80,6 +80,23 @@ pub fn loopback_any() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
 }
 
+/// A scenario whose host ships to a fresh receiver on 127.0.0.1.
+pub fn with_receiver() -> (Scenario, Receiver) {
+    let s = Scenario::new();
+    let receiver = Receiver::start(loopback_any(), &s.path("received.db"), None);
+    s.write_config(&http_transport(&receiver.url(), None));
+    (s, receiver)
+}
+
+/// Waits (at most 90 s) until the receiver stored `n` distinct events.
+pub fn wait_stored(receiver: &Receiver, n: u64) {
+    wait_for(
+        &format!("{n} events stored"),
+        Duration::from_secs(90),
+        || receiver.stats().events_stored >= n,
+    );
+}
+
 #[test]
 fn healthy_receiver_gets_every_valid_event_exactly_once() {
     let s = Scenario::new();

@@ -42,12 +42,16 @@ const PLUGIN_DEADLINE_MS: u64 = 5000;
 
 /// A host config: one file input through the three example stages.
 pub fn config(data_dir: &Path, input: &Path, transport: &str) -> String {
-    let file_input = format!(
+    config_with_input(data_dir, &file_input(input), transport)
+}
+
+/// The `[[input]]` section of a file input `sensors` following `input`.
+pub fn file_input(input: &Path) -> String {
+    format!(
         "[[input]]\ntype = \"file\"\nname = \"sensors\"\npath = \"{}\"\n{}",
         input.display(),
         decoder_line()
-    );
-    config_with_input(data_dir, &file_input, transport)
+    )
 }
 
 /// The `decoder = {…}` line for an input: the jsonl decoder with the tests'
@@ -63,6 +67,12 @@ pub fn decoder_line() -> String {
 /// stages, fast retries, and `tail` (the `[transport]`, plus any other
 /// tables) at the end.
 pub fn config_with_input(data_dir: &Path, input: &str, tail: &str) -> String {
+    config_with_stages(data_dir, input, &example_stages(), tail)
+}
+
+/// Like [`config_with_input`] with the given `[[stages.…]]` tables (none:
+/// decoded events go straight to the buffer).
+pub fn config_with_stages(data_dir: &Path, input: &str, stages: &str, tail: &str) -> String {
     format!(
         r#"
 [host]
@@ -71,20 +81,7 @@ data_dir = "{data}"
 
 {input}
 
-[[stages.validate]]
-plugin = "{validator}"
-limits = {{ deadline_ms = {deadline} }}
-config = {{ "min.temp" = 0 }}
-
-[[stages.privacy]]
-plugin = "{privacy}"
-limits = {{ deadline_ms = {deadline} }}
-config = {{ hash_keys = "operator", salt = "e2e" }}
-
-[[stages.sample]]
-plugin = "{sampler}"
-limits = {{ deadline_ms = {deadline} }}
-config = {{ fraction = 1 }}
+{stages}
 
 [batch]
 max_events = 250
@@ -103,6 +100,27 @@ timeout_ms = 2000
 {tail}
 "#,
         data = data_dir.display(),
+    )
+}
+
+/// The three example stages (range validator, redacting privacy, fraction
+/// sampler) with the tests' deadline.
+fn example_stages() -> String {
+    format!(
+        r#"[[stages.validate]]
+plugin = "{validator}"
+limits = {{ deadline_ms = {deadline} }}
+config = {{ "min.temp" = 0 }}
+
+[[stages.privacy]]
+plugin = "{privacy}"
+limits = {{ deadline_ms = {deadline} }}
+config = {{ hash_keys = "operator", salt = "e2e" }}
+
+[[stages.sample]]
+plugin = "{sampler}"
+limits = {{ deadline_ms = {deadline} }}
+config = {{ fraction = 1 }}"#,
         validator = components::RANGE_VALIDATOR,
         privacy = components::REDACT_PRIVACY,
         sampler = components::FRACTION_SAMPLER,
@@ -245,14 +263,17 @@ pub fn delivered(out: &Path) -> Vec<serde_json::Value> {
 
 /// Dead letters in the host's buffer file, with their reasons.
 pub fn dead_letters(data_dir: &Path) -> Vec<String> {
-    let config = halyard_buffer::BufferConfig::new(data_dir.join("buffer.db"), 1 << 30);
-    let (buffer, _) = halyard_buffer::Buffer::open(config).expect("open buffer");
-    buffer
-        .dead_letters(100_000)
-        .expect("dead letters")
+    dead_letter_rows(data_dir)
         .into_iter()
         .map(|d| d.reason)
         .collect()
+}
+
+/// Dead letters in the host's buffer file, whole (id, payload, reason).
+pub fn dead_letter_rows(data_dir: &Path) -> Vec<halyard_buffer::DeadLetter> {
+    let config = halyard_buffer::BufferConfig::new(data_dir.join("buffer.db"), 1 << 30);
+    let (buffer, _) = halyard_buffer::Buffer::open(config).expect("open buffer");
+    buffer.dead_letters(100_000).expect("dead letters")
 }
 
 /// One test's files: an input, a data dir and a config, in a temp dir.
