@@ -164,6 +164,10 @@ fn a_page_damaged_while_running_costs_only_its_rows() {
     assert!(delivered.ends_with(&(N..N + 50).collect::<Vec<_>>()));
     assert_eq!(buffer.stats().records, 0);
     assert_eq!(buffer.stats().damage_lost_total, lost);
+    // The fresh file is owner-only, like the one it replaced.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&cfg.path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }
 
 #[test]

@@ -51,6 +51,9 @@ pub struct Runtime {
     /// The largest component file [`Runtime::load`] reads
     /// (`[plugins] max_file_mb`); see [`super::file`].
     pub(crate) max_file_bytes: u64,
+    /// The host's fleet (`[licence] fleet`): a plugin signature scoped to a
+    /// fleet verifies only on hosts of that fleet.
+    pub(crate) fleet: Option<String>,
 }
 
 impl Runtime {
@@ -92,6 +95,7 @@ impl Runtime {
             _ticker: ticker,
             trusted_keys: Vec::new(),
             max_file_bytes: super::file::DEFAULT_MAX_FILE_BYTES,
+            fleet: None,
         })
     }
 
@@ -106,6 +110,11 @@ impl Runtime {
     /// `bytes`, before reading them.
     pub fn set_max_file_bytes(&mut self, bytes: u64) {
         self.max_file_bytes = bytes;
+    }
+
+    /// The host's fleet, which fleet-scoped plugin signatures must name.
+    pub fn set_fleet(&mut self, fleet: Option<String>) {
+        self.fleet = fleet;
     }
 
     /// The largest component file [`Runtime::load`] reads.
