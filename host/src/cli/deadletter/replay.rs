@@ -219,7 +219,9 @@ fn pipeline(opened: &Opened) -> anyhow::Result<Pipeline> {
     let config = &opened.config;
     let data_dir = &config.host.data_dir;
     let mut runtime = crate::plugin::Runtime::new(Some(data_dir.join("cache")))?;
-    config.plugins.apply_to(&mut runtime);
+    config
+        .plugins
+        .apply_to(&mut runtime, config.licence.fleet.as_deref());
     let mut pipeline = Pipeline::build(config, &runtime, opened.buffer.clone())?;
     let host_id = config.host.id.clone().unwrap_or_else(crate::run::hostname);
     pipeline.set_provenance(crate::provenance::Stamper::open(&host_id, data_dir)?);
