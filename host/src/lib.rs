@@ -41,7 +41,8 @@
 //!   feeds the event stream without ever slowing the pipeline.
 //! - [`logging`]: JSON or human logs, levels from config or `RUST_LOG`.
 //! - [`cli`]: the `halyard` command line, kept apart from `main.rs` so that
-//!   tests can exercise argument parsing without spawning a process.
+//!   tests can exercise argument parsing without spawning a process;
+//!   `halyard deadletter` lists, shows, replays and purges dead letters.
 
 pub mod cli;
 pub mod config;

@@ -165,6 +165,8 @@ pub(crate) fn salvage(
         let tx = new.transaction().ctx("salvage: begin")?;
         tx.execute_batch(CREATE_SCHEMA)
             .ctx("salvage: create schema")?;
+        // The dead-letter columns too, so they are copied, not defaulted.
+        crate::dead_letter::upgrade(&tx)?;
         tx.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
             [SCHEMA_VERSION],

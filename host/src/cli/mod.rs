@@ -2,6 +2,7 @@
 //! that uses `anyhow`, prints to the terminal and chooses exit codes.
 
 mod config_cmd;
+mod deadletter;
 mod grant_arg;
 mod plugin_cmd;
 mod sign_cmd;
@@ -14,6 +15,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use config_cmd::ConfigCheckArgs;
+pub use deadletter::{DeadletterCommand, PurgeArgs, ReplayArgs, SelectArgs, ShowArgs};
 pub use plugin_cmd::{CheckArgs, RunArgs};
 pub use sign_cmd::{SignArgs, SignManifestArgs, VerifyPluginArgs};
 pub use tail::TailArgs;
@@ -77,6 +79,11 @@ pub enum Command {
     /// Follow a running host's live events (`/events/stream`): after the
     /// privacy and sampler stages, optionally with lifecycle events.
     Tail(TailArgs),
+    /// What the host gave up on (validator rejects, undecodable frames,
+    /// batches the receiver refused): list, show, replay after fixing the
+    /// cause, or purge. Works on a stopped host's buffer.
+    #[command(subcommand, name = "deadletter")]
+    Deadletter(DeadletterCommand),
 }
 
 /// `halyard config …`
@@ -205,6 +212,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(args) => trust_cmd::verify_batch(&args),
         Command::Config(ConfigCommand::Check(args)) => config_cmd::check(&args),
         Command::Tail(args) => tail::tail(&args),
+        Command::Deadletter(command) => deadletter::run(&command),
         Command::Run { config } => run_host(&config),
         Command::Receive {
             listen,

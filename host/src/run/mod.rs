@@ -390,7 +390,8 @@ pub async fn run_with(
     })
 }
 
-fn buffer_config(config: &HostConfig, data_dir: &Path) -> BufferConfig {
+/// The buffer `[buffer]` asks for, its path resolved against `data_dir`.
+pub(crate) fn buffer_config(config: &HostConfig, data_dir: &Path) -> BufferConfig {
     let path = if config.buffer.path.is_absolute() {
         config.buffer.path.clone()
     } else {
@@ -404,6 +405,7 @@ fn buffer_config(config: &HostConfig, data_dir: &Path) -> BufferConfig {
     };
     b.synchronous_full = config.buffer.synchronous == Synchronous::Full;
     b.dead_letter_max = config.buffer.dead_letter_max;
+    b.dead_letter_max_bytes = config.buffer.dead_letter_max_mb << 20;
     b
 }
 

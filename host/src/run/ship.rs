@@ -252,7 +252,7 @@ fn settle(
         report.events_dead_lettered += events;
         delivery.stats().record_dead_letter(events);
         tracing::warn!(batch = %batch.key(), dead_lettered = events, delivered,
-            reasons = ?groups.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+            reasons = ?groups.iter().map(|d| d.reason.as_str()).collect::<std::collections::BTreeSet<_>>(),
             "events refused by the receiver dead-lettered; the rest delivered");
     }
     if let Err(err) = buffer.ack(&batch) {
