@@ -414,3 +414,40 @@ fn a_version_1_table_gains_the_new_columns_and_its_rows_are_sized() {
     assert_eq!(dead[0].origin, Origin::Event);
     assert_eq!(dead[0].payload(), Some(&[1u8, 2, 3, 4, 5][..]));
 }
+
+#[test]
+fn an_ack_with_dead_letters_stores_them_and_removes_the_batch_in_one_step() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), u64::MAX, WhenFull::DropOldest);
+    {
+        let (buffer, _) = open(&cfg);
+        buffer.append(&recs(0..6, 12)).unwrap();
+        let batch = buffer.next_batch(6, usize::MAX).unwrap().unwrap();
+        // The receiver took 0..6 except 2 and 4, which it refused.
+        let refused = dead_events(
+            &[batch.records[2].clone(), batch.records[4].clone()],
+            "HTTP 400: bad unit",
+        );
+        buffer.ack_with_dead_letters(&batch, &refused).unwrap();
+        let s = buffer.stats();
+        assert_eq!((s.records, s.dead_letters, s.acked_total), (0, 2, 6));
+        assert!(matches!(
+            buffer.ack_with_dead_letters(&batch, &refused),
+            Err(BufferError::UnknownBatch { .. })
+        ));
+        assert_eq!(
+            buffer.stats().dead_letters,
+            2,
+            "nothing stored by a refused ack"
+        );
+    }
+    let (buffer, report) = open(&cfg);
+    assert_eq!(report.pending_records, 0);
+    let dead: Vec<u64> = buffer
+        .dead_letters(10)
+        .unwrap()
+        .iter()
+        .map(|d| num(&as_record(d)))
+        .collect();
+    assert_eq!(dead, [2, 4]);
+}
