@@ -43,6 +43,10 @@ pub(crate) struct Inner {
     pub(crate) records: u64,
     pub(crate) bytes: u64,
     pub(crate) dead_letters: u64,
+    /// Accounted bytes of the dead-letter table.
+    pub(crate) dead_letter_bytes: u64,
+    /// Whether the last dead-letter commit evicted; logs once per episode.
+    pub(crate) dead_letters_evicting: bool,
     pub(crate) counters: Counters,
     /// Bytes deleted since the last incremental vacuum.
     pub(crate) freed_since_vacuum: u64,
@@ -117,6 +121,8 @@ impl Buffer {
             records: opened.records,
             bytes: opened.bytes,
             dead_letters: opened.dead_letters,
+            dead_letter_bytes: opened.dead_letter_bytes,
+            dead_letters_evicting: false,
             counters: Counters::default(),
             freed_since_vacuum: 0,
             dropping: false,
@@ -178,7 +184,12 @@ impl Buffer {
             .collect();
         let total = sizes.len();
         let free = inner.config.max_bytes.saturating_sub(inner.bytes);
-        let (accept, must_free) = match inner.config.when_full {
+        let when_full = if commit.replayed.is_empty() {
+            inner.config.when_full
+        } else {
+            WhenFull::Block
+        };
+        let (accept, must_free) = match when_full {
             WhenFull::Block => {
                 let needed: u64 = sizes.iter().sum();
                 if needed > free && !commit.admitted {
@@ -195,6 +206,7 @@ impl Buffer {
         };
 
         let now = now_ms();
+        let dead_letter_bound = inner.dead_letter_bound();
         let tx = inner
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -221,21 +233,21 @@ impl Buffer {
                     .ctx("append: insert record")?;
             }
         }
-        let mut dead = 0u64;
-        for (reason, dead_records) in commit.dead_letters {
-            dead += dead_letter::insert(&tx, dead_records, reason, now)?;
-        }
-        let pruned = if dead > 0 {
-            dead_letter::prune(&tx, inner.dead_letters + dead, inner.config.dead_letter_max)?
-        } else {
-            0
-        };
+        let dead = dead_letter::apply(
+            &tx,
+            dead_letter_bound,
+            commit.dead_letters,
+            commit.replayed,
+            now,
+        )?;
         if let Some(cursor) = &commit.cursor {
             write_cursor(&tx, cursor)?;
         }
         tx.commit().ctx("append: commit")?;
 
-        inner.note_dead_letters(dead, pruned);
+        if dead.added + dead.removed > 0 {
+            inner.note_dead_letters(&dead);
+        }
         let accepted_bytes: u64 = sizes.iter().take(accept).sum();
         let outcome = AppendOutcome {
             accepted: accept as u64,
@@ -310,7 +322,9 @@ impl Buffer {
                 .map(|ms| Duration::from_millis(now_ms().saturating_sub(ms).max(0) as u64)),
             leased_records: inner.leases.records,
             dead_letters: inner.dead_letters,
+            dead_letter_bytes: inner.dead_letter_bytes,
             dead_letters_pruned_total: inner.counters.dead_letters_pruned,
+            dead_letters_pruned_bytes_total: inner.counters.dead_letters_pruned_bytes,
             dropped_newest_total: inner.counters.dropped_newest,
             evicted_oldest_total: inner.counters.evicted_oldest,
             appended_total: inner.counters.appended,

@@ -12,6 +12,7 @@ use rusqlite::{OptionalExtension, Transaction};
 
 use crate::batch::Record;
 use crate::buffer::Buffer;
+use crate::dead_letter::NewDeadLetter;
 use crate::error::{BufferError, Context};
 use crate::staging::Staged;
 
@@ -25,9 +26,9 @@ pub struct Commit<'a> {
     pub staged: Option<&'a Staged>,
     /// New records, subject to the size bound and the `when_full` policy.
     pub records: &'a [Record],
-    /// Records rejected on the way in, grouped by reason; they go to the
-    /// dead-letter table (not counted against `max_bytes`).
-    pub dead_letters: &'a [(String, Vec<Record>)],
+    /// What was rejected on the way in; it goes to the dead-letter table
+    /// (not counted against `max_bytes`, bounded by its own limits).
+    pub dead_letters: &'a [NewDeadLetter],
     /// An input position to store (or clear) with them.
     pub cursor: Option<Cursor<'a>>,
     /// The producer was let in by [`Buffer::admit`] before it did the work
@@ -37,6 +38,14 @@ pub struct Commit<'a> {
     /// now would make the producer redo that work; without it a commit that
     /// does not fit fails with [`BufferError::Full`].
     pub admitted: bool,
+    /// Dead letters (by [`DeadLetter::seq`](crate::DeadLetter::seq)) that
+    /// these records and dead letters replay: deleted in the same
+    /// transaction, so after a crash each is either still a dead letter or
+    /// has its new outcome, never both or neither. A commit that replays is
+    /// all or nothing whatever the `when_full` policy: if its records do
+    /// not fit it fails with [`BufferError::Full`] and writes nothing, so a
+    /// replay never drops what it replays nor evicts other records for it.
+    pub replayed: &'a [i64],
 }
 
 impl Commit<'_> {
@@ -44,8 +53,9 @@ impl Commit<'_> {
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
             && self.staged.is_none_or(Staged::is_empty)
-            && self.dead_letters.iter().all(|(_, r)| r.is_empty())
+            && self.dead_letters.is_empty()
             && self.cursor.is_none()
+            && self.replayed.is_empty()
     }
 }
 

@@ -61,6 +61,13 @@ pub struct BufferConfig {
     /// inspection, and the newest say the most about what is wrong now.
     #[serde(default = "default_dead_letter_max")]
     pub dead_letter_max: u64,
+    /// Most accounted bytes the dead-letter table keeps (each row's kept
+    /// bytes, reason and input name plus [`RECORD_OVERHEAD_BYTES`]); beyond
+    /// it the oldest are evicted, counted in [`Stats`](crate::Stats). Rows
+    /// alone do not bound the disk: one dead-lettered batch of large events
+    /// can weigh more than thousands of small rejects.
+    #[serde(default = "default_dead_letter_max_bytes")]
+    pub dead_letter_max_bytes: u64,
 }
 
 /// The default [`BufferConfig::dead_letter_max`].
@@ -68,6 +75,13 @@ pub const DEFAULT_DEAD_LETTER_MAX: u64 = 100_000;
 
 fn default_dead_letter_max() -> u64 {
     DEFAULT_DEAD_LETTER_MAX
+}
+
+/// The default [`BufferConfig::dead_letter_max_bytes`]: 64 MiB.
+pub const DEFAULT_DEAD_LETTER_MAX_BYTES: u64 = 64 << 20;
+
+fn default_dead_letter_max_bytes() -> u64 {
+    DEFAULT_DEAD_LETTER_MAX_BYTES
 }
 
 impl BufferConfig {
@@ -80,6 +94,7 @@ impl BufferConfig {
             when_full: WhenFull::default(),
             synchronous_full: false,
             dead_letter_max: DEFAULT_DEAD_LETTER_MAX,
+            dead_letter_max_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
         }
     }
 }

@@ -257,6 +257,9 @@ impl Inner {
         self.records = salvaged.records + unreadable.records;
         self.bytes = salvaged.record_bytes + unreadable.bytes;
         self.dead_letters = salvaged.dead_letters;
+        if let Ok((_, bytes)) = crate::dead_letter::totals(&self.conn) {
+            self.dead_letter_bytes = bytes;
+        }
         self.counters.damage_lost += lost;
         self.repairs += 1;
         self.freed_since_vacuum = 0;

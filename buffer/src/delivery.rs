@@ -1,8 +1,11 @@
 //! Handing batches to the transport and settling them: `next_batch`, `ack`,
 //! `nack`.
 
+use rusqlite::TransactionBehavior;
+
 use crate::batch::{Batch, Lease, Record};
-use crate::buffer::Buffer;
+use crate::buffer::{Buffer, now_ms};
+use crate::dead_letter::{self, NewDeadLetter};
 use crate::error::{BufferError, Context};
 
 impl Buffer {
@@ -112,21 +115,42 @@ impl Buffer {
     /// On a SQLite error the lease is kept, so the ack can be retried; a
     /// damaged page salvages the file and deletes from the fresh one.
     pub fn ack(&self, batch: &Batch) -> Result<(), BufferError> {
-        self.repairing(|| self.ack_once(batch))
+        self.repairing(|| self.ack_once(batch, &[]))
     }
 
-    fn ack_once(&self, batch: &Batch) -> Result<(), BufferError> {
+    /// Like [`Buffer::ack`], and stores `dead_letters` (events of this batch
+    /// the receiver refused for their content) in the same transaction: a
+    /// crash cannot leave them both delivered-pending and dead-lettered, nor
+    /// neither.
+    pub fn ack_with_dead_letters(
+        &self,
+        batch: &Batch,
+        dead_letters: &[NewDeadLetter],
+    ) -> Result<(), BufferError> {
+        self.repairing(|| self.ack_once(batch, dead_letters))
+    }
+
+    fn ack_once(&self, batch: &Batch, dead_letters: &[NewDeadLetter]) -> Result<(), BufferError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
         let lease = inner
             .leases
             .find(batch, inner.epoch)
             .ok_or_else(|| BufferError::UnknownBatch { key: batch.key() })?;
-        let deleted = inner
+        let bound = inner.dead_letter_bound();
+        let tx = inner
             .conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .ctx("ack: begin transaction")?;
+        let dead = dead_letter::apply(&tx, bound, dead_letters, &[], now_ms())?;
+        let deleted = tx
             .prepare_cached("DELETE FROM records WHERE seq >= ?1 AND seq <= ?2")
             .and_then(|mut stmt| stmt.execute((lease.first, lease.last)))
             .ctx("ack: delete records")?;
+        tx.commit().ctx("ack: commit")?;
+        if dead.added + dead.removed > 0 {
+            inner.note_dead_letters(&dead);
+        }
         let unreadable = inner
             .unreadable
             .get(&lease.batch_id)

@@ -86,9 +86,12 @@
 //! CREATE TABLE dead_letter (
 //!     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
 //!     id      BLOB NOT NULL,
-//!     payload BLOB NOT NULL,
+//!     payload BLOB NOT NULL,          -- empty unless kept = 'payload'
 //!     reason  TEXT NOT NULL,
-//!     at_ms   INTEGER NOT NULL);      -- when it was dead-lettered, Unix ms
+//!     at_ms   INTEGER NOT NULL,       -- when it was dead-lettered, Unix ms
+//!     -- added on open to older files (see dead_letter/schema.rs):
+//!     origin TEXT, input TEXT, kept TEXT, payload_len INTEGER, sha256 BLOB, size INTEGER);
+//! CREATE INDEX dead_letter_seq_size ON dead_letter (seq, size);
 //! CREATE TABLE cursors (              -- input positions, committed with their events
 //!     name  TEXT PRIMARY KEY NOT NULL,
 //!     value BLOB NOT NULL);
@@ -97,8 +100,9 @@
 //! `AUTOINCREMENT` keeps sequence numbers increasing even after the table has
 //! been emptied, so order holds across restarts. A batch is a contiguous
 //! sequence range with no other buffered record inside it, so acking deletes
-//! one range. The dead-letter table is not counted in `max_bytes`; it keeps at
-//! most `dead_letter_max` rows, deleting the oldest (counted). The
+//! one range. The dead-letter table is not counted in `max_bytes`; it has its
+//! own bound, `dead_letter_max_bytes` accounted bytes (and `dead_letter_max`
+//! rows), evicting the oldest (counted; see `dead_letter/bound.rs`). The
 //! `cursors` table was added without a version bump: `CREATE TABLE IF NOT
 //! EXISTS` adds it to a version-1 file on open.
 //!
@@ -135,9 +139,12 @@ mod stats;
 pub use batch::{Batch, Record};
 pub use buffer::{AppendOutcome, Buffer, OpenReport};
 pub use commit::{Commit, Cursor};
-pub use config::{BufferConfig, DEFAULT_DEAD_LETTER_MAX, RECORD_OVERHEAD_BYTES, WhenFull};
+pub use config::{
+    BufferConfig, DEFAULT_DEAD_LETTER_MAX, DEFAULT_DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES,
+    WhenFull,
+};
 pub use damage::{Damage, FoundAt};
-pub use dead_letter::DeadLetter;
+pub use dead_letter::{DeadLetter, DeadLetterFilter, Kept, NewDeadLetter, Origin, ReasonSummary};
 pub use error::{BufferError, Cause};
 pub use staging::Staged;
 pub use stats::Stats;

@@ -58,6 +58,7 @@ pub(crate) struct Opened {
     pub(crate) records: u64,
     pub(crate) bytes: u64,
     pub(crate) dead_letters: u64,
+    pub(crate) dead_letter_bytes: u64,
     /// What the salvage of a damaged file recovered and lost.
     pub(crate) damage: Option<Damage>,
 }
@@ -166,16 +167,15 @@ pub(crate) fn try_open(config: &BufferConfig) -> Result<Opened, BufferError> {
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
         .ctx("open: count records")?;
-    let dead_letters: i64 = conn
-        .query_row("SELECT COUNT(*) FROM dead_letter", [], |row| row.get(0))
-        .ctx("open: count dead letters")?;
+    let (dead_letters, dead_letter_bytes) = crate::dead_letter::totals(&conn)?;
     Ok(Opened {
         conn,
         recovered_from_corruption: None,
         damage: None,
         records: records.max(0) as u64,
         bytes: bytes.max(0) as u64,
-        dead_letters: dead_letters.max(0) as u64,
+        dead_letters,
+        dead_letter_bytes,
     })
 }
 
@@ -210,6 +210,7 @@ fn prepare_schema(conn: &mut Connection, path: &Path) -> Result<(), BufferError>
         }
     }
     tx.execute_batch(CREATE_SCHEMA).ctx("open: create schema")?;
+    crate::dead_letter::upgrade(&tx)?;
     tx.execute(
         "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
         [SCHEMA_VERSION],

@@ -22,9 +22,14 @@ pub struct Stats {
     pub leased_records: u64,
     /// Records in the dead-letter table.
     pub dead_letters: u64,
-    /// The oldest dead letters deleted to keep the table under
-    /// `dead_letter_max`.
+    /// Accounted bytes of the dead-letter table, the figure
+    /// `dead_letter_max_bytes` bounds.
+    pub dead_letter_bytes: u64,
+    /// The oldest dead letters evicted to keep the table within
+    /// `dead_letter_max_bytes` and `dead_letter_max`.
     pub dead_letters_pruned_total: u64,
+    /// Accounted bytes of those evicted dead letters.
+    pub dead_letters_pruned_bytes_total: u64,
     /// New records refused because the buffer was full (`DropNewest`, or
     /// `DropOldest` when evicting everything evictable was not enough).
     pub dropped_newest_total: u64,
@@ -53,5 +58,6 @@ pub(crate) struct Counters {
     pub(crate) dropped_newest: u64,
     pub(crate) evicted_oldest: u64,
     pub(crate) dead_letters_pruned: u64,
+    pub(crate) dead_letters_pruned_bytes: u64,
     pub(crate) damage_lost: u64,
 }

@@ -24,8 +24,10 @@
 //!   the shipper (buffer → transport), ordered shutdown bounded by one
 //!   deadline, and the stall watchdog behind `/health`.
 //! - [`reload`]: hot reload: file watch, off-thread compile, swap between
-//!   batches, rollback with quarantine by hash and reload backoff, and the
-//!   remote rollout manifest ([`reload::rollout`]).
+//!   batches, rollback with quarantine by hash and reload backoff (the
+//!   ledger and last good files kept in `data_dir`), and the signed remote
+//!   rollout manifest ([`reload::rollout`], [`reload::manifest`]).
+//! - [`data_dir`]: the data directory's owner-only permissions.
 //! - [`status`]: the status server: `/health`, `/metrics` (Prometheus),
 //!   `/plugins`, `/events/stream` (Server-Sent Events).
 //! - [`licence`]: the licence checked at start, its heartbeat (usage
@@ -39,10 +41,12 @@
 //!   feeds the event stream without ever slowing the pipeline.
 //! - [`logging`]: JSON or human logs, levels from config or `RUST_LOG`.
 //! - [`cli`]: the `halyard` command line, kept apart from `main.rs` so that
-//!   tests can exercise argument parsing without spawning a process.
+//!   tests can exercise argument parsing without spawning a process;
+//!   `halyard deadletter` lists, shows, replays and purges dead letters.
 
 pub mod cli;
 pub mod config;
+pub mod data_dir;
 pub mod event;
 pub mod event_wire;
 pub mod licence;

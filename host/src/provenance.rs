@@ -144,7 +144,16 @@ impl SeqCounter {
     fn reserve(&mut self) -> std::io::Result<()> {
         let until = self.next.saturating_add(SEQ_BLOCK);
         let tmp = self.path.with_extension("seq.tmp");
-        let mut file = std::fs::File::create(&tmp)?;
+        // Owner-only, like everything else in `data_dir`.
+        let mut file = {
+            use std::os::unix::fs::OpenOptionsExt;
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create(true)
+                .truncate(true)
+                .mode(0o600)
+                .open(&tmp)?
+        };
         writeln!(file, "{until}")?;
         file.sync_all()?;
         std::fs::rename(&tmp, &self.path)?;
@@ -209,8 +218,11 @@ mod tests {
         for _ in 0..SEQ_BLOCK {
             c.next_seq();
         }
-        let mut c = SeqCounter::open(path).unwrap();
+        let mut c = SeqCounter::open(path.clone()).unwrap();
         assert_eq!(c.next_seq(), 3 * SEQ_BLOCK);
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+        assert_eq!(mode & 0o777, 0o600, "{mode:o}");
     }
 
     #[test]

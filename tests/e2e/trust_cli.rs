@@ -106,12 +106,23 @@ fn a_signed_component_verifies_and_a_changed_byte_is_refused() {
     let component = cli.path("range_validator.wasm");
     std::fs::copy(components::RANGE_VALIDATOR, &component).unwrap();
 
-    let out = cli.run(&["plugin", "sign", s(&component), "--key", s(&key)]);
+    let out = cli.run(&[
+        "plugin",
+        "sign",
+        s(&component),
+        "--key",
+        s(&key),
+        "--no-cache",
+    ]);
     assert!(out.status.success(), "{}", text(&out));
     let sig: serde_json::Value =
         serde_json::from_slice(&std::fs::read(cli.path("range_validator.wasm.sig")).unwrap())
             .unwrap();
     assert_eq!(sig["alg"], "ed25519");
+    // Name from the file, kind and version from the component itself.
+    assert_eq!(sig["name"], "range_validator");
+    assert_eq!(sig["kind"], "validator");
+    assert_eq!(sig["version"], "0.1.0");
     assert_eq!(
         sig["sha256"],
         halyard_trust::sha256_hex(&std::fs::read(&component).unwrap())
@@ -128,6 +139,38 @@ fn a_signed_component_verifies_and_a_changed_byte_is_refused() {
             text(&out)
         );
     }
+
+    // The same pair under another name, or checked as another kind.
+    let moved = cli.path("redact.wasm");
+    std::fs::copy(&component, &moved).unwrap();
+    std::fs::copy(
+        cli.path("range_validator.wasm.sig"),
+        cli.path("redact.wasm.sig"),
+    )
+    .unwrap();
+    let out = cli.run(&["plugin", "verify", s(&moved), "--trusted", &public]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out)
+            .contains("refused: signed for name \"range_validator\", installed as \"redact\""),
+        "{}",
+        text(&out)
+    );
+    let out = cli.run(&[
+        "plugin",
+        "verify",
+        s(&component),
+        "--trusted",
+        &public,
+        "--kind",
+        "privacy",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("refused: signed for kind \"validator\", installed as \"privacy\""),
+        "{}",
+        text(&out)
+    );
 
     // Another key is not trusted.
     let (_, other) = cli.keygen("other.key");
@@ -157,6 +200,66 @@ fn a_signed_component_verifies_and_a_changed_byte_is_refused() {
     let out = cli.run(&["plugin", "verify", s(&component), "--trusted", &public]);
     assert_eq!(out.status.code(), Some(1));
     assert!(stdout(&out).contains("refused: unsigned"), "{}", text(&out));
+}
+
+/// A signature of the first format (content hash only) is refused with
+/// the instruction to re-sign.
+#[test]
+fn an_old_format_signature_is_refused_with_a_re_sign_message() {
+    let cli = Cli::new();
+    let (_, public) = cli.keygen("signer.key");
+    let component = cli.path("validator.wasm");
+    std::fs::copy(components::RANGE_VALIDATOR, &component).unwrap();
+    let old = serde_json::json!({"alg": "ed25519", "key_id": "0011223344556677",
+        "sha256": halyard_trust::sha256_hex(&std::fs::read(&component).unwrap()),
+        "signature": "AAAA"});
+    std::fs::write(cli.path("validator.wasm.sig"), old.to_string()).unwrap();
+    let out = cli.run(&["plugin", "verify", s(&component), "--trusted", &public]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stdout(&out).contains("refused: old-format signature")
+            && stdout(&out).contains("re-sign the component with `halyard plugin sign`"),
+        "{}",
+        text(&out)
+    );
+}
+
+/// `plugin sign-manifest` wraps a manifest with the serial and expiry in a
+/// signed envelope that opens with the signer's key only.
+#[test]
+fn sign_manifest_writes_an_envelope_with_serial_and_expiry() {
+    let cli = Cli::new();
+    let (key, public) = cli.keygen("signer.key");
+    let plugins = r#"{"plugins": [{"name": "validator", "kind": "validator",
+        "url": "v2.wasm", "sha256": "00"}]}"#;
+    std::fs::write(cli.path("manifest.json"), plugins).unwrap();
+    let out = cli.run(&[
+        "plugin",
+        "sign-manifest",
+        "manifest.json",
+        "--key",
+        s(&key),
+        "--serial",
+        "42",
+        "--expires-in-s",
+        "3600",
+        "--out",
+        "manifest.signed.json",
+    ]);
+    assert!(out.status.success(), "{}", text(&out));
+    let envelope = std::fs::read(cli.path("manifest.signed.json")).unwrap();
+    let trusted: halyard_trust::PublicKey = public.parse().unwrap();
+    let opened = halyard_trust::manifest::open(&envelope, &[trusted]).unwrap();
+    assert_eq!(opened.header.serial, 42);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!((now + 3590..=now + 3610).contains(&opened.header.expires_at));
+    let payload: serde_json::Value = serde_json::from_slice(&opened.payload).unwrap();
+    assert_eq!(payload["plugins"][0]["name"], "validator");
+    let stranger = KeyPair::generate().unwrap().public_key();
+    assert!(halyard_trust::manifest::open(&envelope, &[stranger]).is_err());
 }
 
 #[test]

@@ -11,9 +11,13 @@
 //! - [`keys`]: Ed25519 key pairs (PKCS#8), owner-only key files, the host's
 //!   provenance key created on first run, public keys' text form
 //!   (`ed25519:<base64>`) and short key ids.
-//! - [`plugin_sig`]: detached signatures over a component's SHA-256
-//!   (`FILE.sig`, a small JSON file) and their verification against trusted
-//!   keys.
+//! - [`plugin_sig`]: detached signatures over a component's name, kind,
+//!   version, fleet and SHA-256 (`FILE.sig`, a small JSON file) and their
+//!   verification against trusted keys and where the component is installed.
+//! - [`manifest`]: signed rollout manifests (an envelope over the exact
+//!   payload bytes) and their freshness: a serial that only grows, an expiry.
+//! - [`cache_mac`]: the host secret that authenticates compile-cache
+//!   artefacts (HMAC-SHA256) before they are loaded as native code.
 //! - [`licence`]: licence tokens (`hl1.<claims>.<signature>`), their offline
 //!   verification, and the licence state machine (valid, grace, expired,
 //!   invalid, dev) driven by heartbeat outcomes and an injected `now`.
@@ -26,7 +30,7 @@
 //!
 //! 1. **Every signature is domain-separated.** Each use signs a message
 //!    that starts with its own tag ([`plugin_sig::DOMAIN`],
-//!    [`licence::DOMAIN`], [`provenance::DOMAIN`]), so a signature made for
+//!    [`licence::DOMAIN`], [`provenance::DOMAIN`], [`manifest::DOMAIN`]), so a signature made for
 //!    one purpose can never be replayed as another (a batch signature is
 //!    never a valid plugin signature, even over the same bytes). No raw
 //!    "sign these bytes" function is exported.
@@ -39,8 +43,10 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+pub mod cache_mac;
 pub mod keys;
 pub mod licence;
+pub mod manifest;
 pub mod plugin_sig;
 pub mod provenance;
 pub mod usage;

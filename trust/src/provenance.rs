@@ -258,7 +258,13 @@ mod tests {
     fn signatures_are_domain_separated() {
         // A plugin signature over the same bytes is not a batch signature.
         let key = KeyPair::generate().unwrap();
-        let plugin = crate::plugin_sig::sign(BODY, &key);
+        let subject = crate::plugin_sig::Subject {
+            name: "p".to_owned(),
+            kind: "validator".to_owned(),
+            version: "1".to_owned(),
+            fleet: None,
+        };
+        let plugin = crate::plugin_sig::sign(BODY, &subject, &key).unwrap();
         let header = format!("ed25519 keyid={} sig={}", plugin.key_id, plugin.signature);
         assert_eq!(
             verify_batch(BODY, Some(&header), &[key.public_key()]),

@@ -136,6 +136,21 @@ pub(crate) fn salvage(
             _ => {}
         }
     }
+    // Owner-only, like the file it replaces: SQLite would create it with
+    // the process's default mode (and its WAL with the same).
+    {
+        use std::os::unix::fs::OpenOptionsExt;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(to)
+            .map_err(|source| BufferError::Io {
+                op: "create the salvage file",
+                path: to.to_path_buf(),
+                source,
+            })?;
+    }
     let mut new = Connection::open(to).ctx("salvage: create the fresh file")?;
     // Only the finished file counts (the caller swaps it in afterwards and
     // fsyncs it), so the copy itself needs no journal.
@@ -150,6 +165,8 @@ pub(crate) fn salvage(
         let tx = new.transaction().ctx("salvage: begin")?;
         tx.execute_batch(CREATE_SCHEMA)
             .ctx("salvage: create schema")?;
+        // The dead-letter columns too, so they are copied, not defaulted.
+        crate::dead_letter::upgrade(&tx)?;
         tx.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
             [SCHEMA_VERSION],

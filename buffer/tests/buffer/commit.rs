@@ -11,7 +11,7 @@ fn records_dead_letters_and_position_commit_together_and_survive_reopen() {
     {
         let (buffer, _) = open(&cfg);
         assert_eq!(buffer.cursor("sensors").unwrap(), None);
-        let dead = [("bad line".to_string(), recs(100..102, 7))];
+        let dead = dead_events(&recs(100..102, 7), "bad line");
         let outcome = buffer
             .commit(&Commit {
                 records: &recs(0..5, 10),
@@ -63,7 +63,7 @@ fn a_blocked_commit_writes_nothing_not_even_its_position_or_dead_letters() {
     let dir = tempfile::tempdir().unwrap();
     let (buffer, _) = open(&config(dir.path(), 300, WhenFull::Block));
     buffer.append(&recs(0..2, LEN_100)).unwrap();
-    let dead = [("rejected".to_string(), recs(100..103, 7))];
+    let dead = dead_events(&recs(100..103, 7), "rejected");
     let err = buffer
         .commit(&Commit {
             records: &recs(2..4, LEN_100),

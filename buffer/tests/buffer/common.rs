@@ -71,10 +71,18 @@ pub fn file_len(path: &Path) -> u64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0)
 }
 
-/// A dead letter as the record it was made from.
+/// A dead letter as the record it was made from (it must keep its payload).
 pub fn as_record(d: &halyard_buffer::DeadLetter) -> Record {
     Record {
         id: d.id,
-        payload: d.payload.clone(),
+        payload: d.payload().expect("payload kept").to_vec(),
     }
+}
+
+/// `records` as dead-lettered events with `reason`, payloads kept.
+pub fn dead_events(records: &[Record], reason: &str) -> Vec<halyard_buffer::NewDeadLetter> {
+    records
+        .iter()
+        .map(|r| halyard_buffer::NewDeadLetter::event(r, reason))
+        .collect()
 }

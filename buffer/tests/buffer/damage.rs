@@ -24,7 +24,7 @@ fn backlog(dir: &Path, dead: u64) -> BufferConfig {
             .append(&recs(from..from + chunk.len() as u64, 60))
             .unwrap();
     }
-    let letters = [("bad".to_string(), recs(1_000_000..1_000_000 + dead, 20))];
+    let letters = dead_events(&recs(1_000_000..1_000_000 + dead, 20), "bad");
     buffer
         .commit(&Commit {
             dead_letters: &letters,
@@ -102,7 +102,14 @@ fn a_page_damaged_before_start_costs_only_its_rows() {
         (damage.dead_letters_recovered, damage.dead_letters_lost),
         (7, Some(0))
     );
-    assert_eq!(buffer.dead_letters(100).unwrap().len(), 7);
+    // The salvage copies dead letters whole: payload, size, byte total.
+    let dead = buffer.dead_letters(100).unwrap();
+    assert_eq!(dead.len(), 7);
+    for d in &dead {
+        assert_eq!(as_record(d), rec(num(&as_record(d)), 20));
+        assert_eq!(d.size, 20 + 3 + 64, "payload + reason `bad` + overhead");
+    }
+    assert_eq!(buffer.stats().dead_letter_bytes, 7 * (20 + 3 + 64));
     assert_eq!(
         buffer.cursor("input-a").unwrap().as_deref(),
         Some(&b"offset=42"[..])
@@ -157,6 +164,10 @@ fn a_page_damaged_while_running_costs_only_its_rows() {
     assert!(delivered.ends_with(&(N..N + 50).collect::<Vec<_>>()));
     assert_eq!(buffer.stats().records, 0);
     assert_eq!(buffer.stats().damage_lost_total, lost);
+    // The fresh file is owner-only, like the one it replaced.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(&cfg.path).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "{mode:o}");
 }
 
 #[test]

@@ -110,7 +110,9 @@ fn plugin_problems(
     args: &RuntimeArgs,
 ) -> anyhow::Result<(usize, Vec<String>)> {
     let mut runtime = crate::plugin::Runtime::new(args.cache_dir())?;
-    config.plugins.apply_to(&mut runtime);
+    config
+        .plugins
+        .apply_to(&mut runtime, config.licence.fleet.as_deref());
     if let Some(mb) = args.max_file_mb {
         runtime.set_max_file_bytes(mb << 20);
     }

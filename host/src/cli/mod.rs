@@ -2,8 +2,10 @@
 //! that uses `anyhow`, prints to the terminal and chooses exit codes.
 
 mod config_cmd;
+mod deadletter;
 mod grant_arg;
 mod plugin_cmd;
+mod sign_cmd;
 mod tail;
 mod trust_cmd;
 
@@ -13,11 +15,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 pub use config_cmd::ConfigCheckArgs;
+pub use deadletter::{DeadletterCommand, PurgeArgs, ReplayArgs, SelectArgs, ShowArgs};
 pub use plugin_cmd::{CheckArgs, RunArgs};
+pub use sign_cmd::{SignArgs, SignManifestArgs, VerifyPluginArgs};
 pub use tail::TailArgs;
-pub use trust_cmd::{
-    InspectArgs, IssueArgs, KeygenArgs, LicenseCommand, SignArgs, VerifyBatchArgs, VerifyPluginArgs,
-};
+pub use trust_cmd::{InspectArgs, IssueArgs, KeygenArgs, LicenseCommand, VerifyBatchArgs};
 
 /// Halyard: a WebAssembly-extensible telemetry host.
 #[derive(Debug, Parser)]
@@ -77,6 +79,11 @@ pub enum Command {
     /// Follow a running host's live events (`/events/stream`): after the
     /// privacy and sampler stages, optionally with lifecycle events.
     Tail(TailArgs),
+    /// What the host gave up on (validator rejects, undecodable frames,
+    /// batches the receiver refused): list, show, replay after fixing the
+    /// cause, or purge. Works on a stopped host's buffer.
+    #[command(subcommand, name = "deadletter")]
+    Deadletter(DeadletterCommand),
 }
 
 /// `halyard config …`
@@ -99,8 +106,12 @@ pub enum PluginCommand {
     /// Run a plugin over a file offline and print the outcome per event (or
     /// per frame, for decoders) as JSON lines.
     Run(RunArgs),
-    /// Sign a component with a private key: writes `FILE.sig`.
+    /// Sign a component with a private key, for the name, kind and version
+    /// it will be installed as: writes `FILE.sig`.
     Sign(SignArgs),
+    /// Sign a rollout manifest with a serial and an expiry: writes the
+    /// envelope `[rollout] manifest_url` serves.
+    SignManifest(SignManifestArgs),
     /// Check a component's `FILE.sig` against trusted public keys. Exit 0 if
     /// signed by one of them, 1 with the reason if not.
     Verify(VerifyPluginArgs),
@@ -192,14 +203,16 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Plugin(PluginCommand::Check(args)) => plugin_cmd::check(&args),
         Command::Plugin(PluginCommand::Run(args)) => plugin_cmd::run(&args),
-        Command::Plugin(PluginCommand::Sign(args)) => trust_cmd::sign(&args),
-        Command::Plugin(PluginCommand::Verify(args)) => trust_cmd::verify_plugin(&args),
+        Command::Plugin(PluginCommand::Sign(args)) => sign_cmd::sign(&args),
+        Command::Plugin(PluginCommand::SignManifest(args)) => sign_cmd::sign_manifest(&args),
+        Command::Plugin(PluginCommand::Verify(args)) => sign_cmd::verify_plugin(&args),
         Command::Keygen(args) => trust_cmd::keygen(&args),
         Command::License(LicenseCommand::Issue(args)) => trust_cmd::license_issue(&args),
         Command::License(LicenseCommand::Inspect(args)) => trust_cmd::license_inspect(&args),
         Command::Verify(args) => trust_cmd::verify_batch(&args),
         Command::Config(ConfigCommand::Check(args)) => config_cmd::check(&args),
         Command::Tail(args) => tail::tail(&args),
+        Command::Deadletter(command) => deadletter::run(&command),
         Command::Run { config } => run_host(&config),
         Command::Receive {
             listen,

@@ -1,6 +1,6 @@
-//! `halyard keygen`, `halyard plugin sign|verify`, `halyard license
-//! issue|inspect` and `halyard verify`: the offline trust tools for vendors,
-//! operators and receivers, built on `halyard-trust`.
+//! `halyard keygen`, `halyard license issue|inspect` and `halyard verify`:
+//! the offline trust tools for vendors, operators and receivers, built on
+//! `halyard-trust`. Plugin and manifest signing live in [`super::sign_cmd`].
 //!
 //! Exit codes: 0 when the thing checked is valid (or the thing made was
 //! written), 1 with the reason when it is refused or an input is unusable.
@@ -14,7 +14,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, bail};
 use halyard_trust::licence::{self, Claims, Features, HostIdentity, Scope};
-use halyard_trust::{KeyPair, PublicKey, plugin_sig, provenance};
+use halyard_trust::{KeyPair, PublicKey, provenance};
 
 /// The file name `keygen` uses when `--out` is a directory.
 const DEFAULT_KEY_FILE: &str = "halyard.key";
@@ -28,27 +28,6 @@ pub struct KeygenArgs {
     /// file. The public key goes beside it as `<key>.pub`.
     #[arg(long, value_name = "DIR|FILE")]
     pub out: PathBuf,
-}
-
-/// Arguments of `halyard plugin sign`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct SignArgs {
-    /// The component to sign; the signature is written to `FILE.sig`.
-    pub file: PathBuf,
-    /// The signer's private key file (from `halyard keygen`).
-    #[arg(long, value_name = "KEYFILE")]
-    pub key: PathBuf,
-}
-
-/// Arguments of `halyard plugin verify`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct VerifyPluginArgs {
-    /// The component; its signature is read from `FILE.sig`.
-    pub file: PathBuf,
-    /// A trusted public key: `ed25519:<base64>` or a `.pub` file
-    /// (repeatable).
-    #[arg(long = "trusted", value_name = "PUBKEY", required = true)]
-    pub trusted: Vec<String>,
 }
 
 /// `halyard license …`
@@ -144,45 +123,6 @@ pub fn keygen(args: &KeygenArgs) -> anyhow::Result<ExitCode> {
     eprintln!("key id:      {}", key.key_id());
     println!("{public}");
     Ok(ExitCode::SUCCESS)
-}
-
-/// `halyard plugin sign`: writes `FILE.sig`.
-pub fn sign(args: &SignArgs) -> anyhow::Result<ExitCode> {
-    let key = KeyPair::load(&args.key)?;
-    // The same checks as loading: a regular file within the default cap.
-    let bytes =
-        crate::plugin::file::read_regular(&args.file, crate::plugin::file::DEFAULT_MAX_FILE_BYTES)?;
-    let signature = plugin_sig::sign(&bytes, &key);
-    let sig_path = plugin_sig::sig_path(&args.file);
-    write_replacing(&sig_path, signature.to_json().as_bytes())?;
-    println!("file:     {}", args.file.display());
-    println!("sha256:   {}", signature.sha256);
-    println!("key id:   {}", signature.key_id);
-    println!("signature: {}", sig_path.display());
-    Ok(ExitCode::SUCCESS)
-}
-
-/// `halyard plugin verify`: exit 0 if signed by a trusted key.
-pub fn verify_plugin(args: &VerifyPluginArgs) -> anyhow::Result<ExitCode> {
-    let trusted = parse_keys(&args.trusted)?;
-    println!("file:     {}", args.file.display());
-    let max = crate::plugin::file::DEFAULT_MAX_FILE_BYTES;
-    match plugin_sig::verify_file(
-        &args.file,
-        &trusted,
-        max,
-        crate::plugin::file::read_for_trust,
-    ) {
-        Ok((bytes, signer)) => {
-            println!("sha256:   {}", halyard_trust::sha256_hex(&bytes));
-            println!("verdict:  valid signature by trusted key {signer}");
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(err) => {
-            println!("verdict:  refused: {err}");
-            Ok(ExitCode::from(1))
-        }
-    }
 }
 
 /// `halyard license issue`: prints the token (and nothing else) on stdout.
@@ -303,7 +243,7 @@ fn write_claims(out: &mut impl Write, claims: &Claims) -> std::io::Result<()> {
 }
 
 /// Parses each key as `ed25519:…` text or as a file holding that text.
-fn parse_keys(args: &[String]) -> anyhow::Result<Vec<PublicKey>> {
+pub(super) fn parse_keys(args: &[String]) -> anyhow::Result<Vec<PublicKey>> {
     args.iter()
         .map(|arg| {
             if arg.starts_with(halyard_trust::keys::PUBLIC_KEY_PREFIX) {
@@ -340,7 +280,7 @@ fn pub_path(key: &Path) -> PathBuf {
 
 /// Writes `path` via a temporary file and a rename, so a reader never sees
 /// half a signature file.
-fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+pub(super) fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(format!(".tmp-{}", std::process::id()));
     let tmp = PathBuf::from(tmp);
@@ -349,7 +289,7 @@ fn write_replacing(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn unix_now() -> anyhow::Result<u64> {
+pub(super) fn unix_now() -> anyhow::Result<u64> {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         Ok(d) => Ok(d.as_secs()),
         Err(_) => bail!("the system clock is before 1970"),
@@ -357,7 +297,7 @@ fn unix_now() -> anyhow::Result<u64> {
 }
 
 /// `1795000000` → `1795000000 (2026-11-18T11:06:40Z)`.
-fn utc(secs: u64) -> String {
+pub(super) fn utc(secs: u64) -> String {
     let days = i64::try_from(secs / 86_400).unwrap_or(i64::MAX / 2);
     let rem = secs % 86_400;
     // Howard Hinnant's civil_from_days.

@@ -189,6 +189,9 @@ impl HostConfig {
         if let Some((key, message)) = self.licence.problem() {
             return Err(invalid(key, message));
         }
+        if let Some((key, message)) = self.rollout.problem(&self.plugins) {
+            return Err(invalid(key, &message));
+        }
         if let TransportConfig::Http { url, .. } = &self.transport
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {

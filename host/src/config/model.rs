@@ -341,6 +341,12 @@ pub struct BufferSection {
     /// Most dead letters kept; the oldest beyond it are deleted (counted),
     /// so a flood of bad input cannot fill the disk.
     pub dead_letter_max: u64,
+    /// Size bound in MiB of the dead-letter table (kept bytes, reasons and
+    /// a per-row overhead); the oldest beyond it are evicted (counted).
+    pub dead_letter_max_mb: u64,
+    /// What a dead-lettered frame keeps: it did not decode, so no privacy
+    /// policy could run on it.
+    pub dead_letter_frames: DeadLetterFrames,
 }
 
 impl Default for BufferSection {
@@ -351,6 +357,8 @@ impl Default for BufferSection {
             when_full: WhenFullConfig::DropOldest,
             synchronous: Synchronous::Normal,
             dead_letter_max: halyard_buffer::DEFAULT_DEAD_LETTER_MAX,
+            dead_letter_max_mb: halyard_buffer::DEFAULT_DEAD_LETTER_MAX_BYTES >> 20,
+            dead_letter_frames: DeadLetterFrames::Digest,
         }
     }
 }
@@ -375,6 +383,18 @@ pub enum Synchronous {
     Normal,
     /// Also survives power loss, at a cost per commit.
     Full,
+}
+
+/// What the dead-letter table keeps of a frame that did not decode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeadLetterFrames {
+    /// Its length and SHA-256 only (the default): raw input never passed
+    /// the privacy stages, so it is not kept at rest.
+    Digest,
+    /// The raw bytes, so it can be inspected and replayed: an explicit
+    /// opt-in to keep unscreened input on disk.
+    Raw,
 }
 
 /// `[batch]`: a batch closes at whichever limit comes first.

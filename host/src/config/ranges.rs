@@ -76,6 +76,18 @@ pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
             1,
             MAX_BUFFER_MB,
         ),
+        (
+            "buffer.dead_letter_max_mb".into(),
+            config.buffer.dead_letter_max_mb,
+            1,
+            MAX_BUFFER_MB,
+        ),
+        (
+            "buffer.dead_letter_max".into(),
+            config.buffer.dead_letter_max,
+            1,
+            u64::MAX,
+        ),
     ];
     let ms = [
         ("batch.max_age_ms", config.batch.max_age_ms),

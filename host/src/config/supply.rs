@@ -39,11 +39,14 @@ impl PluginsSection {
     }
 
     /// Makes `runtime` load plugins as this section says: the trusted
-    /// signers and the file size cap. `halyard run` and `halyard config
-    /// check` both call it, so they accept and refuse the same files.
-    pub fn apply_to(&self, runtime: &mut crate::plugin::Runtime) {
+    /// signers and the file size cap, with the host's `fleet` (`[licence]
+    /// fleet`) that fleet-scoped signatures must name. `halyard run` and
+    /// `halyard config check` both call it, so they accept and refuse the
+    /// same files.
+    pub fn apply_to(&self, runtime: &mut crate::plugin::Runtime, fleet: Option<&str>) {
         runtime.require_signatures(self.trusted_keys.clone());
         runtime.set_max_file_bytes(self.max_file_bytes());
+        runtime.set_fleet(fleet.map(str::to_owned));
     }
 }
 
@@ -104,7 +107,9 @@ impl Default for ReloadSection {
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct RolloutSection {
-    /// The manifest to poll (http or https); unset disables remote rollout.
+    /// The signed manifest to poll (https); unset disables remote rollout.
+    /// Requires `[plugins] trusted_keys`: manifests and components are
+    /// installed only when signed by one of them.
     pub manifest_url: Option<String>,
     /// Seconds between polls.
     pub interval_s: u64,
@@ -113,6 +118,9 @@ pub struct RolloutSection {
     pub dir: PathBuf,
     /// Timeout of each request.
     pub timeout_ms: u64,
+    /// Allow plain `http://` for the manifest and downloads (tests on
+    /// 127.0.0.1). Off: both must be `https://`, redirects included.
+    pub insecure_http: bool,
 }
 
 impl Default for RolloutSection {
@@ -122,6 +130,34 @@ impl Default for RolloutSection {
             interval_s: 60,
             dir: PathBuf::from("plugins"),
             timeout_ms: 10_000,
+            insecure_http: false,
         }
+    }
+}
+
+impl RolloutSection {
+    /// What is wrong with this section given `[plugins]`, as (key, message):
+    /// a rollout that anyone on the path, or anyone who can edit the
+    /// manifest, could steer is refused at load.
+    pub fn problem(&self, plugins: &PluginsSection) -> Option<(&'static str, String)> {
+        let url = self.manifest_url.as_deref()?;
+        if plugins.trusted_keys.is_empty() {
+            return Some((
+                "rollout.manifest_url",
+                "needs [plugins] trusted_keys: a host installs only manifests and components signed by one of them".to_owned(),
+            ));
+        }
+        let scheme_ok = match url.split_once("://") {
+            Some(("https", _)) => true,
+            Some(("http", _)) => self.insecure_http,
+            _ => false,
+        };
+        if !scheme_ok {
+            return Some((
+                "rollout.manifest_url",
+                "must start with https:// (plain http:// only with [rollout] insecure_http = true, for tests)".to_owned(),
+            ));
+        }
+        None
     }
 }

@@ -328,3 +328,31 @@ fn a_file_inputs_line_limit_defaults_to_1_mib_and_is_range_checked() {
         }
     }
 }
+
+#[test]
+fn a_rollout_needs_trusted_keys_and_https() {
+    let key = halyard_trust::KeyPair::generate().unwrap().public_key();
+    let with = |tables: &str| parse(&format!("{MINIMAL}\n{tables}"));
+    let err = with("[rollout]\nmanifest_url = \"https://hub/m.json\"\n")
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("`rollout.manifest_url` needs [plugins] trusted_keys"),
+        "{err}"
+    );
+    let keys = format!("[plugins]\ntrusted_keys = [\"{key}\"]\n");
+    let err = with(&format!(
+        "{keys}[rollout]\nmanifest_url = \"http://hub/m.json\"\n"
+    ))
+    .unwrap_err()
+    .to_string();
+    assert!(err.contains("must start with https://"), "{err}");
+    with(&format!(
+        "{keys}[rollout]\nmanifest_url = \"https://hub/m.json\"\n"
+    ))
+    .unwrap();
+    with(&format!(
+        "{keys}[rollout]\nmanifest_url = \"http://127.0.0.1/m.json\"\ninsecure_http = true\n"
+    ))
+    .unwrap();
+}

@@ -106,6 +106,7 @@ impl Pipeline {
             traps_counted: HashMap::new(),
             quarantine: policy,
             registrar: None,
+            dead_letter_frames: config.buffer.dead_letter_frames,
         })
     }
 }

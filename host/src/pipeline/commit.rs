@@ -1,34 +1,40 @@
 //! What one ingest will commit, and committing it: the accepted events
 //! (staged in the buffer file once they pass [`super::STAGE_AFTER_BYTES`]),
-//! the dead letters and the input's position go into one buffer
-//! transaction; then the tap, the stage counters and licence usage learn
-//! what was stored.
-
-use std::collections::BTreeMap;
+//! the dead letters (screened first, see [`super::dead_letters`]), the
+//! dead letters a replay settles and the input's position go into one
+//! buffer transaction; then the tap, the stage counters and licence usage
+//! learn what was stored.
 
 use halyard_buffer::{Commit, Cursor, Record, Staged};
 use halyard_trust::usage::Counter;
 
+use super::dead_letters::DeadLetters;
 use super::{IngestReport, Pipeline, PipelineError};
 
 impl Pipeline {
     /// Commits `pending` and `cursor` in one buffer transaction and counts
     /// the outcome.
     pub(super) fn commit(
-        &self,
+        &mut self,
         pending: &mut Pending,
         cursor: Option<Cursor<'_>>,
         report: &mut IngestReport,
     ) -> Result<(), PipelineError> {
-        let dead: Vec<(String, Vec<Record>)> =
-            std::mem::take(&mut pending.dead).into_iter().collect();
+        let dead = std::mem::take(&mut pending.dead);
+        let dead = if dead.is_empty() {
+            Vec::new()
+        } else {
+            dead.screen(&mut self.chains.privacy, self.dead_letter_frames)
+        };
         let appended = self.buffer.commit(&Commit {
             staged: Some(&pending.staged),
             records: &pending.records,
             dead_letters: &dead,
             cursor,
-            // Every ingest asked `Buffer::admit` before running a plugin.
-            admitted: true,
+            // Every ingest asked `Buffer::admit` before running a plugin; a
+            // replay did not: its commit is all or nothing.
+            admitted: pending.replayed.is_empty(),
+            replayed: &pending.replayed,
         })?;
         if let Some(tap) = self.tap.as_ref().filter(|t| t.subscribers() > 0) {
             // What was committed, as committed: after privacy and sampling.
@@ -97,8 +103,10 @@ pub(super) struct Pending {
     /// The kinds of the accepted events (staged, then `records`), in order
     /// and run-length encoded, when usage is counted.
     pub(super) kinds: Vec<(String, u64)>,
-    /// Rejected events and frames, by reason.
-    pub(super) dead: BTreeMap<String, Vec<Record>>,
+    /// Rejected events and frames, screened at commit.
+    pub(super) dead: DeadLetters,
+    /// Dead letters (row numbers) this commit replays: removed with it.
+    pub(super) replayed: Vec<i64>,
 }
 
 impl Pending {

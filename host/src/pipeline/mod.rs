@@ -18,6 +18,10 @@
 //!   (dead-lettered with the reason; for privacy, dropped and counted) and
 //!   is never a trap: the rest of its call goes on, and no input can
 //!   quarantine a plugin that way;
+//! - a dead letter keeps only what the privacy chain lets through (see
+//!   [`dead_letters`]): refused events are screened by the privacy stages
+//!   before they are stored, undecodable frames keep only a digest unless
+//!   the config opts in to raw frames;
 //! - ids are assigned here, never trusted from guests; a frame with a stable
 //!   key (a file offset) yields the same ids every time it is read, so a
 //!   re-read after a crash is de-duplicated by the receiver.
@@ -29,9 +33,11 @@ mod admission;
 mod build;
 mod chain;
 mod commit;
+mod dead_letters;
 mod native;
 mod record;
 mod refuse;
+mod replay;
 mod restage;
 mod shared_frames;
 mod source;
@@ -40,7 +46,7 @@ mod stage;
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
-use halyard_buffer::{Buffer, BufferError, Cursor, Record};
+use halyard_buffer::{Buffer, BufferError, Cursor};
 use halyard_trust::usage::{Counter, UsageWindow};
 
 use crate::event;
@@ -188,6 +194,8 @@ pub struct Pipeline {
     /// Registers stages added by a reload with `/plugins`; `None` when
     /// unobserved.
     registrar: Option<crate::status::plugins::Registrar>,
+    /// What a dead-lettered frame keeps (`[buffer] dead_letter_frames`).
+    dead_letter_frames: crate::config::DeadLetterFrames,
 }
 
 impl Pipeline {
@@ -305,9 +313,7 @@ impl Pipeline {
                         }
                     };
                     decode_errors += 1;
-                    dead.entry(reason)
-                        .or_default()
-                        .push(frame_record(frame, key));
+                    dead.frame(input, frame_record(frame, key), reason);
                 }
             }
             failed => {
@@ -320,12 +326,9 @@ impl Pipeline {
                     ),
                 };
                 decode_errors += raw.len() as u64;
-                let records: Vec<Record> = raw
-                    .iter()
-                    .zip(&keys)
-                    .map(|(f, k)| frame_record(f, k))
-                    .collect();
-                dead.entry(reason).or_default().extend(records);
+                for (f, k) in raw.iter().zip(&keys) {
+                    dead.frame(input, frame_record(f, k), reason.clone());
+                }
             }
         }
         decoder.counters.events_out += events.len() as u64;
@@ -408,12 +411,8 @@ impl Pipeline {
         report.rejected += outcome.rejected.len() as u64;
         report.privacy_dropped += outcome.privacy_dropped;
         report.sampled_out += outcome.sampled_out;
-        for (e, reason) in &outcome.rejected {
-            pending
-                .dead
-                .entry(reason.clone())
-                .or_default()
-                .push(event_record(e));
+        for (e, reason) in outcome.rejected {
+            pending.dead.event(e, reason);
         }
         for e in &outcome.accepted {
             let record = match &mut self.stamper {

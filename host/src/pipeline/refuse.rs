@@ -30,11 +30,13 @@ impl Pipeline {
             ..IngestReport::default()
         };
         let mut pending = Pending::default();
-        pending
-            .dead
-            .entry(format!("{input}: {reason}"))
-            .or_default()
-            .push(frame_record(&frame.frame, &frame.key));
+        // A frame like any undecodable one: a digest unless the config
+        // opts in to raw frames (see `dead_letters.rs`).
+        pending.dead.frame(
+            input,
+            frame_record(&frame.frame, &frame.key),
+            format!("{input}: {reason}"),
+        );
         let cursor = position.as_deref().map(|value| Cursor {
             name: input,
             value: Some(value),

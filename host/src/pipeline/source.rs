@@ -6,7 +6,7 @@
 
 use halyard_trust::usage::Counter;
 
-use super::record::{chain_link, event_record};
+use super::record::chain_link;
 use super::{IngestReport, MAX_PER_CALL, Pending, Pipeline, PipelineError};
 use crate::event;
 use crate::plugin::{Event, Polled};
@@ -76,11 +76,7 @@ impl Pipeline {
             }
             for (mut e, reason) in refused {
                 e.id = event::new_id();
-                pending
-                    .dead
-                    .entry(reason)
-                    .or_default()
-                    .push(event_record(&e));
+                pending.dead.event(e, reason);
             }
         }
         let mut events = events.into_iter();

@@ -217,7 +217,7 @@ impl Stage {
             probation
                 .rollback
                 .ledger
-                .rolled_back(&bad.path, &bad.sha256);
+                .rolled_back(&bad.path, &bad.sha256, &good.sha256);
             tracing::error!(plugin = %self.name, bad = %bad.sha256, restored = %good.sha256,
                 traps = probation.traps, error = %err, "new plugin version rolled back");
             if let Some(o) = &self.observer {

@@ -54,6 +54,9 @@ pub struct Runtime {
     /// Stage calls are plain synchronous calls (see
     /// [`Runtime::sync_baseline`]); false in every real runtime.
     pub(crate) sync_calls: bool,
+    /// The host's fleet (`[licence] fleet`): a plugin signature scoped to a
+    /// fleet verifies only on hosts of that fleet.
+    pub(crate) fleet: Option<String>,
 }
 
 impl Runtime {
@@ -119,6 +122,7 @@ impl Runtime {
             trusted_keys: Vec::new(),
             max_file_bytes: super::file::DEFAULT_MAX_FILE_BYTES,
             sync_calls,
+            fleet: None,
         })
     }
 
@@ -133,6 +137,11 @@ impl Runtime {
     /// `bytes`, before reading them.
     pub fn set_max_file_bytes(&mut self, bytes: u64) {
         self.max_file_bytes = bytes;
+    }
+
+    /// The host's fleet, which fleet-scoped plugin signatures must name.
+    pub fn set_fleet(&mut self, fleet: Option<String>) {
+        self.fleet = fleet;
     }
 
     /// The largest component file [`Runtime::load`] reads.

@@ -140,19 +140,33 @@ pub fn read_for_trust(path: &Path, max: u64) -> std::io::Result<Vec<u8>> {
 
 /// Reads the `.sig` of the component at `path` (capped at
 /// [`halyard_trust::plugin_sig::MAX_SIG_FILE`]) and checks it against the
-/// component's `bytes` and the `trusted` keys.
+/// component's `bytes`, the `trusted` keys and what the component is
+/// installed as: its file name, `kind` (when declared) and the host's
+/// `fleet`. Returns the verified signature, whose kind and version the
+/// loader checks once the component has reported them.
 pub fn check_signature(
     path: &Path,
     bytes: &[u8],
+    kind: Option<&str>,
+    fleet: Option<&str>,
     trusted: &[halyard_trust::PublicKey],
-) -> Result<halyard_trust::keys::KeyId, LoadError> {
+) -> Result<halyard_trust::plugin_sig::Signature, LoadError> {
     use halyard_trust::plugin_sig;
-    let refused = |source| LoadError::Signature {
+    let sig =
+        plugin_sig::read_sig_file(path, read_for_trust).map_err(|e| signature_refused(path, e))?;
+    let expected = plugin_sig::Expected::for_file(path, kind, fleet);
+    plugin_sig::verify(bytes, &sig, &expected, trusted).map_err(|e| signature_refused(path, e))
+}
+
+/// A [`LoadError::Signature`] for the component at `path`.
+pub fn signature_refused(
+    path: &Path,
+    source: halyard_trust::plugin_sig::SignatureError,
+) -> LoadError {
+    LoadError::Signature {
         path: path.to_path_buf(),
         source: Box::new(source),
-    };
-    let sig = plugin_sig::read_sig_file(path, read_for_trust).map_err(refused)?;
-    plugin_sig::verify(bytes, &sig, trusted).map_err(refused)
+    }
 }
 
 /// Reads any file under the same rules (regular file, never blocking, at

@@ -46,7 +46,9 @@ const ALWAYS_ALLOWED: &[&str] = &[
 impl Runtime {
     /// Loads the component at `path`. With `kind` the component must
     /// implement that world; without, the kind is inferred from its exports.
-    /// When trusted keys are set, `FILE.sig` must verify first.
+    /// When trusted keys are set, `FILE.sig` must verify first, bound to
+    /// this file name, `kind` and the host's fleet; once the probe has run,
+    /// the signed kind and version must be the ones the component reports.
     ///
     /// The file is read by [`super::file::read_component`]: only a regular
     /// file within the size cap, header first, never blocking. The bytes
@@ -58,10 +60,22 @@ impl Runtime {
         options: PluginOptions,
     ) -> Result<Arc<Plugin>, LoadError> {
         let bytes = super::file::read_component(path, self.max_file_bytes)?;
-        if !self.trusted_keys.is_empty() {
-            super::file::check_signature(path, &bytes, &self.trusted_keys)?;
+        if self.trusted_keys.is_empty() {
+            return self.load_bytes(path.to_path_buf(), &bytes, kind, options);
         }
-        self.load_bytes(path.to_path_buf(), &bytes, kind, options)
+        let kind_name = kind.map(|k| k.to_string());
+        let signature = super::file::check_signature(
+            path,
+            &bytes,
+            kind_name.as_deref(),
+            self.fleet.as_deref(),
+            &self.trusted_keys,
+        )?;
+        let plugin = self.load_bytes(path.to_path_buf(), &bytes, kind, options)?;
+        signature
+            .check_loaded(&plugin.kind.to_string(), &plugin.info.version)
+            .map_err(|e| super::file::signature_refused(path, e))?;
+        Ok(plugin)
     }
 
     /// Loads a component from bytes already in memory; `path` names it in

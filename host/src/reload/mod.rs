@@ -21,12 +21,17 @@
 //!   (`config.rejected`) with the running config intact. Plugin config,
 //!   stage chains, `[batch]` and `[retry]` apply live ([`live`]); other
 //!   sections are reported as needing a restart;
-//! - content that was rolled back is never loaded again, and a file that
-//!   was rolled back waits out its backoff before the next attempt.
+//! - content that was rolled back is never loaded again, even after a
+//!   restart (the ledger is kept in `data_dir`, and a rollback puts the
+//!   last good file back on disk), and a file that was rolled back waits
+//!   out its backoff before the next attempt.
 
 mod config;
 mod download;
+mod install;
+pub mod last_good;
 pub mod live;
+pub mod manifest;
 pub mod rollback;
 pub mod rollout;
 pub mod swap;
@@ -76,6 +81,7 @@ impl Reloader {
     /// Starts watching (when `[reload] enabled`) and reloading. `work` is
     /// the pipeline thread's queue. Must be called inside a tokio runtime
     /// (for SIGHUP).
+    #[allow(clippy::too_many_arguments)]
     pub fn start(
         config: &HostConfig,
         runtime: Arc<Runtime>,
@@ -84,13 +90,8 @@ impl Reloader {
         live: Live,
         running: HashMap<StageKey, String>,
         licence: Option<Arc<Licence>>,
+        ledger: Arc<Ledger>,
     ) -> Reloader {
-        let ledger = Ledger::new(RollbackPolicy {
-            after_traps: config.reload.rollback_after_traps,
-            window: Duration::from_secs(config.reload.rollback_window_s),
-            backoff_initial: Duration::from_millis(config.reload.backoff_initial_ms),
-            backoff_max: Duration::from_millis(config.reload.backoff_max_ms),
-        });
         let (tx, rx) = channel();
         // Native stand-ins (benchmarks) have no plugin file to reload.
         let targets: Vec<Target> = swap::targets(config)
@@ -293,6 +294,13 @@ impl State {
             );
             return;
         }
+        if self.ledger.take_restored(path, &hash) {
+            // A rollback put the version it restored back on disk: it runs.
+            for t in targets {
+                self.loaded.insert(t.key.clone(), hash.clone());
+            }
+            return;
+        }
         if targets
             .iter()
             .all(|t| self.loaded.get(&t.key) == Some(&hash))
@@ -312,6 +320,9 @@ impl State {
                 }
             }
         }
+        // Recorded (with a copy of the bytes) before the swap, so a
+        // rollback that follows at once finds the history complete.
+        self.ledger.running(path, &hash, &bytes);
         self.swap(plugins);
     }
 
@@ -384,8 +395,9 @@ impl State {
         Ok(plugin)
     }
 
-    /// Swaps `plugins` in between two batches and records their hashes.
-    fn swap(&mut self, plugins: Vec<(StageKey, Arc<Plugin>)>) {
+    /// Swaps `plugins` in between two batches and records their hashes;
+    /// true when some stage swapped.
+    fn swap(&mut self, plugins: Vec<(StageKey, Arc<Plugin>)>) -> bool {
         let hashes: Vec<(StageKey, String)> = plugins
             .iter()
             .map(|(k, p)| (k.clone(), p.sha256.clone()))
@@ -400,15 +412,17 @@ impl State {
             reply,
         };
         if self.work.send(Work::Swap(swap)).is_err() {
-            return;
+            return false;
         }
-        if let Ok(keys) = done.recv() {
-            for (k, h) in hashes {
-                if keys.contains(&k) {
-                    self.loaded.insert(k, h);
-                }
+        let Ok(keys) = done.recv() else {
+            return false;
+        };
+        for (k, h) in hashes {
+            if keys.contains(&k) {
+                self.loaded.insert(k, h);
             }
         }
+        !keys.is_empty()
     }
 }
 
@@ -425,9 +439,47 @@ fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
+/// The rollback policy `[reload]` sets.
+pub fn rollback_policy(config: &HostConfig) -> RollbackPolicy {
+    RollbackPolicy {
+        after_traps: config.reload.rollback_after_traps,
+        window: Duration::from_secs(config.reload.rollback_window_s),
+        backoff_initial: Duration::from_millis(config.reload.backoff_initial_ms),
+        backoff_max: Duration::from_millis(config.reload.backoff_max_ms),
+    }
+}
+
+/// Before the pipeline is built: opens the rollback ledger kept in
+/// `data_dir`, puts the last good version back at any plugin path that
+/// holds a version rolled back in an earlier run (refusing the start when
+/// no good copy is kept), and records (with a copy) the version each file
+/// holds, which the pipeline is about to load: a rollback of the next
+/// swap puts that copy back. A file that cannot be read is left for the
+/// load to refuse with its own reason.
+pub fn prepare(config: &HostConfig) -> Result<Arc<Ledger>, last_good::LedgerError> {
+    let ledger = Ledger::open(rollback_policy(config), &config.host.data_dir)?;
+    let max = config.plugins.max_file_bytes();
+    for t in swap::targets(config) {
+        let Ok(bytes) = crate::plugin::file::read_component(&t.file, max) else {
+            continue;
+        };
+        let bytes = match ledger.check_on_start(&t.file, &sha256(&bytes))? {
+            None => bytes,
+            Some(_) => match crate::plugin::file::read_component(&t.file, max) {
+                Ok(restored) => restored,
+                Err(_) => continue,
+            },
+        };
+        ledger.running(&t.file, &sha256(&bytes), &bytes);
+    }
+    Ok(ledger)
+}
+
 /// Starts hot reload (and remote rollout, when configured) for `halyard
 /// run`; `None` when there is no pipeline thread to swap into. `running`
-/// is the content hash each stage was built with ([`swap::running`]).
+/// is the content hash each stage was built with ([`swap::running`]);
+/// `ledger` comes from [`prepare`].
+#[allow(clippy::too_many_arguments)]
 pub fn supply(
     config: &HostConfig,
     runtime: &Arc<Runtime>,
@@ -436,6 +488,7 @@ pub fn supply(
     live: Live,
     running: HashMap<StageKey, String>,
     licence: Option<Arc<Licence>>,
+    ledger: Arc<Ledger>,
 ) -> Option<Reloader> {
     let work = work?;
     let mut reloader = Reloader::start(
@@ -446,7 +499,8 @@ pub fn supply(
         live,
         running,
         licence,
+        ledger.clone(),
     );
-    reloader.rollout = rollout::spawn(config, lifecycle.clone(), Some(runtime.clone()));
+    reloader.rollout = rollout::spawn(config, lifecycle.clone(), Some(runtime.clone()), ledger);
     Some(reloader)
 }

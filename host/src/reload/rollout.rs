@@ -1,75 +1,49 @@
-//! Remote rollout: the host polls a manifest and installs the plugins it
-//! lists into the plugin directory, where hot reload takes over.
-//!
-//! The manifest is JSON:
-//!
-//! ```json
-//! {"plugins": [{"name": "validator", "kind": "validator",
-//!               "url": "validator-2.wasm", "sha256": "<64 hex>",
-//!               "signature": {"alg": "ed25519", "key_id": "…", "sha256": "…", "signature": "…"}}]}
-//! ```
-//!
-//! `url` may be relative to the manifest's URL; `signature` is the content
-//! of the `.sig` file `halyard plugin sign` writes. The component is
-//! installed as `<dir>/<name>.wasm` with its signature beside it.
+//! Remote rollout: the host polls a signed manifest and installs the
+//! plugins it lists into the plugin directory, where hot reload takes over.
+//! The manifest's format, signature and serial rules are in
+//! [`super::manifest`].
 //!
 //! Invariants:
+//! - the manifest and every download use `https` (redirects included);
+//!   plain `http` only with `[rollout] insecure_http = true`;
+//! - rollout needs `[plugins] trusted_keys` (the config is refused without
+//!   them): a manifest is acted on only when its envelope verifies, it has
+//!   not expired and its serial is not older than the highest accepted; a
+//!   refused manifest changes nothing and the running versions keep
+//!   serving (`rollout.failed` says why);
 //! - polls send `If-None-Match` with the last ETag; a 304 costs nothing;
 //! - no download is held in memory past its cap: a component past
 //!   `[plugins] max_file_mb` (its `Content-Length`, or its body as it
 //!   streams) and a manifest past 1 MiB are refused; installed files are
 //!   read back with the same checks as any plugin file;
 //! - a component is installed only after its SHA-256 equals the manifest's
-//!   and, when `[plugins] trusted_keys` is set, its signature verifies with
-//!   one of them; anything else changes nothing and is reported
-//!   (`rollout.failed`);
+//!   and its signature verifies with a trusted key *for the entry's name
+//!   and kind* (and the host's fleet): a signature made for another
+//!   component cannot be moved onto this entry; content that was rolled
+//!   back is never installed again;
 //! - a verified download is compiled into the compile cache (on a
 //!   low-priority thread) before it is installed, so the hot swap it
 //!   triggers is warm;
-//! - installation is atomic: the component and its `.sig` are both written
-//!   to temp files in the same directory (dotfiles the watcher ignores) and
-//!   fsynced before either is renamed into place, so a failed write changes
-//!   nothing; the `.sig` is renamed first so the component is never seen
-//!   without it, and is put back if the component's rename then fails;
+//! - installation is atomic ([`super::install`]): the component and its
+//!   `.sig` are staged as fsynced temp files and renamed into place, the
+//!   `.sig` first, so a failed write changes nothing;
 //! - the ETag is remembered only when every listed plugin is installed or
 //!   already current, so a failure is retried at the next poll.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use halyard_trust::PublicKey;
-use halyard_trust::plugin_sig::{Signature, sig_path};
-use serde::Deserialize;
+use halyard_trust::plugin_sig::{Expected, Signature};
 
 use super::download::{MAX_MANIFEST_BYTES, read_capped};
+use super::install::install_pair;
+use super::manifest::{ManifestPlugin, SerialStore};
+use super::rollback::Ledger;
 use crate::config::HostConfig;
 use crate::lifecycle::{Lifecycle, new_correlation_id};
 use crate::plugin::Runtime;
-
-/// The manifest document.
-#[derive(Debug, Deserialize)]
-pub struct Manifest {
-    /// The plugins to install.
-    pub plugins: Vec<ManifestPlugin>,
-}
-
-/// One plugin in the manifest.
-#[derive(Debug, Deserialize)]
-pub struct ManifestPlugin {
-    /// The file name without `.wasm` in the plugin directory.
-    pub name: String,
-    /// Its kind (checked again when hot reload loads it).
-    pub kind: String,
-    /// Where to download it (absolute, or relative to the manifest).
-    pub url: String,
-    /// SHA-256 of the component, hex.
-    pub sha256: String,
-    /// The `.sig` document, if signed.
-    #[serde(default)]
-    pub signature: Option<serde_json::Value>,
-}
 
 /// Why one plugin was not installed.
 #[derive(Debug, thiserror::Error)]
@@ -82,9 +56,24 @@ pub enum RolloutError {
         /// Why it failed.
         reason: String,
     },
-    /// The manifest is not valid JSON of the expected shape.
-    #[error("bad manifest: {0}")]
-    Manifest(String),
+    /// The manifest is unsigned, badly signed, expired or older than one
+    /// already accepted.
+    #[error("manifest refused: {0}")]
+    Refused(#[from] halyard_trust::manifest::ManifestError),
+    /// The highest accepted serial cannot be read or written.
+    #[error("rollout state: {reason}")]
+    State {
+        /// What failed.
+        reason: String,
+    },
+    /// The manifest names content that was rolled back on this host.
+    #[error("{name}: sha256 {sha256} was rolled back on this host; publish a fixed version")]
+    RolledBack {
+        /// The plugin.
+        name: String,
+        /// The content.
+        sha256: String,
+    },
     /// A name that is not a plain file name (`../x`, `a/b`).
     #[error("plugin name {0:?} is not a plain file name")]
     BadName(String),
@@ -117,11 +106,14 @@ pub enum RolloutError {
 }
 
 /// Polls the manifest every `[rollout] interval_s` (first poll at once),
-/// when `manifest_url` is set. Must be called inside a tokio runtime.
+/// when `manifest_url` is set. `ledger` names content rolled back on this
+/// host, which is never installed again. Must be called inside a tokio
+/// runtime.
 pub fn spawn(
     config: &HostConfig,
     lifecycle: Lifecycle,
     runtime: Option<Arc<Runtime>>,
+    ledger: Arc<Ledger>,
 ) -> Option<tokio::task::JoinHandle<()>> {
     let url = config.rollout.manifest_url.clone()?;
     let handle = tokio::runtime::Handle::try_current().ok()?;
@@ -130,8 +122,11 @@ pub fn spawn(
     let interval = Duration::from_secs(config.rollout.interval_s.max(1));
     let timeout = Duration::from_millis(config.rollout.timeout_ms);
     let max_file_bytes = config.plugins.max_file_bytes();
+    let https_only = !config.rollout.insecure_http;
+    let serials = SerialStore::open(&config.host.data_dir);
+    let fleet = config.licence.fleet.clone();
     Some(handle.spawn(async move {
-        let Ok(http) = reqwest::Client::builder().timeout(timeout).build() else {
+        let Ok(http) = http_client(timeout, https_only) else {
             tracing::error!("rollout disabled: cannot build an HTTP client");
             return;
         };
@@ -144,6 +139,9 @@ pub fn spawn(
             lifecycle,
             runtime,
             max_file_bytes,
+            serials,
+            fleet,
+            ledger,
         };
         let mut tick = tokio::time::interval(interval);
         loop {
@@ -151,6 +149,28 @@ pub fn spawn(
             poller.poll().await;
         }
     }))
+}
+
+/// The client for manifests and downloads: with `https_only`, a plain
+/// `http://` URL, or a redirect to one, is refused before any request.
+fn http_client(timeout: Duration, https_only: bool) -> reqwest::Result<reqwest::Client> {
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .https_only(https_only)
+        .build()
+}
+
+/// A failed request as text; a refused scheme (plain `http` without
+/// `insecure_http`) says so instead of reqwest's bare "builder error".
+fn request_error(e: &reqwest::Error) -> String {
+    match std::error::Error::source(e) {
+        Some(cause) if e.is_builder() => {
+            format!(
+                "{cause} (https is required; plain http only with [rollout] insecure_http = true)"
+            )
+        }
+        _ => e.to_string(),
+    }
 }
 
 /// One manifest's poll state.
@@ -168,6 +188,12 @@ pub struct Poller {
     /// The largest download accepted (`[plugins] max_file_mb`), checked
     /// against `Content-Length` and again while the body streams in.
     max_file_bytes: u64,
+    /// The highest manifest serial accepted, kept in `data_dir`.
+    serials: SerialStore,
+    /// The host's fleet, which fleet-scoped plugin signatures must name.
+    fleet: Option<String>,
+    /// Content rolled back on this host: never installed again.
+    ledger: Arc<Ledger>,
 }
 
 impl Poller {
@@ -215,7 +241,9 @@ impl Poller {
         );
     }
 
-    async fn fetch_manifest(&self) -> Result<Option<(Manifest, Option<String>)>, RolloutError> {
+    async fn fetch_manifest(
+        &mut self,
+    ) -> Result<Option<(super::manifest::Manifest, Option<String>)>, RolloutError> {
         let mut req = self.http.get(&self.url);
         if let Some(etag) = &self.etag {
             req = req.header(reqwest::header::IF_NONE_MATCH, etag);
@@ -224,7 +252,7 @@ impl Poller {
             url: self.url.clone(),
             reason,
         };
-        let resp = req.send().await.map_err(|e| download(e.to_string()))?;
+        let resp = req.send().await.map_err(|e| download(request_error(&e)))?;
         if resp.status() == reqwest::StatusCode::NOT_MODIFIED {
             return Ok(None);
         }
@@ -239,8 +267,11 @@ impl Poller {
         let body = read_capped(resp, MAX_MANIFEST_BYTES, "manifests")
             .await
             .map_err(download)?;
-        let manifest: Manifest =
-            serde_json::from_slice(&body).map_err(|e| RolloutError::Manifest(e.to_string()))?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let manifest = self.serials.accept(&body, &self.keys, now)?;
         Ok(Some((manifest, etag)))
     }
 
@@ -255,6 +286,12 @@ impl Poller {
         }
         let dest = self.dir.join(format!("{}.wasm", plugin.name));
         let expected = plugin.sha256.to_ascii_lowercase();
+        if self.ledger.is_bad(&expected) {
+            return Err(RolloutError::RolledBack {
+                name: plugin.name.clone(),
+                sha256: expected,
+            });
+        }
         if let Ok(current) = crate::plugin::file::read_regular(&dest, self.max_file_bytes)
             && halyard_trust::sha256_hex(&current) == expected
         {
@@ -275,7 +312,7 @@ impl Poller {
             .get(url.clone())
             .send()
             .await
-            .map_err(|e| download(e.to_string()))?;
+            .map_err(|e| download(request_error(&e)))?;
         if !resp.status().is_success() {
             return Err(download(format!("HTTP {}", resp.status())));
         }
@@ -292,7 +329,7 @@ impl Poller {
         }
         let sig = self.check_signature(plugin, &bytes)?;
         self.precompile(&dest, bytes.to_vec()).await;
-        install_pair(&dest, &bytes, sig.as_ref())?;
+        install_pair(&dest, &bytes, Some(&sig))?;
         Ok(true)
     }
 
@@ -327,132 +364,55 @@ impl Poller {
         }
     }
 
+    /// The entry's signature, verified against the download, the trusted
+    /// keys, and the entry's name and kind (and the host's fleet).
     fn check_signature(
         &self,
         plugin: &ManifestPlugin,
         bytes: &[u8],
-    ) -> Result<Option<Signature>, RolloutError> {
+    ) -> Result<Signature, RolloutError> {
         let refused = |reason: String| RolloutError::Signature {
             name: plugin.name.clone(),
             reason,
         };
         let sig = match &plugin.signature {
-            None if self.keys.is_empty() => return Ok(None),
-            None => return Err(refused("unsigned (trusted keys are configured)".into())),
+            None => {
+                return Err(refused(
+                    "unsigned (every rollout entry must be signed)".into(),
+                ));
+            }
             Some(serde_json::Value::String(text)) => Signature::from_json(text.as_bytes()),
-            Some(value) => Signature::from_json(value.to_string().as_bytes()),
+            Some(value) => Signature::from_value(value.clone()),
         }
         .map_err(|e| refused(e.to_string()))?;
-        if !self.keys.is_empty() {
-            sig.verify(bytes, &self.keys)
-                .map_err(|e| refused(e.to_string()))?;
-        }
-        Ok(Some(sig))
-    }
-}
-
-/// Installs `bytes` as `dest` with `sig` (if any) as its `.sig`. Both are
-/// first staged as fsynced dotfile temps in the same directory, so failing
-/// to write either changes nothing; then the `.sig` is renamed into place
-/// before the component (the component is never seen without it), and if
-/// the component's rename fails the previous `.sig` is put back, so the
-/// installed pair still verifies. An unsigned install removes the previous
-/// version's `.sig`.
-fn install_pair(dest: &Path, bytes: &[u8], sig: Option<&Signature>) -> Result<(), RolloutError> {
-    let install = |source| RolloutError::Install {
-        path: dest.to_path_buf(),
-        source,
-    };
-    let component = stage(dest, bytes).map_err(install)?;
-    let Some(sig) = sig else {
-        commit(&component, dest).map_err(install)?;
-        // A `.sig` of the previous version no longer matches: removed, so
-        // turning trusted keys on later refuses an unsigned plugin for what
-        // it is, not for a stale signature.
-        return match std::fs::remove_file(sig_path(dest)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(install(e)),
-            _ => Ok(()),
+        let expected = Expected {
+            name: &plugin.name,
+            kind: Some(&plugin.kind),
+            fleet: self.fleet.as_deref(),
         };
-    };
-    let sig_dest = sig_path(dest);
-    let staged_sig = match stage(&sig_dest, sig.to_json().as_bytes()) {
-        Ok(tmp) => tmp,
-        Err(e) => {
-            let _ = std::fs::remove_file(&component);
-            return Err(install(e));
-        }
-    };
-    let previous = crate::plugin::file::read_regular(
-        &sig_dest,
-        halyard_trust::plugin_sig::MAX_SIG_FILE as u64,
-    )
-    .ok();
-    if let Err(e) = commit(&staged_sig, &sig_dest) {
-        let _ = std::fs::remove_file(&component);
-        return Err(install(e));
+        sig.verify(bytes, &expected, &self.keys)
+            .map_err(|e| refused(e.to_string()))?;
+        Ok(sig)
     }
-    if let Err(e) = commit(&component, dest) {
-        // Best effort: put back the signature of the component still there.
-        let _ = match previous.and_then(|old| stage(&sig_dest, &old).ok()) {
-            Some(tmp) => commit(&tmp, &sig_dest),
-            None => std::fs::remove_file(&sig_dest),
-        };
-        return Err(install(e));
-    }
-    Ok(())
-}
-
-/// Writes `bytes` to a dotfile temp beside `path` (ignored by the
-/// watcher), fsynced; returns the temp's path. A temp that was created but
-/// not fully written is removed.
-fn stage(path: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    let mut file = std::fs::File::create(&tmp)?;
-    match file.write_all(bytes).and_then(|()| file.sync_all()) {
-        Ok(()) => Ok(tmp),
-        Err(e) => {
-            drop(file);
-            let _ = std::fs::remove_file(&tmp);
-            Err(e)
-        }
-    }
-}
-
-/// Renames a staged temp over `path`; removes the temp if that fails.
-fn commit(tmp: &Path, path: &Path) -> std::io::Result<()> {
-    std::fs::rename(tmp, path).inspect_err(|_| {
-        let _ = std::fs::remove_file(tmp);
-    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use halyard_trust::KeyPair;
 
-    #[test]
-    fn an_unsigned_install_removes_the_previous_versions_signature() {
-        let dir = tempfile::tempdir().unwrap();
-        let dest = dir.path().join("validator.wasm");
-        let key = KeyPair::generate().unwrap();
-        let v1 = b"v1 bytes".to_vec();
-        install_pair(
-            &dest,
-            &v1,
-            Some(&halyard_trust::plugin_sig::sign(&v1, &key)),
-        )
-        .unwrap();
-        assert!(sig_path(&dest).exists());
-        install_pair(&dest, b"v2 bytes", None).unwrap();
-        assert_eq!(std::fs::read(&dest).unwrap(), b"v2 bytes");
-        assert!(!sig_path(&dest).exists(), "stale signature left beside v2");
-        let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
-        assert_eq!(left.len(), 1, "no temp files left");
+    #[tokio::test]
+    async fn plain_http_is_refused_unless_insecure_http_is_set() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}/manifest.json", listener.local_addr().unwrap());
+        let strict = http_client(Duration::from_secs(1), true).unwrap();
+        let err = strict.get(&url).send().await.unwrap_err();
+        assert!(err.is_builder(), "refused before connecting: {err}");
+        let cause = std::error::Error::source(&err).map(|s| s.to_string());
+        assert_eq!(cause.as_deref(), Some("URL scheme is not allowed"));
+        // With `insecure_http` the request goes out (and the listener,
+        // which never answers, lets it time out).
+        let insecure = http_client(Duration::from_millis(200), false).unwrap();
+        let err = insecure.get(&url).send().await.unwrap_err();
+        assert!(err.is_timeout(), "{err}");
     }
 }

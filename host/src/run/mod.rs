@@ -52,8 +52,9 @@ pub const STOP_MARGIN: Duration = Duration::from_millis(500);
 /// Why the host could not start.
 #[derive(Debug, thiserror::Error)]
 pub enum RunError {
-    /// The data directory could not be created.
-    #[error("cannot create data directory {path}: {source}")]
+    /// The data directory (or a file in it) could not be created or made
+    /// owner-only.
+    #[error("data directory: {path}: {source}")]
     DataDir {
         /// The directory.
         path: PathBuf,
@@ -91,6 +92,10 @@ pub enum RunError {
     /// The host key or the provenance counter is unusable.
     #[error(transparent)]
     Provenance(#[from] crate::provenance::ProvenanceSetupError),
+    /// The rollback ledger is unreadable, or a plugin file holds a version
+    /// rolled back earlier with no good copy to put back.
+    #[error(transparent)]
+    Rollback(#[from] crate::reload::last_good::LedgerError),
 }
 
 /// What a run did, for the exit log and for tests.
@@ -120,13 +125,15 @@ pub async fn run_with(
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<RunReport, RunError> {
     let data_dir = config.host.data_dir.clone();
-    std::fs::create_dir_all(&data_dir).map_err(|source| RunError::DataDir {
+    crate::data_dir::prepare(&data_dir).map_err(|source| RunError::DataDir {
         path: data_dir.clone(),
         source,
     })?;
     let host_id = config.host.id.clone().unwrap_or_else(hostname);
     let mut runtime = Runtime::new(Some(data_dir.join("cache")))?;
-    config.plugins.apply_to(&mut runtime);
+    config
+        .plugins
+        .apply_to(&mut runtime, config.licence.fleet.as_deref());
     let runtime = Arc::new(runtime);
     let mut channels = observe::Channels::new(&config);
     let licence = if halyard_trust::licence::dev_mode_from_env() {
@@ -146,7 +153,19 @@ pub async fn run_with(
         .map_err(crate::licence::LicenceStartError::from)?;
     let host_key = crate::provenance::host_key(&data_dir)?;
     let usage = Arc::new(halyard_trust::usage::UsageWindow::new());
+    let buffer_path = buffer_config(&config, &data_dir).path;
+    crate::data_dir::precreate_private(&buffer_path)
+        .and_then(|()| crate::data_dir::tighten_sqlite(&buffer_path))
+        .map_err(|source| RunError::DataDir {
+            path: buffer_path.clone(),
+            source,
+        })?;
     let (buffer, opened) = Buffer::open(buffer_config(&config, &data_dir))?;
+    // SQLite made its `-wal` and `-shm` with the database file's mode.
+    crate::data_dir::tighten_sqlite(&buffer_path).map_err(|source| RunError::DataDir {
+        path: buffer_path.clone(),
+        source,
+    })?;
     if let Some(moved) = &opened.recovered_from_corruption {
         // The details (recovered, lost) follow as `buffer.damaged` from the
         // buffer watch, which publishes every damage report.
@@ -160,6 +179,7 @@ pub async fn run_with(
     }
     tracing::info!(pending = opened.pending_records, "buffer opened");
     let buffer = Arc::new(buffer);
+    let ledger = crate::reload::prepare(&config)?;
     let mut pipeline = Pipeline::build_with(&config, &runtime, buffer.clone(), &natives)
         .inspect_err(|e| channels.rejected(e))?;
     pipeline.set_provenance(crate::provenance::Stamper::open(&host_id, &data_dir)?);
@@ -235,6 +255,7 @@ pub async fn run_with(
         live,
         running,
         Some(licence.clone()),
+        ledger,
     );
 
     let (stop_inputs, inputs_stopped) = watch::channel(false);
@@ -369,7 +390,8 @@ pub async fn run_with(
     })
 }
 
-fn buffer_config(config: &HostConfig, data_dir: &Path) -> BufferConfig {
+/// The buffer `[buffer]` asks for, its path resolved against `data_dir`.
+pub(crate) fn buffer_config(config: &HostConfig, data_dir: &Path) -> BufferConfig {
     let path = if config.buffer.path.is_absolute() {
         config.buffer.path.clone()
     } else {
@@ -383,6 +405,7 @@ fn buffer_config(config: &HostConfig, data_dir: &Path) -> BufferConfig {
     };
     b.synchronous_full = config.buffer.synchronous == Synchronous::Full;
     b.dead_letter_max = config.buffer.dead_letter_max;
+    b.dead_letter_max_bytes = config.buffer.dead_letter_max_mb << 20;
     b
 }
 

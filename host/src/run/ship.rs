@@ -16,7 +16,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use halyard_buffer::{Batch, Buffer, Commit, Record};
+use halyard_buffer::{Batch, Buffer, Record};
 use halyard_transport::{AnySink, Delivery};
 use halyard_trust::usage::{Counter, UsageWindow};
 use tokio::sync::{Notify, watch};
@@ -233,31 +233,23 @@ fn settle(
             .map(|(_, r)| r);
         count_delivered(usage, taken);
     }
+    let groups = split::dead_letter_groups(&batch, &dead);
+    // The refused events are dead-lettered in the ack's own transaction: a
+    // crash re-sends the whole batch (duplicates the receiver drops), and
+    // never leaves them both buffered and dead-lettered.
+    if let Err(err) = buffer.ack_with_dead_letters(&batch, &groups) {
+        tracing::error!(error = %err, batch = %batch.key(), "delivered batch not acknowledged; it will be re-sent");
+        buffer.nack(&batch);
+        return false;
+    }
     if !dead.is_empty() {
-        let groups = split::dead_letter_groups(&batch, &dead);
-        // Dead letters first, then the ack: a crash in between re-sends the
-        // batch (duplicates the receiver drops) instead of losing them.
-        let stored = buffer.commit(&Commit {
-            dead_letters: &groups,
-            ..Commit::default()
-        });
-        if let Err(err) = stored {
-            tracing::error!(error = %err, batch = %batch.key(),
-                "cannot dead-letter the refused events; the batch stays buffered");
-            buffer.nack(&batch);
-            return false;
-        }
         let events = dead.len() as u64;
         report.batches_dead_lettered += 1;
         report.events_dead_lettered += events;
         delivery.stats().record_dead_letter(events);
         tracing::warn!(batch = %batch.key(), dead_lettered = events, delivered,
-            reasons = ?groups.iter().map(|(r, _)| r.as_str()).collect::<Vec<_>>(),
+            reasons = ?groups.iter().map(|d| d.reason.as_str()).collect::<std::collections::BTreeSet<_>>(),
             "events refused by the receiver dead-lettered; the rest delivered");
-    }
-    if let Err(err) = buffer.ack(&batch) {
-        tracing::error!(error = %err, batch = %batch.key(), "delivered batch not acknowledged; it will be re-sent");
-        buffer.nack(&batch);
     }
     false
 }

@@ -32,7 +32,7 @@
 
 use std::collections::BTreeMap;
 
-use halyard_buffer::{Batch, Record};
+use halyard_buffer::{Batch, Kept, NewDeadLetter, Origin, Record};
 use halyard_transport::{Delivery, Outcome, Sink};
 use tokio_util::sync::CancellationToken;
 
@@ -144,21 +144,20 @@ fn push_halves(todo: &mut Vec<Vec<usize>>, mut part: Vec<usize>) {
     todo.push(part);
 }
 
-/// The dead events of a settled batch grouped by reason, as the buffer's
-/// dead-letter commit takes them.
-pub fn dead_letter_groups(
-    batch: &Batch,
-    dead: &BTreeMap<usize, String>,
-) -> Vec<(String, Vec<Record>)> {
-    let mut groups: BTreeMap<&str, Vec<Record>> = BTreeMap::new();
-    for (&index, reason) in dead {
-        if let Some(record) = batch.records.get(index) {
-            groups.entry(reason).or_default().push(record.clone());
-        }
-    }
-    groups
-        .into_iter()
-        .map(|(reason, records)| (reason.to_string(), records))
+/// The dead events of a settled batch, as the buffer's dead-letter commit
+/// takes them: buffered records (already through every stage, with their
+/// provenance), kept whole so a fixed receiver can be sent them again.
+pub fn dead_letter_groups(batch: &Batch, dead: &BTreeMap<usize, String>) -> Vec<NewDeadLetter> {
+    dead.iter()
+        .filter_map(|(&index, reason)| {
+            let record = batch.records.get(index)?;
+            Some(NewDeadLetter {
+                id: record.id,
+                origin: Origin::Batch,
+                kept: Kept::Payload(record.payload.clone()),
+                reason: reason.clone(),
+            })
+        })
         .collect()
 }
 

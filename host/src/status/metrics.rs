@@ -319,6 +319,27 @@ impl HostCollector {
             None,
             b.dead_letters as f64,
         )?;
+        gauge(
+            enc,
+            "halyard_buffer_dead_letter_size",
+            "Accounted size of the dead-letter table (bounded by dead_letter_max_mb).",
+            bytes,
+            b.dead_letter_bytes as f64,
+        )?;
+        counter(
+            enc,
+            "halyard_buffer_dead_letters_evicted",
+            "Oldest dead letters evicted to keep the table within its bounds.",
+            None,
+            b.dead_letters_pruned_total,
+        )?;
+        counter(
+            enc,
+            "halyard_buffer_dead_letters_evicted_size",
+            "Accounted bytes of the evicted dead letters.",
+            bytes,
+            b.dead_letters_pruned_bytes_total,
+        )?;
         counter(
             enc,
             "halyard_buffer_appended_events",

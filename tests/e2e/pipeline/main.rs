@@ -4,6 +4,7 @@
 
 mod buffer_cap;
 mod damage;
+mod deadletter;
 mod file_identity;
 mod file_limits;
 mod file_transport;

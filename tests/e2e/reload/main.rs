@@ -1,10 +1,16 @@
 //! End-to-end tests of hot reload and the plugin supply chain, against the
 //! real binary with real guests under continuous, bounded load: a v1 → v2
 //! swap with exact counts, refused deploys while the old version serves,
-//! signatures, rollback of a trapping version, and remote rollout.
+//! signatures, rollback of a trapping version (kept across restarts), remote
+//! rollout and what refuses to let it be steered, and the data directory at
+//! rest (authenticated compile cache, owner-only permissions).
 
+mod at_rest;
 mod config;
 mod files;
+mod hub;
+mod ledger;
+mod manifest;
 mod rollout;
 mod support;
 mod swap;

@@ -1,175 +1,38 @@
-//! Remote rollout against a manifest server on 127.0.0.1: ETag polling, a
+//! Remote rollout against a manifest server on 127.0.0.1 (signed
+//! manifests, every plugin signed by the one trusted key): ETag polling, a
 //! tampered download that changes nothing, then a good one that hot reload
-//! swaps in; signed manifests against `[plugins] trusted_keys`; failed
-//! downloads that are retried at the next poll.
+//! swaps in; entries whose signatures are untrusted, forged, for other
+//! bytes or made for another name or kind; failed downloads that are
+//! retried at the next poll.
 
-use std::collections::{HashMap, HashSet};
-use std::net::SocketAddr;
 use std::path::Path;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use axum::extract::{Path as UrlPath, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
 use halyard_test_components as components;
 use halyard_trust::KeyPair;
-use halyard_trust::plugin_sig::{Signature, sign};
+use halyard_trust::plugin_sig::Signature;
 
+use crate::hub::{Hub, Publisher, as_object, count, serve, validator_entry};
 use crate::pipeline_support::wait_for;
-use crate::support::{Served, Setup, sha256, signed_plugins, start};
+use crate::support::{Served, Setup, sha256, sign_as, signed_plugins, start};
 
 /// Bound on each wait for a poll's outcome: polls are 1 s apart, and a
 /// debug host on a busy 2-core machine may need a few to compile v2.
-const POLL_BOUND: Duration = Duration::from_secs(20);
-
-/// The manifest server's state, and what it saw.
-#[derive(Default)]
-struct Hub {
-    manifest: Mutex<String>,
-    /// Downloadable components by name (`/files/{name}`); others are 404.
-    files: Mutex<HashMap<String, Vec<u8>>>,
-    /// Names the bare file server cuts off half way: the connection drops.
-    cut: Mutex<HashSet<String>>,
-    /// Manifest requests that carried `If-None-Match`.
-    conditional: AtomicU64,
-    /// Manifest requests answered 304.
-    not_modified: AtomicU64,
-    /// Complete downloads served, by name.
-    downloads: Mutex<HashMap<String, u64>>,
-}
-
-impl Hub {
-    fn set_manifest(&self, body: String) {
-        *self.manifest.lock().unwrap() = body;
-    }
-
-    fn put(&self, name: &str, bytes: &[u8]) {
-        self.files
-            .lock()
-            .unwrap()
-            .insert(name.to_string(), bytes.to_vec());
-    }
-
-    fn downloads(&self, name: &str) -> u64 {
-        self.downloads
-            .lock()
-            .unwrap()
-            .get(name)
-            .copied()
-            .unwrap_or(0)
-    }
-}
-
-async fn manifest(State(hub): State<Arc<Hub>>, headers: HeaderMap) -> Response {
-    let body = hub.manifest.lock().unwrap().clone();
-    let etag = format!("\"{}\"", &sha256(body.as_bytes())[..16]);
-    if let Some(sent) = headers.get(header::IF_NONE_MATCH) {
-        hub.conditional.fetch_add(1, Ordering::Relaxed);
-        if sent.to_str().ok() == Some(etag.as_str()) {
-            hub.not_modified.fetch_add(1, Ordering::Relaxed);
-            return StatusCode::NOT_MODIFIED.into_response();
-        }
-    }
-    ([(header::ETAG, etag)], body).into_response()
-}
-
-async fn file(State(hub): State<Arc<Hub>>, UrlPath(name): UrlPath<String>) -> Response {
-    let Some(bytes) = hub.files.lock().unwrap().get(&name).cloned() else {
-        return StatusCode::NOT_FOUND.into_response();
-    };
-    *hub.downloads.lock().unwrap().entry(name).or_default() += 1;
-    bytes.into_response()
-}
-
-/// One connection to the bare file server: reads the request head and
-/// answers `GET /files/{name}` from the hub, closing the connection after.
-/// A name in `cut` gets the head with the full `Content-Length` and half
-/// the body, flushed, then the connection closes: a download that drops
-/// mid-body, at an exact byte.
-async fn bare_file(hub: Arc<Hub>, mut conn: tokio::net::TcpStream) -> std::io::Result<()> {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    let mut head = Vec::new();
-    let mut chunk = [0u8; 1024];
-    while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = conn.read(&mut chunk).await?;
-        if n == 0 {
-            return Ok(());
-        }
-        head.extend_from_slice(&chunk[..n]);
-    }
-    let line = String::from_utf8_lossy(&head);
-    let name = line
-        .split_whitespace()
-        .nth(1)
-        .and_then(|path| path.strip_prefix("/files/"))
-        .unwrap_or("")
-        .to_string();
-    let bytes = hub.files.lock().unwrap().get(&name).cloned();
-    let cut = hub.cut.lock().unwrap().contains(&name);
-    match bytes {
-        None => {
-            conn.write_all(
-                b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
-            )
-            .await?;
-        }
-        Some(bytes) => {
-            let head = format!(
-                "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
-                bytes.len()
-            );
-            conn.write_all(head.as_bytes()).await?;
-            if cut {
-                conn.write_all(&bytes[..bytes.len() / 2]).await?;
-            } else {
-                conn.write_all(&bytes).await?;
-                *hub.downloads.lock().unwrap().entry(name).or_default() += 1;
-            }
-        }
-    }
-    conn.flush().await?;
-    conn.shutdown().await
-}
-
-/// The manifest server and a bare file server for `hub`, both on
-/// 127.0.0.1, on a runtime of their own (kept alive by the caller);
-/// returns their addresses.
-fn serve(hub: &Arc<Hub>) -> (tokio::runtime::Runtime, SocketAddr, SocketAddr) {
-    let server = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let bind = || {
-        server
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .unwrap()
-    };
-    let (listener, bare) = (bind(), bind());
-    let (addr, bare_addr) = (listener.local_addr().unwrap(), bare.local_addr().unwrap());
-    let app = axum::Router::new()
-        .route("/manifest.json", axum::routing::get(manifest))
-        .route("/files/{name}", axum::routing::get(file))
-        .with_state(hub.clone());
-    server.spawn(async move { axum::serve(listener, app).await });
-    let files = hub.clone();
-    server.spawn(async move {
-        while let Ok((conn, _)) = bare.accept().await {
-            tokio::spawn(bare_file(files.clone(), conn));
-        }
-    });
-    (server, addr, bare_addr)
-}
+pub const POLL_BOUND: Duration = Duration::from_secs(20);
 
 /// A host whose plugins are all signed by `key`, the only trusted key,
 /// polling the manifest at `addr`.
-fn start_signed(key: &KeyPair, addr: SocketAddr) -> Setup {
+pub fn start_signed(key: &KeyPair, addr: std::net::SocketAddr) -> Setup {
+    start_signed_with(key, addr, "")
+}
+
+/// [`start_signed`] with `plugins_extra` keys in its `[plugins]` table.
+pub fn start_signed_with(key: &KeyPair, addr: std::net::SocketAddr, plugins_extra: &str) -> Setup {
     start(
         "",
         &format!(
-            "[plugins]\ntrusted_keys = [\"{}\"]\n\n{}",
+            "[plugins]\ntrusted_keys = [\"{}\"]\n{plugins_extra}\n\n{}",
             key.public_key(),
             rollout_table(addr)
         ),
@@ -177,45 +40,47 @@ fn start_signed(key: &KeyPair, addr: SocketAddr) -> Setup {
     )
 }
 
-/// The `[rollout]` table polling `addr` every second into the plugin dir.
-fn rollout_table(addr: SocketAddr) -> String {
+/// The `[rollout]` table polling `addr` every second into the plugin dir,
+/// over plain http (127.0.0.1 only, so `insecure_http`).
+fn rollout_table(addr: std::net::SocketAddr) -> String {
     format!(
-        "[rollout]\nmanifest_url = \"http://{addr}/manifest.json\"\ninterval_s = 1\ndir = \"{{PLUGINS}}\"\n"
+        "[rollout]\nmanifest_url = \"http://{addr}/manifest.json\"\ninterval_s = 1\ndir = \"{{PLUGINS}}\"\ninsecure_http = true\n"
     )
-}
-
-/// A manifest with one validator entry; `signature` is embedded as given
-/// (the `.sig` document as an object, or its text as a string).
-fn entry_signed(url: &str, sha: &str, signature: Option<serde_json::Value>) -> String {
-    let mut plugin = serde_json::json!({"name": "validator", "kind": "validator",
-        "url": url, "sha256": sha});
-    if let Some(signature) = signature {
-        plugin["signature"] = signature;
-    }
-    serde_json::json!({ "plugins": [plugin] }).to_string()
-}
-
-fn entry(url: &str, sha: &str) -> String {
-    entry_signed(url, sha, None)
 }
 
 /// Sends requests (each must be served by v1) until a `rollout.failed`
 /// event whose reason passes `wanted` has been logged, with the deadline
 /// [`POLL_BOUND`]; checks the event names the validator.
-fn wait_for_failure(h: &mut Setup, what: &str, wanted: impl Fn(&str) -> bool) {
+pub fn wait_for_failure(h: &mut Setup, what: &str, wanted: impl Fn(&str) -> bool) {
+    wait_for_failure_serving(h, Served::V1, what, wanted)
+}
+
+/// [`wait_for_failure`] while `serving` serves every request.
+pub fn wait_for_failure_serving(
+    h: &mut Setup,
+    serving: Served,
+    what: &str,
+    wanted: impl Fn(&str) -> bool,
+) {
     let deadline = Instant::now() + POLL_BOUND;
     loop {
         assert_eq!(
             h.send(),
-            Served::V1,
-            "{what}: the old version keeps serving"
+            serving,
+            "{what}: the running version keeps serving"
         );
         let failures = h.lifecycle("rollout.failed");
         if let Some(found) = failures
             .iter()
             .find(|p| p["reason"].as_str().is_some_and(&wanted))
         {
-            assert_eq!(found["name"], "validator", "{what}: {found}");
+            // A refused manifest names no plugin; a refused entry does.
+            if !found["reason"]
+                .as_str()
+                .is_some_and(|r| r.starts_with("manifest refused"))
+            {
+                assert_eq!(found["name"], "validator", "{what}: {found}");
+            }
             return;
         }
         assert!(
@@ -227,23 +92,30 @@ fn wait_for_failure(h: &mut Setup, what: &str, wanted: impl Fn(&str) -> bool) {
     }
 }
 
-/// An unsigned manifest whose download does not hash to the manifest's
+/// A signed manifest whose download does not hash to the manifest's
 /// sha256 is refused while v1 serves and the installed file is unchanged;
 /// the right file is then installed and swapped in, and the unchanged
 /// manifest is answered 304.
 #[test]
 fn manifest_rollout_refuses_a_tampered_download_then_installs_the_good_one() {
+    let key = KeyPair::generate().unwrap();
     let v2 = std::fs::read(components::HOSTILE_VALIDATOR).unwrap();
+    let sig = as_object(&sign_as(&v2, "validator", "validator", &key));
     let mut tampered = v2.clone();
     let mid = tampered.len() / 2;
     tampered[mid] ^= 0xff;
     let hub = Arc::new(Hub::default());
     hub.put("tampered.wasm", &tampered);
     hub.put("v2.wasm", &v2);
-    hub.set_manifest(entry("files/tampered.wasm", &sha256(&v2)));
+    let mut publisher = Publisher::new(&key);
+    hub.set_manifest(publisher.publish(vec![validator_entry(
+        "files/tampered.wasm",
+        &sha256(&v2),
+        Some(sig.clone()),
+    )]));
     let (_server, addr, _) = serve(&hub);
 
-    let mut h = start("", &rollout_table(addr), |_| Vec::new());
+    let mut h = start_signed(&key, addr);
     wait_for("tampered download refused", Duration::from_secs(30), || {
         assert_eq!(h.send(), Served::V1);
         h.log().contains("sha256 mismatch")
@@ -255,13 +127,17 @@ fn manifest_rollout_refuses_a_tampered_download_then_installs_the_good_one() {
         "a failed rollout changes nothing"
     );
 
-    hub.set_manifest(entry("files/v2.wasm", &sha256(&v2)));
+    hub.set_manifest(publisher.publish(vec![validator_entry(
+        "files/v2.wasm",
+        &sha256(&v2),
+        Some(sig),
+    )]));
     h.send_until(Served::V2, 20_000);
     assert_eq!(h.validator_status()["sha256"], sha256(&v2));
     wait_for(
         "a 304 on an unchanged manifest",
         Duration::from_secs(30),
-        || hub.not_modified.load(Ordering::Relaxed) > 0,
+        || count(&hub.not_modified) > 0,
     );
     h.finish();
 }
@@ -283,15 +159,16 @@ fn signed_rollout_refuses_untrusted_forged_and_mismatched_signatures_then_instal
     let v1 = std::fs::read(components::RANGE_VALIDATOR).unwrap();
     let v2 = std::fs::read(components::HOSTILE_VALIDATOR).unwrap();
     let other_bytes = std::fs::read(components::REDACT_PRIVACY).unwrap();
-    let as_object = |sig: &Signature| serde_json::to_value(sig).unwrap();
+    let sign_v = |bytes: &[u8], k: &KeyPair| sign_as(bytes, "validator", "validator", k);
     let forged = Signature {
         key_id: key.key_id(),
-        ..sign(&v2, &other)
+        ..sign_v(&v2, &other)
     };
+    let moved = |name: &str, kind: &str| as_object(&sign_as(&v2, name, kind, &key));
     let cases: Vec<(&str, Option<serde_json::Value>, String)> = vec![
         (
             "signed by an untrusted key (the .sig text as a string)",
-            Some(serde_json::Value::String(sign(&v2, &other).to_json())),
+            Some(serde_json::Value::String(sign_v(&v2, &other).to_json())),
             format!(
                 "validator: signature refused: signed by unknown key {} (not in the trusted keys)",
                 other.key_id()
@@ -307,7 +184,7 @@ fn signed_rollout_refuses_untrusted_forged_and_mismatched_signatures_then_instal
         ),
         (
             "signature over other bytes",
-            Some(as_object(&sign(&other_bytes, &key))),
+            Some(as_object(&sign_v(&other_bytes, &key))),
             format!(
                 "validator: signature refused: content changed after signing: signed sha256 {}, file has {}",
                 sha256(&other_bytes),
@@ -315,19 +192,27 @@ fn signed_rollout_refuses_untrusted_forged_and_mismatched_signatures_then_instal
             ),
         ),
         (
+            "a valid signature made for another name (redact-v2, privacy)",
+            Some(moved("redact-v2", "privacy")),
+            "validator: signature refused: signed for name \"redact-v2\", installed as \"validator\"".into(),
+        ),
+        (
+            "a valid signature made for another kind",
+            Some(moved("validator", "privacy")),
+            "validator: signature refused: signed for kind \"privacy\", installed as \"validator\"".into(),
+        ),
+        (
             "unsigned",
             None,
-            "validator: signature refused: unsigned (trusted keys are configured)".into(),
+            "validator: signature refused: unsigned (every rollout entry must be signed)".into(),
         ),
     ];
+    let mut publisher = Publisher::new(&key);
     let cases: Vec<(&str, String, String)> = cases
         .into_iter()
         .map(|(what, sig, reason)| {
-            (
-                what,
-                entry_signed("files/v2.wasm", &sha256(&v2), sig),
-                reason,
-            )
+            let entry = validator_entry("files/v2.wasm", &sha256(&v2), sig);
+            (what, publisher.publish(vec![entry]), reason)
         })
         .collect();
     let hub = Arc::new(Hub::default());
@@ -341,7 +226,7 @@ fn signed_rollout_refuses_untrusted_forged_and_mismatched_signatures_then_instal
     let dest = h.plugins.join("validator.wasm");
     let dest_sig = h.plugins.join("validator.wasm.sig");
     let v1_sig = std::fs::read(&dest_sig).unwrap();
-    assert_eq!(v1_sig, sign(&v1, &key).to_json().into_bytes());
+    assert_eq!(v1_sig, sign_v(&v1, &key).to_json().into_bytes());
 
     for (what, manifest, reason) in &cases {
         hub.set_manifest(manifest.clone());
@@ -372,16 +257,16 @@ fn signed_rollout_refuses_untrusted_forged_and_mismatched_signatures_then_instal
     assert!(h.lifecycle("plugin.rejected").is_empty(), "{}", h.log());
     assert!(h.lifecycle("plugin.reloaded").is_empty(), "{}", h.log());
     assert!(h.lifecycle("rollout.installed").is_empty(), "{}", h.log());
-    assert_eq!(hub.conditional.load(Ordering::Relaxed), 0);
+    assert_eq!(count(&hub.conditional), 0);
     // Each refusal came after a complete download.
     assert!(hub.downloads("v2.wasm") >= cases.len() as u64);
 
-    let good = sign(&v2, &key);
-    hub.set_manifest(entry_signed(
+    let good = sign_v(&v2, &key);
+    hub.set_manifest(publisher.publish(vec![validator_entry(
         "files/v2-signed.wasm",
         &sha256(&v2),
         Some(as_object(&good)),
-    ));
+    )]));
     h.send_until(Served::V2, 20_000);
     assert_eq!(std::fs::read(&dest).unwrap(), v2);
     assert_eq!(
@@ -390,7 +275,7 @@ fn signed_rollout_refuses_untrusted_forged_and_mismatched_signatures_then_instal
     );
     assert_eq!(h.validator_status()["sha256"], sha256(&v2));
     wait_for("a 304 after the install", POLL_BOUND, || {
-        hub.not_modified.load(Ordering::Relaxed) > 0
+        count(&hub.not_modified) > 0
     });
     assert_eq!(hub.downloads("v2-signed.wasm"), 1);
     let installed = h.lifecycle("rollout.installed");
@@ -420,13 +305,20 @@ fn failed_downloads_change_nothing_and_are_retried_until_the_file_is_served() {
     let started = Instant::now();
     let v1 = std::fs::read(components::RANGE_VALIDATOR).unwrap();
     let v2 = std::fs::read(components::HOSTILE_VALIDATOR).unwrap();
+    let key = KeyPair::generate().unwrap();
+    let sig = as_object(&sign_as(&v2, "validator", "validator", &key));
     let hub = Arc::new(Hub::default());
     let (_server, addr, bare) = serve(&hub);
     let url = format!("http://{bare}/files/v2.wasm");
-    hub.set_manifest(entry(&url, &sha256(&v2)));
+    hub.set_manifest(Publisher::new(&key).publish(vec![validator_entry(
+        &url,
+        &sha256(&v2),
+        Some(sig),
+    )]));
 
-    let mut h = start("", &rollout_table(addr), |_| Vec::new());
+    let mut h = start_signed(&key, addr);
     let dest = h.plugins.join("validator.wasm");
+    let before = dir_listing(&h.plugins);
     // Two 404s in a row: the second is a retry of the same manifest.
     let not_found = format!("download {url}: HTTP 404 Not Found");
     wait_for("two polls refused with 404", POLL_BOUND, || {
@@ -438,11 +330,7 @@ fn failed_downloads_change_nothing_and_are_retried_until_the_file_is_served() {
             >= 2
     });
     assert_eq!(std::fs::read(&dest).unwrap(), v1, "a 404 changes nothing");
-    assert_eq!(
-        hub.conditional.load(Ordering::Relaxed),
-        0,
-        "ETag remembered"
-    );
+    assert_eq!(count(&hub.conditional), 0, "ETag remembered");
 
     // The file exists now but its connection drops mid-body.
     hub.cut.lock().unwrap().insert("v2.wasm".into());
@@ -454,11 +342,7 @@ fn failed_downloads_change_nothing_and_are_retried_until_the_file_is_served() {
         v1,
         "a cut download changes nothing"
     );
-    assert_eq!(
-        hub.conditional.load(Ordering::Relaxed),
-        0,
-        "ETag remembered"
-    );
+    assert_eq!(count(&hub.conditional), 0, "ETag remembered");
     assert_eq!(hub.downloads("v2.wasm"), 0);
     for p in h.lifecycle("rollout.failed") {
         assert_eq!(p["name"], "validator", "{p}");
@@ -467,11 +351,7 @@ fn failed_downloads_change_nothing_and_are_retried_until_the_file_is_served() {
             "{p}"
         );
     }
-    assert_eq!(
-        dir_listing(&h.plugins),
-        ["validator.wasm"],
-        "no temp file left"
-    );
+    assert_eq!(dir_listing(&h.plugins), before, "no temp file left");
 
     // Served whole, the same manifest now installs.
     hub.cut.lock().unwrap().clear();
@@ -479,7 +359,7 @@ fn failed_downloads_change_nothing_and_are_retried_until_the_file_is_served() {
     assert_eq!(std::fs::read(&dest).unwrap(), v2);
     assert_eq!(h.validator_status()["sha256"], sha256(&v2));
     wait_for("a 304 after the install", POLL_BOUND, || {
-        hub.not_modified.load(Ordering::Relaxed) > 0
+        count(&hub.not_modified) > 0
     });
     assert_eq!(hub.downloads("v2.wasm"), 1);
     assert_eq!(h.lifecycle("rollout.installed").len(), 1, "{}", h.log());
@@ -500,14 +380,14 @@ fn a_failed_install_leaves_component_and_signature_as_they_were() {
     let key = KeyPair::generate().unwrap();
     let v1 = std::fs::read(components::RANGE_VALIDATOR).unwrap();
     let v2 = std::fs::read(components::HOSTILE_VALIDATOR).unwrap();
-    let good = sign(&v2, &key);
+    let good = sign_as(&v2, "validator", "validator", &key);
     let hub = Arc::new(Hub::default());
     // Not downloadable yet: the host must be up (its pid known) first.
-    hub.set_manifest(entry_signed(
+    hub.set_manifest(Publisher::new(&key).publish(vec![validator_entry(
         "files/v2.wasm",
         &sha256(&v2),
-        Some(serde_json::to_value(&good).unwrap()),
-    ));
+        Some(as_object(&good)),
+    )]));
     let (_server, addr, _) = serve(&hub);
     let mut h = start_signed(&key, addr);
     let dest = h.plugins.join("validator.wasm");
@@ -527,9 +407,15 @@ fn a_failed_install_leaves_component_and_signature_as_they_were() {
         String::from_utf8(v1_sig).unwrap(),
         ".sig unchanged: it must still verify the installed component"
     );
+    let here = halyard_trust::plugin_sig::Expected {
+        name: "validator",
+        kind: Some("validator"),
+        fleet: None,
+    };
     halyard_trust::plugin_sig::verify(
         &std::fs::read(&dest).unwrap(),
         &std::fs::read(&dest_sig).unwrap(),
+        &here,
         &[key.public_key()],
     )
     .expect("the installed pair still verifies, so a restart loads v1");

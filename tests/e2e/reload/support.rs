@@ -8,10 +8,28 @@ use std::time::{Duration, Instant};
 
 use halyard_test_components as components;
 use halyard_trust::KeyPair;
-use halyard_trust::plugin_sig::sign;
+use halyard_trust::plugin_sig::{Signature, Subject, sign};
 
-use crate::operate_support::{Client, Receiver, Running, free_ports, start_with_status};
-use crate::pipeline_support::{Scenario, http_transport};
+use crate::operate_support::{
+    Client, Receiver, Running, free_ports, start_with_status, wait_listening,
+};
+use crate::pipeline_support::{Host, Scenario, http_transport};
+
+/// The version every test guest reports from `info` (their crates share
+/// the guest workspaces' version), which its signature must name.
+pub const GUEST_VERSION: &str = "0.1.0";
+
+/// Signs `bytes` for installation as `name` (file stem) of `kind`, at the
+/// guests' version.
+pub fn sign_as(bytes: &[u8], name: &str, kind: &str, key: &KeyPair) -> Signature {
+    let subject = Subject {
+        name: name.to_string(),
+        kind: kind.to_string(),
+        version: GUEST_VERSION.to_string(),
+        fleet: None,
+    };
+    sign(bytes, &subject, key).unwrap()
+}
 
 /// Events per request: each request is one batch.
 pub const PER_REQUEST: u64 = 20;
@@ -131,7 +149,59 @@ impl Setup {
         );
     }
 
-    /// The host's log so far.
+    /// Stops the host (SIGTERM), runs `while_stopped` with the data
+    /// directory, and starts the host again on the same config, data
+    /// directory and ports; counts carry on.
+    pub fn restart(self, while_stopped: impl FnOnce(&Path)) -> Setup {
+        let Setup {
+            _s,
+            run,
+            receiver,
+            client,
+            plugins,
+            next,
+            sent,
+            accepted,
+            rejected,
+        } = self;
+        let Running {
+            host,
+            ingest,
+            status,
+        } = run;
+        host.stop();
+        while_stopped(&_s.data);
+        let host = Host::start(&_s.config);
+        wait_listening(ingest);
+        wait_listening(status);
+        Setup {
+            _s,
+            run: Running {
+                host,
+                ingest,
+                status,
+            },
+            receiver,
+            // A fresh client: the old one's kept-alive connections died
+            // with the old host.
+            client: {
+                drop(client);
+                Client::new()
+            },
+            plugins,
+            next,
+            sent,
+            accepted,
+            rejected,
+        }
+    }
+
+    /// The host's data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self._s.data
+    }
+
+    /// The host's log so far (this run's).
     pub fn log(&self) -> String {
         std::fs::read_to_string(&self.run.host.log).unwrap_or_default()
     }
@@ -223,18 +293,19 @@ pub fn plugin_status(client: &Client, status: SocketAddr, stage: &str) -> serde_
 /// config at those copies.
 pub fn signed_plugins(dir: &Path, key: &KeyPair) -> Vec<(String, String)> {
     let mut replace = Vec::new();
-    for (src, name) in [
-        (components::JSONL_DECODER, "decoder.wasm"),
-        (components::REDACT_PRIVACY, "privacy.wasm"),
-        (components::FRACTION_SAMPLER, "sampler.wasm"),
-        (components::RANGE_VALIDATOR, "validator.wasm"),
+    for (src, name, kind) in [
+        (components::JSONL_DECODER, "decoder.wasm", "decoder"),
+        (components::REDACT_PRIVACY, "privacy.wasm", "privacy"),
+        (components::FRACTION_SAMPLER, "sampler.wasm", "sampler"),
+        (components::RANGE_VALIDATOR, "validator.wasm", "validator"),
     ] {
         let bytes = std::fs::read(src).unwrap();
         let dest = dir.join(name);
         std::fs::write(&dest, &bytes).unwrap();
+        let stem = name.trim_end_matches(".wasm");
         std::fs::write(
             format!("{}.sig", dest.display()),
-            sign(&bytes, key).to_json(),
+            sign_as(&bytes, stem, kind, key).to_json(),
         )
         .unwrap();
         if name != "validator.wasm" {

@@ -4,10 +4,9 @@ use std::time::Duration;
 
 use halyard_test_components as components;
 use halyard_trust::KeyPair;
-use halyard_trust::plugin_sig::sign;
 
 use crate::pipeline_support::wait_for;
-use crate::support::{Served, deploy, sha256, signed_plugins, start};
+use crate::support::{Served, deploy, sha256, sign_as, signed_plugins, start};
 
 /// Bound on "v2 serves after the rename" in a debug build on a busy
 /// 2-core machine (cold compile ~0.4 s, debounce 50 ms); BENCHMARKS.md has
@@ -65,7 +64,11 @@ fn broken_unsigned_and_badly_signed_files_are_refused_while_v1_serves() {
         .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
         .collect();
     let truncated = v2[..v2.len() / 2].to_vec();
-    let good_sig = |b: &[u8]| sign(b, &key).to_json().into_bytes();
+    let good_sig = |b: &[u8]| {
+        sign_as(b, "validator", "validator", &key)
+            .to_json()
+            .into_bytes()
+    };
     type Case<'a> = (&'a str, Vec<u8>, Option<Vec<u8>>, &'a str);
     let cases: Vec<Case> = vec![
         (
@@ -90,8 +93,23 @@ fn broken_unsigned_and_badly_signed_files_are_refused_while_v1_serves() {
         (
             "badly signed",
             v2.clone(),
-            Some(sign(&v2, &other).to_json().into_bytes()),
+            Some(
+                sign_as(&v2, "validator", "validator", &other)
+                    .to_json()
+                    .into_bytes(),
+            ),
             "unknown key",
+        ),
+        (
+            "signed for another name",
+            v2.clone(),
+            Some(
+                sign_as(&v2, "validator-v2", "validator", &key)
+                    .to_json()
+                    .into_bytes(),
+            ),
+            // As the JSON log line escapes it.
+            r#"signed for name \"validator-v2\", installed as \"validator\""#,
         ),
         (
             "signature for other bytes",
