@@ -14,6 +14,7 @@ mod ingest;
 mod licence;
 mod locate;
 mod model;
+mod plugin_ref;
 pub mod ranges;
 mod substitute;
 mod supply;
@@ -25,6 +26,7 @@ use serde::Deserialize;
 
 pub use licence::LicenceSection;
 pub use model::*;
+pub use plugin_ref::*;
 pub use substitute::{SubstituteError, Substituted, substitute, substitute_values};
 pub use supply::{OnRemove, PluginsSection, ReloadSection, RolloutSection};
 

@@ -231,3 +231,31 @@ fn write_then_rename(path: &Path, bytes: &[u8], mode: u32) -> std::io::Result<()
     }
     result
 }
+
+/// Before the pipeline is built: opens the rollback ledger kept in
+/// `data_dir`, puts the last good version back at any plugin path that
+/// holds a version rolled back in an earlier run (refusing the start when
+/// no good copy is kept), and records (with a copy) the version each file
+/// holds, which the pipeline is about to load: a rollback of the next
+/// swap puts that copy back. A file that cannot be read is left for the
+/// load to refuse with its own reason.
+pub fn prepare(
+    config: &crate::config::HostConfig,
+) -> Result<std::sync::Arc<super::Ledger>, LedgerError> {
+    let ledger = super::Ledger::open(super::rollback_policy(config), &config.host.data_dir)?;
+    let max = config.plugins.max_file_bytes();
+    for t in super::swap::targets(config) {
+        let Ok(bytes) = crate::plugin::file::read_component(&t.file, max) else {
+            continue;
+        };
+        let bytes = match ledger.check_on_start(&t.file, &super::sha256(&bytes))? {
+            None => bytes,
+            Some(_) => match crate::plugin::file::read_component(&t.file, max) {
+                Ok(restored) => restored,
+                Err(_) => continue,
+            },
+        };
+        ledger.running(&t.file, &super::sha256(&bytes), &bytes);
+    }
+    Ok(ledger)
+}

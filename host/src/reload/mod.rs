@@ -53,6 +53,7 @@ use crate::pipeline::plugin_options;
 use crate::plugin::{Plugin, Runtime};
 use crate::run::Work;
 
+pub use last_good::prepare;
 pub use live::Live;
 pub use rollback::{Ledger, Rollback, RollbackPolicy};
 pub use swap::{StageKey, Swap, Target, Unload, apply};
@@ -447,32 +448,6 @@ pub fn rollback_policy(config: &HostConfig) -> RollbackPolicy {
         backoff_initial: Duration::from_millis(config.reload.backoff_initial_ms),
         backoff_max: Duration::from_millis(config.reload.backoff_max_ms),
     }
-}
-
-/// Before the pipeline is built: opens the rollback ledger kept in
-/// `data_dir`, puts the last good version back at any plugin path that
-/// holds a version rolled back in an earlier run (refusing the start when
-/// no good copy is kept), and records (with a copy) the version each file
-/// holds, which the pipeline is about to load: a rollback of the next
-/// swap puts that copy back. A file that cannot be read is left for the
-/// load to refuse with its own reason.
-pub fn prepare(config: &HostConfig) -> Result<Arc<Ledger>, last_good::LedgerError> {
-    let ledger = Ledger::open(rollback_policy(config), &config.host.data_dir)?;
-    let max = config.plugins.max_file_bytes();
-    for t in swap::targets(config) {
-        let Ok(bytes) = crate::plugin::file::read_component(&t.file, max) else {
-            continue;
-        };
-        let bytes = match ledger.check_on_start(&t.file, &sha256(&bytes))? {
-            None => bytes,
-            Some(_) => match crate::plugin::file::read_component(&t.file, max) {
-                Ok(restored) => restored,
-                Err(_) => continue,
-            },
-        };
-        ledger.running(&t.file, &sha256(&bytes), &bytes);
-    }
-    Ok(ledger)
 }
 
 /// Starts hot reload (and remote rollout, when configured) for `halyard
