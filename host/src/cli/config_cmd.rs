@@ -135,7 +135,7 @@ fn plugin_problems(
             Err(source) => refused.push(describe_error(&PipelineError::Plugin {
                 role: target.role.clone(),
                 path: r.plugin.display().to_string(),
-                source,
+                source: Box::new(source),
             })),
         }
     }

@@ -48,7 +48,7 @@ impl Pipeline {
                 .map_err(|source| PipelineError::Plugin {
                     role: role.clone(),
                     path: r.plugin.display().to_string(),
-                    source,
+                    source: Box::new(source),
                 })?;
             let name = r.name.clone().unwrap_or_else(|| plugin.info.name.clone());
             Ok::<_, PipelineError>(Stage::new(name, &plugin, policy))

@@ -85,7 +85,11 @@ fn validate(
         Some(Ok(verdicts)) => verdicts,
         failed => {
             let reason = match failed {
-                Some(Err(err)) => format!("validator {} failed: {err}", stage.name),
+                Some(Err(err)) => format!(
+                    "validator {} failed: {}",
+                    stage.name,
+                    err.without_guest_output()
+                ),
                 _ => format!("validator {} is {}", stage.name, stage.unavailable()),
             };
             stage.counters.rejected += events.len() as u64;

@@ -157,7 +157,7 @@ pub enum PipelineError {
         /// The component file.
         path: String,
         /// Why it was refused.
-        source: LoadError,
+        source: Box<LoadError>,
     },
     /// The buffer refused the batch or failed.
     #[error(transparent)]
@@ -318,7 +318,9 @@ impl Pipeline {
             }
             failed => {
                 let reason = match failed {
-                    Some(Err(err)) => format!("{input}: decoder failed: {err}"),
+                    Some(Err(err)) => {
+                        format!("{input}: decoder failed: {}", err.without_guest_output())
+                    }
                     _ => format!(
                         "{input}: decoder {} is {}",
                         decoder.name,

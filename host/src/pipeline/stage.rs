@@ -247,7 +247,8 @@ impl Stage {
         }
         tracing::warn!(plugin = %self.name, error = %err, "plugin call failed");
         if let Some(o) = &self.observer {
-            o.trapped(&err.to_string(), self.recent_traps.len());
+            // Lifecycle events may be shipped as data: no guest output.
+            o.trapped(&err.without_guest_output(), self.recent_traps.len());
         }
         if self.recent_traps.len() >= self.policy.threshold as usize {
             if self.probation.is_some() {

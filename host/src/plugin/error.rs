@@ -143,14 +143,21 @@ pub enum TrapCause {
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum CallError {
     /// The guest trapped.
-    #[error("{plugin} trapped ({cause:?}): {message}")]
+    #[error(
+        "{plugin} trapped ({cause:?}): {message}{}",
+        guest_output.as_deref().map(|l| format!(" (guest output: {l})")).unwrap_or_default()
+    )]
     Trap {
         /// The plugin's name.
         plugin: String,
         /// The class of trap, for metrics and policy.
         cause: TrapCause,
-        /// A readable account: the trap and the guest's last stderr line.
+        /// A readable account of the trap, written by the host.
         message: String,
+        /// The guest's last lines of output (a panic message, a traceback):
+        /// in logs and CLI output, never in stored data, since a guest may
+        /// print the events it was given.
+        guest_output: Option<String>,
     },
     /// The guest returned output that breaks a cap or the contract.
     #[error("{plugin} returned bad output: {message}")]
@@ -171,6 +178,21 @@ pub enum CallError {
 }
 
 impl CallError {
+    /// This error without the guest's own output: what may be stored with
+    /// data (a dead letter's reason), where the privacy stages never ran
+    /// over what the guest printed.
+    pub fn without_guest_output(&self) -> String {
+        match self {
+            CallError::Trap {
+                plugin,
+                cause,
+                message,
+                ..
+            } => format!("{plugin} trapped ({cause:?}): {message}"),
+            other => other.to_string(),
+        }
+    }
+
     /// The trap cause, if this error is a trap.
     pub fn trap_cause(&self) -> Option<TrapCause> {
         match self {

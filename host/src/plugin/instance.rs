@@ -446,14 +446,12 @@ fn with_output(
     plugin: &Plugin,
     store: &mut Store<HostState>,
     cause: TrapCause,
-    mut message: String,
+    message: String,
 ) -> CallError {
-    if let Some(lines) = store.data_mut().output_tail() {
-        message.push_str(&format!(" (guest output: {lines})"));
-    }
     CallError::Trap {
         plugin: plugin.info.name.clone(),
         cause,
         message,
+        guest_output: store.data_mut().output_tail(),
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use halyard_test_components as components;
 
-use crate::pipeline_support::{Scenario, file_transport, wait_for};
+use crate::pipeline_support::{Scenario, dead_letters, file_transport, wait_for};
 use crate::support::{Client, sensor_lines, start};
 
 #[test]
@@ -87,5 +87,23 @@ fn a_validator_that_traps_three_times_is_quarantined_and_shown() {
         log.matches("\"message\":\"plugin quarantined\"").count(),
         1,
         "{log}"
+    );
+
+    // What the guest printed (its panic message) is in the log for the
+    // operator, but never stored with data: a guest may print the events
+    // it was given, and the privacy stages never ran over its output.
+    assert!(log.contains("panicked on purpose"), "{log}");
+    let reasons = dead_letters(&s.data);
+    assert_eq!(reasons.len(), 40, "{reasons:?}");
+    let trapped: Vec<&String> = reasons
+        .iter()
+        .filter(|r| r.contains("trapped (Panic)"))
+        .collect();
+    assert_eq!(trapped.len(), 30, "{reasons:?}");
+    assert!(
+        reasons
+            .iter()
+            .all(|r| !r.contains("panicked on purpose") && !r.contains("guest output")),
+        "{reasons:?}"
     );
 }
