@@ -103,17 +103,11 @@ impl Answer {
 }
 
 impl Client {
+    /// The operate tests' client (its runtime and reqwest client), with
+    /// the ingest token added by [`Client::post`].
     pub fn new() -> Client {
-        let runtime = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        let http = runtime.block_on(async {
-            reqwest::Client::builder()
-                .timeout(Duration::from_secs(60))
-                .build()
-                .unwrap()
-        });
+        let crate::operate_support::Client { runtime, http } =
+            crate::operate_support::Client::new();
         Client { runtime, http }
     }
 
