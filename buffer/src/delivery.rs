@@ -4,7 +4,7 @@
 use rusqlite::TransactionBehavior;
 
 use crate::batch::{Batch, Lease, Record};
-use crate::buffer::{Buffer, now_ms};
+use crate::buffer::{Buffer, Inner, now_ms};
 use crate::dead_letter::{self, NewDeadLetter};
 use crate::error::{BufferError, Context};
 
@@ -159,12 +159,8 @@ impl Buffer {
             tracing::warn!(batch = %batch.key(), deleted, expected = lease.count,
                 "buffer ack deleted an unexpected number of records");
         }
-        inner.settle_unreadable(&lease, false, false);
-        inner.leases.remove(&lease);
-        inner.records = inner.records.saturating_sub(lease.count);
-        inner.bytes = inner.bytes.saturating_sub(lease.bytes);
         inner.counters.acked += lease.count;
-        inner.after_delete(lease.bytes);
+        inner.remove_settled(&lease, false);
         Ok(())
     }
 
@@ -182,5 +178,18 @@ impl Buffer {
             }
             None => tracing::debug!(batch = %batch.key(), "nack of a batch that is not in flight"),
         }
+    }
+}
+
+impl Inner {
+    /// After the transaction that deleted `lease`'s records committed
+    /// (acked, or dead-lettered when `dead_lettered`): drops the lease and
+    /// takes its records out of the totals.
+    pub(crate) fn remove_settled(&mut self, lease: &Lease, dead_lettered: bool) {
+        self.settle_unreadable(lease, dead_lettered, false);
+        self.leases.remove(lease);
+        self.records = self.records.saturating_sub(lease.count);
+        self.bytes = self.bytes.saturating_sub(lease.bytes);
+        self.after_delete(lease.bytes);
     }
 }

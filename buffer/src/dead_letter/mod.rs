@@ -245,12 +245,8 @@ impl Buffer {
         change.pruned = bound::prune(&tx, bound, &change)?;
         tx.commit().ctx("dead_letter: commit")?;
         tracing::warn!(batch = %batch.key(), records = moved, reason, "batch dead-lettered");
-        inner.settle_unreadable(&lease, true, false);
-        inner.leases.remove(&lease);
-        inner.records = inner.records.saturating_sub(lease.count);
-        inner.bytes = inner.bytes.saturating_sub(lease.bytes);
         inner.note_dead_letters(&change);
-        inner.after_delete(lease.bytes);
+        inner.remove_settled(&lease, true);
         Ok(())
     }
 
