@@ -116,6 +116,7 @@ fn main() {
     if let Ok(mode) = std::env::var("STAGES_LOOP") {
         let rt = match mode.as_str() {
             "sync" => Runtime::sync_baseline(None),
+            "async" => Runtime::async_only(None),
             _ => Runtime::new(None),
         }
         .expect("the engine starts");
@@ -170,26 +171,30 @@ fn compare_mechanisms(
     let cache = tempfile::tempdir().expect("a temporary compile-cache directory");
     let sync_rt =
         Runtime::sync_baseline(Some(cache.path().to_path_buf())).expect("the engine starts");
+    let async_rt =
+        Runtime::async_only(Some(cache.path().to_path_buf())).expect("the engine starts");
     let mut rows = Vec::new();
     for (stage, real) in STAGES.iter().zip(plugins) {
         if !selected(stage.name) {
             continue;
         }
-        let sync = load(&sync_rt, stage);
+        let loaded = mechanism::Loaded {
+            sync: load(&sync_rt, stage),
+            real: real.clone(),
+            asynch: load(&async_rt, stage),
+        };
         let name = stage.name;
         rows.extend(match stage.kind {
-            PluginKind::Decoder => mechanism::compare(name, &sync, real, frames, BUDGET, |i, b| {
+            PluginKind::Decoder => mechanism::compare(name, &loaded, frames, BUDGET, |i, b| {
                 black_box(i.decode(black_box(b)).expect("decode"));
             }),
-            PluginKind::Validator => {
-                mechanism::compare(name, &sync, real, events, BUDGET, |i, b| {
-                    black_box(i.validate(black_box(b)).expect("validate"));
-                })
-            }
-            PluginKind::Privacy => mechanism::compare(name, &sync, real, events, BUDGET, |i, b| {
+            PluginKind::Validator => mechanism::compare(name, &loaded, events, BUDGET, |i, b| {
+                black_box(i.validate(black_box(b)).expect("validate"));
+            }),
+            PluginKind::Privacy => mechanism::compare(name, &loaded, events, BUDGET, |i, b| {
                 black_box(i.redact(black_box(b)).expect("redact"));
             }),
-            PluginKind::Sampler => mechanism::compare(name, &sync, real, events, BUDGET, |i, b| {
+            PluginKind::Sampler => mechanism::compare(name, &loaded, events, BUDGET, |i, b| {
                 black_box(i.sample(black_box(b)).expect("sample"));
             }),
             PluginKind::Source => unreachable!("no source is benchmarked"),

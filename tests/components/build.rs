@@ -28,6 +28,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
         "tests/hostile",
         &[
             "hostile_validator",
+            "waitless_validator",
             "forbidden_import",
             "lying_decoder",
             "lying_source",

@@ -1,8 +1,10 @@
 //! The cost of the call mechanism, measured in one run: every stage through
 //! a runtime with plain synchronous calls (the mechanism before issue 11,
-//! `Runtime::sync_baseline`) and through the real one (`call_async` under
-//! a wall-clock deadline, `halyard::plugin::deadline`). Repetitions of the
-//! two alternate, so both see the same machine load; this is the
+//! `Runtime::sync_baseline`), through the real one (`Runtime::new`: plain
+//! calls for a plugin that cannot wait, as every stage here), and through
+//! the async mechanism every plugin that *can* wait gets (`call_async` under
+//! a wall-clock deadline, `Runtime::async_only`). Repetitions of the three
+//! alternate, so all see the same machine load; "real / sync" is the
 //! "before/after, same run" comparison the issue asks for.
 //!
 //! Also printed: what the deadline wrapper alone costs per call, with no
@@ -26,20 +28,35 @@ pub struct Row {
     /// Median ns per event with synchronous calls.
     pub sync_ns: f64,
     /// Median ns per event with the real mechanism.
+    pub real_ns: f64,
+    /// Median ns per event with the async mechanism.
     pub async_ns: f64,
 }
 
-/// Times `call` through an instance of `sync` and one of `real` at every
-/// batch size, alternating their repetitions.
+/// The same stage loaded by each runtime being compared.
+pub struct Loaded {
+    /// By `Runtime::sync_baseline`.
+    pub sync: Arc<Plugin>,
+    /// By `Runtime::new`.
+    pub real: Arc<Plugin>,
+    /// By `Runtime::async_only`.
+    pub asynch: Arc<Plugin>,
+}
+
+/// Times `call` through an instance of each of `loaded` at every batch
+/// size, alternating their repetitions.
 pub fn compare<I>(
     stage: &str,
-    sync: &Arc<Plugin>,
-    real: &Arc<Plugin>,
+    loaded: &Loaded,
     inputs: &[I],
     budget: Budget,
     call: impl Fn(&mut PluginInstance, &[I]),
 ) -> Vec<Row> {
-    let (mut a, mut b) = (sync.instance(), real.instance());
+    let (mut a, mut b, mut c) = (
+        loaded.sync.instance(),
+        loaded.real.instance(),
+        loaded.asynch.instance(),
+    );
     BATCHES
         .iter()
         .map(|&batch| {
@@ -47,21 +64,24 @@ pub fn compare<I>(
             for x in &batches {
                 call(&mut a, x);
                 call(&mut b, x);
+                call(&mut c, x);
             }
-            let (mut s, mut r) = (Vec::new(), Vec::new());
+            let (mut s, mut r, mut y) = (Vec::new(), Vec::new(), Vec::new());
             for _ in 0..budget.reps {
                 s.push(one_rep(&batches, budget, &mut |x| call(&mut a, x)));
                 r.push(one_rep(&batches, budget, &mut |x| call(&mut b, x)));
+                y.push(one_rep(&batches, budget, &mut |x| call(&mut c, x)));
             }
             let row = Row {
                 stage: stage.to_owned(),
                 batch,
                 sync_ns: median(&mut s),
-                async_ns: median(&mut r),
+                real_ns: median(&mut r),
+                async_ns: median(&mut y),
             };
             eprintln!(
-                "  mechanism {stage} batch {batch}: {:.0} sync / {:.0} async ns",
-                row.sync_ns, row.async_ns
+                "  mechanism {stage} batch {batch}: {:.0} sync / {:.0} real / {:.0} async ns",
+                row.sync_ns, row.real_ns, row.async_ns
             );
             row
         })
@@ -72,18 +92,22 @@ pub fn compare<I>(
 /// (ns/event at batch 1 minus at the largest batch).
 pub fn print(rows: &[Row], budget: Budget) {
     println!(
-        "## Call mechanism, same run (sync `call` vs `call_async` under a deadline; median of {}, repetitions alternated)\n",
+        "## Call mechanism, same run (sync baseline vs real vs async-only; median of {}, repetitions alternated)\n",
         budget.reps
     );
-    println!("| stage | batch | sync ns/event | async ns/event | async / sync |");
-    println!("|---|--:|--:|--:|--:|");
+    println!(
+        "| stage | batch | sync (before) ns/event | real (now) ns/event | async-only ns/event | real / sync | async / sync |"
+    );
+    println!("|---|--:|--:|--:|--:|--:|--:|");
     for r in rows {
         println!(
-            "| {} | {} | {:.0} | {:.0} | {:.3} |",
+            "| {} | {} | {:.0} | {:.0} | {:.0} | {:.3} | {:.3} |",
             r.stage,
             r.batch,
             r.sync_ns,
+            r.real_ns,
             r.async_ns,
+            r.real_ns / r.sync_ns,
             r.async_ns / r.sync_ns
         );
     }
@@ -116,7 +140,7 @@ pub fn print_wrapper_cost(budget: Budget) {
     println!("`deadline::run` around a ready future (no guest): {ns:.1} ns per call\n");
 }
 
-/// For `perf record`: `STAGES_LOOP=sync` or `STAGES_LOOP=async` makes the
+/// For `perf record`: `STAGES_LOOP=sync|real|async` makes the
 /// bench do nothing but batch-1 calls of `plugin` (loaded by the runtime
 /// of that mechanism) for about `calls` calls, then print ns per call.
 pub fn profile_loop(plugin: &Arc<Plugin>, events: &[halyard::plugin::Event], calls: usize) {

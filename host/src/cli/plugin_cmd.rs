@@ -109,6 +109,7 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
                     "file": plugin.path, "valid": true, "kind": plugin.kind,
                     "name": plugin.info.name, "version": plugin.info.version,
                     "sha256": plugin.sha256, "imports": plugin.imports, "exports": plugin.exports,
+                    "calls": calls(&plugin),
                 });
                 writeln!(out, "{report}")?;
             } else {
@@ -140,7 +141,18 @@ fn write_report(out: &mut impl Write, plugin: &Plugin) -> std::io::Result<()> {
     for import in &plugin.imports {
         writeln!(out, "  {import}")?;
     }
-    writeln!(out, "exports:  {}", plugin.exports.join(", "))
+    writeln!(out, "exports:  {}", plugin.exports.join(", "))?;
+    writeln!(out, "calls:    {}", calls(plugin))
+}
+
+/// How the host calls the plugin, so an author sees why a guest that
+/// imports `poll` (or has a grant) costs more per call.
+fn calls(plugin: &Plugin) -> &'static str {
+    if plugin.calls_synchronously() {
+        "sync (cannot wait: the epoch bounds each call)"
+    } else {
+        "async (can wait in a host call: a timer bounds each call)"
+    }
 }
 
 /// `halyard plugin run`: prints one JSON line per event (per frame for

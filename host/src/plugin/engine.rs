@@ -20,6 +20,7 @@ use wasmtime::{Config, Engine};
 
 use super::bindings::HostImports;
 use super::cache::CompileCache;
+use super::call_mode::{CallMode, CallPolicy};
 use super::error::LoadError;
 use super::host::HostState;
 
@@ -39,8 +40,13 @@ pub struct Runtime {
     /// part of the compatibility hash). `None` if the hashes differ anyway;
     /// then every compile uses `engine`.
     pub(crate) background: Option<Engine>,
-    /// WASI (deny-all by default) plus the Halyard host imports.
+    /// WASI (deny-all by default, its async implementation) plus the
+    /// Halyard host imports: for plugins called with
+    /// [`CallMode::Async`](super::call_mode::CallMode).
     pub(crate) linker: Linker<HostState>,
+    /// The same with WASI's synchronous implementation: for plugins that
+    /// cannot wait, called with plain `call`s (see [`super::call_mode`]).
+    pub(crate) sync_linker: Linker<HostState>,
     /// Compiled artefacts on disk, keyed by content hash; `None` disables it.
     pub(crate) cache: Option<CompileCache>,
     /// Advances the epoch; stopped on drop.
@@ -51,9 +57,9 @@ pub struct Runtime {
     /// The largest component file [`Runtime::load`] reads
     /// (`[plugins] max_file_mb`); see [`super::file`].
     pub(crate) max_file_bytes: u64,
-    /// Stage calls are plain synchronous calls (see
-    /// [`Runtime::sync_baseline`]); false in every real runtime.
-    pub(crate) sync_calls: bool,
+    /// Which plugins get synchronous calls: [`CallPolicy::Auto`] in every
+    /// real runtime.
+    pub(crate) policy: CallPolicy,
     /// The host's fleet (`[licence] fleet`): a plugin signature scoped to a
     /// fleet verifies only on hosts of that fleet.
     pub(crate) fleet: Option<String>,
@@ -64,24 +70,34 @@ impl Runtime {
     /// cache: a warm load (hash, deserialize, probe `init`) measured 0.7–0.8 ms
     /// against 80–120 ms for a cold compile (release build; BENCHMARKS.md).
     pub fn new(cache_dir: Option<std::path::PathBuf>) -> Result<Self, LoadError> {
-        Self::build(cache_dir, false)
+        Self::build(cache_dir, CallPolicy::Auto)
     }
 
-    /// A runtime whose stage calls are plain synchronous wasmtime calls,
-    /// with WASI linked synchronously: the call mechanism before issue 11.
+    /// A runtime whose calls are all plain synchronous wasmtime calls, with
+    /// WASI linked synchronously: the call mechanism before issue 11.
     ///
     /// For measurement only: the stage benchmark runs it next to
-    /// [`Runtime::new`] in the same process, so the cost of the async call
+    /// [`Runtime::new`] in the same process, so the cost of the real call
     /// mechanism is a same-run ratio (BENCHMARKS.md, "Stage cost"). A guest
     /// blocked in a host call (sleep, poll, stream, socket) is **not** cut at
     /// its deadline here, only running code is (epoch), so nothing but a
     /// benchmark may build one.
     #[doc(hidden)]
     pub fn sync_baseline(cache_dir: Option<std::path::PathBuf>) -> Result<Self, LoadError> {
-        Self::build(cache_dir, true)
+        Self::build(cache_dir, CallPolicy::AlwaysSync)
     }
 
-    fn build(cache_dir: Option<std::path::PathBuf>, sync_calls: bool) -> Result<Self, LoadError> {
+    /// A runtime that calls every plugin through the async mechanism, even
+    /// one that cannot wait and would get plain calls from [`Runtime::new`].
+    ///
+    /// For measurement and tests of that mechanism only: it is as safe as
+    /// [`Runtime::new`], just slower per call.
+    #[doc(hidden)]
+    pub fn async_only(cache_dir: Option<std::path::PathBuf>) -> Result<Self, LoadError> {
+        Self::build(cache_dir, CallPolicy::AlwaysAsync)
+    }
+
+    fn build(cache_dir: Option<std::path::PathBuf>, policy: CallPolicy) -> Result<Self, LoadError> {
         let mut config = Config::new();
         config.epoch_interruption(true);
         // Every guest entry is a `call_async` future (always available with
@@ -97,31 +113,20 @@ impl Runtime {
         let background = Engine::new(&config)
             .ok()
             .filter(|bg| compatibility_hash(bg) == compatibility_hash(&engine));
-        let mut linker = Linker::new(&engine);
-        let wasi = if sync_calls {
-            wasmtime_wasi::p2::add_to_linker_sync(&mut linker)
-        } else {
-            wasmtime_wasi::p2::add_to_linker_async(&mut linker)
-        };
-        wasi.map_err(|e| LoadError::Engine {
-            message: e.to_string(),
-        })?;
-        HostImports::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s).map_err(
-            |e| LoadError::Engine {
-                message: e.to_string(),
-            },
-        )?;
+        let linker = new_linker(&engine, CallMode::Async)?;
+        let sync_linker = new_linker(&engine, CallMode::Sync)?;
         let cache = cache_dir.map(|dir| CompileCache::new(dir, &engine));
         let ticker = EpochTicker::start(engine.clone());
         Ok(Runtime {
             engine,
             background,
             linker,
+            sync_linker,
             cache,
             _ticker: ticker,
             trusted_keys: Vec::new(),
             max_file_bytes: super::file::DEFAULT_MAX_FILE_BYTES,
-            sync_calls,
+            policy,
             fleet: None,
         })
     }
@@ -153,6 +158,22 @@ impl Runtime {
     pub fn cache(&self) -> Option<&CompileCache> {
         self.cache.as_ref()
     }
+}
+
+/// WASI (its implementation for `mode`) plus the Halyard host imports.
+fn new_linker(engine: &Engine, mode: CallMode) -> Result<Linker<HostState>, LoadError> {
+    let failed = |e: wasmtime::Error| LoadError::Engine {
+        message: e.to_string(),
+    };
+    let mut linker = Linker::new(engine);
+    match mode {
+        CallMode::Sync => wasmtime_wasi::p2::add_to_linker_sync(&mut linker),
+        CallMode::Async => wasmtime_wasi::p2::add_to_linker_async(&mut linker),
+    }
+    .map_err(failed)?;
+    HostImports::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
+        .map_err(failed)?;
+    Ok(linker)
 }
 
 fn compatibility_hash(engine: &Engine) -> u64 {

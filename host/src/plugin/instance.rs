@@ -3,8 +3,9 @@
 //! Invariants:
 //! - every call (including `init` and instantiation, which run guest code)
 //!   ends within the plugin's wall-clock deadline, whether the guest runs
-//!   or waits in a host call ([`super::deadline`]), and under its memory
-//!   budget ([`super::limiter`]);
+//!   or waits in a host call ([`super::deadline`]; a plugin that cannot
+//!   wait gets plain calls, cut by the epoch alone: [`super::call_mode`]),
+//!   and under its memory budget ([`super::limiter`]);
 //! - a trap or a result that breaks the contract discards the store (a
 //!   trapped store is poisoned) and the next call starts a fresh instance,
 //!   which runs `init` again: guest state is soft;
@@ -22,6 +23,7 @@ use wasmtime::{Store, Trap};
 
 use super::Plugin;
 use super::bindings::{Action, Event, Frame, InitError, PluginInfo, Verdict};
+use super::call_mode::{self, CallMode};
 use super::deadline::{self, Unfinished};
 use super::engine::deadline_ticks;
 use super::error::{CallError, LoadError, TrapCause};
@@ -81,15 +83,26 @@ impl PluginInstance {
         let mut store = self.new_store();
         let deadline = self.plugin.options.limits.call_deadline;
         let pre = self.plugin.pre.clone();
-        let started = deadline::run(deadline, async {
-            let instance = pre.instantiate_async(&mut store).await?;
-            let info_fn = instance.get_typed_func::<(), (PluginInfo,)>(&mut store, "info");
-            let info = match info_fn {
-                Ok(f) => Some(f.call_async(&mut store, ()).await?.0),
-                Err(_) => None,
-            };
-            Ok::<_, wasmtime::Error>((instance, info))
-        });
+        let started = match self.plugin.call_mode {
+            CallMode::Sync => call_mode::run(|| {
+                let instance = pre.instantiate(&mut store)?;
+                let info_fn = instance.get_typed_func::<(), (PluginInfo,)>(&mut store, "info");
+                let info = match info_fn {
+                    Ok(f) => Some(f.call(&mut store, ())?.0),
+                    Err(_) => None,
+                };
+                Ok::<_, wasmtime::Error>((instance, info))
+            }),
+            CallMode::Async => deadline::run(deadline, async {
+                let instance = pre.instantiate_async(&mut store).await?;
+                let info_fn = instance.get_typed_func::<(), (PluginInfo,)>(&mut store, "info");
+                let info = match info_fn {
+                    Ok(f) => Some(f.call_async(&mut store, ()).await?.0),
+                    Err(_) => None,
+                };
+                Ok::<_, wasmtime::Error>((instance, info))
+            }),
+        };
         let (instance, info) = self.finish(&mut store, started).map_err(LoadError::Start)?;
         let Some(info) = info else {
             let err = instance
@@ -121,7 +134,10 @@ impl PluginInstance {
         store.data_mut().start_call();
         store.set_epoch_deadline(self.deadline());
         let deadline = self.plugin.options.limits.call_deadline;
-        let called = deadline::run(deadline, init.call_async(&mut *store, ()));
+        let called = match self.plugin.call_mode {
+            CallMode::Sync => call_mode::run(|| init.call(&mut *store, ())),
+            CallMode::Async => deadline::run(deadline, init.call_async(&mut *store, ())),
+        };
         let (result,) = self.finish(store, called).map_err(LoadError::Start)?;
         result.map_err(|e| LoadError::Init {
             key: e.key,
@@ -243,9 +259,12 @@ impl PluginInstance {
         live.store.data_mut().start_call();
         live.store.set_epoch_deadline(ticks);
         let outcome = match live.stage.typed::<P, R>(&live.store) {
-            // The benchmark's baseline only (see `Runtime::sync_baseline`).
-            Ok(typed) if self.plugin.sync_calls => Ok(typed.call(&mut live.store, params)),
-            Ok(typed) => deadline::run(deadline, typed.call_async(&mut live.store, params)),
+            Ok(typed) => match self.plugin.call_mode {
+                CallMode::Sync => call_mode::run(|| typed.call(&mut live.store, params)),
+                CallMode::Async => {
+                    deadline::run(deadline, typed.call_async(&mut live.store, params))
+                }
+            },
             Err(err) => Ok(Err(err)),
         };
         match self.finish(&mut live.store, outcome) {

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
+use super::call_mode::CallMode;
 use super::engine::{Runtime, low_priority_thread};
 use super::error::LoadError;
 use super::instance::PluginInstance;
@@ -101,8 +102,12 @@ impl Runtime {
             .collect();
         check_imports(&imports)?;
         let kind = resolve_kind(kind, &exports)?;
-        let pre = self
-            .linker
+        let call_mode = self.policy.mode_for(&self.engine, &ty, &options.grants);
+        let linker = match call_mode {
+            CallMode::Sync => &self.sync_linker,
+            CallMode::Async => &self.linker,
+        };
+        let pre = linker
             .instantiate_pre(&component)
             .map_err(|e| LoadError::Instantiate {
                 message: link_error(&e),
@@ -120,7 +125,7 @@ impl Runtime {
             options,
             from_cache,
             pre,
-            sync_calls: self.sync_calls,
+            call_mode,
         };
         // Probe: `info` names the plugin, `init` checks its config.
         let probe = Arc::new(plugin.clone());

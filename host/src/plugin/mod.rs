@@ -6,6 +6,8 @@
 //! - [`limits`]: memory, CPU and output caps, and capability grants;
 //! - [`deadline`]: how every call is cut at its wall-clock deadline, even
 //!   while the guest waits in a host call;
+//! - [`call_mode`]: plain calls for plugins that cannot wait, the
+//!   deadline mechanism for the rest;
 //! - [`limiter`]: one memory budget for all of an instance's memories and
 //!   tables;
 //! - [`stdio`]: the guest's stdout/stderr, drained into the host log;
@@ -25,6 +27,7 @@
 
 pub mod bindings;
 pub mod cache;
+pub(crate) mod call_mode;
 pub mod deadline;
 pub mod engine;
 pub mod error;
@@ -76,14 +79,24 @@ pub struct Plugin {
     pub from_cache: bool,
     /// Linked and ready to instantiate in ~15 µs.
     pub(crate) pre: InstancePre<host::HostState>,
-    /// Loaded by a [`Runtime::sync_baseline`]: stage calls are synchronous.
-    pub(crate) sync_calls: bool,
+    /// How its guest entries are made (see [`call_mode`]); `pre` is linked
+    /// to match.
+    pub(crate) call_mode: call_mode::CallMode,
 }
 
 impl Plugin {
     /// A new sandbox handle for this plugin.
     pub fn instance(self: &std::sync::Arc<Self>) -> PluginInstance {
         PluginInstance::new(self.clone())
+    }
+
+    /// Whether its calls are plain synchronous calls (it cannot wait in a
+    /// host call, so the epoch alone bounds them) rather than the slower
+    /// async mechanism that also cuts waits; `halyard plugin check` shows
+    /// it so an author can see why a guest that imports `poll` costs more
+    /// per call.
+    pub fn calls_synchronously(&self) -> bool {
+        self.call_mode == call_mode::CallMode::Sync
     }
 }
 

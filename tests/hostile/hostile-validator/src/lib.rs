@@ -35,7 +35,7 @@ impl Validator for HostileValidator {
             Mode::InitError => Err(InitError::for_key("mode", "init refused on purpose")),
             Mode::InitLoop => spin(),
             Mode::InitSleep(ms) => {
-                std::thread::sleep(std::time::Duration::from_millis(ms));
+                pause(ms);
                 Err(InitError::for_key("mode", "woke up"))
             }
             Mode::InitPanic => {
@@ -74,7 +74,7 @@ impl Validator for HostileValidator {
             | Mode::InitPrint
             | Mode::InitPanic => accept_all(),
             Mode::Sleep(ms) => {
-                std::thread::sleep(std::time::Duration::from_millis(ms));
+                pause(ms);
                 accept_all()
             }
             Mode::StderrFlood(lines) => {
@@ -130,6 +130,31 @@ fn spin() -> ! {
 }
 
 /// Connects to `addr`, says `ping`, and reports the answer or the error.
+/// Waits `ms`: `std::thread::sleep`, a pollable waited on with
+/// `wasi:io/poll`.
+#[cfg(not(feature = "waitless"))]
+fn pause(ms: u64) {
+    std::thread::sleep(std::time::Duration::from_millis(ms));
+}
+
+/// Built as `waitless-validator` the guest imports nothing that waits, so
+/// it spins on the clock instead (running code, which the epoch cuts).
+#[cfg(feature = "waitless")]
+fn pause(ms: u64) {
+    let wait = std::time::Duration::from_millis(ms);
+    let started = std::time::Instant::now();
+    while started.elapsed() < wait {
+        black_box(0);
+    }
+}
+
+/// Built as `waitless-validator`: no sockets (they would import `poll`).
+#[cfg(feature = "waitless")]
+fn connect(_addr: &str) -> String {
+    "connect failed: built without sockets".into()
+}
+
+#[cfg(not(feature = "waitless"))]
 fn connect(addr: &str) -> String {
     use std::io::{Read, Write};
     let mut stream = match std::net::TcpStream::connect(addr) {
