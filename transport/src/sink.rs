@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{FileSink, HttpSink, StdoutSink};
+use crate::{FileSink, HttpSink, MqttSink, NatsSink, OtlpSink, RedisStreamSink, StdoutSink};
 
 /// What one send attempt came to, classified for the delivery loop.
 ///
@@ -111,6 +111,14 @@ pub enum AnySink {
     File(FileSink),
     /// Debugging, one batch per line on standard output.
     Stdout(StdoutSink),
+    /// QoS 1 publishes to an MQTT broker.
+    Mqtt(MqttSink),
+    /// JetStream publishes, deduplicated by event id.
+    Nats(NatsSink),
+    /// `XADD` to Redis Streams in the event-bus wire shape.
+    Redis(RedisStreamSink),
+    /// OTLP/HTTP metrics and logs to an OpenTelemetry Collector.
+    Otlp(OtlpSink),
 }
 
 impl Sink for AnySink {
@@ -119,6 +127,10 @@ impl Sink for AnySink {
             AnySink::Http(sink) => sink.send(batch_key, body).await,
             AnySink::File(sink) => sink.send(batch_key, body).await,
             AnySink::Stdout(sink) => sink.send(batch_key, body).await,
+            AnySink::Mqtt(sink) => sink.send(batch_key, body).await,
+            AnySink::Nats(sink) => sink.send(batch_key, body).await,
+            AnySink::Redis(sink) => sink.send(batch_key, body).await,
+            AnySink::Otlp(sink) => sink.send(batch_key, body).await,
         }
     }
 }
@@ -138,6 +150,30 @@ impl From<FileSink> for AnySink {
 impl From<StdoutSink> for AnySink {
     fn from(sink: StdoutSink) -> Self {
         AnySink::Stdout(sink)
+    }
+}
+
+impl From<MqttSink> for AnySink {
+    fn from(sink: MqttSink) -> Self {
+        AnySink::Mqtt(sink)
+    }
+}
+
+impl From<NatsSink> for AnySink {
+    fn from(sink: NatsSink) -> Self {
+        AnySink::Nats(sink)
+    }
+}
+
+impl From<RedisStreamSink> for AnySink {
+    fn from(sink: RedisStreamSink) -> Self {
+        AnySink::Redis(sink)
+    }
+}
+
+impl From<OtlpSink> for AnySink {
+    fn from(sink: OtlpSink) -> Self {
+        AnySink::Otlp(sink)
     }
 }
 
