@@ -211,11 +211,16 @@ fn correlation_id(raw: &str, lifecycle: bool, id: &str) -> String {
 
 /// Credentials and wrong key types need an operator; the rest is an outage.
 fn classify(error: &RedisError) -> Attempt {
+    let needs_operator =
+        |code: &str| matches!(code, "WRONGTYPE" | "NOPERM" | "NOAUTH" | "WRONGPASS");
+    // A pipeline reports the server errors of its commands in a list.
+    let in_pipeline = error
+        .clone()
+        .into_server_errors()
+        .is_some_and(|errors| errors.iter().any(|(_, e)| needs_operator(e.code())));
     let refused = error.kind() == ErrorKind::AuthenticationFailed
-        || matches!(
-            error.code(),
-            Some("WRONGTYPE" | "NOPERM" | "NOAUTH" | "WRONGPASS")
-        );
+        || error.code().is_some_and(needs_operator)
+        || in_pipeline;
     let reason = format!("Redis: {error}");
     if refused {
         Attempt::Refused {
