@@ -99,8 +99,8 @@ impl Broker {
                 std::fs::write(
                     &config,
                     format!(
-                        "listener {port} 127.0.0.1\nallow_anonymous true\npersistence true\n\
-                         persistence_location {}/\nmax_queued_messages 0\n",
+                        "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\n\
+                         persistence_location {}/\nmax_queued_messages 0\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
                         dir.display()
                     ),
                 )
