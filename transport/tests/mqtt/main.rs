@@ -209,7 +209,11 @@ async fn a_broker_down_at_start_and_restarted_mid_run_loses_nothing() {
             .all(|o| matches!(o, Outcome::Delivered { .. })),
         "{outcomes:?}"
     );
-    // Every event arrives; only the batch in flight at the stop may repeat.
+    // Every event arrives. Repeats come only from the two QoS 1 hops the
+    // stop cut: the sink's batch in flight (up to PER) and the messages
+    // the broker had sent the subscriber without its PUBACK (Mosquitto's
+    // max_inflight_messages, 20).
+    const MAX_DUPLICATES: usize = PER + 20;
     let mut seen = HashSet::new();
     let mut total = 0;
     while seen.len() < BATCHES * PER {
@@ -218,7 +222,7 @@ async fn a_broker_down_at_start_and_restarted_mid_run_loses_nothing() {
             seen.insert(id);
         }
         assert!(
-            total <= BATCHES * PER + PER,
+            total - seen.len() <= MAX_DUPLICATES,
             "{} duplicates",
             total - seen.len()
         );
@@ -229,7 +233,7 @@ async fn a_broker_down_at_start_and_restarted_mid_run_loses_nothing() {
         assert!(seen.contains(&ids(&[extra])[0]));
     }
     assert!(
-        total - seen.len() <= PER,
+        total - seen.len() <= MAX_DUPLICATES,
         "{} duplicates",
         total - seen.len()
     );
