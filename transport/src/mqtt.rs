@@ -275,7 +275,7 @@ fn classify(error: &ConnectionError) -> Failure {
 
 /// Publishes batches to an MQTT broker at QoS 1.
 pub struct MqttSink {
-    options: MqttOptions,
+    options: Box<MqttOptions>,
     topic: Template,
     per: MqttPer,
     retain: bool,
@@ -340,7 +340,7 @@ impl MqttSink {
             options.set_transport(Transport::tls_with_config(tls_config));
         }
         Ok(Self {
-            options,
+            options: Box::new(options),
             topic,
             per: config.per,
             retain: config.retain,
@@ -356,7 +356,7 @@ impl MqttSink {
         match &*slot {
             Some(conn) if !conn.is_dead() => Arc::clone(conn),
             _ => {
-                let conn = Arc::new(Conn::open(self.options.clone()));
+                let conn = Arc::new(Conn::open((*self.options).clone()));
                 *slot = Some(Arc::clone(&conn));
                 conn
             }

@@ -131,7 +131,7 @@ fn sanitise(value: &str, out: &mut String) {
 /// Publishes events to NATS JetStream.
 pub struct NatsSink {
     url: String,
-    options: std::sync::Mutex<Option<ConnectOptions>>,
+    options: std::sync::Mutex<Option<Box<ConnectOptions>>>,
     subject: Template,
     ack_timeout: Duration,
     stream: Option<NatsStream>,
@@ -193,14 +193,14 @@ impl NatsSink {
                 options = options.add_root_certificates(ca.clone());
             }
         }
-        if let Some(stream) = &config.create_stream {
-            if stream.name.is_empty() || stream.subjects.is_empty() {
-                return Err(bad("create_stream needs a name and subjects".into()));
-            }
+        if let Some(stream) = &config.create_stream
+            && (stream.name.is_empty() || stream.subjects.is_empty())
+        {
+            return Err(bad("create_stream needs a name and subjects".into()));
         }
         Ok(Self {
             url: config.url.clone(),
-            options: std::sync::Mutex::new(Some(options)),
+            options: std::sync::Mutex::new(Some(Box::new(options))),
             subject,
             ack_timeout,
             stream: config.create_stream.clone(),

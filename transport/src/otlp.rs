@@ -250,16 +250,15 @@ impl OtlpSink {
         use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceResponse;
         let mut response = self.post(&self.metrics_url, message).await?;
         let body = read_prefix(&mut response).await;
-        if let Ok(answer) = ExportMetricsServiceResponse::decode(body.as_slice()) {
-            if let Some(p) = answer
+        if let Ok(answer) = ExportMetricsServiceResponse::decode(body.as_slice())
+            && let Some(p) = answer
                 .partial_success
                 .filter(|p| p.rejected_data_points > 0)
-            {
-                let n = u64::try_from(p.rejected_data_points).unwrap_or(0);
-                self.rejected_points.fetch_add(n, Ordering::Relaxed);
-                tracing::warn!(sink = SINK, rejected = n, message = %p.error_message,
+        {
+            let n = u64::try_from(p.rejected_data_points).unwrap_or(0);
+            self.rejected_points.fetch_add(n, Ordering::Relaxed);
+            tracing::warn!(sink = SINK, rejected = n, message = %p.error_message,
                     "collector dropped data points (partial success)");
-            }
         }
         Ok(())
     }
@@ -268,16 +267,15 @@ impl OtlpSink {
         use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceResponse;
         let mut response = self.post(&self.logs_url, message).await?;
         let body = read_prefix(&mut response).await;
-        if let Ok(answer) = ExportLogsServiceResponse::decode(body.as_slice()) {
-            if let Some(p) = answer
+        if let Ok(answer) = ExportLogsServiceResponse::decode(body.as_slice())
+            && let Some(p) = answer
                 .partial_success
                 .filter(|p| p.rejected_log_records > 0)
-            {
-                let n = u64::try_from(p.rejected_log_records).unwrap_or(0);
-                self.rejected_records.fetch_add(n, Ordering::Relaxed);
-                tracing::warn!(sink = SINK, rejected = n, message = %p.error_message,
+        {
+            let n = u64::try_from(p.rejected_log_records).unwrap_or(0);
+            self.rejected_records.fetch_add(n, Ordering::Relaxed);
+            tracing::warn!(sink = SINK, rejected = n, message = %p.error_message,
                     "collector dropped log records (partial success)");
-            }
         }
         Ok(())
     }

@@ -201,10 +201,8 @@ fn correlation_id(raw: &str, lifecycle: bool, id: &str) -> String {
     struct WithBody {
         body: Body,
     }
-    if lifecycle {
-        if let Ok(with) = serde_json::from_str::<WithBody>(raw) {
-            return with.body.correlation_id;
-        }
+    if lifecycle && let Ok(with) = serde_json::from_str::<WithBody>(raw) {
+        return with.body.correlation_id;
     }
     id.to_owned()
 }

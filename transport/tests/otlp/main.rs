@@ -116,12 +116,11 @@ async fn metrics(
         let mut s = seen.lock().expect("lock");
         for rm in &request.resource_metrics {
             for kv in &rm.resource.as_ref().expect("resource").attributes {
-                if kv.key == "host.id" {
-                    if let Some(any_value::Value::StringValue(v)) =
+                if kv.key == "host.id"
+                    && let Some(any_value::Value::StringValue(v)) =
                         kv.value.as_ref().and_then(|v| v.value.clone())
-                    {
-                        s.host_ids.push(v);
-                    }
+                {
+                    s.host_ids.push(v);
                 }
             }
             for m in rm.scope_metrics.iter().flat_map(|sm| &sm.metrics) {
