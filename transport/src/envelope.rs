@@ -60,6 +60,14 @@ pub(crate) fn head<'a>(event: &'a RawValue) -> Result<EventHead<'a>, String> {
     serde_json::from_str(event.get()).map_err(|e| format!("event is not a Halyard event: {e}"))
 }
 
+/// Content the sink cannot read: the host bisects and dead-letters it.
+pub(crate) fn rejected(reason: String) -> crate::Attempt {
+    crate::Attempt::Rejected {
+        reason,
+        events: Vec::new(),
+    }
+}
+
 /// The kind prefix of lifecycle events shipped through the pipeline
 /// (`[lifecycle] into_pipeline`): the host's `halyard.<kind>`.
 pub(crate) const LIFECYCLE_PREFIX: &str = "halyard.";

@@ -4,6 +4,13 @@
 //! body) and delivers them to the hub, with retry, backoff and a circuit
 //! breaker.
 //!
+//! Besides the hub ([`HttpSink`]), batches can go into infrastructure a fleet
+//! already runs: an MQTT broker ([`MqttSink`]), NATS JetStream
+//! ([`NatsSink`], deduplicated by event id), Redis Streams
+//! ([`RedisStreamSink`]) or an OpenTelemetry Collector ([`OtlpSink`]). Each
+//! parses the same envelope and sends its events one by one; README.md
+//! describes their configuration and duplicate semantics.
+//!
 //! ## Invariants
 //!
 //! 1. **Exactly one outcome per batch.** [`Delivery::deliver`] returns once,

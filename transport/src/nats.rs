@@ -20,8 +20,7 @@ use futures_util::future::join_all;
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use crate::envelope;
-use crate::mqtt::rejected;
+use crate::envelope::{self, rejected};
 use crate::template::{Template, Values};
 use crate::{Attempt, Secret, Sink, TransportError};
 
@@ -160,6 +159,9 @@ impl NatsSink {
                 "subject {:?} contains a wildcard or space",
                 config.subject
             )));
+        }
+        if config.url.parse::<async_nats::ServerAddr>().is_err() {
+            return Err(bad(format!("invalid server URL {:?}", config.url)));
         }
         if config.url.contains('@') {
             return Err(bad(

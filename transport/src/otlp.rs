@@ -24,8 +24,8 @@ use reqwest::header::{CONTENT_ENCODING, CONTENT_TYPE, HeaderName, HeaderValue};
 use reqwest::{Response, Url};
 use serde::Deserialize;
 
+use crate::envelope::rejected;
 use crate::http::{classify, describe, gzip, is_tls_failure, redact_url};
-use crate::mqtt::rejected;
 use crate::otlp_map::{self, Requests};
 use crate::{Attempt, Secret, Sink, TransportError, USER_AGENT, envelope};
 

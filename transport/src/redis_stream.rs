@@ -15,8 +15,7 @@ use redis::{ErrorKind, IntoConnectionInfo, RedisError};
 use serde::Deserialize;
 use tokio::sync::OnceCell;
 
-use crate::envelope::{self, LIFECYCLE_PREFIX};
-use crate::mqtt::rejected;
+use crate::envelope::{self, LIFECYCLE_PREFIX, rejected};
 use crate::{Attempt, Secret, Sink, TransportError};
 
 const SINK: &str = "redis";

@@ -197,6 +197,34 @@ pub(crate) fn as_line(body: &[u8]) -> Vec<u8> {
 mod tests {
     use super::*;
 
+    /// How a host config can choose a sink: an internally tagged enum over
+    /// the config structs keeps their `deny_unknown_fields` working.
+    #[test]
+    fn sink_configs_nest_in_a_tagged_enum() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(tag = "type", rename_all = "lowercase")]
+        enum Choice {
+            Mqtt(crate::MqttConfig),
+            Nats(crate::NatsConfig),
+            Redis(crate::RedisStreamConfig),
+            Otlp(crate::OtlpConfig),
+        }
+        let parse = |v: serde_json::Value| serde_json::from_value::<Choice>(v);
+        let mqtt = parse(
+            serde_json::json!({"type": "mqtt", "host": "h", "per": "batch", "topic": "t/{host_id}"}),
+        );
+        assert!(matches!(mqtt, Ok(Choice::Mqtt(c)) if c.port == 1883));
+        let nats = parse(serde_json::json!({"type": "nats", "url": "nats://h:4222",
+            "create_stream": {"name": "S", "subjects": ["halyard.>"]}}));
+        assert!(matches!(nats, Ok(Choice::Nats(c)) if c.create_stream.is_some()));
+        let redis =
+            parse(serde_json::json!({"type": "redis", "url": "redis://h/0", "password": "p"}));
+        assert!(matches!(redis, Ok(Choice::Redis(c)) if format!("{c:?}").contains("***")));
+        let otlp = parse(serde_json::json!({"type": "otlp", "endpoint": "http://c:4318"}));
+        assert!(matches!(otlp, Ok(Choice::Otlp(c)) if c.gzip));
+        assert!(parse(serde_json::json!({"type": "redis", "url": "u", "typo": 1})).is_err());
+    }
+
     #[test]
     fn as_line_keeps_one_line_per_batch() {
         assert_eq!(as_line(b"{\"a\":1}"), b"{\"a\":1}\n");

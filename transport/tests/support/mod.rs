@@ -100,7 +100,7 @@ impl Broker {
                     &config,
                     format!(
                         "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\n\
-                         persistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 20\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
+                         persistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 20\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
                         dir.display()
                     ),
                 )
