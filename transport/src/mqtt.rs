@@ -13,7 +13,6 @@
 //! duplicate them: MQTT 3.1.1 at QoS 1 has no way to prevent that.
 
 use std::collections::{HashMap, VecDeque};
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -21,126 +20,13 @@ use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, EventLoop, MqttOptions, NetworkOptions,
     Outgoing, Packet, QoS, TlsConfiguration, Transport,
 };
-use serde::Deserialize;
 use tokio::sync::oneshot;
 
 use crate::envelope::{self, Envelope, rejected};
 use crate::template::{Template, Values};
-use crate::{Attempt, Secret, Sink, TransportError};
+use crate::{Attempt, MqttConfig, MqttPer, Secret, Sink, TransportError};
 
-const SINK: &str = "mqtt";
-
-/// One message per event or one per batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum MqttPer {
-    /// Each event as its own JSON message: subscribers can filter by topic.
-    #[default]
-    Event,
-    /// The whole batch envelope as one message: fewer packets on slow links;
-    /// the topic may use only `{host_id}`.
-    Batch,
-}
-
-/// TLS towards the broker.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttTls {
-    /// PEM file of the CA that signed the broker's certificate, for private
-    /// brokers; without it the platform's root certificates are used.
-    #[serde(default)]
-    pub ca_file: Option<PathBuf>,
-}
-
-/// `[[transport]] type = "mqtt"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct MqttConfig {
-    /// Broker host name or address.
-    pub host: String,
-    /// Broker port; 1883 by default (8883 is usual with TLS).
-    #[serde(default = "default_port")]
-    pub port: u16,
-    /// Client id; `halyard-<random>` by default. Sessions are clean, so a
-    /// fixed id only matters for broker ACLs.
-    #[serde(default)]
-    pub client_id: Option<String>,
-    /// Topic template with `{host_id}`, `{kind}`, `{source}`; substituted
-    /// values have `+`, `#` and NUL replaced by `_`, so event data cannot
-    /// publish to a wildcard. Default `halyard/{host_id}/{kind}`.
-    #[serde(default = "default_topic")]
-    pub topic: String,
-    /// `event` (default) or `batch`.
-    #[serde(default)]
-    pub per: MqttPer,
-    /// Username for brokers that require one.
-    #[serde(default)]
-    pub username: Option<String>,
-    /// Password; never logged.
-    #[serde(default)]
-    pub password: Option<Secret>,
-    /// Connect with TLS when present.
-    #[serde(default)]
-    pub tls: Option<MqttTls>,
-    /// How long a batch waits for all its PUBACKs before it is retried;
-    /// 10 000 ms by default.
-    #[serde(default = "default_ack_timeout_ms")]
-    pub ack_timeout_ms: u64,
-    /// MQTT keep-alive; a dead broker is noticed within ~1.5x this. 30 s.
-    #[serde(default = "default_keep_alive_secs")]
-    pub keep_alive_secs: u64,
-    /// Largest packet sent; a bigger message makes the batch `TooLarge`
-    /// so the host splits it. 1 MiB by default (Mosquitto allows 256 MiB).
-    #[serde(default = "default_max_packet_size")]
-    pub max_packet_size: usize,
-    /// Messages awaiting PUBACK at once; 100 by default.
-    #[serde(default = "default_max_inflight")]
-    pub max_inflight: u16,
-    /// Publish with the retain flag (the broker keeps the last message per
-    /// topic for late subscribers).
-    #[serde(default)]
-    pub retain: bool,
-}
-
-fn default_port() -> u16 {
-    1883
-}
-fn default_topic() -> String {
-    "halyard/{host_id}/{kind}".to_owned()
-}
-fn default_ack_timeout_ms() -> u64 {
-    10_000
-}
-fn default_keep_alive_secs() -> u64 {
-    30
-}
-fn default_max_packet_size() -> usize {
-    1 << 20
-}
-fn default_max_inflight() -> u16 {
-    100
-}
-
-impl MqttConfig {
-    /// Defaults for everything but the broker address.
-    pub fn new(host: impl Into<String>, port: u16) -> Self {
-        Self {
-            host: host.into(),
-            port,
-            client_id: None,
-            topic: default_topic(),
-            per: MqttPer::Event,
-            username: None,
-            password: None,
-            tls: None,
-            ack_timeout_ms: default_ack_timeout_ms(),
-            keep_alive_secs: default_keep_alive_secs(),
-            max_packet_size: default_max_packet_size(),
-            max_inflight: default_max_inflight(),
-            retain: false,
-        }
-    }
-}
+pub(crate) const SINK: &str = "mqtt";
 
 /// Replaces what MQTT treats as wildcards or forbids in a topic.
 fn sanitise(value: &str, out: &mut String) {
@@ -411,6 +297,14 @@ impl MqttSink {
             Ok(messages) => messages,
             Err(reason) => return rejected(reason),
         };
+        // MQTT encodes a topic's length in 16 bits; an event whose kind or
+        // source makes it longer cannot be published at all.
+        if messages
+            .iter()
+            .any(|(t, _)| t.len() > usize::from(u16::MAX))
+        {
+            return rejected("MQTT topic longer than 65535 bytes".to_owned());
+        }
         // Fixed header (5) + topic length (2) + packet id (2).
         if let Some((topic, payload)) = messages
             .iter()
@@ -442,6 +336,9 @@ impl MqttSink {
                     .publish(topic, QoS::AtLeastOnce, self.retain, payload)
                     .await
                 {
+                    // Never queued, so never given a packet id: take its
+                    // waiter back (it is the last, under `order`).
+                    lock(&conn.state).awaiting_id.pop_back();
                     return Attempt::retry(format!("MQTT client closed: {e}"));
                 }
                 acks.push(rx);
