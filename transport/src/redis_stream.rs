@@ -27,8 +27,9 @@ pub(crate) const SCHEMA_VERSION: &str = "1";
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisStreamConfig {
-    /// `redis://host:port/db` (or `rediss://` for TLS); credentials go in
-    /// `username`/`password`, never the URL, which is logged.
+    /// `redis://host:port/db`; credentials go in `username`/`password`,
+    /// never the URL, which is logged. TLS (`rediss://`) is not built in
+    /// and is refused at startup.
     pub url: String,
     /// ACL user, with `password`.
     #[serde(default)]
@@ -247,6 +248,8 @@ mod tests {
         config.password = Some(Secret::new("hunter2"));
         let sink = RedisStreamSink::new(&config).expect("valid");
         assert!(!format!("{sink:?}").contains("hunter2"));
+        let tls = RedisStreamSink::new(&RedisStreamConfig::new("rediss://127.0.0.1:1/0"));
+        assert!(tls.is_err(), "TLS is not built in; refused at startup");
         let raw = r#"{"id":"ab","kind":"halyard.host.start","body":{"correlation_id":"c1"}}"#;
         assert_eq!(correlation_id(raw, true, "ab"), "c1");
         assert_eq!(correlation_id(raw, false, "ab"), "ab");
