@@ -7,7 +7,9 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
-use halyard_transport::{Attempt, CancellationToken, MqttConfig, MqttPer, MqttSink, Outcome, Sink};
+use halyard_transport::{
+    Attempt, CancellationToken, MqttConfig, MqttPer, MqttSink, Outcome, Secret, Sink,
+};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use support::{Broker, Kind, batch, delivery, events, wait_until};
 use tokio::sync::{mpsc, watch};
@@ -244,6 +246,37 @@ async fn a_broker_down_at_start_and_restarted_mid_run_loses_nothing() {
     );
     sub.assert_nothing_more(sink).await;
     shutdown.cancel();
+}
+
+#[tokio::test]
+async fn wrong_credentials_are_a_refusal_and_right_ones_deliver() {
+    let broker = Broker::mosquitto_with_user("edge", "s3cret-pw");
+    let body = batch("6-1", &events(0, 10));
+    let mut anonymous = config(&broker);
+    let attempt = MqttSink::new(&anonymous)
+        .expect("sink")
+        .send("6-1", &body)
+        .await;
+    assert!(
+        matches!(attempt, Attempt::Refused { status: None, .. }),
+        "{attempt:?}"
+    );
+    anonymous.username = Some("edge".into());
+    anonymous.password = Some(Secret::new("wrong"));
+    let attempt = MqttSink::new(&anonymous)
+        .expect("sink")
+        .send("6-1", &body)
+        .await;
+    match &attempt {
+        Attempt::Refused { reason, .. } => assert!(!reason.contains("wrong"), "{reason}"),
+        other => panic!("{other:?}"),
+    }
+    let mut good = config(&broker);
+    good.username = Some("edge".into());
+    good.password = Some(Secret::new("s3cret-pw"));
+    let sink = MqttSink::new(&good).expect("sink");
+    assert!(!format!("{sink:?}{good:?}").contains("s3cret-pw"));
+    assert_eq!(sink.send("6-1", &body).await, Attempt::Delivered);
 }
 
 /// Holds every send until the test opens it: lets a fresh subscriber

@@ -45,6 +45,8 @@ pub struct Broker {
     pub port: u16,
     dir: tempfile::TempDir,
     child: Option<Child>,
+    /// Mosquitto only: refuse anonymous clients, accept this user.
+    credentials: Option<(String, String)>,
 }
 
 /// A port nothing listens on right now (the OS picks it).
@@ -57,6 +59,19 @@ impl Broker {
     /// Starts `kind` on a free port, retrying with another port if the
     /// chosen one was taken between probing and binding.
     pub fn start(kind: Kind) -> Self {
+        Self::start_with(kind, None)
+    }
+
+    /// Mosquitto that accepts only `user` with `password` (made with
+    /// `mosquitto_passwd`).
+    pub fn mosquitto_with_user(user: &str, password: &str) -> Self {
+        Self::start_with(
+            Kind::Mosquitto,
+            Some((user.to_owned(), password.to_owned())),
+        )
+    }
+
+    fn start_with(kind: Kind, credentials: Option<(String, String)>) -> Self {
         let (path, package) = kind.binary();
         assert!(
             Path::new(path).exists(),
@@ -70,6 +85,7 @@ impl Broker {
                 port: free_port(),
                 dir: tempfile::tempdir().expect("temp dir"),
                 child: None,
+                credentials: credentials.clone(),
             };
             match broker.spawn() {
                 Ok(()) => return broker,
@@ -96,10 +112,25 @@ impl Broker {
         match self.kind {
             Kind::Mosquitto => {
                 let config = dir.join("mosquitto.conf");
+                let auth = match &self.credentials {
+                    None => "allow_anonymous true\n".to_owned(),
+                    Some((user, password)) => {
+                        let file = dir.join("passwd");
+                        let made = Command::new("/usr/bin/mosquitto_passwd")
+                            .arg("-b")
+                            .arg("-c")
+                            .arg(&file)
+                            .args([user, password])
+                            .status()
+                            .expect("mosquitto_passwd (Debian package mosquitto) runs");
+                        assert!(made.success(), "mosquitto_passwd failed");
+                        format!("allow_anonymous false\npassword_file {}\n", file.display())
+                    }
+                };
                 std::fs::write(
                     &config,
                     format!(
-                        "listener {port} 127.0.0.1\nallow_anonymous true\nuser root\npersistence true\n\
+                        "listener {port} 127.0.0.1\n{auth}user root\npersistence true\n\
                          persistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 20\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
                         dir.display()
                     ),
