@@ -114,8 +114,9 @@ impl Conn {
         }
     }
 
+    /// Failed, or its event-loop task ended some other way (a panic).
     fn is_dead(&self) -> bool {
-        lock(&self.state).dead.is_some()
+        lock(&self.state).dead.is_some() || self.task.is_finished()
     }
 }
 
@@ -162,6 +163,35 @@ fn classify(error: &ConnectionError) -> Failure {
         ConnectionError::Tls(e) => Failure::Refused(format!("MQTT TLS failed: {e}")),
         other => Failure::Retry(format!("MQTT: {other}")),
     }
+}
+
+/// The rustls client config: trusting `ca_file` (PEM, for a private CA) or
+/// else the Mozilla roots. Built with the ring provider explicitly, since
+/// rustls cannot choose one by itself when several are compiled in.
+fn client_tls(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, String> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let unreadable =
+                |e: &dyn std::fmt::Display| format!("cannot read CA file {}: {e}", path.display());
+            for cert in CertificateDer::pem_file_iter(path).map_err(|e| unreadable(&e))? {
+                let cert = cert.map_err(|e| unreadable(&e))?;
+                roots.add(cert).map_err(|e| unreadable(&e))?;
+            }
+            if roots.is_empty() {
+                return Err(format!("CA file {} holds no certificate", path.display()));
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| format!("TLS setup: {e}"))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
 }
 
 /// Publishes batches to an MQTT broker at QoS 1.
@@ -214,21 +244,10 @@ impl MqttSink {
             (None, None) => {}
         }
         if let Some(tls) = &config.tls {
-            let tls_config = match &tls.ca_file {
-                Some(path) => {
-                    let ca = std::fs::read(path)
-                        .map_err(|e| bad(format!("cannot read CA file {}: {e}", path.display())))?;
-                    TlsConfiguration::Simple {
-                        ca,
-                        alpn: None,
-                        client_auth: None,
-                    }
-                }
-                // rumqttc panics when the platform has no certificates.
-                None => std::panic::catch_unwind(TlsConfiguration::default)
-                    .map_err(|_| bad("no platform root certificates; set tls.ca_file".into()))?,
-            };
-            options.set_transport(Transport::tls_with_config(tls_config));
+            let tls_config = client_tls(tls.ca_file.as_deref()).map_err(bad)?;
+            options.set_transport(Transport::tls_with_config(TlsConfiguration::Rustls(
+                Arc::new(tls_config),
+            )));
         }
         Ok(Self {
             options: Box::new(options),

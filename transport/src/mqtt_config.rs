@@ -24,7 +24,8 @@ pub enum MqttPer {
 #[serde(deny_unknown_fields)]
 pub struct MqttTls {
     /// PEM file of the CA that signed the broker's certificate, for private
-    /// brokers; without it the platform's root certificates are used.
+    /// brokers; without it the Mozilla root certificates (webpki-roots) are
+    /// trusted.
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
 }

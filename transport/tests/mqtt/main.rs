@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use halyard_transport::{
-    Attempt, CancellationToken, MqttConfig, MqttPer, MqttSink, Outcome, Secret, Sink,
+    Attempt, CancellationToken, MqttConfig, MqttPer, MqttSink, MqttTls, Outcome, Secret, Sink,
 };
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use support::{Broker, Kind, batch, delivery, events, wait_until};
@@ -277,6 +277,34 @@ async fn wrong_credentials_are_a_refusal_and_right_ones_deliver() {
     let sink = MqttSink::new(&good).expect("sink");
     assert!(!format!("{sink:?}{good:?}").contains("s3cret-pw"));
     assert_eq!(sink.send("6-1", &body).await, Attempt::Delivered);
+}
+
+#[tokio::test]
+async fn tls_with_a_custom_ca_delivers_and_an_untrusted_broker_is_refused() {
+    let broker = Broker::mosquitto_tls();
+    let body = batch("7-1", &events(0, 10));
+    let mut trusted = config(&broker);
+    trusted.tls = Some(MqttTls {
+        ca_file: Some(broker.ca_file()),
+    });
+    let sink = MqttSink::new(&trusted).expect("sink");
+    assert_eq!(sink.send("7-1", &body).await, Attempt::Delivered);
+    // Platform roots do not include the test CA: a handshake refusal.
+    let mut untrusted = config(&broker);
+    untrusted.tls = Some(MqttTls { ca_file: None });
+    let attempt = MqttSink::new(&untrusted)
+        .expect("sink")
+        .send("7-1", &body)
+        .await;
+    assert!(matches!(attempt, Attempt::Refused { .. }), "{attempt:?}");
+    let mut missing = config(&broker);
+    missing.tls = Some(MqttTls {
+        ca_file: Some(broker.dir().join("nope.pem")),
+    });
+    assert!(
+        MqttSink::new(&missing).is_err(),
+        "unreadable CA fails at startup"
+    );
 }
 
 /// Holds every send until the test opens it: lets a fresh subscriber

@@ -47,6 +47,9 @@ pub struct Broker {
     child: Option<Child>,
     /// Mosquitto only: refuse anonymous clients, accept this user.
     credentials: Option<(String, String)>,
+    /// Mosquitto only: TLS with a certificate from a CA made for the test
+    /// (`ca.pem` in `dir`).
+    tls: bool,
 }
 
 /// A port nothing listens on right now (the OS picks it).
@@ -59,7 +62,18 @@ impl Broker {
     /// Starts `kind` on a free port, retrying with another port if the
     /// chosen one was taken between probing and binding.
     pub fn start(kind: Kind) -> Self {
-        Self::start_with(kind, None)
+        Self::start_with(kind, None, false)
+    }
+
+    /// Mosquitto speaking only TLS, its certificate (for IP 127.0.0.1)
+    /// signed by a fresh CA whose PEM is at [`Broker::ca_file`].
+    pub fn mosquitto_tls() -> Self {
+        Self::start_with(Kind::Mosquitto, None, true)
+    }
+
+    /// The test CA of [`Broker::mosquitto_tls`].
+    pub fn ca_file(&self) -> PathBuf {
+        self.dir.path().join("ca.pem")
     }
 
     /// Mosquitto that accepts only `user` with `password` (made with
@@ -68,10 +82,11 @@ impl Broker {
         Self::start_with(
             Kind::Mosquitto,
             Some((user.to_owned(), password.to_owned())),
+            false,
         )
     }
 
-    fn start_with(kind: Kind, credentials: Option<(String, String)>) -> Self {
+    fn start_with(kind: Kind, credentials: Option<(String, String)>, tls: bool) -> Self {
         let (path, package) = kind.binary();
         assert!(
             Path::new(path).exists(),
@@ -86,6 +101,7 @@ impl Broker {
                 dir: tempfile::tempdir().expect("temp dir"),
                 child: None,
                 credentials: credentials.clone(),
+                tls,
             };
             match broker.spawn() {
                 Ok(()) => return broker,
@@ -127,10 +143,19 @@ impl Broker {
                         format!("allow_anonymous false\npassword_file {}\n", file.display())
                     }
                 };
+                let tls = if self.tls {
+                    make_certificates(dir);
+                    format!(
+                        "cafile {0}/ca.pem\ncertfile {0}/server.pem\nkeyfile {0}/server.key\n",
+                        dir.display()
+                    )
+                } else {
+                    String::new()
+                };
                 std::fs::write(
                     &config,
                     format!(
-                        "listener {port} 127.0.0.1\n{auth}user root\npersistence true\n\
+                        "listener {port} 127.0.0.1\n{tls}{auth}user root\npersistence true\n\
                          persistence_location {}/\nmax_queued_messages 0\nmax_inflight_messages 20\nset_tcp_nodelay true\nlog_dest stderr\nlog_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
                         dir.display()
                     ),
@@ -238,6 +263,59 @@ impl Broker {
     pub fn running(&self) -> bool {
         self.child.is_some()
     }
+}
+
+/// A CA and a server certificate for IP 127.0.0.1 in `dir`, made with the
+/// `openssl` command (once; restarts reuse them).
+fn make_certificates(dir: &Path) {
+    if dir.join("server.pem").exists() {
+        return;
+    }
+    let run = |args: &[&str]| {
+        let out = Command::new("openssl")
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .expect("the openssl command runs");
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let mut ca = vec!["req", "-x509", "-days", "2", "-subj", "/CN=halyard test CA"];
+    ca.extend(ec);
+    ca.extend(["-keyout", "ca.key", "-out", "ca.pem"]);
+    run(&ca);
+    let mut csr = vec!["req", "-new", "-subj", "/CN=127.0.0.1"];
+    csr.extend(ec);
+    csr.extend(["-keyout", "server.key", "-out", "server.csr"]);
+    run(&csr);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").expect("san.ext");
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+        "-out",
+        "server.pem",
+    ]);
 }
 
 impl Drop for Broker {
