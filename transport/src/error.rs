@@ -34,4 +34,13 @@ pub enum TransportError {
         #[source]
         source: std::io::Error,
     },
+    /// A broker or collector sink's configuration is inconsistent (a bad
+    /// template, an unreadable CA file, a malformed URL); `sink` names it.
+    #[error("{sink} sink: {reason}")]
+    Config {
+        /// `mqtt`, `nats`, `redis` or `otlp`.
+        sink: &'static str,
+        /// What is wrong, never including a credential.
+        reason: String,
+    },
 }

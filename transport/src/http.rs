@@ -94,7 +94,7 @@ impl fmt::Display for HttpConfig {
 
 /// The URL with any password and query string masked: both are places
 /// people put credentials, and configs end up in logs.
-fn redact_url(raw: &str) -> String {
+pub(crate) fn redact_url(raw: &str) -> String {
     let Ok(mut url) = Url::parse(raw) else {
         return "<invalid URL>".to_owned();
     };
@@ -231,7 +231,7 @@ impl Sink for HttpSink {
 /// - every other 4xx (401, 403, 404, 405, 407, 409, 410, 415, …): "not this
 ///   sender" — the batch is held and the breaker opens;
 /// - 1xx/3xx: a wrong URL — retry (the breaker opens) rather than lose it.
-async fn classify(mut response: Response) -> Attempt {
+pub(crate) async fn classify(mut response: Response) -> Attempt {
     let status = response.status();
     if status.is_success() {
         let _ = read_prefix(&mut response, DRAIN_BYTES).await;
@@ -326,7 +326,7 @@ async fn read_prefix(response: &mut Response, limit: usize) -> Vec<u8> {
 /// A retry reason for a failed request: the kind first (`timeout`,
 /// `connect error`) then the cause chain, without the URL (it may carry
 /// credentials).
-fn describe(error: reqwest::Error) -> String {
+pub(crate) fn describe(error: reqwest::Error) -> String {
     let kind = if error.is_timeout() {
         "timeout"
     } else if error.is_connect() {
@@ -348,7 +348,7 @@ fn describe(error: reqwest::Error) -> String {
 /// Whether a failed request failed in the TLS handshake (an untrusted or
 /// expired certificate, a client certificate the server refuses, TLS spoken
 /// to a plain-HTTP port): configuration to fix, not an outage to wait out.
-fn is_tls_failure(error: &reqwest::Error) -> bool {
+pub(crate) fn is_tls_failure(error: &reqwest::Error) -> bool {
     let mut source = error.source();
     while let Some(cause) = source {
         if is_rustls(cause) {
@@ -374,7 +374,7 @@ fn is_rustls(error: &(dyn std::error::Error + 'static)) -> bool {
 /// Compresses at level 1: on telemetry JSON it gets most of level 6's
 /// ratio for a fraction of the CPU, and on a 2-core device CPU is what the
 /// pipeline is short of.
-fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
+pub(crate) fn gzip(body: &[u8]) -> std::io::Result<Vec<u8>> {
     let mut encoder = GzEncoder::new(Vec::with_capacity(body.len() / 4 + 64), Compression::fast());
     encoder.write_all(body)?;
     encoder.finish()

@@ -4,6 +4,13 @@
 //! body) and delivers them to the hub, with retry, backoff and a circuit
 //! breaker.
 //!
+//! Besides the hub ([`HttpSink`]), batches can go into infrastructure a fleet
+//! already runs: an MQTT broker ([`MqttSink`]), NATS JetStream
+//! ([`NatsSink`], deduplicated by event id), Redis Streams
+//! ([`RedisStreamSink`]) or an OpenTelemetry Collector ([`OtlpSink`]). Each
+//! parses the same envelope and sends its events one by one; README.md
+//! describes their configuration and duplicate semantics.
+//!
 //! ## Invariants
 //!
 //! 1. **Exactly one outcome per batch.** [`Delivery::deliver`] returns once,
@@ -73,15 +80,23 @@ mod backoff;
 mod breaker;
 mod delivery;
 mod encode;
+mod envelope;
 mod error;
 mod file;
 mod headers;
 mod http;
+mod mqtt;
+mod mqtt_config;
+mod nats;
+mod otlp;
+mod otlp_map;
+mod redis_stream;
 mod retry_after;
 mod secret;
 mod sink;
 mod stats;
 mod stdout;
+mod template;
 
 pub use backoff::{Backoff, RetryConfig};
 pub use breaker::{Breaker, BreakerConfig, BreakerState, Transition};
@@ -91,6 +106,11 @@ pub use error::TransportError;
 pub use file::FileSink;
 pub use headers::HeaderHook;
 pub use http::{HttpConfig, HttpSink, IDEMPOTENCY_KEY, USER_AGENT};
+pub use mqtt::MqttSink;
+pub use mqtt_config::{MqttConfig, MqttPer, MqttTls};
+pub use nats::{NatsConfig, NatsSink, NatsStream};
+pub use otlp::{OtlpConfig, OtlpSink, OtlpStats};
+pub use redis_stream::{RedisStreamConfig, RedisStreamSink};
 pub use retry_after::{MAX_RETRY_AFTER, parse_retry_after};
 pub use secret::Secret;
 pub use sink::{AnySink, Attempt, EventRejection, Sink};

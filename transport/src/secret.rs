@@ -34,6 +34,14 @@ impl From<&str> for Secret {
     }
 }
 
+/// Read from configuration as a plain string; the wrapper is what keeps it
+/// out of every `Debug` print of the config struct that holds it.
+impl<'de> serde::Deserialize<'de> for Secret {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        String::deserialize(deserializer).map(Self)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")

@@ -4,7 +4,7 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::{FileSink, HttpSink, StdoutSink};
+use crate::{FileSink, HttpSink, MqttSink, NatsSink, OtlpSink, RedisStreamSink, StdoutSink};
 
 /// What one send attempt came to, classified for the delivery loop.
 ///
@@ -111,6 +111,14 @@ pub enum AnySink {
     File(FileSink),
     /// Debugging, one batch per line on standard output.
     Stdout(StdoutSink),
+    /// QoS 1 publishes to an MQTT broker.
+    Mqtt(MqttSink),
+    /// JetStream publishes, deduplicated by event id.
+    Nats(NatsSink),
+    /// `XADD` to Redis Streams in the event-bus wire shape.
+    Redis(RedisStreamSink),
+    /// OTLP/HTTP metrics and logs to an OpenTelemetry Collector.
+    Otlp(OtlpSink),
 }
 
 impl Sink for AnySink {
@@ -119,6 +127,10 @@ impl Sink for AnySink {
             AnySink::Http(sink) => sink.send(batch_key, body).await,
             AnySink::File(sink) => sink.send(batch_key, body).await,
             AnySink::Stdout(sink) => sink.send(batch_key, body).await,
+            AnySink::Mqtt(sink) => sink.send(batch_key, body).await,
+            AnySink::Nats(sink) => sink.send(batch_key, body).await,
+            AnySink::Redis(sink) => sink.send(batch_key, body).await,
+            AnySink::Otlp(sink) => sink.send(batch_key, body).await,
         }
     }
 }
@@ -141,6 +153,30 @@ impl From<StdoutSink> for AnySink {
     }
 }
 
+impl From<MqttSink> for AnySink {
+    fn from(sink: MqttSink) -> Self {
+        AnySink::Mqtt(sink)
+    }
+}
+
+impl From<NatsSink> for AnySink {
+    fn from(sink: NatsSink) -> Self {
+        AnySink::Nats(sink)
+    }
+}
+
+impl From<RedisStreamSink> for AnySink {
+    fn from(sink: RedisStreamSink) -> Self {
+        AnySink::Redis(sink)
+    }
+}
+
+impl From<OtlpSink> for AnySink {
+    fn from(sink: OtlpSink) -> Self {
+        AnySink::Otlp(sink)
+    }
+}
+
 /// Returns a copy of `body` as exactly one line: a trailing `\n` added, and
 /// any CR/LF inside replaced by spaces.
 ///
@@ -160,6 +196,34 @@ pub(crate) fn as_line(body: &[u8]) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// How a host config can choose a sink: an internally tagged enum over
+    /// the config structs keeps their `deny_unknown_fields` working.
+    #[test]
+    fn sink_configs_nest_in_a_tagged_enum() {
+        #[derive(Debug, serde::Deserialize)]
+        #[serde(tag = "type", rename_all = "lowercase")]
+        enum Choice {
+            Mqtt(crate::MqttConfig),
+            Nats(crate::NatsConfig),
+            Redis(crate::RedisStreamConfig),
+            Otlp(crate::OtlpConfig),
+        }
+        let parse = |v: serde_json::Value| serde_json::from_value::<Choice>(v);
+        let mqtt = parse(
+            serde_json::json!({"type": "mqtt", "host": "h", "per": "batch", "topic": "t/{host_id}"}),
+        );
+        assert!(matches!(mqtt, Ok(Choice::Mqtt(c)) if c.port == 1883));
+        let nats = parse(serde_json::json!({"type": "nats", "url": "nats://h:4222",
+            "create_stream": {"name": "S", "subjects": ["halyard.>"]}}));
+        assert!(matches!(nats, Ok(Choice::Nats(c)) if c.create_stream.is_some()));
+        let redis =
+            parse(serde_json::json!({"type": "redis", "url": "redis://h/0", "password": "p"}));
+        assert!(matches!(redis, Ok(Choice::Redis(c)) if format!("{c:?}").contains("***")));
+        let otlp = parse(serde_json::json!({"type": "otlp", "endpoint": "http://c:4318"}));
+        assert!(matches!(otlp, Ok(Choice::Otlp(c)) if c.gzip));
+        assert!(parse(serde_json::json!({"type": "redis", "url": "u", "typo": 1})).is_err());
+    }
 
     #[test]
     fn as_line_keeps_one_line_per_batch() {
