@@ -14,8 +14,8 @@
 //!
 //! `cargo bench -p halyard --bench stages -- redact` runs only the stages
 //! whose name contains `redact` (handy under `perf record`);
-//! `STAGES_LOOP=sync` or `STAGES_LOOP=async` runs only batch-1 sampler calls
-//! through one mechanism, to profile it.
+//! `STAGES_LOOP=sync|real|async` runs only batch-1 sampler calls through
+//! one mechanism (`STAGES_CALLS` of them, default 3 M), to profile it.
 
 #[path = "stages/check.rs"]
 mod check;
@@ -122,7 +122,13 @@ fn main() {
         .expect("the engine starts");
         let decoder = load(&rt, &STAGES[0]);
         let events = input::decode_with_ids(&mut decoder.instance(), &input::frames(EVENTS));
-        mechanism::profile_loop(&load(&rt, &STAGES[3]), &events, 3_000_000);
+        // `STAGES_CALLS` shortens the loop for `valgrind --tool=callgrind`,
+        // whose instruction counts do not depend on the machine's load.
+        let calls = std::env::var("STAGES_CALLS")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(3_000_000);
+        mechanism::profile_loop(&load(&rt, &STAGES[3]), &events, calls);
         return;
     }
     println!("# Halyard stage benchmark\n");
