@@ -11,6 +11,7 @@
 //! ([`Substituted::scrub`]).
 
 mod ingest;
+mod inputs;
 mod licence;
 mod locate;
 mod model;
@@ -25,6 +26,7 @@ use std::path::{Path, PathBuf};
 pub use ingest::{DEFAULT_TOKEN_HEADER, IngestAuth, IngestToken, TokenAuth};
 use serde::Deserialize;
 
+pub use inputs::InputPlugin;
 pub use licence::LicenceSection;
 pub use model::*;
 pub use plugin_ref::*;
@@ -269,17 +271,6 @@ fn with_key_line(text: &str, span: Option<std::ops::Range<usize>>, message: &str
     match found {
         Some((offset, _)) => format!("{message}\n`{field}` is on line {}", first_line + offset),
         None => message.to_string(),
-    }
-}
-
-impl InputConfig {
-    /// The input's name, unique within a config.
-    pub fn name(&self) -> &str {
-        match self {
-            InputConfig::Source { name, .. }
-            | InputConfig::File { name, .. }
-            | InputConfig::Http { name, .. } => name,
-        }
     }
 }
 

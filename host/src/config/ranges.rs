@@ -212,12 +212,8 @@ fn check_plugin_limits(key: &str, plugin: &PluginRef) -> Option<(String, String)
 fn plugin_refs(config: &HostConfig) -> Vec<(String, &PluginRef)> {
     let mut out = Vec::new();
     for (i, input) in config.inputs.iter().enumerate() {
-        match input {
-            InputConfig::Source { source, .. } => out.push((format!("input[{i}].source"), source)),
-            InputConfig::File { decoder, .. } | InputConfig::Http { decoder, .. } => {
-                out.push((format!("input[{i}].decoder"), decoder))
-            }
-        }
+        let plugin = input.plugin();
+        out.push((format!("input[{i}].{}", plugin.role()), plugin.plugin()));
     }
     for (chain, refs) in [
         ("validate", &config.stages.validate),

@@ -17,6 +17,7 @@
 
 mod file_input;
 mod http_input;
+pub mod inputs;
 mod observe;
 mod progress;
 mod ship;
@@ -33,7 +34,7 @@ use halyard_transport::RetryConfig;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{HostConfig, InputConfig, Synchronous, WhenFullConfig};
+use crate::config::{HostConfig, Synchronous, WhenFullConfig};
 use crate::pipeline::{IngestReport, NativeStages, Pipeline, PipelineError};
 use crate::plugin::{LoadError, Runtime};
 
@@ -203,23 +204,15 @@ pub async fn run_with(
     )
     .await;
 
-    // Bind every http input before the pipeline thread and the other inputs
-    // start, so a port in use fails the start with the input's name and
-    // address.
-    let mut listeners = Vec::new();
+    // Prepare every input (bind every socket) before the pipeline thread
+    // and the other inputs start, so a port in use fails the start with the
+    // input's name and address.
+    let mut tasks = Vec::new();
+    let mut schedules = Vec::new();
     for input in &config.inputs {
-        if let (InputConfig::Http { name, listen, .. }, Some(options)) =
-            (input, HttpOptions::from_config(input))
-        {
-            let bound = HttpInput::bind(name, *listen, options)
-                .await
-                .map_err(|reason| RunError::Listen {
-                    input: name.clone(),
-                    addr: *listen,
-                    reason,
-                })?;
-            tracing::info!(input = %name, listen = %bound.local_addr(), "http input bound");
-            listeners.push(bound);
+        match inputs::prepare(input, &buffer).await? {
+            inputs::Prepared::Task(task) => tasks.push(task),
+            inputs::Prepared::Polled(schedule) => schedules.push(schedule),
         }
     }
 
@@ -227,21 +220,6 @@ pub async fn run_with(
     if let Some(rx) = channels.into_pipeline.take() {
         observer.append_lifecycle(rx, appended.clone());
     }
-    let schedules = config
-        .inputs
-        .iter()
-        .filter_map(|i| match i {
-            InputConfig::Source {
-                interval_ms,
-                max_per_poll,
-                ..
-            } => Some(SourceSchedule {
-                interval: Duration::from_millis(*interval_ms),
-                max_per_poll: *max_per_poll,
-            }),
-            _ => None,
-        })
-        .collect();
     let running = crate::reload::swap::running(&mut pipeline);
     let worker = Worker::start(
         pipeline,
@@ -264,32 +242,13 @@ pub async fn run_with(
 
     let (stop_inputs, inputs_stopped) = watch::channel(false);
     let mut inputs = Vec::new();
-    for input in &config.inputs {
-        match input {
-            InputConfig::Source { .. } => {}
-            InputConfig::File {
-                name,
-                path,
-                start_at,
-                max_line_bytes,
-                ..
-            } => {
-                let Some(tx) = worker.sender() else { break };
-                let file = FileInput {
-                    name: name.clone(),
-                    path: path.clone(),
-                    start_at: *start_at,
-                    max_line_bytes: usize::try_from(*max_line_bytes).unwrap_or(usize::MAX),
-                    buffer: buffer.clone(),
-                };
-                inputs.push(tokio::spawn(file.run(tx, inputs_stopped.clone())));
-            }
-            InputConfig::Http { .. } => {}
-        }
-    }
-    for http in listeners {
-        let Some(tx) = worker.sender() else { break };
-        inputs.push(tokio::spawn(http.run(tx, inputs_stopped.clone())));
+    for task in tasks {
+        let Some(work) = worker.sender() else { break };
+        tracing::debug!(input = %task.name(), "input starting");
+        inputs.push(tokio::spawn(task.run(inputs::InputContext {
+            work,
+            stop: inputs_stopped.clone(),
+        })));
     }
 
     let drain = CancellationToken::new();
