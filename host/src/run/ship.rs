@@ -305,17 +305,10 @@ pub fn encode_records(
 
 /// Counts delivered events by kind for the heartbeat.
 fn count_delivered<'a>(usage: &UsageWindow, records: impl Iterator<Item = &'a Record>) {
-    #[derive(serde::Deserialize)]
-    struct Kind<'a> {
-        #[serde(borrow)]
-        kind: Option<std::borrow::Cow<'a, str>>,
-    }
     let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
     for record in records {
-        let kind = serde_json::from_slice::<Kind<'_>>(&record.payload)
-            .ok()
-            .and_then(|k| k.kind)
-            .map_or_else(|| "(unknown)".to_owned(), |k| k.into_owned());
+        let kind =
+            super::transports::kind_of(&record.payload).unwrap_or_else(|| "(unknown)".to_owned());
         *kinds.entry(kind).or_default() += 1;
     }
     for (kind, n) in kinds {
