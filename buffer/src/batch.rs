@@ -34,6 +34,9 @@ pub struct Batch {
     pub last_seq: u64,
     /// Random per-open prefix; private so a `Batch` can only come from `next_batch`.
     pub(crate) epoch: u64,
+    /// The bit of the consumer that leased it: ack and dead-letter settle
+    /// the batch for that consumer only.
+    pub(crate) consumer: u8,
 }
 
 impl Batch {

@@ -9,14 +9,15 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
-use crate::batch::{Leases, Record};
+use crate::batch::Record;
 use crate::commit::{Commit, write_cursor};
 use crate::config::{BufferConfig, RECORD_OVERHEAD_BYTES, WhenFull};
+use crate::consumer::Consumers;
 use crate::damage::{Damage, Unreadable};
 use crate::dead_letter;
 use crate::error::{BufferError, Context};
 use crate::schema;
-use crate::staging;
+use crate::staging::{self, Staged};
 use crate::stats::{Counters, Stats};
 
 /// Freed bytes (acked, evicted, dead-lettered) after which free pages are
@@ -39,7 +40,11 @@ pub(crate) struct Inner {
     /// Random per-open prefix of batch keys.
     pub(crate) epoch: u64,
     pub(crate) next_batch_id: u64,
-    pub(crate) leases: Leases,
+    /// The transports draining this buffer, each with its leases and
+    /// pending count (see `consumer.rs`).
+    pub(crate) consumers: Consumers,
+    /// Records no consumer wanted (kind filters), since open.
+    pub(crate) unrouted: u64,
     pub(crate) records: u64,
     pub(crate) bytes: u64,
     pub(crate) dead_letters: u64,
@@ -79,13 +84,18 @@ pub struct OpenReport {
     pub pending_records: u64,
     /// Accounted bytes of those records.
     pub pending_bytes: u64,
+    /// Records deleted at open because only consumers that are no longer
+    /// configured still had to deliver them.
+    pub removed_records: u64,
 }
 
 /// What happened to one `append` slice; every record not accepted is counted
 /// here and in [`Stats`], so losses are never silent.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct AppendOutcome {
-    /// New records now durably in the buffer.
+    /// New records now durably in the buffer, plus any no consumer wanted
+    /// (kind filters): those are taken, not stored, and counted in
+    /// [`Stats::unrouted_total`].
     pub accepted: u64,
     /// New records dropped because they did not fit (the tail of the slice).
     pub dropped_newest: u64,
@@ -109,7 +119,9 @@ impl Buffer {
             damage: opened.damage.clone(),
             pending_records: opened.records,
             pending_bytes: opened.bytes,
+            removed_records: opened.removed_records,
         };
+        let consumers = Consumers::load(&opened.conn)?;
         tracing::debug!(buffer = %config.path.display(), records = opened.records,
             bytes = opened.bytes, "buffer opened");
         let inner = Inner {
@@ -117,7 +129,8 @@ impl Buffer {
             config,
             epoch: rand::random(),
             next_batch_id: 1,
-            leases: Leases::default(),
+            consumers,
+            unrouted: 0,
             records: opened.records,
             bytes: opened.bytes,
             dead_letters: opened.dead_letters,
@@ -174,15 +187,30 @@ impl Buffer {
             return Ok(AppendOutcome::default());
         }
         let records = commit.records;
-        let staged_sizes = commit.staged.map_or(&[][..], |s| &s.sizes[..]);
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let sizes: Vec<u64> = staged_sizes
+        // Each record's consumers; one no consumer wants is not stored.
+        let staged_routed: Vec<(u64, i64)> = commit.staged.map_or_else(Vec::new, |s| {
+            s.sizes
+                .iter()
+                .zip(&s.masks)
+                .filter(|(_, m)| **m != 0)
+                .map(|(size, m)| (*size, *m))
+                .collect()
+        });
+        let own_routed: Vec<(&Record, u64, i64)> = records
             .iter()
-            .copied()
-            .chain(records.iter().map(accounted_size))
+            .map(|r| (r, accounted_size(r), inner.consumers.mask_of(r)))
+            .filter(|(_, _, m)| *m != 0)
+            .collect();
+        let offered = commit.staged.map_or(0, Staged::len) + records.len();
+        let sizes: Vec<u64> = staged_routed
+            .iter()
+            .map(|(size, _)| *size)
+            .chain(own_routed.iter().map(|(_, size, _)| *size))
             .collect();
         let total = sizes.len();
+        let unrouted = (offered - total) as u64;
         let free = inner.config.max_bytes.saturating_sub(inner.bytes);
         let when_full = if commit.replayed.is_empty() {
             inner.config.when_full
@@ -199,7 +227,7 @@ impl Buffer {
             }
             WhenFull::DropNewest => (fitting_prefix(&sizes, free).0, 0),
             WhenFull::DropOldest => {
-                let evictable = inner.bytes.saturating_sub(inner.leases.bytes);
+                let evictable = inner.bytes.saturating_sub(inner.consumers.leased().1);
                 let (n, fit) = fitting_prefix(&sizes, free.saturating_add(evictable));
                 (n, fit.saturating_sub(free))
             }
@@ -211,25 +239,25 @@ impl Buffer {
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("append: begin transaction")?;
-        let (evicted, evicted_bytes) = if must_free > 0 {
-            evict_oldest(&tx, &inner.leases, must_free)?
+        let (evicted, evicted_bytes, evicted_masks) = if must_free > 0 {
+            evict_oldest(&tx, &inner.consumers.unleased_gaps(), must_free)?
         } else {
-            (0, 0)
+            (0, 0, Vec::new())
         };
-        let from_staged = accept.min(staged_sizes.len());
+        let from_staged = accept.min(staged_routed.len());
         if let Some(staged) = commit.staged {
             staging::promote(&tx, staged, from_staged, now)?;
         }
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO records (id, payload, size, enqueued_ms) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO records (id, payload, size, enqueued_ms, pending) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .ctx("append: prepare insert")?;
-            let own_sizes = &sizes[staged_sizes.len()..];
-            for (record, size) in records.iter().zip(own_sizes).take(accept - from_staged) {
+            for (record, size, mask) in own_routed.iter().take(accept - from_staged) {
                 insert
-                    .execute((&record.id, &record.payload, *size as i64, now))
+                    .execute((&record.id, &record.payload, *size as i64, now, mask))
                     .ctx("append: insert record")?;
             }
         }
@@ -239,6 +267,7 @@ impl Buffer {
             commit.dead_letters,
             commit.replayed,
             now,
+            None,
         )?;
         if let Some(cursor) = &commit.cursor {
             write_cursor(&tx, cursor)?;
@@ -249,14 +278,24 @@ impl Buffer {
             inner.note_dead_letters(&dead);
         }
         let accepted_bytes: u64 = sizes.iter().take(accept).sum();
+        for (_, mask) in staged_routed.iter().take(from_staged) {
+            inner.consumers.add(*mask, 1);
+        }
+        for (_, _, mask) in own_routed.iter().take(accept - from_staged) {
+            inner.consumers.add(*mask, 1);
+        }
+        for mask in evicted_masks {
+            inner.consumers.remove(mask, 1);
+        }
+        inner.unrouted += unrouted;
         let outcome = AppendOutcome {
-            accepted: accept as u64,
+            accepted: accept as u64 + unrouted,
             dropped_newest: (total - accept) as u64,
             evicted_oldest: evicted,
         };
-        inner.records = inner.records.saturating_sub(evicted) + outcome.accepted;
+        inner.records = inner.records.saturating_sub(evicted) + accept as u64;
         inner.bytes = inner.bytes.saturating_sub(evicted_bytes) + accepted_bytes;
-        inner.counters.appended += outcome.accepted;
+        inner.counters.appended += accept as u64;
         inner.counters.dropped_newest += outcome.dropped_newest;
         inner.counters.evicted_oldest += evicted;
         if total == 0 {
@@ -320,7 +359,8 @@ impl Buffer {
             bytes: inner.bytes,
             oldest_age: oldest_ms
                 .map(|ms| Duration::from_millis(now_ms().saturating_sub(ms).max(0) as u64)),
-            leased_records: inner.leases.records,
+            leased_records: inner.consumers.leased().0,
+            unrouted_total: inner.unrouted,
             dead_letters: inner.dead_letters,
             dead_letter_bytes: inner.dead_letter_bytes,
             dead_letters_pruned_total: inner.counters.dead_letters_pruned,
@@ -395,11 +435,11 @@ impl Inner {
 /// accounted bytes are freed. Returns (records, bytes) evicted.
 fn evict_oldest(
     tx: &Transaction<'_>,
-    leases: &Leases,
+    gaps: &[(i64, i64)],
     must_free: u64,
-) -> Result<(u64, u64), BufferError> {
-    let (mut count, mut freed) = (0u64, 0u64);
-    for (after, before) in leases.gaps() {
+) -> Result<(u64, u64, Vec<i64>), BufferError> {
+    let (mut count, mut freed, mut masks) = (0u64, 0u64, Vec::new());
+    for &(after, before) in gaps {
         if freed >= must_free {
             break;
         }
@@ -407,7 +447,7 @@ fn evict_oldest(
         {
             let mut scan = tx
                 .prepare_cached(
-                    "SELECT seq, size FROM records WHERE seq > ?1 AND seq < ?2 ORDER BY seq",
+                    "SELECT seq, size, pending FROM records WHERE seq > ?1 AND seq < ?2 ORDER BY seq",
                 )
                 .ctx("append: prepare eviction scan")?;
             let mut rows = scan
@@ -416,6 +456,7 @@ fn evict_oldest(
             while let Some(row) = rows.next().ctx("append: scan for eviction")? {
                 let seq: i64 = row.get(0).ctx("append: read seq")?;
                 let size: i64 = row.get(1).ctx("append: read size")?;
+                masks.push(row.get(2).ctx("append: read pending")?);
                 freed += size.max(0) as u64;
                 count += 1;
                 last = Some(seq);
@@ -430,7 +471,7 @@ fn evict_oldest(
                 .ctx("append: evict oldest")?;
         }
     }
-    Ok((count, freed))
+    Ok((count, freed, masks))
 }
 
 /// The longest prefix of `sizes` whose sum fits in `room`, and that sum.

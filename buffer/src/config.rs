@@ -68,6 +68,13 @@ pub struct BufferConfig {
     /// can weigh more than thousands of small rejects.
     #[serde(default = "default_dead_letter_max_bytes")]
     pub dead_letter_max_bytes: u64,
+    /// The consumers (transports) that must each settle a record before it
+    /// leaves the buffer; see [`crate::Consumer`]. `None` keeps the ones the
+    /// file has (a new file gets one, [`crate::DEFAULT_CONSUMER`]): tools
+    /// that open the buffer without shipping must not forget a transport's
+    /// backlog. A consumer missing from `Some(list)` is removed at open.
+    #[serde(default)]
+    pub consumers: Option<Vec<crate::Consumer>>,
 }
 
 /// The default [`BufferConfig::dead_letter_max`].
@@ -95,6 +102,7 @@ impl BufferConfig {
             synchronous_full: false,
             dead_letter_max: DEFAULT_DEAD_LETTER_MAX,
             dead_letter_max_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
+            consumers: None,
         }
     }
 }

@@ -212,7 +212,7 @@ impl Inner {
         tracing::error!(buffer = %path.display(), error = %cause,
             "buffer file is damaged; salvaging the readable rows into a fresh file");
         let scratch = with_suffix(&path, SALVAGE_SUFFIX);
-        let leases = self.leases.all();
+        let leases = self.consumers.all_leases();
         let ranges: Vec<(i64, i64)> = leases.iter().map(|l| (l.first, l.last)).collect();
         // Move the WAL into the file first, so that reading pages directly
         // (for rows below an unreadable inner page) sees the newest ones; if
@@ -243,7 +243,7 @@ impl Inner {
                 self.unreadable.insert(lease.batch_id, missing);
             }
         }
-        let waiting_before = self.records.saturating_sub(self.leases.records);
+        let waiting_before = self.records.saturating_sub(self.consumers.leased().0);
         let waiting_now = salvaged.records.saturating_sub(in_leases);
         let lost = waiting_before.saturating_sub(waiting_now);
         if lost != salvaged.index_missing.saturating_sub(unreadable.records) {
@@ -261,6 +261,16 @@ impl Inner {
             self.dead_letter_bytes = bytes;
         }
         self.counters.damage_lost += lost;
+        // Pending counts come from the fresh file, plus the leased records
+        // it lacks (their batch settles them).
+        self.consumers.recount(&self.conn)?;
+        for c in &mut self.consumers.list {
+            for lease in c.leases.all() {
+                if let Some(missing) = self.unreadable.get(&lease.batch_id) {
+                    c.pending += missing.records;
+                }
+            }
+        }
         self.repairs += 1;
         self.freed_since_vacuum = 0;
         let damage = Damage {

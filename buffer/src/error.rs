@@ -111,6 +111,23 @@ pub enum BufferError {
         /// Records still staged at the commit.
         found: usize,
     },
+
+    /// More consumers were configured than a record's `pending` mask has
+    /// bits for; nothing was changed.
+    #[error("{configured} buffer consumers configured; at most {max} are supported")]
+    TooManyConsumers {
+        /// How many were configured.
+        configured: usize,
+        /// The limit ([`crate::MAX_CONSUMERS`]).
+        max: usize,
+    },
+
+    /// `next_batch_for` named a consumer this buffer was not opened with.
+    #[error("no buffer consumer named `{name}`")]
+    UnknownConsumer {
+        /// The name asked for.
+        name: String,
+    },
 }
 
 /// Attaches the buffer operation to a SQLite error.
@@ -150,7 +167,9 @@ impl BufferError {
             BufferError::Full { .. }
             | BufferError::SchemaTooNew { .. }
             | BufferError::UnknownBatch { .. }
-            | BufferError::StagedLost { .. } => Cause::Other,
+            | BufferError::StagedLost { .. }
+            | BufferError::TooManyConsumers { .. }
+            | BufferError::UnknownConsumer { .. } => Cause::Other,
         }
     }
 

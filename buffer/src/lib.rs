@@ -10,17 +10,20 @@
 //!    transaction holding it has committed (WAL mode); [`Buffer::append`]
 //!    returns only after the commit. One `append` call is one transaction.
 //! 2. **Only an ack removes a record.** A record leaves the buffer only when
-//!    the transport acknowledges its batch ([`Buffer::ack`]) or gives up on
-//!    it explicitly ([`Buffer::dead_letter`]), or when the `DropOldest` policy
-//!    evicts it (counted). A crash, `kill -9` or power loss loses nothing that
+//!    every transport it is for (its [consumers](Consumer)) acknowledged its
+//!    batch ([`Buffer::ack`]) or gave up on it explicitly
+//!    ([`Buffer::dead_letter`]), or when the `DropOldest` policy evicts it
+//!    (counted). Each consumer leases and settles on its own, so one
+//!    transport's outage grows its backlog without blocking the others
+//!    (see `consumer.rs`). A crash, `kill -9` or power loss loses nothing that
 //!    was accepted: on reopen every unacknowledged record is served again.
 //!    Delivery is therefore at-least-once; duplicates are possible only for
 //!    batches that were in flight (leased but not acked) at the crash. Each
 //!    record carries the event's stable 16-byte id so receivers can dedupe.
 //!    Power-loss safety needs `synchronous_full`; with the default `NORMAL`
 //!    a power cut may roll back the last commits, but a process crash cannot.
-//! 3. **Leases are memory-only.** [`Buffer::next_batch`] marks records as in
-//!    flight in memory; a lease never survives a restart, so nothing can be
+//! 3. **Leases are memory-only.** [`Buffer::next_batch_for`] marks records as
+//!    in flight to one consumer in memory; a lease never survives a restart, so nothing can be
 //!    stranded by a crash between send and ack.
 //! 4. **Bounded startup.** Opening runs one aggregate query over the
 //!    `(seq, size)` index (not the payloads) and never loads the backlog;
@@ -65,7 +68,7 @@
 //! depend on SQLite internals and checkpoint timing; see
 //! [`BufferConfig::max_bytes`].
 //!
-//! ## On-disk format (schema version 1)
+//! ## On-disk format (schema version 2)
 //!
 //! One SQLite file plus its `-wal` (no `-shm`: exclusive locking keeps the WAL
 //! index in memory). Pragmas: `journal_mode = WAL`, `auto_vacuum =
@@ -81,8 +84,16 @@
 //!     id          BLOB NOT NULL,      -- the event's 16-byte stable id
 //!     payload     BLOB NOT NULL,      -- opaque, encoded by the host
 //!     size        INTEGER NOT NULL,   -- accounted bytes: length(payload) + 64
-//!     enqueued_ms INTEGER NOT NULL);  -- wall clock, Unix ms; for oldest_age
+//!     enqueued_ms INTEGER NOT NULL,   -- wall clock, Unix ms; for oldest_age
+//!     pending     INTEGER NOT NULL DEFAULT -1); -- bits of the consumers still to settle it
 //! CREATE INDEX records_seq_size ON records (seq, size); -- covers the open-time SUM
+//! CREATE INDEX records_seq_pending ON records (seq, pending, size, enqueued_ms);
+//!   -- covers per-consumer counts, oldest ages and the eviction scan
+//! CREATE TABLE consumers (            -- the transports draining the buffer
+//!     name      TEXT PRIMARY KEY NOT NULL,
+//!     bit       INTEGER NOT NULL UNIQUE, -- its bit in records.pending (0..=62)
+//!     kinds     TEXT NOT NULL DEFAULT '', -- kind prefixes, newline-separated
+//!     since_seq INTEGER NOT NULL DEFAULT 0); -- the last seq before it was added
 //! CREATE TABLE dead_letter (
 //!     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
 //!     id      BLOB NOT NULL,
@@ -90,7 +101,8 @@
 //!     reason  TEXT NOT NULL,
 //!     at_ms   INTEGER NOT NULL,       -- when it was dead-lettered, Unix ms
 //!     -- added on open to older files (see dead_letter/schema.rs):
-//!     origin TEXT, input TEXT, kept TEXT, payload_len INTEGER, sha256 BLOB, size INTEGER);
+//!     origin TEXT, input TEXT, kept TEXT, payload_len INTEGER, sha256 BLOB, size INTEGER,
+//!     transport TEXT);                -- the consumer that refused a record
 //! CREATE INDEX dead_letter_seq_size ON dead_letter (seq, size);
 //! CREATE TABLE cursors (              -- input positions, committed with their events
 //!     name  TEXT PRIMARY KEY NOT NULL,
@@ -104,7 +116,11 @@
 //! own bound, `dead_letter_max_bytes` accounted bytes (and `dead_letter_max`
 //! rows), evicting the oldest (counted; see `dead_letter/bound.rs`). The
 //! `cursors` table was added without a version bump: `CREATE TABLE IF NOT
-//! EXISTS` adds it to a version-1 file on open.
+//! EXISTS` adds it to a version-1 file on open. Version 2 added
+//! `records.pending` and `consumers`: opening a version-1 file adds the
+//! column (default -1: every bit), so records stored before the upgrade go
+//! to every configured consumer; a version-2 file is refused by a version-1
+//! build, which would ignore the masks.
 //!
 //! ## Usage
 //!
@@ -127,6 +143,7 @@ mod batch;
 mod buffer;
 mod commit;
 mod config;
+mod consumer;
 mod damage;
 mod dead_letter;
 mod delivery;
@@ -143,6 +160,7 @@ pub use config::{
     BufferConfig, DEFAULT_DEAD_LETTER_MAX, DEFAULT_DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES,
     WhenFull,
 };
+pub use consumer::{Consumer, ConsumerStats, DEFAULT_CONSUMER, KindReader, MAX_CONSUMERS};
 pub use damage::{Damage, FoundAt};
 pub use dead_letter::{DeadLetter, DeadLetterFilter, Kept, NewDeadLetter, Origin, ReasonSummary};
 pub use error::{BufferError, Cause};

@@ -14,7 +14,9 @@ use crate::error::{BufferError, Context};
 use crate::salvage;
 
 /// Schema version this build writes and understands.
-pub(crate) const SCHEMA_VERSION: i64 = 1;
+/// Version 2 added `records.pending` and the `consumers` table (see
+/// `consumer.rs`); a version-1 file is upgraded on open.
+pub(crate) const SCHEMA_VERSION: i64 = 2;
 
 /// How long a statement waits for a lock held by someone else before failing.
 /// Only a foreign process can hold one (we lock the file exclusively), so this
@@ -35,9 +37,16 @@ CREATE TABLE IF NOT EXISTS records (
     id          BLOB NOT NULL,
     payload     BLOB NOT NULL,
     size        INTEGER NOT NULL,
-    enqueued_ms INTEGER NOT NULL
+    enqueued_ms INTEGER NOT NULL,
+    pending     INTEGER NOT NULL DEFAULT -1
 );
 CREATE INDEX IF NOT EXISTS records_seq_size ON records (seq, size);
+CREATE TABLE IF NOT EXISTS consumers (
+    name      TEXT PRIMARY KEY NOT NULL,
+    bit       INTEGER NOT NULL UNIQUE,
+    kinds     TEXT NOT NULL DEFAULT '',
+    since_seq INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS dead_letter (
     seq     INTEGER PRIMARY KEY AUTOINCREMENT,
     id      BLOB NOT NULL,
@@ -59,6 +68,8 @@ pub(crate) struct Opened {
     pub(crate) bytes: u64,
     pub(crate) dead_letters: u64,
     pub(crate) dead_letter_bytes: u64,
+    /// Records deleted at open because only removed consumers held them.
+    pub(crate) removed_records: u64,
     /// What the salvage of a damaged file recovered and lost.
     pub(crate) damage: Option<Damage>,
 }
@@ -148,7 +159,7 @@ pub(crate) fn try_open(config: &BufferConfig) -> Result<Opened, BufferError> {
         .ctx("open: set journal_size_limit")?;
 
     let mut conn = conn;
-    prepare_schema(&mut conn, &config.path)?;
+    let removed_records = prepare_schema(&mut conn, config)?;
 
     let auto_vacuum: i64 = conn
         .pragma_query_value(None, "auto_vacuum", |row| row.get(0))
@@ -176,12 +187,16 @@ pub(crate) fn try_open(config: &BufferConfig) -> Result<Opened, BufferError> {
         bytes: bytes.max(0) as u64,
         dead_letters,
         dead_letter_bytes,
+        removed_records,
     })
 }
 
 /// Creates the schema in a new file, or checks the version of an existing
-/// one — before touching it, so a newer schema is never modified.
-fn prepare_schema(conn: &mut Connection, path: &Path) -> Result<(), BufferError> {
+/// one — before touching it, so a newer schema is never modified — then
+/// upgrades a version-1 file and reconciles the consumers with the config.
+/// Returns the records deleted because only removed consumers held them.
+fn prepare_schema(conn: &mut Connection, config: &BufferConfig) -> Result<u64, BufferError> {
+    let path = &config.path;
     let tx = conn
         .transaction_with_behavior(TransactionBehavior::Immediate)
         .ctx("open: begin schema transaction")?;
@@ -211,12 +226,41 @@ fn prepare_schema(conn: &mut Connection, path: &Path) -> Result<(), BufferError>
     }
     tx.execute_batch(CREATE_SCHEMA).ctx("open: create schema")?;
     crate::dead_letter::upgrade(&tx)?;
+    upgrade_records(&tx)?;
     tx.execute(
-        "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
+        "INSERT INTO meta (key, value) VALUES ('schema_version', ?1) \
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
         [SCHEMA_VERSION],
     )
     .ctx("open: write schema version")?;
-    tx.commit().ctx("open: commit schema")
+    let removed = crate::consumer::reconcile(&tx, config.consumers.as_deref())?;
+    tx.commit().ctx("open: commit schema")?;
+    Ok(removed)
+}
+
+/// Version 1 -> 2: adds `records.pending` to a file that lacks it. The
+/// default, -1, has every bit set: records stored before the upgrade are
+/// for every consumer, and [`crate::consumer::reconcile`] then clears the
+/// bits no consumer owns. `ADD COLUMN` with a constant default rewrites
+/// no rows. Also creates the `(seq, pending, size, enqueued_ms)` index that
+/// per-consumer reads and counts scan instead of the payloads.
+pub(crate) fn upgrade_records(tx: &rusqlite::Transaction<'_>) -> Result<(), BufferError> {
+    let has_pending: bool = tx
+        .query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('records') WHERE name = 'pending')",
+            [],
+            |row| row.get(0),
+        )
+        .ctx("open: read record columns")?;
+    if !has_pending {
+        tx.execute_batch("ALTER TABLE records ADD COLUMN pending INTEGER NOT NULL DEFAULT -1")
+            .ctx("open: add records.pending")?;
+        tracing::info!("buffer file upgraded to schema version 2 (per-transport delivery)");
+    }
+    tx.execute_batch(
+        "CREATE INDEX IF NOT EXISTS records_seq_pending ON records (seq, pending, size, enqueued_ms)",
+    )
+    .ctx("open: index records by consumer")
 }
 
 /// Renames `path` (and its WAL/SHM side files) to `<name>.corrupt-<unix-time>`,
@@ -291,6 +335,37 @@ mod tests {
             assert!(
                 plan.contains("COVERING INDEX records_seq_size"),
                 "{sql}: {plan}"
+            );
+        }
+    }
+
+    /// The per-consumer counts at open, the eviction scan (which needs the
+    /// masks) and a consumer's oldest record read the `(seq, pending, …)`
+    /// index, never the payloads.
+    #[test]
+    fn consumer_queries_use_the_pending_index() {
+        let mut conn = Connection::open_in_memory().unwrap();
+        conn.execute_batch(CREATE_SCHEMA).unwrap();
+        let tx = conn.transaction().unwrap();
+        upgrade_records(&tx).unwrap();
+        tx.commit().unwrap();
+        for sql in [
+            "SELECT pending, COUNT(*) FROM records GROUP BY pending",
+            "SELECT seq, size, pending FROM records WHERE seq > 1 AND seq < 9 ORDER BY seq",
+            "SELECT enqueued_ms FROM records INDEXED BY records_seq_pending \
+             WHERE seq > 3 AND (pending & 2) != 0 ORDER BY seq LIMIT 1",
+        ] {
+            let plan: Vec<String> = conn
+                .prepare(&format!("EXPLAIN QUERY PLAN {sql}"))
+                .unwrap()
+                .query_map([], |r| r.get(3))
+                .unwrap()
+                .collect::<Result<_, _>>()
+                .unwrap();
+            assert!(
+                plan.iter()
+                    .any(|p| p.contains("COVERING INDEX records_seq_pending")),
+                "{sql}: {plan:?}"
             );
         }
     }

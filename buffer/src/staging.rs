@@ -36,6 +36,9 @@ pub struct Staged {
     /// Accounted sizes of the staged records, in order: the `when_full`
     /// policy needs them at the commit without reading the payloads back.
     pub(crate) sizes: Vec<u64>,
+    /// Each staged record's consumer mask (0: no consumer wants it, it
+    /// will not be stored), routed when staged like an in-memory record.
+    pub(crate) masks: Vec<i64>,
 }
 
 impl Staged {
@@ -55,6 +58,7 @@ impl Default for Staged {
         Staged {
             token: rand::random::<i64>(),
             sizes: Vec::new(),
+            masks: Vec::new(),
         }
     }
 }
@@ -67,29 +71,35 @@ impl Buffer {
         if records.is_empty() {
             return Ok(());
         }
-        let mut inner = self.lock();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
         ensure_table(&inner.conn)?;
         let tx = inner
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("stage: begin transaction")?;
         let mut sizes = Vec::with_capacity(records.len());
+        let mut masks = Vec::with_capacity(records.len());
         {
             let mut insert = tx
                 .prepare_cached(
-                    "INSERT INTO staged (token, id, payload, size) VALUES (?1, ?2, ?3, ?4)",
+                    "INSERT INTO staged (token, id, payload, size, pending) \
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
                 )
                 .ctx("stage: prepare insert")?;
             for record in records {
                 let size = accounted_size(record);
+                let mask = inner.consumers.mask_of(record);
                 insert
-                    .execute((staged.token, &record.id, &record.payload, size as i64))
+                    .execute((staged.token, &record.id, &record.payload, size as i64, mask))
                     .ctx("stage: insert record")?;
                 sizes.push(size);
+                masks.push(mask);
             }
         }
         tx.commit().ctx("stage: commit")?;
         staged.sizes.extend(sizes);
+        staged.masks.extend(masks);
         Ok(())
     }
 
@@ -143,7 +153,8 @@ fn ensure_table(conn: &Connection) -> Result<(), BufferError> {
             token   INTEGER NOT NULL,
             id      BLOB NOT NULL,
             payload BLOB NOT NULL,
-            size    INTEGER NOT NULL
+            size    INTEGER NOT NULL,
+            pending INTEGER NOT NULL
         )",
     )
     .ctx("stage: create table")
@@ -156,7 +167,8 @@ pub(crate) fn drop_leftovers(conn: &Connection) -> Result<(), BufferError> {
         .ctx("open: drop staged records of an unfinished ingest")
 }
 
-/// Moves the first `n` records of `staged` into `records`, inside the
+/// Moves the first `n` routed records (a consumer wants them) of `staged`
+/// into `records`, inside the
 /// commit's transaction, stamped `enqueued_ms`. Fails (and the caller's
 /// transaction rolls back) if fewer are there: a salvage after damage
 /// copies only the buffer's own tables.
@@ -170,8 +182,9 @@ pub(crate) fn promote(
         return Ok(());
     }
     tx.prepare_cached(
-        "INSERT INTO records (id, payload, size, enqueued_ms) \
-         SELECT id, payload, size, ?2 FROM staged WHERE token = ?1 ORDER BY rowid LIMIT ?3",
+        "INSERT INTO records (id, payload, size, enqueued_ms, pending) \
+         SELECT id, payload, size, ?2, pending FROM staged \
+         WHERE token = ?1 AND pending != 0 ORDER BY rowid LIMIT ?3",
     )
     .and_then(|mut stmt| {
         stmt.execute((

@@ -18,8 +18,12 @@ pub struct Stats {
     /// How long the oldest record has waited: the freshness lag an operator
     /// alerts on. `None` when empty.
     pub oldest_age: Option<Duration>,
-    /// Records currently leased to the transport.
+    /// Records currently leased to the transports (a record leased to two
+    /// transports counts twice).
     pub leased_records: u64,
+    /// Records no transport wanted (every transport's kind filter excluded
+    /// them), since open: taken, never stored.
+    pub unrouted_total: u64,
     /// Records in the dead-letter table.
     pub dead_letters: u64,
     /// Accounted bytes of the dead-letter table, the figure

@@ -172,6 +172,9 @@ pub struct DeadLetter {
     pub at_unix_ms: i64,
     /// What the row counts against `dead_letter_max_bytes`.
     pub size: u64,
+    /// The transport (buffer consumer) that gave up on it, for a record
+    /// refused after the buffer; `None` for what was refused before it.
+    pub transport: Option<String>,
 }
 
 impl DeadLetter {
@@ -208,11 +211,12 @@ impl Buffer {
     fn dead_letter_once(&self, batch: &Batch, reason: &str) -> Result<(), BufferError> {
         let mut guard = self.lock();
         let inner = &mut *guard;
-        let lease = inner
-            .leases
-            .find(batch, inner.epoch)
+        let (index, lease) = inner
+            .find_lease(batch)
             .ok_or_else(|| BufferError::UnknownBatch { key: batch.key() })?;
         let bound = inner.dead_letter_bound();
+        let c = &inner.consumers.list[index];
+        let (mask, name) = (c.mask(), c.config.name.clone());
         let tx = inner
             .conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
@@ -220,23 +224,22 @@ impl Buffer {
         let overhead = accounted(0, reason, "") as i64;
         let moved = tx
             .prepare_cached(
-                "INSERT INTO dead_letter (id, payload, reason, at_ms, origin, kept, size) \
-                 SELECT id, payload, ?3, ?4, 'batch', 'payload', length(payload) + ?5 \
-                 FROM records WHERE seq >= ?1 AND seq <= ?2 ORDER BY seq",
+                "INSERT INTO dead_letter (id, payload, reason, at_ms, origin, kept, size, transport) \
+                 SELECT id, payload, ?3, ?4, 'batch', 'payload', length(payload) + ?5, ?7 \
+                 FROM records WHERE seq >= ?1 AND seq <= ?2 AND (pending & ?6) != 0 ORDER BY seq",
             )
             .and_then(|mut stmt| {
-                stmt.execute((lease.first, lease.last, reason, now_ms(), overhead))
+                stmt.execute((lease.first, lease.last, reason, now_ms(), overhead, mask, &name))
             })
             .ctx("dead_letter: copy records")? as u64;
         let moved_bytes: i64 = tx
             .prepare_cached(
-                "SELECT COALESCE(SUM(length(payload)), 0) FROM records WHERE seq >= ?1 AND seq <= ?2",
+                "SELECT COALESCE(SUM(length(payload)), 0) FROM records \
+                 WHERE seq >= ?1 AND seq <= ?2 AND (pending & ?3) != 0",
             )
-            .and_then(|mut stmt| stmt.query_row((lease.first, lease.last), |row| row.get(0)))
+            .and_then(|mut stmt| stmt.query_row((lease.first, lease.last, mask), |row| row.get(0)))
             .ctx("dead_letter: size records")?;
-        tx.prepare_cached("DELETE FROM records WHERE seq >= ?1 AND seq <= ?2")
-            .and_then(|mut stmt| stmt.execute((lease.first, lease.last)))
-            .ctx("dead_letter: delete records")?;
+        let settled = crate::delivery::settle_range(&tx, &lease, mask)?;
         let mut change = Change {
             added: moved,
             added_bytes: moved_bytes.max(0) as u64 + moved * overhead.max(0) as u64,
@@ -244,9 +247,11 @@ impl Buffer {
         };
         change.pruned = bound::prune(&tx, bound, &change)?;
         tx.commit().ctx("dead_letter: commit")?;
-        tracing::warn!(batch = %batch.key(), records = moved, reason, "batch dead-lettered");
+        tracing::warn!(batch = %batch.key(), records = moved, reason, transport = %name,
+            "batch dead-lettered");
         inner.note_dead_letters(&change);
-        inner.remove_settled(&lease, true);
+        inner.consumers.list[index].dead_lettered += lease.count;
+        inner.remove_settled(index, &lease, &settled, true);
         Ok(())
     }
 
@@ -276,6 +281,7 @@ pub(crate) fn apply(
     dead: &[NewDeadLetter],
     replayed: &[i64],
     now: i64,
+    transport: Option<&str>,
 ) -> Result<Change, BufferError> {
     let mut change = Change::default();
     if !replayed.is_empty() {
@@ -295,8 +301,8 @@ pub(crate) fn apply(
         let mut insert = tx
             .prepare_cached(
                 "INSERT INTO dead_letter \
-                 (id, payload, reason, at_ms, origin, input, kept, payload_len, sha256, size) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
+                 (id, payload, reason, at_ms, origin, input, kept, payload_len, sha256, size, \
+                  transport) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
             )
             .ctx("dead letter: prepare insert")?;
         for d in dead {
@@ -318,6 +324,7 @@ pub(crate) fn apply(
                     len,
                     sha256,
                     size as i64,
+                    transport,
                 ])
                 .ctx("dead letter: insert")?;
             change.added += 1;

@@ -103,8 +103,8 @@ impl Buffer {
         let inner = self.lock();
         let (selection, params) = filter.selection();
         let sql = format!(
-            "SELECT seq, id, payload, reason, at_ms, origin, input, kept, payload_len, sha256, size \
-             FROM dead_letter WHERE seq IN ({selection}) ORDER BY seq"
+            "SELECT seq, id, payload, reason, at_ms, origin, input, kept, payload_len, sha256, size, \
+             transport FROM dead_letter WHERE seq IN ({selection}) ORDER BY seq"
         );
         let mut stmt = inner.conn.prepare(&sql).ctx("dead letters: prepare")?;
         let rows = stmt
@@ -133,6 +133,7 @@ impl Buffer {
                     reason: row.get(3)?,
                     at_unix_ms: row.get(4)?,
                     size: row.get::<_, i64>(10)?.max(0) as u64,
+                    transport: row.get(11)?,
                 })
             })
             .ctx("dead letters: read")?;

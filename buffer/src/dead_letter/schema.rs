@@ -10,6 +10,7 @@
 //! ALTER TABLE dead_letter ADD COLUMN payload_len INTEGER; -- bytes of what arrived ('payload', 'digest')
 //! ALTER TABLE dead_letter ADD COLUMN sha256 BLOB;         -- a 'digest' row's frame hash
 //! ALTER TABLE dead_letter ADD COLUMN size INTEGER NOT NULL DEFAULT 0; -- accounted bytes
+//! ALTER TABLE dead_letter ADD COLUMN transport TEXT;      -- the transport that refused a record
 //! CREATE INDEX dead_letter_seq_size ON dead_letter (seq, size); -- covers the bound's scan and SUM
 //! ```
 //!
@@ -29,6 +30,7 @@ const COLUMNS: &[(&str, &str)] = &[
     ("payload_len", "INTEGER"),
     ("sha256", "BLOB"),
     ("size", "INTEGER NOT NULL DEFAULT 0"),
+    ("transport", "TEXT"),
 ];
 
 /// Adds the missing columns and the index inside the open-time schema
@@ -48,7 +50,8 @@ pub(crate) fn upgrade(tx: &Transaction<'_>) -> Result<(), BufferError> {
                 "ALTER TABLE dead_letter ADD COLUMN {name} {definition}"
             ))
             .ctx("open: add dead-letter column")?;
-            added = true;
+            // Only a file without sizes needs them computed.
+            added |= *name == "size";
         }
     }
     if added {

@@ -167,6 +167,7 @@ pub(crate) fn salvage(
             .ctx("salvage: create schema")?;
         // The dead-letter columns too, so they are copied, not defaulted.
         crate::dead_letter::upgrade(&tx)?;
+        crate::schema::upgrade_records(&tx)?;
         tx.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
             [SCHEMA_VERSION],
@@ -242,13 +243,13 @@ pub(crate) fn salvage(
 fn copy_orphans(file: &Path, new: &Connection, gaps: &[(i64, i64)]) -> Result<u64, BufferError> {
     let mut insert = new
         .prepare(
-            "INSERT OR IGNORE INTO records (seq, id, payload, size, enqueued_ms) \
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT OR IGNORE INTO records (seq, id, payload, size, enqueued_ms, pending) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )
         .ctx("salvage: prepare page insert")?;
     let mut failed = None;
     let added = pages::orphan_records(file, &with_suffix(file, "-wal"), gaps, |o| {
-        match insert.execute((o.seq, &o.id, &o.payload, o.size, o.enqueued_ms)) {
+        match insert.execute((o.seq, &o.id, &o.payload, o.size, o.enqueued_ms, o.pending)) {
             Ok(n) => n == 1,
             Err(e) => {
                 failed.get_or_insert(e);

@@ -34,6 +34,9 @@ pub(crate) struct Orphan {
     pub(crate) payload: Vec<u8>,
     pub(crate) size: i64,
     pub(crate) enqueued_ms: i64,
+    /// Its consumer mask; -1 (every consumer) for a row written before
+    /// the column existed, as SQLite itself reads such a row.
+    pub(crate) pending: i64,
 }
 
 /// The damaged file, read page by page.
@@ -186,12 +189,12 @@ fn cell(pages: &mut Pages, page: &[u8], ptr: usize) -> Option<Orphan> {
     let (header_len, mut at) = varint(&record)?;
     let header_len = usize::try_from(header_len).ok()?;
     let mut types = Vec::new();
-    while at < header_len && types.len() < 6 {
+    while at < header_len && types.len() < 7 {
         let (t, n) = varint(record.get(at..)?)?;
         types.push(t);
         at += n;
     }
-    if types.len() != 5 || types[0] != 0 || types[1] != 12 + 2 * 16 {
+    if !(5..=6).contains(&types.len()) || types[0] != 0 || types[1] != 12 + 2 * 16 {
         return None;
     }
     let mut body = header_len;
@@ -208,6 +211,10 @@ fn cell(pages: &mut Pages, page: &[u8], ptr: usize) -> Option<Orphan> {
     let payload = take(types[2])?.to_vec();
     let size = int(types[3], take(types[3])?)?;
     let enqueued_ms = int(types[4], take(types[4])?)?;
+    let pending = match types.get(5) {
+        Some(&t) => int(t, take(t)?)?,
+        None => -1,
+    };
     if size != payload.len() as i64 + RECORD_OVERHEAD_BYTES as i64 {
         return None;
     }
@@ -217,6 +224,7 @@ fn cell(pages: &mut Pages, page: &[u8], ptr: usize) -> Option<Orphan> {
         payload,
         size,
         enqueued_ms,
+        pending,
     })
 }
 

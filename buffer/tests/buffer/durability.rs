@@ -236,7 +236,7 @@ fn a_newer_schema_is_refused_and_left_untouched() {
         buffer.append(&recs(0..2, 10)).unwrap();
     }
     let conn = rusqlite::Connection::open(&cfg.path).unwrap();
-    conn.execute("UPDATE meta SET value = 2 WHERE key = 'schema_version'", [])
+    conn.execute("UPDATE meta SET value = 3 WHERE key = 'schema_version'", [])
         .unwrap();
     drop(conn);
     let err = Buffer::open(cfg.clone())
@@ -246,8 +246,8 @@ fn a_newer_schema_is_refused_and_left_untouched() {
         matches!(
             err,
             BufferError::SchemaTooNew {
-                found: 2,
-                supported: 1,
+                found: 3,
+                supported: 2,
                 ..
             }
         ),

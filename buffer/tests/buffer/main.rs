@@ -3,6 +3,7 @@
 
 mod commit;
 mod common;
+mod consumers;
 mod damage;
 mod dead_letters;
 mod delivery;

@@ -11,6 +11,7 @@
 //! ([`Substituted::scrub`]).
 
 mod ingest;
+mod inputs;
 mod licence;
 mod locate;
 mod model;
@@ -18,17 +19,20 @@ mod plugin_ref;
 pub mod ranges;
 mod substitute;
 mod supply;
+mod transports;
 
 use std::path::{Path, PathBuf};
 
 pub use ingest::{DEFAULT_TOKEN_HEADER, IngestAuth, IngestToken, TokenAuth};
 use serde::Deserialize;
 
+pub use inputs::InputPlugin;
 pub use licence::LicenceSection;
 pub use model::*;
 pub use plugin_ref::*;
 pub use substitute::{SubstituteError, Substituted, substitute, substitute_values};
 pub use supply::{OnRemove, PluginsSection, ReloadSection, RolloutSection};
+pub use transports::{DEFAULT_TRANSPORT, MAX_TRANSPORTS, NamedTransport, Transports};
 
 /// The largest config file read: a real one is a few KiB.
 pub const MAX_CONFIG_BYTES: u64 = 4 << 20;
@@ -170,6 +174,31 @@ impl HostConfig {
         if self.batch.max_events == 0 {
             return Err(invalid("batch.max_events", "must be at least 1"));
         }
+        if let Some((key, message)) = self.transports.problem() {
+            return Err(invalid(&key, &message));
+        }
+        for (i, t) in self.transports.list.iter().enumerate() {
+            let key = |field: &str| self.transports.key(i, field);
+            if t.batch.as_ref().is_some_and(|b| b.max_events == 0) {
+                return Err(invalid(&key("batch.max_events"), "must be at least 1"));
+            }
+            if let Some(retry) = &t.retry
+                && (retry.initial_ms == 0 || retry.max_ms < retry.initial_ms)
+            {
+                return Err(invalid(&key("retry"), "needs 0 < initial_ms <= max_ms"));
+            }
+            if t.breaker.as_ref().is_some_and(|b| b.failure_threshold == 0) {
+                return Err(invalid(
+                    &key("breaker.failure_threshold"),
+                    "must be at least 1",
+                ));
+            }
+            if let TransportConfig::Http { url, .. } = &t.sink
+                && !(url.starts_with("http://") || url.starts_with("https://"))
+            {
+                return Err(invalid(&key("url"), "must start with http:// or https://"));
+            }
+        }
         if self.buffer.max_mb == 0 {
             return Err(invalid("buffer.max_mb", "must be at least 1"));
         }
@@ -194,14 +223,6 @@ impl HostConfig {
         if let Some((key, message)) = self.rollout.problem(&self.plugins) {
             return Err(invalid(key, &message));
         }
-        if let TransportConfig::Http { url, .. } = &self.transport
-            && !(url.starts_with("http://") || url.starts_with("https://"))
-        {
-            return Err(invalid(
-                "transport.url",
-                "must start with http:// or https://",
-            ));
-        }
         if let Some((key, message)) = ranges::check(self) {
             return Err(invalid(&key, &message));
         }
@@ -212,10 +233,12 @@ impl HostConfig {
     /// `halyard config check` and logs.
     pub fn to_masked_toml(&self) -> String {
         let mut masked = self.clone();
-        if let TransportConfig::Http { api_key, .. } = &mut masked.transport
-            && api_key.is_some()
-        {
-            *api_key = Some("***".into());
+        for t in &mut masked.transports.list {
+            if let TransportConfig::Http { api_key, .. } = &mut t.sink
+                && api_key.is_some()
+            {
+                *api_key = Some("***".into());
+            }
         }
         masked.licence = masked.licence.masked();
         toml::to_string_pretty(&masked).unwrap_or_else(|e| format!("# cannot print config: {e}\n"))
@@ -251,16 +274,7 @@ fn with_key_line(text: &str, span: Option<std::ops::Range<usize>>, message: &str
     }
 }
 
-impl InputConfig {
-    /// The input's name, unique within a config.
-    pub fn name(&self) -> &str {
-        match self {
-            InputConfig::Source { name, .. }
-            | InputConfig::File { name, .. }
-            | InputConfig::Http { name, .. } => name,
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod transport_tests;

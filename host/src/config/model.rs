@@ -28,8 +28,10 @@ pub struct HostConfig {
     /// When a batch closes.
     #[serde(default)]
     pub batch: BatchSection,
-    /// Where batches go.
-    pub transport: TransportConfig,
+    /// Where batches go: one `[transport]` (named `default`) or several
+    /// `[[transport]]`, each named (see `transports.rs`).
+    #[serde(rename = "transport")]
+    pub transports: super::transports::Transports,
     /// Backoff between delivery attempts.
     #[serde(default)]
     pub retry: RetrySection,
@@ -294,7 +296,7 @@ impl Default for BatchSection {
     }
 }
 
-/// `[transport]`
+/// The sink of a `[transport]` / `[[transport]]`: its `type` and settings.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum TransportConfig {

@@ -121,8 +121,26 @@ pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
         ("rollout.interval_s", config.rollout.interval_s),
     ];
     checks.extend(s.into_iter().map(|(k, v)| (k.to_string(), v, 0, MAX_S)));
-    if let TransportConfig::Http { timeout_ms, .. } = &config.transport {
-        checks.push(("transport.timeout_ms".into(), *timeout_ms, 1, MAX_MS));
+    for (i, t) in config.transports.list.iter().enumerate() {
+        let key = |field: &str| config.transports.key(i, field);
+        if let TransportConfig::Http { timeout_ms, .. } = &t.sink {
+            checks.push((key("timeout_ms"), *timeout_ms, 1, MAX_MS));
+        }
+        if let Some(batch) = &t.batch {
+            checks.push((key("batch.max_age_ms"), batch.max_age_ms, 0, MAX_MS));
+        }
+        if let Some(retry) = &t.retry {
+            checks.push((key("retry.initial_ms"), retry.initial_ms, 0, MAX_MS));
+            checks.push((key("retry.max_ms"), retry.max_ms, 0, MAX_MS));
+        }
+        if let Some(breaker) = &t.breaker {
+            checks.push((
+                key("breaker.recovery_timeout_ms"),
+                breaker.recovery_timeout_ms,
+                0,
+                MAX_MS,
+            ));
+        }
     }
     for (i, input) in config.inputs.iter().enumerate() {
         if let InputConfig::Source { interval_ms, .. } = input {
@@ -194,12 +212,8 @@ fn check_plugin_limits(key: &str, plugin: &PluginRef) -> Option<(String, String)
 fn plugin_refs(config: &HostConfig) -> Vec<(String, &PluginRef)> {
     let mut out = Vec::new();
     for (i, input) in config.inputs.iter().enumerate() {
-        match input {
-            InputConfig::Source { source, .. } => out.push((format!("input[{i}].source"), source)),
-            InputConfig::File { decoder, .. } | InputConfig::Http { decoder, .. } => {
-                out.push((format!("input[{i}].decoder"), decoder))
-            }
-        }
+        let plugin = input.plugin();
+        out.push((format!("input[{i}].{}", plugin.role()), plugin.plugin()));
     }
     for (chain, refs) in [
         ("validate", &config.stages.validate),

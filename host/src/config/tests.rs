@@ -55,7 +55,7 @@ fn parses_with_defaults_and_substitution() {
         }
         other => panic!("{other:?}"),
     }
-    match &config.transport {
+    match &config.transports.list[0].sink {
         TransportConfig::Http {
             url, api_key, gzip, ..
         } => {
@@ -131,7 +131,7 @@ fn parse_with(text: &str, key: &'static str) -> Result<HostConfig, ConfigError> 
 fn an_env_value_with_quotes_and_newlines_stays_a_plain_string() {
     let evil = "k\"\n[evil]\nx = \"1";
     let config = parse_with(MINIMAL, evil).expect("still valid");
-    match &config.transport {
+    match &config.transports.list[0].sink {
         TransportConfig::Http { api_key, .. } => assert_eq!(api_key.as_deref(), Some(evil)),
         other => panic!("{other:?}"),
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 use halyard_buffer::Buffer;
 
 use super::{Chains, IngestReport, NativeStages, Pipeline, PipelineError, QuarantinePolicy, Stage};
-use crate::config::{HostConfig, InputConfig, PluginRef};
+use crate::config::{HostConfig, InputPlugin, PluginRef};
 use crate::plugin::{Grants, Limits, PluginKind, PluginOptions, Runtime};
 
 impl Pipeline {
@@ -56,21 +56,21 @@ impl Pipeline {
         let mut decoders = HashMap::new();
         let mut sources = Vec::new();
         for input in &config.inputs {
-            match input {
-                InputConfig::Source { name, source, .. } => {
+            let name = input.name();
+            match input.plugin() {
+                InputPlugin::Source(source) => {
                     sources.push((
-                        name.clone(),
+                        name.to_string(),
                         load(format!("input {name} source"), source, PluginKind::Source)?,
                     ));
                 }
-                InputConfig::File { name, decoder, .. }
-                | InputConfig::Http { name, decoder, .. } => {
+                InputPlugin::Decoder(decoder) => {
                     let stage = load(
                         format!("input {name} decoder"),
                         decoder,
                         PluginKind::Decoder,
                     )?;
-                    decoders.insert(name.clone(), stage);
+                    decoders.insert(name.to_string(), stage);
                 }
             }
         }

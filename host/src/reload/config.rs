@@ -74,6 +74,12 @@ impl State {
         self.running.stages.sample = new.stages.sample.clone();
         self.running.batch = new.batch.clone();
         self.running.retry = new.retry.clone();
+        for t in &mut self.running.transports.list {
+            if let Some(n) = new.transports.list.iter().find(|n| n.name == t.name) {
+                t.batch = n.batch.clone();
+                t.retry = n.retry.clone();
+            }
+        }
         if !plan.restart.iter().any(|r| r.starts_with("input")) {
             self.running.inputs = new.inputs.clone();
         }
@@ -254,7 +260,23 @@ fn needs_restart(old: &HostConfig, new: &HostConfig) -> Vec<String> {
             || old.stages.quarantine_window_s != new.stages.quarantine_window_s,
     );
     check("buffer", old.buffer != new.buffer);
-    check("transport", old.transport != new.transport);
+    check("transport (other than batch and retry)", {
+        let strip = |c: &HostConfig| {
+            c.transports
+                .list
+                .iter()
+                .map(|t| {
+                    let mut t = t.clone();
+                    t.batch = None;
+                    t.retry = None;
+                    // The effective breaker: the top-level one or its own.
+                    t.breaker = Some(t.breaker_or(&c.breaker).clone());
+                    t
+                })
+                .collect::<Vec<_>>()
+        };
+        strip(old) != strip(new)
+    });
     check("breaker", old.breaker != new.breaker);
     check("health", old.health != new.health);
     check("log", old.log != new.log);

@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
-use crate::config::{HostConfig, InputConfig, PluginRef};
+use crate::config::{HostConfig, InputPlugin, PluginRef};
 use crate::pipeline::Pipeline;
 use crate::plugin::{Plugin, PluginKind};
 
@@ -54,24 +54,19 @@ pub fn targets(config: &HostConfig) -> Vec<Target> {
         });
     };
     for input in &config.inputs {
-        match input {
-            InputConfig::Source { name, source, .. } => push(
-                PluginKind::Source,
-                Some(name.clone()),
-                0,
-                format!("input {name} source"),
-                source,
-            ),
-            InputConfig::File { name, decoder, .. } | InputConfig::Http { name, decoder, .. } => {
-                push(
-                    PluginKind::Decoder,
-                    Some(name.clone()),
-                    0,
-                    format!("input {name} decoder"),
-                    decoder,
-                )
-            }
-        }
+        let name = input.name();
+        let plugin = input.plugin();
+        let kind = match plugin {
+            InputPlugin::Source(_) => PluginKind::Source,
+            InputPlugin::Decoder(_) => PluginKind::Decoder,
+        };
+        push(
+            kind,
+            Some(name.to_string()),
+            0,
+            format!("input {name} {}", plugin.role()),
+            plugin.plugin(),
+        );
     }
     for (kind, what, refs) in [
         (PluginKind::Validator, "validate", &config.stages.validate),

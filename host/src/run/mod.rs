@@ -17,10 +17,12 @@
 
 mod file_input;
 mod http_input;
+pub mod inputs;
 mod observe;
 mod progress;
 mod ship;
 mod split;
+pub mod transports;
 mod worker;
 
 use std::path::{Path, PathBuf};
@@ -28,14 +30,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use halyard_buffer::{Buffer, BufferConfig, WhenFull};
-use halyard_transport::{
-    AnySink, Backoff, Breaker, BreakerConfig, Delivery, FileSink, HttpConfig, HttpSink,
-    RetryConfig, Secret, StdoutSink,
-};
+use halyard_transport::RetryConfig;
 use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::config::{HostConfig, InputConfig, Synchronous, TransportConfig, WhenFullConfig};
+use crate::config::{HostConfig, Synchronous, WhenFullConfig};
 use crate::pipeline::{IngestReport, NativeStages, Pipeline, PipelineError};
 use crate::plugin::{LoadError, Runtime};
 
@@ -103,8 +102,11 @@ pub enum RunError {
 pub struct RunReport {
     /// Everything ingested.
     pub ingest: IngestReport,
-    /// Everything shipped.
+    /// Everything shipped, summed over the transports (an event delivered
+    /// by two transports counts twice).
     pub ship: ShipReport,
+    /// What each transport shipped, in config order.
+    pub ship_by_transport: Vec<(String, ShipReport)>,
     /// Events left in the buffer at exit (sent after the next start).
     pub left_in_buffer: u64,
 }
@@ -178,44 +180,39 @@ pub async fn run_with(
         );
     }
     tracing::info!(pending = opened.pending_records, "buffer opened");
+    // Kind filters route events to transports by their `kind`.
+    buffer.set_kind_reader(transports::kind_of);
     let buffer = Arc::new(buffer);
     let ledger = crate::reload::prepare(&config)?;
     let mut pipeline = Pipeline::build_with(&config, &runtime, buffer.clone(), &natives)
         .inspect_err(|e| channels.rejected(e))?;
     pipeline.set_provenance(crate::provenance::Stamper::open(&host_id, &data_dir)?);
     pipeline.set_usage(usage.clone());
-    let delivery = Arc::new(delivery(
+    let transports = transports::build(
         &config,
         Some(crate::provenance::signature_headers(host_key)),
-    )?);
+    )
+    .map_err(|e| RunError::Transport(e.to_string()))?;
     let mut observer = observe::Observer::start(
         &config,
         &host_id,
         &mut channels,
         &buffer,
         buffer_config(&config, &data_dir).path,
-        &delivery,
+        &transports,
         &mut pipeline,
     )
     .await;
 
-    // Bind every http input before the pipeline thread and the other inputs
-    // start, so a port in use fails the start with the input's name and
-    // address.
-    let mut listeners = Vec::new();
+    // Prepare every input (bind every socket) before the pipeline thread
+    // and the other inputs start, so a port in use fails the start with the
+    // input's name and address.
+    let mut tasks = Vec::new();
+    let mut schedules = Vec::new();
     for input in &config.inputs {
-        if let (InputConfig::Http { name, listen, .. }, Some(options)) =
-            (input, HttpOptions::from_config(input))
-        {
-            let bound = HttpInput::bind(name, *listen, options)
-                .await
-                .map_err(|reason| RunError::Listen {
-                    input: name.clone(),
-                    addr: *listen,
-                    reason,
-                })?;
-            tracing::info!(input = %name, listen = %bound.local_addr(), "http input bound");
-            listeners.push(bound);
+        match inputs::prepare(input, &buffer).await? {
+            inputs::Prepared::Task(task) => tasks.push(task),
+            inputs::Prepared::Polled(schedule) => schedules.push(schedule),
         }
     }
 
@@ -223,21 +220,6 @@ pub async fn run_with(
     if let Some(rx) = channels.into_pipeline.take() {
         observer.append_lifecycle(rx, appended.clone());
     }
-    let schedules = config
-        .inputs
-        .iter()
-        .filter_map(|i| match i {
-            InputConfig::Source {
-                interval_ms,
-                max_per_poll,
-                ..
-            } => Some(SourceSchedule {
-                interval: Duration::from_millis(*interval_ms),
-                max_per_poll: *max_per_poll,
-            }),
-            _ => None,
-        })
-        .collect();
     let running = crate::reload::swap::running(&mut pipeline);
     let worker = Worker::start(
         pipeline,
@@ -246,7 +228,7 @@ pub async fn run_with(
         channels.progress.clone(),
     )
     .map_err(RunError::Thread)?;
-    let (live, batch_limits) = crate::reload::Live::new(&config, delivery.clone());
+    let (live, batch_limits) = crate::reload::Live::new(&transports);
     let reloader = crate::reload::supply(
         &config,
         &runtime,
@@ -260,42 +242,17 @@ pub async fn run_with(
 
     let (stop_inputs, inputs_stopped) = watch::channel(false);
     let mut inputs = Vec::new();
-    for input in &config.inputs {
-        match input {
-            InputConfig::Source { .. } => {}
-            InputConfig::File {
-                name,
-                path,
-                start_at,
-                max_line_bytes,
-                ..
-            } => {
-                let Some(tx) = worker.sender() else { break };
-                let file = FileInput {
-                    name: name.clone(),
-                    path: path.clone(),
-                    start_at: *start_at,
-                    max_line_bytes: usize::try_from(*max_line_bytes).unwrap_or(usize::MAX),
-                    buffer: buffer.clone(),
-                };
-                inputs.push(tokio::spawn(file.run(tx, inputs_stopped.clone())));
-            }
-            InputConfig::Http { .. } => {}
-        }
-    }
-    for http in listeners {
-        let Some(tx) = worker.sender() else { break };
-        inputs.push(tokio::spawn(http.run(tx, inputs_stopped.clone())));
+    for task in tasks {
+        let Some(work) = worker.sender() else { break };
+        tracing::debug!(input = %task.name(), "input starting");
+        inputs.push(tokio::spawn(task.run(inputs::InputContext {
+            work,
+            stop: inputs_stopped.clone(),
+        })));
     }
 
     let drain = CancellationToken::new();
     let hard_stop = CancellationToken::new();
-    let settings = ShipSettings {
-        limits: batch_limits,
-        host_id: host_id.clone(),
-        licence: Some(licence.clone()),
-        usage: Some(usage.clone()),
-    };
     let background = CancellationToken::new();
     let mut background_tasks = vec![tokio::spawn(licence.clone().watch_time(background.clone()))];
     if !matches!(licence.state(), halyard_trust::licence::LicenceState::Dev)
@@ -311,14 +268,35 @@ pub async fn run_with(
         .map_err(|e| RunError::Transport(e.to_string()))?;
         background_tasks.push(tokio::spawn(heartbeat.run(background.clone())));
     }
-    let shipper = tokio::spawn(ship::ship(
-        buffer.clone(),
-        delivery,
-        settings,
-        appended,
-        drain.clone(),
-        hard_stop.clone(),
-    ));
+    // One ship loop per transport, each reading its own buffer consumer;
+    // all wake on every append. Usage (the heartbeat's delivered counts)
+    // is counted by the first transport only, so it counts events, not
+    // deliveries.
+    let mut wakers = Vec::new();
+    let mut shippers = Vec::new();
+    for (i, (t, limits)) in transports.iter().zip(batch_limits).enumerate() {
+        let settings = ShipSettings {
+            transport: t.name.clone(),
+            limits,
+            host_id: host_id.clone(),
+            licence: Some(licence.clone()),
+            usage: (i == 0).then(|| usage.clone()),
+        };
+        let wake = Arc::new(Notify::new());
+        wakers.push(wake.clone());
+        shippers.push((
+            t.name.clone(),
+            tokio::spawn(ship::ship(
+                buffer.clone(),
+                t.delivery.clone(),
+                settings,
+                wake,
+                drain.clone(),
+                hard_stop.clone(),
+            )),
+        ));
+    }
+    background_tasks.push(tokio::spawn(fan_out(appended, wakers, background.clone())));
     tracing::info!(inputs = config.inputs.len(), "halyard running");
 
     shutdown.await;
@@ -357,15 +335,26 @@ pub async fn run_with(
             IngestReport::default()
         });
     drain.cancel();
-    let mut shipper = shipper;
-    let ship = match tokio::time::timeout_at(stop_by, &mut shipper).await {
-        Ok(report) => report.unwrap_or_default(),
-        Err(_) => {
-            tracing::warn!("shutdown timeout: unsent batches stay buffered");
-            hard_stop.cancel();
-            shipper.await.unwrap_or_default()
-        }
-    };
+    let mut ship_by_transport = Vec::new();
+    for (name, mut shipper) in shippers {
+        let report = match tokio::time::timeout_at(stop_by, &mut shipper).await {
+            Ok(report) => report.unwrap_or_default(),
+            Err(_) => {
+                tracing::warn!(transport = %name, "shutdown timeout: unsent batches stay buffered");
+                hard_stop.cancel();
+                shipper.await.unwrap_or_default()
+            }
+        };
+        ship_by_transport.push((name, report));
+    }
+    let ship = ship_by_transport
+        .iter()
+        .fold(ShipReport::default(), |sum, (_, r)| ShipReport {
+            batches_delivered: sum.batches_delivered + r.batches_delivered,
+            events_delivered: sum.events_delivered + r.events_delivered,
+            batches_dead_lettered: sum.batches_dead_lettered + r.batches_dead_lettered,
+            events_dead_lettered: sum.events_dead_lettered + r.events_dead_lettered,
+        });
     background.cancel();
     for task in background_tasks {
         let _ = task.await;
@@ -386,6 +375,7 @@ pub async fn run_with(
     Ok(RunReport {
         ingest,
         ship,
+        ship_by_transport,
         left_in_buffer,
     })
 }
@@ -406,43 +396,29 @@ pub(crate) fn buffer_config(config: &HostConfig, data_dir: &Path) -> BufferConfi
     b.synchronous_full = config.buffer.synchronous == Synchronous::Full;
     b.dead_letter_max = config.buffer.dead_letter_max;
     b.dead_letter_max_bytes = config.buffer.dead_letter_max_mb << 20;
+    b.consumers = Some(
+        config
+            .transports
+            .list
+            .iter()
+            .map(|t| t.consumer())
+            .collect(),
+    );
     b
 }
 
-fn delivery(
-    config: &HostConfig,
-    sign: Option<halyard_transport::HeaderHook>,
-) -> Result<Delivery<AnySink>, RunError> {
-    let sink: AnySink = match &config.transport {
-        TransportConfig::Http {
-            url,
-            api_key,
-            api_key_header,
-            gzip,
-            timeout_ms,
-        } => {
-            let mut http = HttpConfig::new(url.clone());
-            http.api_key = api_key.clone().filter(|k| !k.is_empty()).map(Secret::new);
-            http.api_key_header = api_key_header.clone();
-            http.gzip = *gzip;
-            http.timeout = Duration::from_millis(*timeout_ms);
-            http.extra_headers = sign;
-            HttpSink::new(&http)
-                .map_err(|e| RunError::Transport(e.to_string()))?
-                .into()
+/// Wakes every ship loop on each append: a `Notify` wakes one waiter, and
+/// each transport must see new events.
+async fn fan_out(appended: Arc<Notify>, wakers: Vec<Arc<Notify>>, stop: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = appended.notified() => {}
+            _ = stop.cancelled() => return,
         }
-        TransportConfig::File { path } => FileSink::open(path)
-            .map_err(|e| RunError::Transport(e.to_string()))?
-            .into(),
-        TransportConfig::Stdout => StdoutSink::new().into(),
-    };
-    let backoff = Backoff::new(retry_config(&config.retry));
-    let breaker = Breaker::new(BreakerConfig {
-        failure_threshold: config.breaker.failure_threshold,
-        recovery_timeout: Duration::from_millis(config.breaker.recovery_timeout_ms),
-        ..BreakerConfig::default()
-    });
-    Ok(Delivery::new(sink, backoff, breaker))
+        for w in &wakers {
+            w.notify_one();
+        }
+    }
 }
 
 /// The backoff curve `[retry]` asks for.

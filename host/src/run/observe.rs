@@ -100,7 +100,7 @@ impl Observer {
         channels: &mut Channels,
         buffer: &Arc<Buffer>,
         buffer_path: PathBuf,
-        delivery: &Arc<Delivery<AnySink>>,
+        transports: &[super::transports::Transport],
         pipeline: &mut Pipeline,
     ) -> Observer {
         let stop = CancellationToken::new();
@@ -112,7 +112,13 @@ impl Observer {
             buffer: buffer.clone(),
             buffer_path,
             buffer_max_bytes: config.buffer.max_mb << 20,
-            transport: delivery.stats().clone(),
+            transports: transports
+                .iter()
+                .map(|t| crate::status::TransportStatus {
+                    name: t.name.clone(),
+                    stats: t.delivery.stats().clone(),
+                })
+                .collect(),
             plugins,
             tap: channels.tap.clone(),
             lifecycle: channels.lifecycle.clone(),
@@ -142,16 +148,20 @@ impl Observer {
                     "cannot bind the status server; running without /health, /metrics and /events/stream"),
             }
         }
-        tasks.push(tokio::spawn(watch_breaker(
-            delivery.clone(),
-            channels.lifecycle.clone(),
-            stop.clone(),
-        )));
-        tasks.push(tokio::spawn(watch_refusals(
-            delivery.clone(),
-            channels.lifecycle.clone(),
-            stop.clone(),
-        )));
+        for t in transports {
+            tasks.push(tokio::spawn(watch_breaker(
+                t.name.clone(),
+                t.delivery.clone(),
+                channels.lifecycle.clone(),
+                stop.clone(),
+            )));
+            tasks.push(tokio::spawn(watch_refusals(
+                t.name.clone(),
+                t.delivery.clone(),
+                channels.lifecycle.clone(),
+                stop.clone(),
+            )));
+        }
         tasks.push(tokio::spawn(watch_buffer(state.clone(), stop.clone())));
         channels.lifecycle.emit(
             "host.start",
@@ -231,9 +241,11 @@ fn register_plugins(
     pipeline.set_registrar(registrar);
 }
 
-/// Publishes every breaker transition as `breaker.<state>`; one outage
+/// Publishes every breaker transition of transport `name` as
+/// `breaker.<state>` (the payload names the transport); one outage
 /// (open … closed) shares a correlation id.
 async fn watch_breaker(
+    name: String,
     delivery: Arc<Delivery<AnySink>>,
     lifecycle: Lifecycle,
     stop: CancellationToken,
@@ -253,7 +265,7 @@ async fn watch_breaker(
                 lifecycle.emit(
                     &format!("breaker.{}", t.to.as_str()),
                     &outage,
-                    serde_json::json!({"from": t.from.as_str(), "to": t.to.as_str(),
+                    serde_json::json!({"transport": name, "from": t.from.as_str(), "to": t.to.as_str(),
                         "consecutive_failures": delivery.breaker().consecutive_failures()}),
                 );
             }
@@ -269,6 +281,7 @@ async fn watch_breaker(
 /// sender (or refuses with another status), and `transport.accepted` when a
 /// delivery succeeds again; one episode shares a correlation id.
 async fn watch_refusals(
+    name: String,
     delivery: Arc<Delivery<AnySink>>,
     lifecycle: Lifecycle,
     stop: CancellationToken,
@@ -287,7 +300,7 @@ async fn watch_refusals(
                 lifecycle.emit(
                     "transport.refused",
                     id,
-                    serde_json::json!({"status": refusal.status, "reason": refusal.reason,
+                    serde_json::json!({"transport": name, "status": refusal.status, "reason": refusal.reason,
                         "held": "batches stay buffered until the receiver accepts them"}),
                 );
             }
@@ -295,7 +308,8 @@ async fn watch_refusals(
                 lifecycle.emit(
                     "transport.accepted",
                     id,
-                    serde_json::json!({"refused_attempts": delivery.stats().snapshot().refused}),
+                    serde_json::json!({"transport": name,
+                        "refused_attempts": delivery.stats().snapshot().refused}),
                 );
                 episode = None;
             }

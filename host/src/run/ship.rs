@@ -1,4 +1,7 @@
-//! The shipper: takes batches out of the buffer and delivers them.
+//! The shipper: takes batches out of the buffer and delivers them. One
+//! ship loop runs per transport, reading as that transport's buffer
+//! consumer with its own delivery (backoff, breaker) and limits, so a
+//! transport that is down holds only its own backlog.
 //!
 //! Invariants:
 //! - a batch closes when it holds `max_events` events or `max_bytes`, or
@@ -41,31 +44,11 @@ pub struct BatchLimits {
     pub max_in_flight: usize,
 }
 
-impl BatchLimits {
-    /// The limits `config`'s `[batch]` asks for. A file or stdout transport
-    /// keeps one batch in flight, so its output stays in order.
-    pub fn from_config(config: &crate::config::HostConfig) -> Self {
-        let batch = &config.batch;
-        let ordered = !matches!(
-            config.transport,
-            crate::config::TransportConfig::Http { .. }
-        );
-        BatchLimits {
-            max_events: batch.max_events,
-            max_bytes: batch.max_bytes,
-            max_age: Duration::from_millis(batch.max_age_ms),
-            max_in_flight: if ordered {
-                1
-            } else {
-                batch.max_in_flight.max(1)
-            },
-        }
-    }
-}
-
 /// Batch limits and the host identity carried in every batch.
 #[derive(Debug, Clone)]
 pub struct ShipSettings {
+    /// The transport this loop ships for: its buffer consumer name.
+    pub transport: String,
     /// The batch limits in force; changes apply from the next batch.
     pub limits: watch::Receiver<BatchLimits>,
     /// The host id on the wire.
@@ -73,7 +56,9 @@ pub struct ShipSettings {
     /// The licence whose state gates shipping and is named in every
     /// batch; `None` ships unconditionally (tools, benchmarks).
     pub licence: Option<Arc<Licence>>,
-    /// Where delivered events are counted for the heartbeat.
+    /// Where delivered events are counted for the heartbeat; given to one
+    /// transport only (the first), so an event delivered to several
+    /// transports is counted once.
     pub usage: Option<Arc<UsageWindow>>,
 }
 
@@ -137,8 +122,11 @@ pub async fn ship(
             continue;
         }
         let limits = *settings.limits.borrow_and_update();
-        let stats = buffer.stats();
-        let ready = stats.records.saturating_sub(stats.leased_records);
+        let Some(stats) = buffer.consumer_progress(&settings.transport) else {
+            tracing::error!(transport = %settings.transport, "no buffer consumer for this transport");
+            break;
+        };
+        let ready = stats.pending.saturating_sub(stats.leased);
         let draining = drain.is_cancelled();
         let full = in_flight.len() >= limits.max_in_flight.max(1);
         let wait_for_more = ready == 0
@@ -171,11 +159,12 @@ pub async fn ship(
         let batch = {
             let buffer = buffer.clone();
             let (n, b) = (limits.max_events, limits.max_bytes);
-            match tokio::task::spawn_blocking(move || buffer.next_batch(n, b)).await {
+            let name = settings.transport.clone();
+            match tokio::task::spawn_blocking(move || buffer.next_batch_for(&name, n, b)).await {
                 Ok(Ok(Some(batch))) => batch,
                 Ok(Ok(None)) => continue,
                 Ok(Err(err)) => {
-                    tracing::error!(error = %err, "cannot read from the buffer");
+                    tracing::error!(error = %err, transport = %settings.transport, "cannot read from the buffer");
                     tokio::time::sleep(Duration::from_secs(1)).await;
                     continue;
                 }
@@ -238,7 +227,8 @@ fn settle(
     // crash re-sends the whole batch (duplicates the receiver drops), and
     // never leaves them both buffered and dead-lettered.
     if let Err(err) = buffer.ack_with_dead_letters(&batch, &groups) {
-        tracing::error!(error = %err, batch = %batch.key(), "delivered batch not acknowledged; it will be re-sent");
+        tracing::error!(error = %err, batch = %batch.key(), transport = %settings.transport,
+            "delivered batch not acknowledged; it will be re-sent");
         buffer.nack(&batch);
         return false;
     }
@@ -247,7 +237,7 @@ fn settle(
         report.batches_dead_lettered += 1;
         report.events_dead_lettered += events;
         delivery.stats().record_dead_letter(events);
-        tracing::warn!(batch = %batch.key(), dead_lettered = events, delivered,
+        tracing::warn!(batch = %batch.key(), transport = %settings.transport, dead_lettered = events, delivered,
             reasons = ?groups.iter().map(|d| d.reason.as_str()).collect::<std::collections::BTreeSet<_>>(),
             "events refused by the receiver dead-lettered; the rest delivered");
     }
@@ -315,17 +305,10 @@ pub fn encode_records(
 
 /// Counts delivered events by kind for the heartbeat.
 fn count_delivered<'a>(usage: &UsageWindow, records: impl Iterator<Item = &'a Record>) {
-    #[derive(serde::Deserialize)]
-    struct Kind<'a> {
-        #[serde(borrow)]
-        kind: Option<std::borrow::Cow<'a, str>>,
-    }
     let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
     for record in records {
-        let kind = serde_json::from_slice::<Kind<'_>>(&record.payload)
-            .ok()
-            .and_then(|k| k.kind)
-            .map_or_else(|| "(unknown)".to_owned(), |k| k.into_owned());
+        let kind =
+            super::transports::kind_of(&record.payload).unwrap_or_else(|| "(unknown)".to_owned());
         *kinds.entry(kind).or_default() += 1;
     }
     for (kind, n) in kinds {

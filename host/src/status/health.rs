@@ -87,6 +87,22 @@ pub struct BreakerHealth {
     pub state: BreakerState,
 }
 
+/// One transport in `/health`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TransportHealth {
+    /// Its name (`default` for a single `[transport]`).
+    pub name: String,
+    /// Its breaker: `closed`, `open` or `half_open`.
+    pub breaker: BreakerState,
+    /// Buffered events it has yet to deliver: grows while it is down,
+    /// whatever the other transports do.
+    pub pending_events: u64,
+    /// How long its oldest undelivered event has waited.
+    pub oldest_pending_age_seconds: Option<f64>,
+    /// Why its receiver refuses this sender, while it does.
+    pub refused: Option<String>,
+}
+
 /// The whole `/health` body.
 #[derive(Debug, Clone, Serialize)]
 pub struct HealthReport {
@@ -102,8 +118,11 @@ pub struct HealthReport {
     pub uptime_seconds: f64,
     /// The buffer.
     pub buffer: BufferHealth,
-    /// The transport's breaker.
+    /// The worst breaker state of all transports (the one transport's,
+    /// with a single `[transport]`).
     pub breaker: BreakerHealth,
+    /// Each transport: its breaker, backlog and refusal.
+    pub transports: Vec<TransportHealth>,
     /// The licence state: `valid`, `grace`, `expired`, `dev`.
     pub licence: &'static str,
     /// Every plugin.

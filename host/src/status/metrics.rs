@@ -384,76 +384,119 @@ impl HostCollector {
         )
     }
 
+    /// One family per figure, one row per transport (`transport="name"`).
     fn encode_transport(&self, enc: &mut DescriptorEncoder) -> Result<(), Error> {
-        let t = self.state.transport.snapshot();
-        counter(
+        let snaps: Vec<(Labels, halyard_transport::StatsSnapshot)> = self
+            .state
+            .transports
+            .iter()
+            .map(|t| (vec![("transport", t.name.clone())], t.stats.snapshot()))
+            .collect();
+        let family = |enc: &mut DescriptorEncoder,
+                      name: &str,
+                      help: &str,
+                      unit: Option<&Unit>,
+                      value: fn(&halyard_transport::StatsSnapshot) -> u64|
+         -> Result<(), Error> {
+            let mut m = enc.encode_descriptor(name, help, unit, MetricType::Counter)?;
+            for (labels, snap) in &snaps {
+                ConstCounter::new(value(snap)).encode(m.encode_family(labels)?)?;
+            }
+            Ok(())
+        };
+        family(
             enc,
             "halyard_transport_batches_sent",
             "Batches the receiver accepted.",
             None,
-            t.batches_sent,
+            |t| t.batches_sent,
         )?;
-        counter(
+        family(
             enc,
             "halyard_transport_batches_failed",
             "Delivery attempts that failed (retryable or refused).",
             None,
-            t.batches_failed,
+            |t| t.batches_failed,
         )?;
-        counter(
+        family(
             enc,
             "halyard_transport_batches_retried",
             "Delivery attempts that re-sent a batch.",
             None,
-            t.retries,
+            |t| t.retries,
         )?;
-        counter(
+        family(
             enc,
             "halyard_transport_batches_dead_lettered",
             "Batches (or parts) with events the receiver refused for good.",
             None,
-            t.dead_lettered,
+            |t| t.dead_lettered,
         )?;
-        counter(
+        family(
             enc,
             "halyard_transport_events_dead_lettered",
             "Events the receiver refused for their content (400/422 naming them, 413 alone), moved to the dead-letter table.",
             None,
-            t.events_dead_lettered,
+            |t| t.events_dead_lettered,
         )?;
-        counter(
+        family(
             enc,
             "halyard_transport_refused",
             "Attempts the receiver refused as from this sender (401, 403, 404, …, TLS); the batch was held.",
             None,
-            t.refused,
+            |t| t.refused,
         )?;
-        counter(
+        family(
             enc,
             "halyard_transport_sent",
             "Body bytes (before compression) of delivered batches.",
             Some(&Unit::Bytes),
-            t.bytes_sent,
+            |t| t.bytes_sent,
         )?;
         let states = [
             BreakerState::Closed,
             BreakerState::Open,
             BreakerState::HalfOpen,
         ];
-        let rows: Vec<(Labels, f64)> = states
+        let rows: Vec<(Labels, f64)> = snaps
             .iter()
-            .map(|st| {
-                (
-                    vec![("state", st.as_str().to_string())],
-                    f64::from(u8::from(*st == t.breaker_state)),
-                )
+            .flat_map(|(labels, snap)| {
+                states.iter().map(move |st| {
+                    let mut labels = labels.clone();
+                    labels.push(("state", st.as_str().to_string()));
+                    (labels, f64::from(u8::from(*st == snap.breaker_state)))
+                })
             })
             .collect();
         gauge_family(
             enc,
             "halyard_transport_breaker_state",
-            "1 for the circuit breaker's current state.",
+            "1 for each transport's circuit breaker's current state.",
             &rows,
+        )?;
+        let progress = self.state.buffer.consumer_stats();
+        let pending: Vec<(Labels, f64)> = progress
+            .iter()
+            .map(|c| (vec![("transport", c.name.clone())], c.pending as f64))
+            .collect();
+        gauge_family(
+            enc,
+            "halyard_transport_pending_events",
+            "Buffered events this transport has yet to deliver (its backlog).",
+            &pending,
+        )?;
+        let oldest: Vec<(Labels, f64)> = progress
+            .iter()
+            .map(|c| {
+                let age = c.oldest_age.map_or(0.0, |d| d.as_secs_f64());
+                (vec![("transport", c.name.clone())], age)
+            })
+            .collect();
+        gauge_family(
+            enc,
+            "halyard_transport_oldest_pending_age_seconds",
+            "How long this transport's oldest undelivered event has waited (0 when none).",
+            &oldest,
         )
     }
 }

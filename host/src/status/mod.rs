@@ -39,9 +39,18 @@ use prometheus_client::registry::Registry;
 
 use crate::lifecycle::Lifecycle;
 use crate::tap::Tap;
-use health::{BreakerHealth, BufferHealth, DamageHealth, HealthReport, Verdict};
+use health::{BreakerHealth, BufferHealth, DamageHealth, HealthReport, TransportHealth, Verdict};
 use plugins::PluginRegistry;
 use stream::{StreamClients, StreamFilter};
+
+/// One transport as the status server sees it.
+#[derive(Debug, Clone)]
+pub struct TransportStatus {
+    /// Its name: the `transport` label and its `/health` entry.
+    pub name: String,
+    /// Its counters, breaker state and refusal.
+    pub stats: Arc<TransportStats>,
+}
 
 /// Everything the status server reads, shared with the rest of the host.
 pub struct StatusState {
@@ -55,8 +64,8 @@ pub struct StatusState {
     pub buffer_path: PathBuf,
     /// The buffer's bound.
     pub buffer_max_bytes: u64,
-    /// The transport's counters and breaker state.
-    pub transport: Arc<TransportStats>,
+    /// Every transport's counters and breaker state, in config order.
+    pub transports: Vec<TransportStatus>,
     /// Every loaded plugin.
     pub plugins: Arc<PluginRegistry>,
     /// The live tap.
@@ -169,14 +178,63 @@ impl StatusState {
             read_error: b.read_error.clone(),
             damage,
         };
-        let state = self.transport.breaker_state();
+        let progress = self.buffer.consumer_stats();
+        let transports: Vec<TransportHealth> = self
+            .transports
+            .iter()
+            .map(|t| {
+                let p = progress.iter().find(|p| p.name == t.name);
+                TransportHealth {
+                    name: t.name.clone(),
+                    breaker: t.stats.breaker_state(),
+                    pending_events: p.map_or(0, |p| p.pending),
+                    oldest_pending_age_seconds: p
+                        .and_then(|p| p.oldest_age)
+                        .map(|d| d.as_secs_f64()),
+                    refused: t.stats.refusal().map(|r| health::refusal_reason(&r)),
+                }
+            })
+            .collect();
+        // The worst breaker decides the verdict; reasons name the
+        // transport when there are several.
+        let state = transports
+            .iter()
+            .map(|t| t.breaker)
+            .max_by_key(|b| match b {
+                halyard_transport::BreakerState::Closed => 0,
+                halyard_transport::BreakerState::HalfOpen => 1,
+                halyard_transport::BreakerState::Open => 2,
+            })
+            .unwrap_or(halyard_transport::BreakerState::Closed);
         let plugins: Vec<_> = self.plugins.all().iter().map(|p| p.view()).collect();
         let (mut status, mut reasons) = health::judge(&buffer, state, &plugins);
-        if let Some(refusal) = self.transport.refusal() {
-            // Nothing is lost (batches are held), but nothing leaves either
-            // until someone fixes a key, an endpoint or a certificate.
-            status = health::Verdict::Unhealthy;
-            reasons.insert(0, health::refusal_reason(&refusal));
+        let several = transports.len() > 1;
+        if several && state != halyard_transport::BreakerState::Closed {
+            let open: Vec<String> = transports
+                .iter()
+                .filter(|t| t.breaker != halyard_transport::BreakerState::Closed)
+                .map(|t| format!("`{}` {}", t.name, t.breaker.as_str()))
+                .collect();
+            for reason in &mut reasons {
+                if let Some(rest) = reason.strip_prefix("transport breaker ") {
+                    let rest = rest.split_once(':').map_or("", |(_, r)| r);
+                    *reason = format!("transport breaker {}:{rest}", open.join(", "));
+                }
+            }
+        }
+        for t in transports.iter().rev() {
+            if let Some(refused) = &t.refused {
+                // Nothing is lost (batches are held), but nothing leaves
+                // that transport until someone fixes a key, an endpoint or
+                // a certificate.
+                status = health::Verdict::Unhealthy;
+                let reason = if several {
+                    format!("transport `{}`: {refused}", t.name)
+                } else {
+                    refused.clone()
+                };
+                reasons.insert(0, reason);
+            }
         }
         if let Some(held) = self.progress.as_ref().and_then(|p| p.stalled()) {
             status = health::Verdict::Unhealthy;
@@ -196,6 +254,7 @@ impl StatusState {
             uptime_seconds: self.started.elapsed().as_secs_f64(),
             buffer,
             breaker: BreakerHealth { state },
+            transports,
             licence: self
                 .licence
                 .as_ref()

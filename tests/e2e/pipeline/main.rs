@@ -15,6 +15,7 @@ mod http_input;
 mod http_memory;
 mod http_support;
 mod in_flight;
+mod multi_transport;
 mod receiver;
 mod receiver_refusals;
 mod refusals;

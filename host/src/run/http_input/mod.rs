@@ -167,6 +167,11 @@ impl HttpInput {
         })
     }
 
+    /// The input's name in the config.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
     /// The address actually bound (the real port when the config said 0).
     pub fn local_addr(&self) -> SocketAddr {
         self.local_addr
