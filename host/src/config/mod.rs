@@ -14,6 +14,7 @@ mod ingest;
 mod licence;
 mod locate;
 mod model;
+mod mqtt;
 mod plugin_ref;
 pub mod ranges;
 mod substitute;
@@ -26,6 +27,7 @@ use serde::Deserialize;
 
 pub use licence::LicenceSection;
 pub use model::*;
+pub use mqtt::{MqttInput, MqttPassword, MqttTls};
 pub use plugin_ref::*;
 pub use substitute::{SubstituteError, Substituted, substitute, substitute_values};
 pub use supply::{OnRemove, PluginsSection, ReloadSection, RolloutSection};
@@ -160,6 +162,11 @@ impl HostConfig {
             if let Some((key, message)) = input.http_problem() {
                 return Err(invalid(&format!("input[{i}].{key}"), &message));
             }
+            if let InputConfig::Mqtt(mqtt) = input
+                && let Some((key, message)) = mqtt.problem()
+            {
+                return Err(invalid(&format!("input[{i}].{key}"), &message));
+            }
             if let InputConfig::Source { interval_ms: 0, .. } = input {
                 return Err(invalid(
                     &format!("input[{i}].interval_ms"),
@@ -258,6 +265,7 @@ impl InputConfig {
             InputConfig::Source { name, .. }
             | InputConfig::File { name, .. }
             | InputConfig::Http { name, .. } => name,
+            InputConfig::Mqtt(mqtt) => &mqtt.name,
         }
     }
 }

@@ -136,6 +136,11 @@ pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
                 MAX_LINE_BYTES,
             ));
         }
+        if let InputConfig::Mqtt(mqtt) = input {
+            for (key, value, min, max) in mqtt.ranges() {
+                checks.push((format!("input[{i}].{key}"), value, min, max));
+            }
+        }
     }
     checks
         .into_iter()
@@ -199,6 +204,7 @@ fn plugin_refs(config: &HostConfig) -> Vec<(String, &PluginRef)> {
             InputConfig::File { decoder, .. } | InputConfig::Http { decoder, .. } => {
                 out.push((format!("input[{i}].decoder"), decoder))
             }
+            InputConfig::Mqtt(mqtt) => out.push((format!("input[{i}].decoder"), &mqtt.decoder)),
         }
     }
     for (chain, refs) in [

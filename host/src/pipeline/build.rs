@@ -72,6 +72,15 @@ impl Pipeline {
                     )?;
                     decoders.insert(name.clone(), stage);
                 }
+                InputConfig::Mqtt(mqtt) => {
+                    let name = &mqtt.name;
+                    let stage = load(
+                        format!("input {name} decoder"),
+                        &mqtt.decoder,
+                        PluginKind::Decoder,
+                    )?;
+                    decoders.insert(name.clone(), stage);
+                }
             }
         }
         let chain = |refs: &[PluginRef], what: &str, kind| {

@@ -71,6 +71,13 @@ pub fn targets(config: &HostConfig) -> Vec<Target> {
                     decoder,
                 )
             }
+            InputConfig::Mqtt(mqtt) => push(
+                PluginKind::Decoder,
+                Some(mqtt.name.clone()),
+                0,
+                format!("input {} decoder", mqtt.name),
+                &mqtt.decoder,
+            ),
         }
     }
     for (kind, what, refs) in [

@@ -17,6 +17,7 @@
 
 mod file_input;
 mod http_input;
+mod mqtt_input;
 mod observe;
 mod progress;
 mod ship;
@@ -41,6 +42,9 @@ use crate::plugin::{LoadError, Runtime};
 
 pub use file_input::FileInput;
 pub use http_input::{HttpInput, HttpOptions};
+pub use mqtt_input::{
+    MqttInput, MqttSnapshot, MqttStats, TlsSetupError, check_tls as check_mqtt_tls, frame_key,
+};
 pub use progress::Progress;
 pub use ship::{BatchLimits, ShipReport, ShipSettings, encode, encode_with};
 pub use worker::{SourceSchedule, Work, Worker};
@@ -82,6 +86,14 @@ pub enum RunError {
         addr: std::net::SocketAddr,
         /// What the OS said.
         reason: std::io::Error,
+    },
+    /// An mqtt input's TLS settings are unusable (e.g. a missing CA file).
+    #[error("input `{input}`: {source}")]
+    Mqtt {
+        /// The input's name.
+        input: String,
+        /// What is wrong.
+        source: TlsSetupError,
     },
     /// The pipeline thread could not be started.
     #[error("cannot start the pipeline thread: {0}")]
@@ -218,6 +230,20 @@ pub async fn run_with(
             listeners.push(bound);
         }
     }
+    // Build every mqtt input (its TLS config) before anything runs, so a
+    // missing CA file fails the start with the input's name.
+    let mut mqtt_inputs = Vec::new();
+    for input in &config.inputs {
+        if let InputConfig::Mqtt(mqtt) = input {
+            let built = MqttInput::from_config(mqtt, &host_id, channels.lifecycle.clone())
+                .map_err(|source| RunError::Mqtt {
+                    input: mqtt.name.clone(),
+                    source,
+                })?;
+            observer.state.watch_mqtt(built.stats());
+            mqtt_inputs.push(built);
+        }
+    }
 
     let appended = Arc::new(Notify::new());
     if let Some(rx) = channels.into_pipeline.take() {
@@ -280,8 +306,12 @@ pub async fn run_with(
                 };
                 inputs.push(tokio::spawn(file.run(tx, inputs_stopped.clone())));
             }
-            InputConfig::Http { .. } => {}
+            InputConfig::Http { .. } | InputConfig::Mqtt(_) => {}
         }
+    }
+    for mqtt in mqtt_inputs {
+        let Some(tx) = worker.sender() else { break };
+        inputs.push(tokio::spawn(mqtt.run(tx, inputs_stopped.clone())));
     }
     for http in listeners {
         let Some(tx) = worker.sender() else { break };
