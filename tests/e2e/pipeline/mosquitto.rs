@@ -182,10 +182,10 @@ pub fn publish(port: u16, messages: Vec<(String, Vec<u8>)>) {
         let mut acked = 0;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
         while acked < n {
-            let event = tokio::time::timeout_at(deadline, events.poll())
-                .await
-                .unwrap_or_else(|_| panic!("only {acked} of {n} publishes acknowledged in 60 s"))
-                .expect("the publisher's connection");
+            let Ok(polled) = tokio::time::timeout_at(deadline, events.poll()).await else {
+                panic!("only {acked} of {n} publishes acknowledged in 60 s");
+            };
+            let event = polled.expect("the publisher's connection");
             if let Event::Incoming(Packet::PubAck(_)) = event {
                 acked += 1;
             }
