@@ -26,6 +26,11 @@ pub struct Mosquitto {
 impl Mosquitto {
     /// Starts a broker on a free port, keeping its state in `dir`.
     pub fn start(dir: &Path) -> Mosquitto {
+        Self::start_with(dir, "")
+    }
+
+    /// Like [`Mosquitto::start`], with `extra` lines in its config.
+    pub fn start_with(dir: &Path, extra: &str) -> Mosquitto {
         // A port found free may be taken before the broker binds it: try a
         // few.
         for _ in 0..5 {
@@ -33,7 +38,7 @@ impl Mosquitto {
                 .and_then(|l| l.local_addr())
                 .expect("a free port")
                 .port();
-            if let Some(broker) = Self::try_start(dir, port) {
+            if let Some(broker) = Self::try_start(dir, port, extra) {
                 return broker;
             }
         }
@@ -48,7 +53,7 @@ impl Mosquitto {
         // tries for the kernel to release the port.
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Some(broker) = Self::try_start(dir, port) {
+            if let Some(broker) = Self::try_start(dir, port, "") {
                 return broker;
             }
             assert!(
@@ -59,7 +64,7 @@ impl Mosquitto {
         }
     }
 
-    fn try_start(dir: &Path, port: u16) -> Option<Mosquitto> {
+    fn try_start(dir: &Path, port: u16, extra: &str) -> Option<Mosquitto> {
         assert!(
             Path::new(MOSQUITTO).exists(),
             "{MOSQUITTO} is missing: install the Debian package `mosquitto` \
@@ -71,7 +76,7 @@ impl Mosquitto {
             &config,
             format!(
                 "listener {port} 127.0.0.1\n\
-                 allow_anonymous true\n\
+                 {auth}\n\
                  persistence true\n\
                  persistence_location {dir}/\n\
                  autosave_interval 1\n\
@@ -79,8 +84,14 @@ impl Mosquitto {
                  max_inflight_messages 20\n\
                  max_queued_messages 100000\n\
                  log_dest file {dir}/mosquitto.log\n\
-                 log_type error\nlog_type warning\nlog_type notice\nlog_type information\n",
-                dir = dir.display()
+                 log_type error\nlog_type warning\nlog_type notice\nlog_type information\n\
+                 {extra}\n",
+                dir = dir.display(),
+                auth = if extra.contains("allow_anonymous") {
+                    ""
+                } else {
+                    "allow_anonymous true"
+                },
             ),
         )
         .expect("broker config");
@@ -154,9 +165,29 @@ pub fn reading(i: u64) -> (String, Vec<u8>) {
     )
 }
 
+/// A password file for the broker holding `user` / `password`, written
+/// by the broker's own `mosquitto_passwd`; the config line naming it.
+pub fn password_file(dir: &Path, user: &str, password: &str) -> String {
+    std::fs::create_dir_all(dir).expect("broker dir");
+    let file = dir.join("passwd");
+    let status = Command::new("mosquitto_passwd")
+        .args(["-c", "-b"])
+        .arg(&file)
+        .args([user, password])
+        .status()
+        .expect("mosquitto_passwd (Debian package mosquitto)");
+    assert!(status.success(), "mosquitto_passwd failed");
+    format!("allow_anonymous false\npassword_file {}", file.display())
+}
+
 /// Publishes `messages` with QoS 1 and returns once the broker has
 /// acknowledged every one (PUBACK), within 60 s.
 pub fn publish(port: u16, messages: Vec<(String, Vec<u8>)>) {
+    publish_as(port, None, messages);
+}
+
+/// [`publish`] with a user name and password.
+pub fn publish_as(port: u16, login: Option<(&str, &str)>, messages: Vec<(String, Vec<u8>)>) {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -168,6 +199,9 @@ pub fn publish(port: u16, messages: Vec<(String, Vec<u8>)>) {
             .set_keep_alive(Duration::from_secs(30))
             .set_max_packet_size(64 << 20, 64 << 20)
             .set_inflight(100);
+        if let Some((user, password)) = login {
+            options.set_credentials(user, password);
+        }
         let (client, mut events) = AsyncClient::new(options, 100);
         let n = messages.len();
         let sender = tokio::spawn(async move {

@@ -23,11 +23,13 @@
 //! - the connection is retried forever with bounded exponential backoff
 //!   (`reconnect_initial_ms` doubling to `reconnect_max_ms`, jittered).
 //!
-//! Duplicates: what was committed but whose PUBACK had not reached the
-//! broker when the host died (or the connection dropped) is delivered
-//! again and committed again: at most the acks in the client's queue
-//! (`batch_max_messages` + 16) plus one commit's worth waiting for room.
-//! Those copies carry the same event ids, so the receiver keeps one.
+//! Duplicates: what was committed but whose PUBACK the broker had not
+//! processed when the host died (or the connection dropped) is delivered
+//! again and committed again: the acks in the client's queue
+//! (`batch_max_messages` + 16), one commit's worth waiting for room, and
+//! after a kill -9 also acks still in the sockets (a reset connection
+//! discards what the broker had not read). Those copies carry the same
+//! event ids, so the receiver keeps one.
 //!
 //! Shutdown: when the stop signal turns true the input finishes the batch
 //! in hand (commit, then acks), sends DISCONNECT after the acks, and ends;
