@@ -15,7 +15,8 @@
 //! - `correlation_id` links the events of one episode: `host.start` and
 //!   `host.stop` of one run; `breaker.open`…`breaker.closed` of one outage;
 //!   `transport.refused`…`transport.accepted` of one episode of a receiver
-//!   refusing this sender;
+//!   refusing this sender; `input.connected`…`input.disconnected` of one
+//!   connection of an input to its broker;
 //!   `plugin.loaded`, `plugin.trap` and `plugin.quarantined` of one loaded
 //!   plugin; `buffer.evicting` of one episode of losses;
 //! - publishing never blocks: every event is logged, offered to the live
@@ -70,6 +71,7 @@ impl LifecycleEvent {
                 | "plugin.quarantined"
                 | "breaker.open"
                 | "transport.refused"
+                | "input.disconnected"
                 | "buffer.evicting"
                 | "buffer.recovered"
                 | "buffer.damaged"

@@ -9,11 +9,13 @@
 mod limits;
 mod line;
 mod mapping;
+mod topic;
 
 use halyard_sdk::{Config, Decoder, Event, Frame, InitError, clock};
 
 pub use limits::Limits;
 pub use mapping::Mapping;
+pub use topic::TopicPattern;
 
 /// The plugin: a parsed [`Mapping`].
 #[derive(Debug)]

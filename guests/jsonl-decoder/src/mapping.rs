@@ -5,6 +5,7 @@ use serde_json::{Map, Number, Value};
 
 use crate::limits::Limits;
 use crate::line::{self, Field, Line, Object, ParseError};
+use crate::topic::{FromTopic, TopicPattern};
 
 /// How the decoder maps JSON fields onto an event (see README.md).
 #[derive(Debug)]
@@ -18,6 +19,8 @@ pub struct Mapping {
     time_scale: i64,
     pub(crate) kind_prefix: String,
     pub(crate) default_source: Option<String>,
+    /// Source and kind from an MQTT topic, for lines naming neither.
+    pub(crate) topic_pattern: Option<TopicPattern>,
     /// The host's caps, checked on every event (see [`Limits`]).
     pub(crate) limits: Limits,
 }
@@ -58,6 +61,11 @@ impl Mapping {
             time_scale,
             kind_prefix: config.get("kind_prefix").unwrap_or_default().to_owned(),
             default_source: config.get("default_source").map(str::to_owned),
+            topic_pattern: config
+                .get("topic_pattern")
+                .map(|p| TopicPattern::parse(p.trim()))
+                .transpose()
+                .map_err(|message| InitError::for_key("topic_pattern", message))?,
             limits: Limits::from_config(config)?,
         })
     }
@@ -71,6 +79,11 @@ impl Mapping {
         now: &mut dyn FnMut() -> i64,
     ) -> Result<Vec<Event>, String> {
         let mut events = Vec::new();
+        let topic = self
+            .topic_pattern
+            .as_ref()
+            .and_then(|p| p.captures(&frame.origin))
+            .unwrap_or_default();
         for (index, raw) in frame.data.split(|b| *b == b'\n').enumerate() {
             let n = index + 1;
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
@@ -81,7 +94,7 @@ impl Mapping {
             let event = self
                 .limits
                 .room_for_another(events.len())
-                .and_then(|()| self.decode_line(line, &frame.origin, now))
+                .and_then(|()| self.decode_line(line, &frame.origin, &topic, now))
                 .and_then(|event| self.limits.check(&event, &self.time_field).map(|()| event))
                 .map_err(|reason| format!("line {n}: {reason}"))?;
             events.push(event);
@@ -94,6 +107,7 @@ impl Mapping {
         &self,
         line: &str,
         origin: &str,
+        topic: &FromTopic<'_>,
         now: &mut dyn FnMut() -> i64,
     ) -> Result<Event, String> {
         let parsed = line::parse(line, self.limits.parse_caps()).map_err(|err| match err {
@@ -108,12 +122,15 @@ impl Mapping {
         let source = match source {
             Some(s) => s,
             None => take_text(&mut object, SOURCE_FALLBACK)?
+                .or_else(|| topic.source.map(str::to_owned))
                 .or_else(|| self.default_source.clone())
                 .unwrap_or_else(|| origin.to_owned()),
         };
         let kind = match take_text(&mut object, &self.kind_field)? {
             Some(k) => Some(k),
-            None => take_text(&mut object, KIND_FALLBACK)?,
+            None => {
+                take_text(&mut object, KIND_FALLBACK)?.or_else(|| topic.kind.map(str::to_owned))
+            }
         };
         let kind = match kind {
             None => String::new(),

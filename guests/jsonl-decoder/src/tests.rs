@@ -59,6 +59,42 @@ fn defaults_fallbacks_and_blank_lines() {
 }
 
 #[test]
+fn topic_pattern_names_source_and_kind_of_mqtt_frames() {
+    let m = mapping(&[
+        ("topic_pattern", "sensors/{source}/{kind}"),
+        ("kind_prefix", "env."),
+        ("default_source", "gw"),
+    ]);
+    let frame = |origin: &str, data: &[u8]| Frame {
+        data: data.to_vec(),
+        content_type: String::new(),
+        origin: origin.into(),
+    };
+    let decode_at = |origin: &str, data: &[u8]| {
+        m.decode_frame(&frame(origin, data), &mut || NOW)
+            .expect("decodes")
+    };
+    let e = &decode_at("mqtt:sensors/boiler-3/temp", b"{\"value\":1}")[0];
+    assert_eq!(
+        (e.source.as_str(), e.kind.as_str()),
+        ("boiler-3", "env.temp")
+    );
+    // Fields in the line win over the topic.
+    let e = &decode_at(
+        "mqtt:sensors/b/t",
+        b"{\"device\":\"d9\",\"metric\":\"hum\"}",
+    )[0];
+    assert_eq!((e.source.as_str(), e.kind.as_str()), ("d9", "env.hum"));
+    // A topic that does not match, or another input: as without a pattern.
+    let e = &decode_at("mqtt:other/b/t", b"{}")[0];
+    assert_eq!((e.source.as_str(), e.kind.as_str()), ("gw", ""));
+    let e = &decode_at("file:/x", b"{}")[0];
+    assert_eq!(e.source, "gw");
+    let bad = Mapping::from_config(&Config::from_pairs([("topic_pattern", "a/#/b")]));
+    assert!(bad.is_err());
+}
+
+#[test]
 fn frame_errors_are_all_or_nothing() {
     let m = mapping(&[]);
     assert_eq!(

@@ -51,6 +51,7 @@ pub fn check(args: &ConfigCheckArgs) -> anyhow::Result<ExitCode> {
     let mut plugins = 0;
     if !args.syntax_only {
         problems.extend(licence_problems(&config));
+        problems.extend(input_problems(&config));
         let (loaded, refused) = plugin_problems(&config, &args.runtime)?;
         plugins = loaded;
         problems.extend(refused);
@@ -72,6 +73,21 @@ pub fn check(args: &ConfigCheckArgs) -> anyhow::Result<ExitCode> {
         problems.len()
     );
     Ok(ExitCode::from(1))
+}
+
+/// What `run` would refuse about an input before it runs: an mqtt input's
+/// CA file that is missing or holds no certificate.
+fn input_problems(config: &HostConfig) -> Vec<String> {
+    config
+        .inputs
+        .iter()
+        .filter_map(|input| match input {
+            crate::config::InputConfig::Mqtt(mqtt) => crate::run::check_mqtt_tls(mqtt)
+                .err()
+                .map(|err| format!("input `{}`: {err}", mqtt.name)),
+            _ => None,
+        })
+        .collect()
 }
 
 /// What `run` would say about the licence: no token, a token that does not

@@ -42,6 +42,7 @@ impl InputConfig {
             InputConfig::Source { name, .. }
             | InputConfig::File { name, .. }
             | InputConfig::Http { name, .. } => name,
+            InputConfig::Mqtt(mqtt) => &mqtt.name,
         }
     }
 
@@ -52,6 +53,7 @@ impl InputConfig {
             InputConfig::File { decoder, .. } | InputConfig::Http { decoder, .. } => {
                 InputPlugin::Decoder(decoder)
             }
+            InputConfig::Mqtt(mqtt) => InputPlugin::Decoder(&mqtt.decoder),
         }
     }
 }

@@ -15,6 +15,7 @@ mod inputs;
 mod licence;
 mod locate;
 mod model;
+mod mqtt;
 mod plugin_ref;
 pub mod ranges;
 mod substitute;
@@ -29,6 +30,7 @@ use serde::Deserialize;
 pub use inputs::InputPlugin;
 pub use licence::LicenceSection;
 pub use model::*;
+pub use mqtt::{MqttInput, MqttPassword, MqttTls};
 pub use plugin_ref::*;
 pub use substitute::{SubstituteError, Substituted, substitute, substitute_values};
 pub use supply::{OnRemove, PluginsSection, ReloadSection, RolloutSection};
@@ -162,6 +164,11 @@ impl HostConfig {
                 ));
             }
             if let Some((key, message)) = input.http_problem() {
+                return Err(invalid(&format!("input[{i}].{key}"), &message));
+            }
+            if let InputConfig::Mqtt(mqtt) = input
+                && let Some((key, message)) = mqtt.problem()
+            {
                 return Err(invalid(&format!("input[{i}].{key}"), &message));
             }
             if let InputConfig::Source { interval_ms: 0, .. } = input {

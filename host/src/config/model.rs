@@ -150,6 +150,9 @@ pub enum InputConfig {
         #[serde(default = "super::ingest::default_max_in_flight")]
         max_in_flight: usize,
     },
+    /// Subscribe to topic filters on an MQTT broker; each message is a
+    /// frame for the decoder (see [`super::mqtt::MqttInput`]).
+    Mqtt(super::mqtt::MqttInput),
 }
 
 fn default_poll_ms() -> u64 {

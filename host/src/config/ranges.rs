@@ -154,6 +154,11 @@ pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
                 MAX_LINE_BYTES,
             ));
         }
+        if let InputConfig::Mqtt(mqtt) = input {
+            for (key, value, min, max) in mqtt.ranges() {
+                checks.push((format!("input[{i}].{key}"), value, min, max));
+            }
+        }
     }
     checks
         .into_iter()

@@ -356,3 +356,37 @@ fn a_rollout_needs_trusted_keys_and_https() {
     ))
     .unwrap();
 }
+
+#[test]
+fn an_mqtt_input_parses_checks_and_masks_its_password() {
+    let text = |extra: &str| {
+        format!(
+            "[[input]]\ntype = \"mqtt\"\nname = \"m\"\nbroker = \"b:1883\"\n\
+             topics = [\"sensors/+/+\"]\nusername = \"u\"\npassword = \"${{KEY}}\"\n{extra}\
+             decoder = {{ plugin = \"jsonl_decoder.wasm\" }}\n\n\
+             [transport]\ntype = \"stdout\"\n"
+        )
+    };
+    let config = parse(&text("")).expect("valid");
+    let InputConfig::Mqtt(mqtt) = &config.inputs[0] else {
+        panic!("an mqtt input: {:?}", config.inputs[0]);
+    };
+    assert_eq!(
+        mqtt.password.as_ref().map(|p| p.secret().expose()),
+        Some("s3cret-key")
+    );
+    assert_eq!(config.inputs[0].name(), "m");
+    let shown = config.to_masked_toml();
+    assert!(
+        !shown.contains("s3cret") && shown.contains("type = \"mqtt\""),
+        "{shown}"
+    );
+
+    let err = parse(&text("colour = \"red\"\n")).expect_err("unknown key");
+    assert!(err.to_string().contains("colour"), "{err}");
+    let err = parse(&text("max_message_bytes = 10\n")).expect_err("out of range");
+    assert!(
+        err.to_string().contains("input[0].max_message_bytes"),
+        "{err}"
+    );
+}

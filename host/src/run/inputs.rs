@@ -18,8 +18,10 @@ use std::time::Duration;
 use halyard_buffer::Buffer;
 use tokio::sync::watch;
 
-use super::{FileInput, HttpInput, HttpOptions, RunError, SourceSchedule, Work};
+use super::{FileInput, HttpInput, HttpOptions, MqttInput, RunError, SourceSchedule, Work};
 use crate::config::InputConfig;
+use crate::lifecycle::Lifecycle;
+use crate::status::StatusState;
 
 /// What every running input shares with the rest of the host.
 pub struct InputContext {
@@ -51,10 +53,24 @@ pub enum Prepared {
     Polled(SourceSchedule),
 }
 
+/// What preparing an input may need from the host.
+pub struct Shared<'a> {
+    /// For inputs that keep a read position with their events (a file's
+    /// offset).
+    pub buffer: &'a Arc<Buffer>,
+    /// The host id, for inputs whose identity at a peer derives from it
+    /// (an MQTT client id).
+    pub host_id: &'a str,
+    /// Where inputs publish connect/disconnect lifecycle events.
+    pub lifecycle: &'a Lifecycle,
+    /// Where inputs register the counters `/metrics` shows.
+    pub status: &'a StatusState,
+}
+
 /// Prepares `config`: the one place that matches on input types to run
-/// them. `buffer` is for inputs that keep a read position with their
-/// events (a file's offset).
-pub async fn prepare(config: &InputConfig, buffer: &Arc<Buffer>) -> Result<Prepared, RunError> {
+/// them.
+pub async fn prepare(config: &InputConfig, shared: &Shared<'_>) -> Result<Prepared, RunError> {
+    let buffer = shared.buffer;
     Ok(match config {
         InputConfig::Source {
             interval_ms,
@@ -90,7 +106,28 @@ pub async fn prepare(config: &InputConfig, buffer: &Arc<Buffer>) -> Result<Prepa
             tracing::info!(input = %name, listen = %bound.local_addr(), "http input bound");
             Prepared::Task(Box::new(bound))
         }
+        // Built (its TLS config read) before anything runs, so a missing CA
+        // file fails the start with the input's name.
+        InputConfig::Mqtt(mqtt) => {
+            let built = MqttInput::from_config(mqtt, shared.host_id, shared.lifecycle.clone())
+                .map_err(|source| RunError::Mqtt {
+                    input: mqtt.name.clone(),
+                    source,
+                })?;
+            shared.status.watch_mqtt(built.stats());
+            Prepared::Task(Box::new(built))
+        }
     })
+}
+
+impl Input for MqttInput {
+    fn name(&self) -> &str {
+        MqttInput::name(self)
+    }
+
+    fn run(self: Box<Self>, ctx: InputContext) -> InputTask {
+        Box::pin(MqttInput::run(*self, ctx.work, ctx.stop))
+    }
 }
 
 impl Input for FileInput {

@@ -18,6 +18,7 @@
 mod file_input;
 mod http_input;
 pub mod inputs;
+mod mqtt_input;
 mod observe;
 mod progress;
 mod ship;
@@ -40,6 +41,9 @@ use crate::plugin::{LoadError, Runtime};
 
 pub use file_input::FileInput;
 pub use http_input::{HttpInput, HttpOptions};
+pub use mqtt_input::{
+    MqttInput, MqttSnapshot, MqttStats, TlsSetupError, check_tls as check_mqtt_tls, frame_key,
+};
 pub use progress::Progress;
 pub use ship::{BatchLimits, ShipReport, ShipSettings, encode, encode_with};
 pub use worker::{SourceSchedule, Work, Worker};
@@ -81,6 +85,14 @@ pub enum RunError {
         addr: std::net::SocketAddr,
         /// What the OS said.
         reason: std::io::Error,
+    },
+    /// An mqtt input's TLS settings are unusable (e.g. a missing CA file).
+    #[error("input `{input}`: {source}")]
+    Mqtt {
+        /// The input's name.
+        input: String,
+        /// What is wrong.
+        source: TlsSetupError,
     },
     /// The pipeline thread could not be started.
     #[error("cannot start the pipeline thread: {0}")]
@@ -210,7 +222,13 @@ pub async fn run_with(
     let mut tasks = Vec::new();
     let mut schedules = Vec::new();
     for input in &config.inputs {
-        match inputs::prepare(input, &buffer).await? {
+        let shared = inputs::Shared {
+            buffer: &buffer,
+            host_id: &host_id,
+            lifecycle: &channels.lifecycle,
+            status: &observer.state,
+        };
+        match inputs::prepare(input, &shared).await? {
             inputs::Prepared::Task(task) => tasks.push(task),
             inputs::Prepared::Polled(schedule) => schedules.push(schedule),
         }

@@ -129,6 +129,7 @@ impl Observer {
             progress: Some(channels.progress.clone()),
             damage: Mutex::new(None),
             damage_degraded: Duration::from_millis(config.health.damage_degraded_ms),
+            mqtt_inputs: Mutex::new(Vec::new()),
         });
         let mut tasks = Vec::new();
         let mut listen = None;

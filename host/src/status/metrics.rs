@@ -22,6 +22,8 @@ use super::StatusState;
 use super::process;
 use crate::pipeline::StageCounters;
 
+mod mqtt;
+
 /// The registry served at `/metrics`.
 pub fn registry(state: Arc<StatusState>) -> Registry {
     let mut registry = Registry::default();
@@ -119,6 +121,7 @@ impl Collector for HostCollector {
         self.encode_plugins(enc)?;
         self.encode_buffer(enc)?;
         self.encode_transport(enc)?;
+        mqtt::encode(&self.state, enc)?;
         counter(
             enc,
             "halyard_lifecycle_events",

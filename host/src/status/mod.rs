@@ -89,6 +89,8 @@ pub struct StatusState {
     /// How long damage degrades `/health` unless acknowledged
     /// (`[health] damage_degraded_ms`).
     pub damage_degraded: Duration,
+    /// The counters of every mqtt input, registered as each is built.
+    pub mqtt_inputs: Mutex<Vec<Arc<crate::run::MqttStats>>>,
 }
 
 /// What the status server remembers about damage to the buffer file.
@@ -118,6 +120,14 @@ impl std::fmt::Debug for StatusState {
 }
 
 impl StatusState {
+    /// Shows an mqtt input's counters on `/metrics`.
+    pub fn watch_mqtt(&self, stats: Arc<crate::run::MqttStats>) {
+        self.mqtt_inputs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(stats);
+    }
+
     /// Records that the buffer just dropped or evicted events.
     pub fn note_loss(&self) {
         *self.last_loss.lock().unwrap_or_else(|e| e.into_inner()) = Some(Instant::now());

@@ -250,3 +250,86 @@ fn env_values_stay_plain_strings_and_never_appear_in_errors() {
         "{stderr}"
     );
 }
+
+/// Every example config under `examples/` passes `config check` (parse,
+/// ranges, and every plugin loaded and started), with its plugin paths
+/// pointed at the guests this test build compiled and its data directory
+/// in a temp dir.
+#[test]
+fn the_example_configs_pass_config_check() {
+    let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
+    for name in ["quickstart.toml", "mqtt-input.toml"] {
+        let s = Scenario::new();
+        let mut text = std::fs::read_to_string(examples.join(name)).expect("example config");
+        for (path, _) in components::EXAMPLES {
+            let file = std::path::Path::new(path).file_name().unwrap();
+            let relative = format!(
+                "target/guests/wasm32-wasip2/release/{}",
+                file.to_str().unwrap()
+            );
+            text = text.replace(&relative, path);
+        }
+        let data_dir = text
+            .lines()
+            .find(|l| l.starts_with("data_dir = "))
+            .expect("a data_dir")
+            .to_string();
+        text = text.replace(&data_dir, &format!("data_dir = \"{}\"", s.data.display()));
+        std::fs::write(&s.config, text).unwrap();
+        let (code, stdout, stderr) = check(&s, false);
+        assert_eq!(code, Some(0), "{name}: {stderr}");
+        assert!(stderr.contains("config ok"), "{name}: {stderr}");
+        assert!(
+            !stdout.contains("\"target/guests/"),
+            "{name}: every plugin path replaced"
+        );
+    }
+}
+
+/// An mqtt input: its password never printed, a bad topic filter named by
+/// key, a CA file that is missing refused by `config check` as by `run`.
+#[test]
+fn mqtt_input_secrets_filters_and_ca_file_are_checked() {
+    let s = Scenario::new();
+    let write = |topic: &str, extra: &str| {
+        let input = format!(
+            "[[input]]\ntype = \"mqtt\"\nname = \"m\"\nbroker = \"127.0.0.1:1883\"\n\
+             topics = [\"{topic}\"]\nusername = \"u\"\npassword = \"${{MQTT_PW}}\"\n{extra}{}",
+            crate::pipeline_support::decoder_line()
+        );
+        let text = crate::pipeline_support::config_with_input(
+            &s.data,
+            &input,
+            &file_transport(&s.path("out.jsonl")),
+        );
+        std::fs::write(&s.config, text).unwrap();
+    };
+    let env = [("MQTT_PW", "pw-never-shown")];
+    let args = ["config", "check", s.config.to_str().unwrap()];
+    write("sensors/#", "");
+    let out = halyard_with_env(&args, false, &env);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(stdout.contains("password = \"***\""), "{stdout}");
+    assert!(!stdout.contains("pw-never") && !stderr.contains("pw-never"));
+
+    write("a/#/b", "");
+    let (_, stderr) = text(&halyard_with_env(&args, false, &env));
+    assert!(
+        stderr.contains("input[0].topics[0]") && stderr.contains("`#` must be a whole level"),
+        "{stderr}"
+    );
+
+    let missing = s.path("no-ca.pem");
+    write(
+        "sensors/#",
+        &format!("tls = {{ ca_file = \"{}\" }}\n", missing.display()),
+    );
+    let out = halyard_with_env(&args, false, &env);
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("input `m`: tls.ca_file") && stderr.contains("no-ca.pem"),
+        "{stderr}"
+    );
+}

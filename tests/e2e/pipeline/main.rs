@@ -15,6 +15,8 @@ mod http_input;
 mod http_memory;
 mod http_support;
 mod in_flight;
+mod mosquitto;
+mod mqtt_input;
 mod multi_transport;
 mod receiver;
 mod receiver_refusals;
