@@ -8,7 +8,7 @@ use serde::Deserialize;
 use crate::Secret;
 
 /// One message per event or one per batch.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum MqttPer {
     /// Each event as its own JSON message: subscribers can filter by topic.
@@ -20,7 +20,7 @@ pub enum MqttPer {
 }
 
 /// TLS towards the broker.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttTls {
     /// PEM file of the CA that signed the broker's certificate, for private
@@ -31,7 +31,7 @@ pub struct MqttTls {
 }
 
 /// `[[transport]] type = "mqtt"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MqttConfig {
     /// Broker host name or address.

@@ -31,7 +31,7 @@ const SINK: &str = "nats";
 const CHUNK: usize = 1000;
 
 /// The stream to create, or check, before the first publish.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsStream {
     /// Stream name, e.g. `HALYARD`.
@@ -50,7 +50,7 @@ fn default_duplicate_window_ms() -> u64 {
 }
 
 /// TLS towards the server.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsTls {
     /// PEM file of a private CA to trust in addition to the platform's.
@@ -59,7 +59,7 @@ pub struct NatsTls {
 }
 
 /// `[[transport]] type = "nats"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct NatsConfig {
     /// Server URL, e.g. `nats://127.0.0.1:4222` (`tls://` for TLS).

@@ -39,7 +39,7 @@ const MAX_REMEMBERED: usize = 4096;
 const RESPONSE_BYTES: usize = 64 * 1024;
 
 /// `[[transport]] type = "otlp"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct OtlpConfig {
     /// The collector's OTLP/HTTP base URL, e.g. `http://collector:4318`;

@@ -24,7 +24,7 @@ const SINK: &str = "redis";
 pub(crate) const SCHEMA_VERSION: &str = "1";
 
 /// `[[transport]] type = "redis"`.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RedisStreamConfig {
     /// `redis://host:port/db`; credentials go in `username`/`password`,

@@ -42,6 +42,15 @@ impl<'de> serde::Deserialize<'de> for Secret {
     }
 }
 
+/// Written out as `***`, never the credential: the host serializes its
+/// config only to print it (`halyard config check`), so a secret in a
+/// transport's settings is masked there without any code of its own.
+impl serde::Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str("***")
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("***")

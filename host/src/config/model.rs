@@ -326,6 +326,19 @@ pub enum TransportConfig {
     },
     /// Print each batch as a JSON line.
     Stdout,
+    /// Publish to an MQTT broker with QoS 1, one message per event or per
+    /// batch; delivered when every PUBACK is in (see transport/README.md).
+    Mqtt(halyard_transport::MqttConfig),
+    /// Publish to NATS JetStream, each event with `Nats-Msg-Id` = its id,
+    /// so the stream's duplicate window drops a crash re-send; delivered
+    /// when every PubAck is in.
+    Nats(halyard_transport::NatsConfig),
+    /// `XADD` to a Redis stream in the event-bus wire shape, pipelined per
+    /// batch, trimmed with `MAXLEN ~`.
+    Redis(halyard_transport::RedisStreamConfig),
+    /// OTLP/HTTP (protobuf, gzip) to an OpenTelemetry Collector: readings
+    /// as gauge points, other events as log records.
+    Otlp(halyard_transport::OtlpConfig),
 }
 
 /// 1 MiB, the default `max_line_bytes` of a file input (as Vector's

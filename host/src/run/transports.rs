@@ -12,7 +12,7 @@ use std::time::Duration;
 
 use halyard_transport::{
     AnySink, Backoff, Breaker, BreakerConfig, Delivery, FileSink, HeaderHook, HttpConfig, HttpSink,
-    Secret, StdoutSink,
+    MqttSink, NatsSink, OtlpSink, RedisStreamSink, Secret, StdoutSink,
 };
 
 use super::ship::BatchLimits;
@@ -61,13 +61,22 @@ pub fn sink(config: &TransportConfig, sign: Option<HeaderHook>) -> Result<AnySin
         }
         TransportConfig::File { path } => FileSink::open(path).map_err(|e| e.to_string())?.into(),
         TransportConfig::Stdout => StdoutSink::new().into(),
+        TransportConfig::Mqtt(c) => MqttSink::new(c).map_err(|e| e.to_string())?.into(),
+        TransportConfig::Nats(c) => NatsSink::new(c).map_err(|e| e.to_string())?.into(),
+        TransportConfig::Redis(c) => RedisStreamSink::new(c).map_err(|e| e.to_string())?.into(),
+        TransportConfig::Otlp(c) => OtlpSink::new(c).map_err(|e| e.to_string())?.into(),
     })
 }
 
 /// Whether a sink must see batches in order (one in flight): a file or
 /// stdout is read back line by line, so a reordered batch would be a lie.
+/// Brokers and collectors take batches in parallel (each event carries its
+/// id and time).
 pub fn ordered(config: &TransportConfig) -> bool {
-    !matches!(config, TransportConfig::Http { .. })
+    matches!(
+        config,
+        TransportConfig::File { .. } | TransportConfig::Stdout
+    )
 }
 
 /// The batch limits of `transport`: its own `batch` table or the

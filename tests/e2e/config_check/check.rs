@@ -258,7 +258,15 @@ fn env_values_stay_plain_strings_and_never_appear_in_errors() {
 #[test]
 fn the_example_configs_pass_config_check() {
     let examples = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../examples");
-    for name in ["quickstart.toml", "mqtt-input.toml"] {
+    for name in [
+        "quickstart.toml",
+        "mqtt-input.toml",
+        "nats-output.toml",
+        "redis-output.toml",
+        "mqtt-output.toml",
+        "otlp-output.toml",
+        "fleet.toml",
+    ] {
         let s = Scenario::new();
         let mut text = std::fs::read_to_string(examples.join(name)).expect("example config");
         for (path, _) in components::EXAMPLES {

@@ -2,6 +2,7 @@
 //! SQLite buffer, and a real peer (a file transport or the receiver on
 //! 127.0.0.1), with exact counts.
 
+mod broker_transports;
 mod buffer_cap;
 mod damage;
 mod deadletter;
