@@ -17,7 +17,7 @@ use std::time::Duration;
 use crate::operate_support::{Client, sensor_lines, start, wait_listening};
 use crate::pipeline_support::{Host, Scenario, wait_for};
 
-#[allow(dead_code)]
+/// The transport crate's broker processes (it allows its own dead code).
 #[path = "../../../transport/tests/support/mod.rs"]
 mod brokers;
 
