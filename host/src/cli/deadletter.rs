@@ -216,6 +216,9 @@ fn print_one(d: &DeadLetter, now: i64, max_bytes: usize) {
         age(now, d.at_unix_ms),
         d.size
     );
+    if let Some(transport) = &d.transport {
+        println!("  refused by transport: {}", printable(transport));
+    }
     println!("  reason: {}", printable(&d.reason));
     match &d.kept {
         Kept::Payload(p) => {

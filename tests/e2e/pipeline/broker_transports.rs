@@ -1,5 +1,6 @@
-//! Delivery into NATS JetStream and Redis Streams through the real binary
-//! (issue 13, item 7): two `[[transport]]`s from the example configs' shape,
+//! Delivery into NATS JetStream, Redis Streams and an MQTT broker through
+//! the real binary (issue 13, item 7): three `[[transport]]`s from the
+//! example configs' shape,
 //! each broker a real process of its own on a free 127.0.0.1 port. The host
 //! is killed with SIGKILL mid-run and restarted, then the NATS server is
 //! killed and restarted, and the counts are exact:
@@ -9,10 +10,15 @@
 //!   window drops;
 //! - the Redis stream holds every accepted event at least once; copies come
 //!   only from batches re-sent after the kill (XADD has no idempotency key),
-//!   so they are at most the events the first run had accepted.
+//!   so they are at most the events the first run had accepted;
+//! - a persistent QoS 1 subscriber on the MQTT broker sees every accepted
+//!   event at least once, copies bounded the same way (QoS 1 re-sends).
 
 use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
+
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 use crate::operate_support::{Client, sensor_lines, start, wait_listening};
 use crate::pipeline_support::{Host, Scenario, wait_for};
@@ -25,7 +31,7 @@ use brokers::{Broker, Kind};
 
 const WAIT: Duration = Duration::from_secs(120);
 
-fn tail(nats: &Broker, redis: &Broker) -> String {
+fn tail(nats: &Broker, redis: &Broker, mqtt: &Broker) -> String {
     format!(
         r#"[[transport]]
 name = "jetstream"
@@ -40,24 +46,79 @@ type = "redis"
 url = "redis://127.0.0.1:{redis}/0"
 stream = "halyard:events"
 max_len = 1000000
+
+[[transport]]
+name = "mqtt"
+type = "mqtt"
+host = "127.0.0.1"
+port = {mqtt}
+topic = "halyard/{{host_id}}/{{kind}}"
+per = "event"
 "#,
         nats = nats.port,
         redis = redis.port,
+        mqtt = mqtt.port,
     )
 }
 
 /// Reads the brokers from a runtime of the test's own.
 struct Readers {
     rt: tokio::runtime::Runtime,
+    /// How many times each event id reached the MQTT subscriber.
+    mqtt: Arc<Mutex<HashMap<String, u64>>>,
 }
 
 impl Readers {
-    fn new() -> Self {
-        let rt = tokio::runtime::Builder::new_current_thread()
+    /// Also subscribes to `halyard/#` on `mqtt` (QoS 1, persistent
+    /// session) before any event is published.
+    fn new(mqtt: &Broker) -> Self {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
             .enable_all()
             .build()
             .unwrap();
-        Readers { rt }
+        let seen = Arc::new(Mutex::new(HashMap::new()));
+        let mut options = MqttOptions::new("e2e-subscriber", "127.0.0.1", mqtt.port);
+        options
+            .set_clean_session(false)
+            .set_keep_alive(Duration::from_secs(5))
+            .set_max_packet_size(1 << 20, 1 << 20);
+        let (client, mut eventloop) = AsyncClient::new(options, 100);
+        let (subscribed_tx, subscribed) = std::sync::mpsc::channel();
+        let counts = seen.clone();
+        rt.spawn(async move {
+            let _client = client.clone();
+            client
+                .subscribe("halyard/#", QoS::AtLeastOnce)
+                .await
+                .expect("subscribe request");
+            loop {
+                match eventloop.poll().await {
+                    Ok(Event::Incoming(Packet::Publish(p))) => {
+                        let event: serde_json::Value =
+                            serde_json::from_slice(&p.payload).expect("an event per message");
+                        let id = event["id"].as_str().expect("id").to_owned();
+                        *counts.lock().unwrap().entry(id).or_insert(0) += 1;
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = subscribed_tx.send(());
+                    }
+                    Ok(_) => {}
+                    // Reconnects on the next poll; bounded by the test's
+                    // deadlines.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+                }
+            }
+        });
+        subscribed
+            .recv_timeout(WAIT)
+            .expect("the MQTT subscriber got its SUBACK");
+        Readers { rt, mqtt: seen }
+    }
+
+    /// How many times each event id reached the MQTT subscriber.
+    fn mqtt_ids(&self) -> HashMap<String, u64> {
+        self.mqtt.lock().unwrap().clone()
     }
 
     /// Messages in the JetStream stream, or 0 while it is unreachable.
@@ -108,9 +169,10 @@ fn kill_9_of_the_host_and_a_broker_restart_lose_nothing_and_jetstream_stores_no_
     let s = Scenario::new();
     let mut nats = Broker::start(Kind::Nats);
     let redis = Broker::start(Kind::RedisDurable);
-    let run = start(&s, &tail(&nats, &redis), &[]);
+    let mqtt = Broker::start(Kind::Mosquitto);
+    let readers = Readers::new(&mqtt);
+    let run = start(&s, &tail(&nats, &redis, &mqtt), &[]);
     let client = Client::new();
-    let readers = Readers::new();
 
     // First run: accepted (committed to the buffer), then killed while
     // it is still delivering.
@@ -153,6 +215,16 @@ fn kill_9_of_the_host_and_a_broker_restart_lose_nothing_and_jetstream_stores_no_
     assert!(
         copies <= first,
         "Redis copies come only from re-sends of the first run: {copies} > {first}"
+    );
+    wait_for("every event at the MQTT subscriber", WAIT, || {
+        readers.mqtt_ids().len() as u64 >= total
+    });
+    let ids = readers.mqtt_ids();
+    assert_eq!(ids.len() as u64, total, "every event over MQTT, none extra");
+    let copies: u64 = ids.values().map(|n| n - 1).sum();
+    assert!(
+        copies <= first,
+        "MQTT copies come only from re-sends of the first run: {copies} > {first}"
     );
     drop(host);
 }
