@@ -1,0 +1,564 @@
+//! Events per second through each transport, in one run: the whole host
+//! (file input → the four example guests → SQLite buffer → batches) into
+//! `http` (the real receiver), `nats` (JetStream), `redis` (a stream),
+//! `mqtt` (QoS 1, one message per event) and `otlp` (a collector that
+//! decodes the protobuf), each on 127.0.0.1, alternately, so that every
+//! transport sees the same machine load.
+//!
+//! Run with `cargo bench -p halyard --bench transports` (300 000 lines, 3
+//! runs of each) or add `-- --lines N --runs R`. The input is the pipeline
+//! benchmark's (`host/benches/pipeline.rs`): the peer benchmark's sensor
+//! lines, 10 % of which fail the range check.
+//!
+//! The brokers are real processes (the transport tests' support module: a
+//! free port each, a temporary directory, killed on drop); the receiver, the
+//! MQTT subscriber and the OTLP collector run in this process. Each run
+//! starts the host as a child process (this executable in child mode,
+//! calling `halyard::run::run_with` as `halyard run` calls `run`) with a
+//! fresh buffer and a fresh destination (stream, subject, collector), and is
+//! timed from the child's start until the destination holds every valid
+//! event. It then checks exact counts: every valid event arrived once and
+//! nothing was left in the buffer.
+
+#[path = "stages/input.rs"]
+#[allow(dead_code)]
+mod input;
+
+/// The transport crate's broker processes (it allows its own dead code).
+#[path = "../../transport/tests/support/mod.rs"]
+mod brokers;
+
+use std::io::{BufRead, Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::HeaderMap;
+use brokers::{Broker, Kind};
+use halyard::config::HostConfig;
+use halyard::pipeline::NativeStages;
+use halyard_receiver::{ReceiverConfig, open_stats};
+use halyard_test_components::{FRACTION_SAMPLER, JSONL_DECODER, RANGE_VALIDATOR, REDACT_PRIVACY};
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::metrics::v1::metric;
+use prost::Message as _;
+use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
+
+/// Set in the child's environment to its config file.
+const CHILD_CONFIG: &str = "HALYARD_TRANSPORTS_BENCH_CONFIG";
+/// The longest a single run may take before the bench gives up.
+const RUN_LIMIT: Duration = Duration::from_secs(300);
+/// The transports, in the order each round runs them.
+const TRANSPORTS: [&str; 5] = ["http", "nats", "redis", "mqtt", "otlp"];
+
+fn main() {
+    if let Ok(config) = std::env::var(CHILD_CONFIG) {
+        child(Path::new(&config));
+        return;
+    }
+    let lines = arg("--lines").unwrap_or(300_000);
+    let runs = arg("--runs").unwrap_or(3);
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let input = dir.path().join("sensors.jsonl");
+    let valid = write_input(&input, lines);
+    let warm = dir.path().join("warm.jsonl");
+    let warm_valid = write_input(&warm, 10_000);
+    let brokers = Brokers {
+        nats: Broker::start(Kind::Nats),
+        redis: Broker::start(Kind::Redis),
+        mosquitto: Broker::start(Kind::Mosquitto),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("a runtime for the receiving side");
+    println!("input: {lines} lines, {valid} valid; {runs} runs per transport\n");
+
+    // Fill the compile cache (and page in the binary) before timing.
+    measure(&rt, dir.path(), &brokers, "http", "warm", &warm, warm_valid);
+    let mut results: Vec<(&str, Vec<Run>)> = TRANSPORTS.iter().map(|t| (*t, Vec::new())).collect();
+    for i in 0..runs {
+        for (transport, done) in &mut results {
+            let name = format!("{transport}{i}");
+            let run = measure(&rt, dir.path(), &brokers, transport, &name, &input, valid);
+            println!(
+                "{transport:>5} run {i}: {:>9.0} events/s  {:>6.2} s  host CPU {:>5.1} µs/event",
+                valid as f64 / run.elapsed.as_secs_f64(),
+                run.elapsed.as_secs_f64(),
+                run.host_cpu.as_secs_f64() * 1e6 / valid as f64,
+            );
+            done.push(run);
+        }
+    }
+    println!("\n| transport | events/s (median) | ratio to http | host CPU µs/event (median) |");
+    println!("|---|---:|---:|---:|");
+    let median = |mut values: Vec<f64>| {
+        values.sort_by(f64::total_cmp);
+        values[values.len() / 2]
+    };
+    let rate = |done: &[Run]| {
+        median(
+            done.iter()
+                .map(|r| valid as f64 / r.elapsed.as_secs_f64())
+                .collect(),
+        )
+    };
+    let http = rate(&results[0].1);
+    for (transport, done) in &results {
+        let events = rate(done);
+        let cpu = median(
+            done.iter()
+                .map(|r| r.host_cpu.as_secs_f64() * 1e6 / valid as f64)
+                .collect(),
+        );
+        println!(
+            "| {transport} | {events:.0} | {:.2} | {cpu:.1} |",
+            events / http
+        );
+    }
+}
+
+/// The broker processes, started once and shared by every run.
+struct Brokers {
+    nats: Broker,
+    redis: Broker,
+    mosquitto: Broker,
+}
+
+/// Where one run delivers: the `[transport]` table, and how to count what
+/// arrived there.
+struct Destination {
+    transport: String,
+    count: Box<dyn FnMut() -> u64>,
+    /// Stops the in-process receiving side, if any.
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+}
+
+/// Sets up a fresh destination of `transport` for run `name`.
+fn destination(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    brokers: &Brokers,
+    transport: &str,
+    name: &str,
+) -> Destination {
+    match transport {
+        "http" => {
+            let store = dir.join(format!("received-{name}.db"));
+            let receiver = rt
+                .block_on(halyard_receiver::bind(ReceiverConfig::new(
+                    "127.0.0.1:0".parse().expect("an address"),
+                    store.clone(),
+                )))
+                .expect("the receiver binds");
+            let url = format!("http://{}/v1/batches", receiver.local_addr());
+            let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+            rt.spawn(receiver.run(async move {
+                let _ = stopped.await;
+            }));
+            Destination {
+                transport: format!("type = \"http\"\nurl = \"{url}\"\n"),
+                count: Box::new(move || {
+                    open_stats(&store)
+                        .map(|s| s.events_stored + s.duplicates)
+                        .unwrap_or(0)
+                }),
+                stop: Some(stop),
+            }
+        }
+        "nats" => {
+            // A stream of its own per run: the event ids repeat across
+            // runs, and the duplicate window would drop them.
+            let stream = format!("BENCH_{name}");
+            let port = brokers.nats.port;
+            let js = rt.block_on(async {
+                let client = async_nats::connect(format!("127.0.0.1:{port}"))
+                    .await
+                    .expect("connect to NATS");
+                async_nats::jetstream::new(client)
+            });
+            let handle = rt.handle().clone();
+            let counted = stream.clone();
+            Destination {
+                transport: format!(
+                    "type = \"nats\"\nurl = \"nats://127.0.0.1:{port}\"\n\
+                     subject = \"{name}.{{host_id}}.{{kind}}\"\n\
+                     create_stream = {{ name = \"{stream}\", subjects = [\"{name}.>\"], \
+                     duplicate_window_ms = 600000 }}\n"
+                ),
+                count: Box::new(move || {
+                    handle.block_on(async {
+                        let Ok(mut stream) = js.get_stream(&counted).await else {
+                            return 0;
+                        };
+                        stream.info().await.map(|i| i.state.messages).unwrap_or(0)
+                    })
+                }),
+                stop: None,
+            }
+        }
+        "redis" => {
+            let stream = format!("bench:{name}");
+            let url = format!("redis://127.0.0.1:{}/0", brokers.redis.port);
+            let client = redis::Client::open(url.as_str()).expect("a redis client");
+            let mut conn = rt
+                .block_on(client.get_multiplexed_async_connection())
+                .expect("connect to redis");
+            let handle = rt.handle().clone();
+            let counted = stream.clone();
+            Destination {
+                transport: format!(
+                    "type = \"redis\"\nurl = \"{url}\"\nstream = \"{stream}\"\nmax_len = 100000000\n"
+                ),
+                count: Box::new(move || {
+                    handle
+                        .block_on(
+                            redis::cmd("XLEN")
+                                .arg(&counted)
+                                .query_async::<u64>(&mut conn),
+                        )
+                        .unwrap_or(0)
+                }),
+                stop: None,
+            }
+        }
+        "mqtt" => {
+            let port = brokers.mosquitto.port;
+            let (count, stop) = subscribe(rt, port, name);
+            Destination {
+                transport: format!(
+                    "type = \"mqtt\"\nhost = \"127.0.0.1\"\nport = {port}\n\
+                     topic = \"halyard/{name}/{{host_id}}/{{kind}}\"\nper = \"event\"\n\
+                     client_id = \"halyard-bench-{name}\"\n"
+                ),
+                count: Box::new(move || count.load(Ordering::Relaxed)),
+                stop: Some(stop),
+            }
+        }
+        "otlp" => {
+            let (url, count, stop) = collector(rt);
+            Destination {
+                transport: format!("type = \"otlp\"\nendpoint = \"{url}\"\n"),
+                count: Box::new(move || count.load(Ordering::Relaxed)),
+                stop: Some(stop),
+            }
+        }
+        other => panic!("no such transport: {other}"),
+    }
+}
+
+/// A QoS 1 subscriber on `halyard/#`, subscribed (SUBACK in) before this
+/// returns; counts the messages of run `name`.
+fn subscribe(
+    rt: &tokio::runtime::Runtime,
+    port: u16,
+    name: &str,
+) -> (Arc<AtomicU64>, tokio::sync::oneshot::Sender<()>) {
+    let mut options = MqttOptions::new(format!("bench-sub-{name}"), "127.0.0.1", port);
+    options.set_keep_alive(Duration::from_secs(30));
+    options.set_inflight(1000);
+    let (client, mut events) = AsyncClient::new(options, 1000);
+    rt.block_on(client.subscribe("halyard/#", QoS::AtLeastOnce))
+        .expect("queue the subscription");
+    let count = Arc::new(AtomicU64::new(0));
+    let subscribed = Arc::new(AtomicBool::new(false));
+    let prefix = format!("halyard/{name}/");
+    let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
+    let (c, s) = (Arc::clone(&count), Arc::clone(&subscribed));
+    rt.spawn(async move {
+        let _client = client; // the event loop ends when the client is dropped
+        loop {
+            tokio::select! {
+                _ = &mut stopped => return,
+                event = events.poll() => match event {
+                    Ok(Event::Incoming(Packet::Publish(p))) if p.topic.starts_with(&prefix) => {
+                        c.fetch_add(1, Ordering::Relaxed);
+                    }
+                    Ok(Event::Incoming(Packet::SubAck(_))) => s.store(true, Ordering::Relaxed),
+                    Ok(_) => {}
+                    // rumqttc reconnects on the next poll; don't spin.
+                    Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+                },
+            }
+        }
+    });
+    let start = Instant::now();
+    while !subscribed.load(Ordering::Relaxed) {
+        assert!(
+            start.elapsed() < Duration::from_secs(15),
+            "no SUBACK from mosquitto"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    (count, stop)
+}
+
+/// Counted data points and log records of the OTLP collector.
+type Counter = Arc<AtomicU64>;
+
+/// An OTLP/HTTP collector on 127.0.0.1 that decodes each export request
+/// and counts its gauge data points and log records; returns its endpoint.
+fn collector(rt: &tokio::runtime::Runtime) -> (String, Counter, tokio::sync::oneshot::Sender<()>) {
+    let count: Counter = Arc::new(AtomicU64::new(0));
+    let app = axum::Router::new()
+        .route("/v1/metrics", axum::routing::post(metrics))
+        .route("/v1/logs", axum::routing::post(logs))
+        .with_state(Arc::clone(&count));
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind the collector");
+    let addr = listener.local_addr().expect("the collector's address");
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    rt.spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = stopped.await;
+            })
+            .await;
+    });
+    (format!("http://{addr}"), count, stop)
+}
+
+/// The request body, gunzipped when the sender compressed it.
+fn body_of(headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
+    if headers
+        .get("content-encoding")
+        .is_some_and(|v| v.as_bytes() == b"gzip")
+    {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .read_to_end(&mut out)
+            .expect("a gzip body");
+        out
+    } else {
+        body.to_vec()
+    }
+}
+
+async fn metrics(State(count): State<Counter>, headers: HeaderMap, body: Bytes) -> Vec<u8> {
+    let request = ExportMetricsServiceRequest::decode(body_of(&headers, &body).as_slice())
+        .expect("protobuf metrics");
+    let points: usize = request
+        .resource_metrics
+        .iter()
+        .flat_map(|rm| &rm.scope_metrics)
+        .flat_map(|sm| &sm.metrics)
+        .map(|m| match &m.data {
+            Some(metric::Data::Gauge(g)) => g.data_points.len(),
+            _ => panic!("readings are gauges"),
+        })
+        .sum();
+    count.fetch_add(points as u64, Ordering::Relaxed);
+    ExportMetricsServiceResponse::default().encode_to_vec()
+}
+
+async fn logs(State(count): State<Counter>, headers: HeaderMap, body: Bytes) -> Vec<u8> {
+    let request = ExportLogsServiceRequest::decode(body_of(&headers, &body).as_slice())
+        .expect("protobuf logs");
+    let records: usize = request
+        .resource_logs
+        .iter()
+        .flat_map(|rl| &rl.scope_logs)
+        .map(|sl| sl.log_records.len())
+        .sum();
+    count.fetch_add(records as u64, Ordering::Relaxed);
+    ExportLogsServiceResponse::default().encode_to_vec()
+}
+
+/// Runs the host on `input` into a fresh destination of `transport` until
+/// all `valid` events are there; checks the counts; returns the time taken.
+fn measure(
+    rt: &tokio::runtime::Runtime,
+    dir: &Path,
+    brokers: &Brokers,
+    transport: &str,
+    name: &str,
+    input: &Path,
+    valid: u64,
+) -> Run {
+    let mut dest = destination(rt, dir, brokers, transport, name);
+    let config = dir.join(format!("{name}.toml"));
+    std::fs::write(&config, config_text(dir, name, input, &dest.transport))
+        .expect("write the config");
+    let start = Instant::now();
+    let mut host = Command::new(std::env::current_exe().expect("this executable"))
+        // Benchmarks run unlicensed; the host says so in its log.
+        .env("HALYARD_DEV_MODE", "1")
+        .env(CHILD_CONFIG, &config)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("start the host");
+    let elapsed = loop {
+        let arrived = (dest.count)();
+        if arrived >= valid {
+            break start.elapsed();
+        }
+        if start.elapsed() > RUN_LIMIT {
+            let _ = host.kill();
+            panic!("{name}: only {arrived} of {valid} arrived");
+        }
+        if let Ok(Some(status)) = host.try_wait() {
+            panic!("{name}: the host exited early with {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    drop(host.stdin.take()); // EOF: shut down.
+    let mut left = u64::MAX;
+    let mut host_cpu = Duration::ZERO;
+    if let Some(out) = host.stdout.take() {
+        for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+            if let Some(v) = line.strip_prefix("left_in_buffer ") {
+                left = v.parse().unwrap_or(u64::MAX);
+            } else if let Some(v) = line.strip_prefix("cpu_us ") {
+                host_cpu = Duration::from_micros(v.parse().unwrap_or(0));
+            }
+        }
+    }
+    let status = host.wait().expect("the host exits");
+    assert!(status.success(), "{name}: host exited with {status}");
+    let arrived = (dest.count)();
+    if let Some(stop) = dest.stop.take() {
+        let _ = stop.send(());
+    }
+    assert_eq!(
+        (arrived, left),
+        (valid, 0),
+        "{name}: every valid event delivered once, nothing left behind"
+    );
+    Run { elapsed, host_cpu }
+}
+
+/// One timed run.
+struct Run {
+    /// From the host's start until every valid event had arrived.
+    elapsed: Duration,
+    /// CPU time (user + system) the host process used in total.
+    host_cpu: Duration,
+}
+
+/// The host config of one run: pipeline.rs's (defaults for batching, a
+/// buffer big enough that nothing is dropped, the status server on a free
+/// port) with `transport` as its `[transport]`.
+fn config_text(dir: &Path, name: &str, input: &Path, transport: &str) -> String {
+    format!(
+        r#"
+[host]
+id = "bench"
+data_dir = "{data}"
+
+[[input]]
+type = "file"
+name = "sensors"
+path = "{input}"
+decoder = {{ plugin = "{decoder}" }}
+
+[[stages.validate]]
+plugin = "{validator}"
+config = {{ "min.temp" = 0 }}
+
+[[stages.privacy]]
+plugin = "{privacy}"
+config = {{ hash_keys = "operator", drop_keys = "email", salt = "bench" }}
+
+[[stages.sample]]
+plugin = "{sampler}"
+config = {{ fraction = 1 }}
+
+[buffer]
+path = "buffer-{name}.db"
+max_mb = 2048
+
+[batch]
+max_events = {batch}
+max_bytes = {batch_bytes}
+
+[health]
+listen = "127.0.0.1:0"
+
+[transport]
+{transport}"#,
+        data = dir.join("data").display(),
+        input = input.display(),
+        decoder = JSONL_DECODER,
+        validator = RANGE_VALIDATOR,
+        privacy = REDACT_PRIVACY,
+        sampler = FRACTION_SAMPLER,
+        batch = arg("--batch").unwrap_or(1000),
+        batch_bytes = arg("--batch").unwrap_or(1000) * 1024,
+    )
+}
+
+/// Writes `n` benchmark lines; returns how many pass the range check.
+fn write_input(path: &Path, n: u64) -> u64 {
+    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create the input"));
+    let mut valid = 0;
+    for i in 0..n {
+        let line = input::sensor_line(i);
+        valid += u64::from(!line.contains("\"value\":-"));
+        writeln!(out, "{line}").expect("write the input");
+    }
+    out.flush().expect("write the input");
+    valid
+}
+
+/// `--name N` from the command line.
+fn arg(name: &str) -> Option<u64> {
+    let args: Vec<String> = std::env::args().collect();
+    let at = args.iter().position(|a| a == name)?;
+    args.get(at + 1)?.parse().ok()
+}
+
+/// Child mode: run the host on the config until stdin closes, then print
+/// what was left in the buffer.
+fn child(path: &Path) {
+    let config = HostConfig::load(&PathBuf::from(path)).expect("the bench config loads");
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("a runtime");
+    let shutdown = async {
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::stdin().read_to_end(&mut sink);
+        })
+        .await;
+    };
+    let report = rt
+        .block_on(halyard::run::run_with(
+            config,
+            NativeStages::default(),
+            shutdown,
+        ))
+        .expect("the host runs");
+    println!("cpu_us {}", cpu_time().as_micros());
+    println!("left_in_buffer {}", report.left_in_buffer);
+}
+
+/// User + system CPU time of this process so far (all threads), from
+/// `/proc/self/stat` (fields 14 and 15, in clock ticks of 1/100 s).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    // The command name (field 2) may hold spaces; count from after its `)`.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|(_, rest)| rest.split_whitespace().collect())
+        .unwrap_or_default();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
