@@ -24,6 +24,9 @@
 #[allow(dead_code)]
 mod input;
 
+#[path = "transports/collector.rs"]
+mod collector;
+
 /// The transport crate's broker processes (it allows its own dead code).
 #[path = "../../transport/tests/support/mod.rs"]
 mod brokers;
@@ -35,22 +38,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use axum::body::Bytes;
-use axum::extract::State;
-use axum::http::HeaderMap;
 use brokers::{Broker, Kind};
 use halyard::config::HostConfig;
 use halyard::pipeline::NativeStages;
 use halyard_receiver::{ReceiverConfig, open_stats};
 use halyard_test_components::{FRACTION_SAMPLER, JSONL_DECODER, RANGE_VALIDATOR, REDACT_PRIVACY};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::metrics::v1::metric;
-use prost::Message as _;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 /// Set in the child's environment to its config file.
@@ -246,7 +238,7 @@ fn destination(
             }
         }
         "otlp" => {
-            let (url, count, stop) = collector(rt);
+            let (url, count, stop) = collector::collector(rt);
             Destination {
                 transport: format!("type = \"otlp\"\nendpoint = \"{url}\"\n"),
                 count: Box::new(move || count.load(Ordering::Relaxed)),
@@ -301,78 +293,6 @@ fn subscribe(
         std::thread::sleep(Duration::from_millis(10));
     }
     (count, stop)
-}
-
-/// Counted data points and log records of the OTLP collector.
-type Counter = Arc<AtomicU64>;
-
-/// An OTLP/HTTP collector on 127.0.0.1 that decodes each export request
-/// and counts its gauge data points and log records; returns its endpoint.
-fn collector(rt: &tokio::runtime::Runtime) -> (String, Counter, tokio::sync::oneshot::Sender<()>) {
-    let count: Counter = Arc::new(AtomicU64::new(0));
-    let app = axum::Router::new()
-        .route("/v1/metrics", axum::routing::post(metrics))
-        .route("/v1/logs", axum::routing::post(logs))
-        .with_state(Arc::clone(&count));
-    let listener = rt
-        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-        .expect("bind the collector");
-    let addr = listener.local_addr().expect("the collector's address");
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    rt.spawn(async move {
-        let _ = axum::serve(listener, app)
-            .with_graceful_shutdown(async move {
-                let _ = stopped.await;
-            })
-            .await;
-    });
-    (format!("http://{addr}"), count, stop)
-}
-
-/// The request body, gunzipped when the sender compressed it.
-fn body_of(headers: &HeaderMap, body: &[u8]) -> Vec<u8> {
-    if headers
-        .get("content-encoding")
-        .is_some_and(|v| v.as_bytes() == b"gzip")
-    {
-        let mut out = Vec::new();
-        flate2::read::GzDecoder::new(body)
-            .read_to_end(&mut out)
-            .expect("a gzip body");
-        out
-    } else {
-        body.to_vec()
-    }
-}
-
-async fn metrics(State(count): State<Counter>, headers: HeaderMap, body: Bytes) -> Vec<u8> {
-    let request = ExportMetricsServiceRequest::decode(body_of(&headers, &body).as_slice())
-        .expect("protobuf metrics");
-    let points: usize = request
-        .resource_metrics
-        .iter()
-        .flat_map(|rm| &rm.scope_metrics)
-        .flat_map(|sm| &sm.metrics)
-        .map(|m| match &m.data {
-            Some(metric::Data::Gauge(g)) => g.data_points.len(),
-            _ => panic!("readings are gauges"),
-        })
-        .sum();
-    count.fetch_add(points as u64, Ordering::Relaxed);
-    ExportMetricsServiceResponse::default().encode_to_vec()
-}
-
-async fn logs(State(count): State<Counter>, headers: HeaderMap, body: Bytes) -> Vec<u8> {
-    let request = ExportLogsServiceRequest::decode(body_of(&headers, &body).as_slice())
-        .expect("protobuf logs");
-    let records: usize = request
-        .resource_logs
-        .iter()
-        .flat_map(|rl| &rl.scope_logs)
-        .map(|sl| sl.log_records.len())
-        .sum();
-    count.fetch_add(records as u64, Ordering::Relaxed);
-    ExportLogsServiceResponse::default().encode_to_vec()
 }
 
 /// Runs the host on `input` into a fresh destination of `transport` until
