@@ -198,9 +198,16 @@ impl Buffer {
                 .map(|(size, m)| (*size, *m))
                 .collect()
         });
+        let only = commit
+            .only_for
+            .and_then(|name| inner.consumers.by_name(name))
+            .map(|index| inner.consumers.list[index].mask());
         let own_routed: Vec<(&Record, u64, i64)> = records
             .iter()
-            .map(|r| (r, accounted_size(r), inner.consumers.mask_of(r)))
+            .map(|r| {
+                let mask = only.unwrap_or_else(|| inner.consumers.mask_of(r));
+                (r, accounted_size(r), mask)
+            })
             .filter(|(_, _, m)| *m != 0)
             .collect();
         let offered = commit.staged.map_or(0, Staged::len) + records.len();

@@ -46,6 +46,12 @@ pub struct Commit<'a> {
     /// not fit it fails with [`BufferError::Full`] and writes nothing, so a
     /// replay never drops what it replays nor evicts other records for it.
     pub replayed: &'a [i64],
+    /// Store `records` for this consumer (transport) alone instead of for
+    /// every consumer that wants them: a replay of what one transport
+    /// refused must not send it again through the transports that
+    /// delivered it. A name that is not a consumer now (the transport was
+    /// removed) falls back to every consumer that wants them.
+    pub only_for: Option<&'a str>,
 }
 
 impl Commit<'_> {

@@ -6,7 +6,7 @@
 use std::collections::BTreeSet;
 use std::path::Path;
 
-use halyard_buffer::{Buffer, BufferConfig, Consumer, DeadLetterFilter, Record, WhenFull};
+use halyard_buffer::{Buffer, BufferConfig, Commit, Consumer, DeadLetterFilter, Record, WhenFull};
 
 use crate::common::*;
 
@@ -208,6 +208,67 @@ fn dead_letters_are_per_consumer() {
     assert_eq!(buffer.stats().records, 0);
     let b = buffer.consumer_stats();
     assert_eq!((b[1].name.as_str(), b[1].dead_lettered_total), ("b", 5));
+}
+
+/// A replay of what one consumer refused (`Commit::only_for`) goes back to
+/// that consumer alone: the one that delivered it does not get it again.
+/// An unknown name falls back to every consumer.
+#[test]
+fn a_replay_for_one_consumer_reaches_it_alone() {
+    let dir = tempfile::tempdir().unwrap();
+    let (buffer, _) = open(&with_consumers(dir.path(), &both()));
+    buffer.append(&recs(0..5, 20)).unwrap();
+    assert_eq!(drain_for(&buffer, "a", 100), (0..5).collect::<Vec<_>>());
+    let refused = buffer
+        .next_batch_for("b", 100, usize::MAX)
+        .unwrap()
+        .unwrap();
+    buffer.dead_letter(&refused, "400 Bad Request").unwrap();
+    assert_eq!(buffer.stats().records, 0);
+
+    let dead = buffer
+        .dead_letters_matching(&DeadLetterFilter::default())
+        .unwrap();
+    let rows: Vec<i64> = dead.iter().map(|d| d.seq).collect();
+    let records: Vec<Record> = dead
+        .iter()
+        .map(|d| Record {
+            id: d.id,
+            payload: match &d.kept {
+                halyard_buffer::Kept::Payload(p) => p.clone(),
+                other => panic!("a refused batch keeps its payload: {other:?}"),
+            },
+        })
+        .collect();
+    buffer
+        .commit(&Commit {
+            records: &records,
+            replayed: &rows,
+            only_for: Some("b"),
+            ..Commit::default()
+        })
+        .unwrap();
+    assert_eq!(pending(&buffer, "a"), 0, "a delivered them already");
+    assert_eq!(pending(&buffer, "b"), 5);
+    assert!(
+        buffer
+            .next_batch_for("a", 100, usize::MAX)
+            .unwrap()
+            .is_none()
+    );
+    assert_eq!(drain_for(&buffer, "b", 100), (0..5).collect::<Vec<_>>());
+    assert_eq!(buffer.stats().records, 0);
+    assert_eq!(buffer.stats().dead_letters, 0);
+
+    // A transport that is gone: every current consumer gets it.
+    buffer
+        .commit(&Commit {
+            records: &recs(5..6, 20),
+            only_for: Some("removed"),
+            ..Commit::default()
+        })
+        .unwrap();
+    assert_eq!((pending(&buffer, "a"), pending(&buffer, "b")), (1, 1));
 }
 
 /// Progress survives a restart per consumer (unsettled records come back,

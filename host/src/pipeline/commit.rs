@@ -35,6 +35,9 @@ impl Pipeline {
             // replay did not: its commit is all or nothing.
             admitted: pending.replayed.is_empty(),
             replayed: &pending.replayed,
+            // Events and frames replayed through the stages are new events
+            // to every transport (their stage outcome may differ).
+            only_for: None,
         })?;
         if let Some(tap) = self.tap.as_ref().filter(|t| t.subscribers() > 0) {
             // What was committed, as committed: after privacy and sampling.

@@ -75,7 +75,9 @@ impl Tally {
 /// One page of rows, sorted by where they go.
 #[derive(Default)]
 struct Sorted {
-    to_buffer: Vec<(i64, Record)>,
+    /// Straight back into the buffer, grouped by the transport that
+    /// refused them (`None`: every transport that wants them).
+    to_buffer: Vec<(Option<String>, (i64, Record))>,
     events: Vec<(i64, Event)>,
     frames: Vec<(String, (i64, KeyedFrame))>,
 }
@@ -142,8 +144,13 @@ fn sort(
             }
         };
         match d.origin {
-            Origin::Batch => sorted.to_buffer.push((d.seq, record(d.id, payload))),
-            Origin::Event if to_buffer => sorted.to_buffer.push((d.seq, record(d.id, payload))),
+            // Refused by one transport: replayed to that one alone.
+            Origin::Batch => sorted
+                .to_buffer
+                .push((d.transport, (d.seq, record(d.id, payload)))),
+            Origin::Event if to_buffer => sorted
+                .to_buffer
+                .push((None, (d.seq, record(d.id, payload)))),
             Origin::Event => match event(&payload) {
                 Some(e) => sorted.events.push((d.seq, e)),
                 None => *tally.skipped.entry("skipped_unparseable").or_default() += 1,
@@ -180,11 +187,12 @@ fn send(
     sorted: Sorted,
     tally: &mut Tally,
 ) -> anyhow::Result<()> {
-    if !sorted.to_buffer.is_empty() {
-        let (rows, records): (Vec<i64>, Vec<Record>) = sorted.to_buffer.into_iter().unzip();
+    for (transport, rows) in group(sorted.to_buffer) {
+        let (rows, records): (Vec<i64>, Vec<Record>) = rows.into_iter().unzip();
         let outcome = opened.buffer.commit(&Commit {
             records: &records,
             replayed: &rows,
+            only_for: transport.as_deref(),
             ..Commit::default()
         })?;
         tally.add(
