@@ -75,7 +75,13 @@ pub(crate) const LIFECYCLE_PREFIX: &str = "halyard.";
 /// Nanoseconds since the epoch as RFC 3339 UTC with milliseconds, the `ts`
 /// format of the event-bus wire shape.
 pub(crate) fn rfc3339_millis(time_ns: i64) -> String {
-    let millis = time_ns.div_euclid(1_000_000);
+    rfc3339_from_unix_ms(time_ns.div_euclid(1_000_000))
+}
+
+/// Unix milliseconds as RFC 3339 UTC with milliseconds
+/// (`2026-11-30T18:00:00.123Z`): the one formatter the event-bus wire shape
+/// and the host's lifecycle events share, so both write the same text.
+pub fn rfc3339_from_unix_ms(millis: i64) -> String {
     let secs = millis.div_euclid(1000);
     let ms = millis.rem_euclid(1000);
     let days = secs.div_euclid(86_400);

@@ -102,6 +102,7 @@ pub use backoff::{Backoff, RetryConfig};
 pub use breaker::{Breaker, BreakerConfig, BreakerState, Transition};
 pub use delivery::{Delivery, Outcome};
 pub use encode::{encode_batch, encode_batch_raw};
+pub use envelope::rfc3339_from_unix_ms;
 pub use error::TransportError;
 pub use file::FileSink;
 pub use headers::HeaderHook;
