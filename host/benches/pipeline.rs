@@ -19,6 +19,8 @@
 //! delivered, no duplicates, nothing dropped. The compile cache is warmed
 //! first, as it is on a device after the first start.
 
+#[path = "common/host_run.rs"]
+mod host_run;
 #[path = "stages/input.rs"]
 #[allow(dead_code)]
 mod input;
@@ -26,13 +28,13 @@ mod input;
 #[allow(dead_code)]
 mod native;
 
-use std::io::{BufRead, Write};
+use host_run::{arg, config_text, cpu_time, write_input};
+use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use halyard::config::HostConfig;
 use halyard::pipeline::{NativeFactory, NativeStages, StagePlugin};
 use halyard::plugin::{Action, CallError, Event, Frame, PluginKind, Verdict};
 use halyard_receiver::{ReceiverConfig, open_stats};
@@ -145,7 +147,16 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
     }));
 
     let config = dir.join(format!("{name}.toml"));
-    std::fs::write(&config, config_text(dir, name, input, &url)).expect("write the config");
+    std::fs::write(
+        &config,
+        config_text(
+            dir,
+            name,
+            input,
+            &format!("[transport]\ntype = \"http\"\nurl = \"{url}\"\n"),
+        ),
+    )
+    .expect("write the config");
     let start = Instant::now();
     let cpu_before = cpu_time();
     let mut host = Command::new(std::env::current_exe().expect("this executable"))
@@ -206,125 +217,17 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
     }
 }
 
-/// The host config of one run: defaults for batching and transport (gzip
-/// on), a buffer big enough that nothing is dropped, and the status server
-/// on a free port.
-fn config_text(dir: &Path, name: &str, input: &Path, url: &str) -> String {
-    format!(
-        r#"
-[host]
-id = "bench"
-data_dir = "{data}"
-
-[[input]]
-type = "file"
-name = "sensors"
-path = "{input}"
-decoder = {{ plugin = "{decoder}" }}
-
-[[stages.validate]]
-plugin = "{validator}"
-config = {{ "min.temp" = 0 }}
-
-[[stages.privacy]]
-plugin = "{privacy}"
-config = {{ hash_keys = "operator", drop_keys = "email", salt = "bench" }}
-
-[[stages.sample]]
-plugin = "{sampler}"
-config = {{ fraction = 1 }}
-
-[buffer]
-path = "buffer-{name}.db"
-max_mb = 2048
-
-[batch]
-max_events = {batch}
-max_bytes = {batch_bytes}
-
-[transport]
-type = "http"
-url = "{url}"
-
-[health]
-listen = "127.0.0.1:0"
-"#,
-        data = dir.join("data").display(),
-        input = input.display(),
-        decoder = JSONL_DECODER,
-        validator = RANGE_VALIDATOR,
-        privacy = REDACT_PRIVACY,
-        sampler = FRACTION_SAMPLER,
-        batch = arg("--batch").unwrap_or(1000),
-        batch_bytes = arg("--batch").unwrap_or(1000) * 1024,
-    )
-}
-
-/// Writes `n` benchmark lines; returns how many pass the range check.
-fn write_input(path: &Path, n: u64) -> u64 {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create the input"));
-    let mut valid = 0;
-    for i in 0..n {
-        let line = input::sensor_line(i);
-        valid += u64::from(!line.contains("\"value\":-"));
-        writeln!(out, "{line}").expect("write the input");
-    }
-    out.flush().expect("write the input");
-    valid
-}
-
-/// `--name N` from the command line.
-fn arg(name: &str) -> Option<u64> {
-    let args: Vec<String> = std::env::args().collect();
-    let at = args.iter().position(|a| a == name)?;
-    args.get(at + 1)?.parse().ok()
-}
-
-/// Child mode: run the host on the config until stdin closes, then print
-/// the peak RSS and what was left in the buffer.
+/// Child mode: run the host (`native` swaps in the native twins) until
+/// stdin closes, then print the peak RSS, CPU time and what was left.
 fn child(mode: &str) {
     let path = PathBuf::from(std::env::var(CHILD_CONFIG).expect("the child's config"));
-    let config = HostConfig::load(&path).expect("the bench config loads");
     let natives = if mode == "native" {
         native_stages()
     } else {
         NativeStages::default()
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let shutdown = async {
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut sink = Vec::new();
-            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
-        })
-        .await;
-    };
-    let report = rt
-        .block_on(halyard::run::run_with(config, natives, shutdown))
-        .expect("the host runs");
+    host_run::run_child(&path, natives);
     println!("peak_rss_kb {}", peak_rss_kb());
-    println!("cpu_us {}", cpu_time().as_micros());
-    println!("left_in_buffer {}", report.left_in_buffer);
-}
-
-/// User + system CPU time of this process so far (all threads), from
-/// `/proc/self/stat` (fields 14 and 15, in clock ticks of 1/100 s).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The command name (field 2) may hold spaces; count from after its `)`.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
 
 /// `VmHWM` of this process, in KiB.

@@ -26,23 +26,24 @@ mod input;
 
 #[path = "transports/collector.rs"]
 mod collector;
+#[path = "common/host_run.rs"]
+mod host_run;
 
 /// The transport crate's broker processes (it allows its own dead code).
 #[path = "../../transport/tests/support/mod.rs"]
 mod brokers;
 
-use std::io::{BufRead, Read, Write};
-use std::path::{Path, PathBuf};
+use host_run::{arg, config_text, write_input};
+use std::io::BufRead;
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use brokers::{Broker, Kind};
-use halyard::config::HostConfig;
 use halyard::pipeline::NativeStages;
 use halyard_receiver::{ReceiverConfig, open_stats};
-use halyard_test_components::{FRACTION_SAMPLER, JSONL_DECODER, RANGE_VALIDATOR, REDACT_PRIVACY};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 
 /// Set in the child's environment to its config file.
@@ -54,7 +55,7 @@ const TRANSPORTS: [&str; 5] = ["http", "nats", "redis", "mqtt", "otlp"];
 
 fn main() {
     if let Ok(config) = std::env::var(CHILD_CONFIG) {
-        child(Path::new(&config));
+        host_run::run_child(Path::new(&config), NativeStages::default());
         return;
     }
     let lines = arg("--lines").unwrap_or(300_000);
@@ -263,10 +264,10 @@ fn subscribe(
     rt.block_on(client.subscribe("halyard/#", QoS::AtLeastOnce))
         .expect("queue the subscription");
     let count = Arc::new(AtomicU64::new(0));
-    let subscribed = Arc::new(AtomicBool::new(false));
+    let (subscribed_tx, subscribed) = std::sync::mpsc::channel();
     let prefix = format!("halyard/{name}/");
     let (stop, mut stopped) = tokio::sync::oneshot::channel::<()>();
-    let (c, s) = (Arc::clone(&count), Arc::clone(&subscribed));
+    let c = Arc::clone(&count);
     rt.spawn(async move {
         let _client = client; // the event loop ends when the client is dropped
         loop {
@@ -276,7 +277,9 @@ fn subscribe(
                     Ok(Event::Incoming(Packet::Publish(p))) if p.topic.starts_with(&prefix) => {
                         c.fetch_add(1, Ordering::Relaxed);
                     }
-                    Ok(Event::Incoming(Packet::SubAck(_))) => s.store(true, Ordering::Relaxed),
+                    Ok(Event::Incoming(Packet::SubAck(_))) => {
+                        let _ = subscribed_tx.send(());
+                    }
                     Ok(_) => {}
                     // rumqttc reconnects on the next poll; don't spin.
                     Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
@@ -284,14 +287,9 @@ fn subscribe(
             }
         }
     });
-    let start = Instant::now();
-    while !subscribed.load(Ordering::Relaxed) {
-        assert!(
-            start.elapsed() < Duration::from_secs(15),
-            "no SUBACK from mosquitto"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    }
+    subscribed
+        .recv_timeout(Duration::from_secs(15))
+        .expect("no SUBACK from mosquitto");
     (count, stop)
 }
 
@@ -308,8 +306,16 @@ fn measure(
 ) -> Run {
     let mut dest = destination(rt, dir, brokers, transport, name);
     let config = dir.join(format!("{name}.toml"));
-    std::fs::write(&config, config_text(dir, name, input, &dest.transport))
-        .expect("write the config");
+    std::fs::write(
+        &config,
+        config_text(
+            dir,
+            name,
+            input,
+            &format!("[transport]\n{}", dest.transport),
+        ),
+    )
+    .expect("write the config");
     let start = Instant::now();
     let mut host = Command::new(std::env::current_exe().expect("this executable"))
         // Benchmarks run unlicensed; the host says so in its log.
@@ -365,120 +371,4 @@ struct Run {
     elapsed: Duration,
     /// CPU time (user + system) the host process used in total.
     host_cpu: Duration,
-}
-
-/// The host config of one run: pipeline.rs's (defaults for batching, a
-/// buffer big enough that nothing is dropped, the status server on a free
-/// port) with `transport` as its `[transport]`.
-fn config_text(dir: &Path, name: &str, input: &Path, transport: &str) -> String {
-    format!(
-        r#"
-[host]
-id = "bench"
-data_dir = "{data}"
-
-[[input]]
-type = "file"
-name = "sensors"
-path = "{input}"
-decoder = {{ plugin = "{decoder}" }}
-
-[[stages.validate]]
-plugin = "{validator}"
-config = {{ "min.temp" = 0 }}
-
-[[stages.privacy]]
-plugin = "{privacy}"
-config = {{ hash_keys = "operator", drop_keys = "email", salt = "bench" }}
-
-[[stages.sample]]
-plugin = "{sampler}"
-config = {{ fraction = 1 }}
-
-[buffer]
-path = "buffer-{name}.db"
-max_mb = 2048
-
-[batch]
-max_events = {batch}
-max_bytes = {batch_bytes}
-
-[health]
-listen = "127.0.0.1:0"
-
-[transport]
-{transport}"#,
-        data = dir.join("data").display(),
-        input = input.display(),
-        decoder = JSONL_DECODER,
-        validator = RANGE_VALIDATOR,
-        privacy = REDACT_PRIVACY,
-        sampler = FRACTION_SAMPLER,
-        batch = arg("--batch").unwrap_or(1000),
-        batch_bytes = arg("--batch").unwrap_or(1000) * 1024,
-    )
-}
-
-/// Writes `n` benchmark lines; returns how many pass the range check.
-fn write_input(path: &Path, n: u64) -> u64 {
-    let mut out = std::io::BufWriter::new(std::fs::File::create(path).expect("create the input"));
-    let mut valid = 0;
-    for i in 0..n {
-        let line = input::sensor_line(i);
-        valid += u64::from(!line.contains("\"value\":-"));
-        writeln!(out, "{line}").expect("write the input");
-    }
-    out.flush().expect("write the input");
-    valid
-}
-
-/// `--name N` from the command line.
-fn arg(name: &str) -> Option<u64> {
-    let args: Vec<String> = std::env::args().collect();
-    let at = args.iter().position(|a| a == name)?;
-    args.get(at + 1)?.parse().ok()
-}
-
-/// Child mode: run the host on the config until stdin closes, then print
-/// what was left in the buffer.
-fn child(path: &Path) {
-    let config = HostConfig::load(&PathBuf::from(path)).expect("the bench config loads");
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime");
-    let shutdown = async {
-        let _ = tokio::task::spawn_blocking(|| {
-            let mut sink = Vec::new();
-            let _ = std::io::stdin().read_to_end(&mut sink);
-        })
-        .await;
-    };
-    let report = rt
-        .block_on(halyard::run::run_with(
-            config,
-            NativeStages::default(),
-            shutdown,
-        ))
-        .expect("the host runs");
-    println!("cpu_us {}", cpu_time().as_micros());
-    println!("left_in_buffer {}", report.left_in_buffer);
-}
-
-/// User + system CPU time of this process so far (all threads), from
-/// `/proc/self/stat` (fields 14 and 15, in clock ticks of 1/100 s).
-fn cpu_time() -> Duration {
-    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
-    // The command name (field 2) may hold spaces; count from after its `)`.
-    let fields: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|(_, rest)| rest.split_whitespace().collect())
-        .unwrap_or_default();
-    let ticks = |i: usize| {
-        fields
-            .get(i)
-            .and_then(|v| v.parse::<u64>().ok())
-            .unwrap_or(0)
-    };
-    Duration::from_millis((ticks(11) + ticks(12)) * 10)
 }
