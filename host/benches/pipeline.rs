@@ -6,7 +6,10 @@
 //! run.
 //!
 //! Run with `cargo bench -p halyard --bench pipeline` (1 000 000 lines, 3
-//! runs of each) or add `-- --lines N --runs R`. The input is the peer
+//! runs of each) or add `-- --lines N --runs R`. `--modes wasm,native,none`
+//! picks the modes (`none`: the native decoder and no event stages, so the
+//! host's own share is visible); `--cpus 0` pins the host to those CPUs
+//! with `taskset` (the receiver keeps every CPU). The input is the peer
 //! benchmark's `sensor-lines.py` format (generated in-process, identical
 //! bytes); 10 % of the lines fail the range check, the rest are delivered.
 //!
@@ -20,6 +23,7 @@
 //! first, as it is on a device after the first start.
 
 #[path = "common/host_run.rs"]
+#[allow(dead_code)] // shared with the transports bench, which uses the rest
 mod host_run;
 #[path = "stages/input.rs"]
 #[allow(dead_code)]
@@ -28,7 +32,7 @@ mod input;
 #[allow(dead_code)]
 mod native;
 
-use host_run::{arg, config_text, cpu_time, write_input};
+use host_run::{arg, arg_text, config_text_with, cpu_time, write_input};
 use std::io::BufRead;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -59,14 +63,28 @@ fn main() {
     let valid = write_input(&input, lines);
     let warm = dir.path().join("warm.jsonl");
     let warm_valid = write_input(&warm, 10_000);
-    println!("input: {lines} lines, {valid} valid; {runs} runs per mode\n");
+    let modes = arg_text("--modes").unwrap_or_else(|| "wasm,native".into());
+    let modes: Vec<&str> = modes.split(',').map(str::trim).collect();
+    if let Some(bad) = modes
+        .iter()
+        .find(|m| !["wasm", "native", "none"].contains(m))
+    {
+        panic!("--modes: unknown mode {bad:?} (wasm, native, none)");
+    }
+    let cpus = arg_text("--cpus");
+    println!(
+        "input: {lines} lines, {valid} valid; {runs} runs per mode; host CPUs: {}\n",
+        cpus.as_deref().unwrap_or("all")
+    );
 
     // Fill the compile cache (and page in the binary) before timing.
     measure(dir.path(), "warm-up", "wasm", &warm, warm_valid);
-    let mut results: Vec<(&str, Vec<Run>)> = vec![("wasm", Vec::new()), ("native", Vec::new())];
+    let mut results: Vec<(&str, Vec<Run>)> = modes.iter().map(|m| (*m, Vec::new())).collect();
     for i in 0..runs {
         for (mode, runs) in &mut results {
-            let run = measure(dir.path(), &format!("{mode}-{i}"), mode, &input, valid);
+            // With no stages nothing is rejected: every line is delivered.
+            let expect = if *mode == "none" { lines } else { valid };
+            let run = measure(dir.path(), &format!("{mode}-{i}"), mode, &input, expect);
             println!(
                 "{mode:>6} run {i}: {:>9.0} lines/s  {:>6.2} s  peak RSS {:>5.1} MB  \
                  CPU per line: host {:>5.1} µs, receiver {:>5.1} µs",
@@ -94,19 +112,23 @@ fn main() {
         let mut recv: Vec<f64> = runs.iter().map(|r| per_line(r.receiver_cpu)).collect();
         host.sort_by(f64::total_cmp);
         recv.sort_by(f64::total_cmp);
+        let delivered = if *mode == "none" { lines } else { valid };
         println!(
             "| {mode} | {median:.0} | {:.0} | {:.1} MB | {:.1} | {:.1} |",
-            median * valid as f64 / lines as f64,
+            median * delivered as f64 / lines as f64,
             rss as f64 / 1024.0,
             host[host.len() / 2],
             recv[recv.len() / 2],
         );
         medians.push(median);
     }
-    println!(
-        "\nnative / wasm throughput: {:.2}x",
-        medians[1] / medians[0]
-    );
+    for (i, (mode, _)) in results.iter().enumerate().skip(1) {
+        println!(
+            "{mode} / {} throughput: {:.2}x",
+            results[0].0,
+            medians[i] / medians[0]
+        );
+    }
 }
 
 /// One timed run.
@@ -149,17 +171,27 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
     let config = dir.join(format!("{name}.toml"));
     std::fs::write(
         &config,
-        config_text(
+        config_text_with(
             dir,
             name,
             input,
             &format!("[transport]\ntype = \"http\"\nurl = \"{url}\"\n"),
+            mode != "none",
         ),
     )
     .expect("write the config");
     let start = Instant::now();
     let cpu_before = cpu_time();
-    let mut host = Command::new(std::env::current_exe().expect("this executable"))
+    let exe = std::env::current_exe().expect("this executable");
+    let mut command = match arg_text("--cpus") {
+        Some(cpus) => {
+            let mut taskset = Command::new("taskset");
+            taskset.arg("-c").arg(cpus).arg(&exe);
+            taskset
+        }
+        None => Command::new(&exe),
+    };
+    let mut host = command
         .env(CHILD_MODE, mode)
         // Benchmarks run unlicensed; the host says so in its log.
         .env("HALYARD_DEV_MODE", "1")
@@ -221,10 +253,10 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
 /// stdin closes, then print the peak RSS, CPU time and what was left.
 fn child(mode: &str) {
     let path = PathBuf::from(std::env::var(CHILD_CONFIG).expect("the child's config"));
-    let natives = if mode == "native" {
-        native_stages()
-    } else {
-        NativeStages::default()
+    let natives = match mode {
+        "native" => native_stages(),
+        "none" => native_decoder(),
+        _ => NativeStages::default(),
     };
     host_run::run_child(&path, natives);
     println!("peak_rss_kb {}", peak_rss_kb());
@@ -240,6 +272,17 @@ fn peak_rss_kb() -> u64 {
                 .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         })
         .unwrap_or(0)
+}
+
+/// The native decoder alone (the `none` mode has no event stages).
+fn native_decoder() -> NativeStages {
+    let mut natives = NativeStages::default();
+    natives.register(
+        JSONL_DECODER,
+        PluginKind::Decoder,
+        Arc::new(|_| Box::new(Twin::Decoder(native::JsonlDecoder)) as Box<dyn StagePlugin>),
+    );
+    natives
 }
 
 /// The native twins, registered under the component paths they replace.

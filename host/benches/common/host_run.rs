@@ -15,18 +15,22 @@ use halyard_test_components::{FRACTION_SAMPLER, JSONL_DECODER, RANGE_VALIDATOR, 
 /// The host config of one run, with `transport` (a whole `[transport]`
 /// table) as where it delivers; the status server on a free port.
 pub fn config_text(dir: &Path, name: &str, input: &Path, transport: &str) -> String {
-    format!(
-        r#"
-[host]
-id = "bench"
-data_dir = "{data}"
+    config_text_with(dir, name, input, transport, true)
+}
 
-[[input]]
-type = "file"
-name = "sensors"
-path = "{input}"
-decoder = {{ plugin = "{decoder}" }}
-
+/// [`config_text`], with the three event stages left out when `stages` is
+/// false: the host's own share of the work (input, decode, buffer, batches,
+/// transport) with nothing between the decoder and the buffer.
+pub fn config_text_with(
+    dir: &Path,
+    name: &str,
+    input: &Path,
+    transport: &str,
+    stages: bool,
+) -> String {
+    let stages = if stages {
+        format!(
+            r#"
 [[stages.validate]]
 plugin = "{validator}"
 config = {{ "min.temp" = 0 }}
@@ -38,7 +42,26 @@ config = {{ hash_keys = "operator", drop_keys = "email", salt = "bench" }}
 [[stages.sample]]
 plugin = "{sampler}"
 config = {{ fraction = 1 }}
+"#,
+            validator = RANGE_VALIDATOR,
+            privacy = REDACT_PRIVACY,
+            sampler = FRACTION_SAMPLER,
+        )
+    } else {
+        String::new()
+    };
+    format!(
+        r#"
+[host]
+id = "bench"
+data_dir = "{data}"
 
+[[input]]
+type = "file"
+name = "sensors"
+path = "{input}"
+decoder = {{ plugin = "{decoder}" }}
+{stages}
 [buffer]
 path = "buffer-{name}.db"
 max_mb = 2048
@@ -54,9 +77,6 @@ listen = "127.0.0.1:0"
         data = dir.join("data").display(),
         input = input.display(),
         decoder = JSONL_DECODER,
-        validator = RANGE_VALIDATOR,
-        privacy = REDACT_PRIVACY,
-        sampler = FRACTION_SAMPLER,
         batch = arg("--batch").unwrap_or(1000),
         batch_bytes = arg("--batch").unwrap_or(1000) * 1024,
     )
@@ -77,9 +97,14 @@ pub fn write_input(path: &Path, n: u64) -> u64 {
 
 /// `--name N` from the command line.
 pub fn arg(name: &str) -> Option<u64> {
+    arg_text(name)?.parse().ok()
+}
+
+/// `--name VALUE` from the command line, as text.
+pub fn arg_text(name: &str) -> Option<String> {
     let args: Vec<String> = std::env::args().collect();
     let at = args.iter().position(|a| a == name)?;
-    args.get(at + 1)?.parse().ok()
+    args.get(at + 1).cloned()
 }
 
 /// Child mode: runs the host on the config at `path` (with `natives` for
