@@ -3,6 +3,7 @@
 //! Everything here runs before the store is touched, so a body refused at any
 //! step stores nothing: a batch is all or nothing.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use axum::body::Bytes;
@@ -76,13 +77,17 @@ pub(crate) fn decode(body: Bytes, encoding: Encoding, max: usize) -> Result<Byte
     }
 }
 
+/// The batch as sent. Events and ids borrow from the body: a batch of
+/// thousands of events costs no allocation per event (an id needs one only
+/// when it holds a JSON escape).
 #[derive(Deserialize)]
-struct WireBatch {
+struct WireBatch<'a> {
     #[serde(default)]
     batch_id: Option<String>,
     #[serde(default)]
     host: Option<WireHost>,
-    events: Vec<Box<RawValue>>,
+    #[serde(borrow)]
+    events: Vec<&'a RawValue>,
 }
 
 #[derive(Deserialize)]
@@ -92,18 +97,20 @@ struct WireHost {
 }
 
 #[derive(Deserialize)]
-struct EventId {
-    id: String,
+struct EventId<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
 }
 
 /// A batch whose every event has been checked to be an object with a string
-/// `id`; the events keep their JSON text exactly as sent.
-pub(crate) struct ParsedBatch {
+/// `id`; the events keep their JSON text exactly as sent, borrowed from the
+/// decoded body.
+pub(crate) struct ParsedBatch<'a> {
     pub(crate) meta: BatchMeta,
-    events: Vec<(String, Box<RawValue>)>,
+    events: Vec<(Cow<'a, str>, &'a RawValue)>,
 }
 
-impl ParsedBatch {
+impl<'a> ParsedBatch<'a> {
     /// Parses and checks the whole batch; one bad event refuses all of it,
     /// and the answer names every bad event (when `policy` says to) so the
     /// sender can drop just those.
@@ -111,7 +118,7 @@ impl ParsedBatch {
     /// The batch id comes from the body's `batch_id`, or from the
     /// `Idempotency-Key` header when the body has none.
     pub(crate) fn parse(
-        body: &[u8],
+        body: &'a [u8],
         headers: &HeaderMap,
         policy: &EventPolicy<'_>,
     ) -> Result<Self, ApiError> {
@@ -128,7 +135,7 @@ impl ParsedBatch {
         let mut events = Vec::with_capacity(wire.events.len());
         let mut rejected = Vec::new();
         for (index, raw) in wire.events.into_iter().enumerate() {
-            match event_id(&raw).and_then(|id| policy.check(&raw).map(|()| id)) {
+            match event_id(raw).and_then(|id| policy.check(raw).map(|()| id)) {
                 Ok(id) => events.push((id, raw)),
                 Err(reason) => rejected.push((index, reason)),
             }
@@ -199,12 +206,12 @@ impl EventPolicy<'_> {
     }
 }
 
-fn event_id(raw: &RawValue) -> Result<String, String> {
+fn event_id(raw: &RawValue) -> Result<Cow<'_, str>, String> {
     // serde would also read a struct from a JSON array; only objects are events.
     if !raw.get().trim_start().starts_with('{') {
         return Err("event is not a JSON object".to_owned());
     }
-    serde_json::from_str::<EventId>(raw.get())
+    serde_json::from_str::<EventId<'_>>(raw.get())
         .map(|e| e.id)
         .map_err(|e| format!("event needs a string `id`: {e}"))
 }
@@ -299,5 +306,18 @@ mod tests {
         let events = batch.events();
         assert_eq!(events[0].id, "a");
         assert_eq!(events[0].json, r#"{"id":"a","v":1.50}"#);
+    }
+
+    #[test]
+    fn ids_with_escapes_are_unescaped_and_plain_ids_borrow() {
+        let h = HeaderMap::new();
+        let body = r#"{"events":[{"id":"a\"b\u0041"},{"id":"plain"}]}"#;
+        let batch =
+            ParsedBatch::parse(body.as_bytes(), &h, &EventPolicy::default()).expect("valid");
+        let events = batch.events();
+        assert_eq!(events[0].id, "a\"bA");
+        assert_eq!(events[0].json, r#"{"id":"a\"b\u0041"}"#);
+        assert_eq!(events[1].id, "plain");
+        assert!(matches!(batch.events[1].0, Cow::Borrowed(_)));
     }
 }
