@@ -152,6 +152,7 @@ mod salvage;
 mod schema;
 mod staging;
 mod stats;
+mod usage;
 
 pub use batch::{Batch, Record};
 pub use buffer::{AppendOutcome, Buffer, OpenReport};
@@ -166,3 +167,4 @@ pub use dead_letter::{DeadLetter, DeadLetterFilter, Kept, NewDeadLetter, Origin,
 pub use error::{BufferError, Cause};
 pub use staging::Staged;
 pub use stats::Stats;
+pub use usage::{StoredUsage, UsageCounts, last_usage_report};
