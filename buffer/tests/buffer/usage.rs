@@ -40,9 +40,17 @@ fn usage_commits_with_its_records_and_is_reported_once_across_reopen() {
     );
     // Counted after the report was read, before it was answered: kept.
     buffer.add_usage(&counts(&[("in:t", 2)])).unwrap();
-    assert!(buffer.usage_reported(0, &stored.counts, 1_800_000_000).unwrap());
+    assert!(
+        buffer
+            .usage_reported(0, &stored.counts, 1_800_000_000)
+            .unwrap()
+    );
     // The same report again changes nothing.
-    assert!(!buffer.usage_reported(0, &stored.counts, 1_800_000_001).unwrap());
+    assert!(
+        !buffer
+            .usage_reported(0, &stored.counts, 1_800_000_001)
+            .unwrap()
+    );
     drop(buffer);
     let (buffer, _) = open(&cfg);
     let left = buffer.usage().unwrap();

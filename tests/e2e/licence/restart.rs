@@ -63,7 +63,10 @@ fn lifecycle_payloads(log: &Path, kind: &str) -> Vec<serde_json::Value> {
         .collect()
 }
 
-/// Heartbeats the server has seen from the run with `boot_id`s not in `seen`.
+/// What a restart does to the data directory first, by name.
+type Tamper<'a> = (&'a str, &'a dyn Fn(&Path));
+
+/// Heartbeats the server has seen since it had seen `before`.
 fn new_boot_bodies(server: &LicenceServer, before: usize) -> usize {
     server.state.lock().unwrap().bodies.len() - before
 }
@@ -96,7 +99,7 @@ fn an_expired_host_stays_expired_and_holds_events_across_restarts_and_tampering(
     let negative = write_sensor_lines(&s.input, 0, 300);
     let accepted = 300 - negative;
     let len = std::fs::metadata(&s.input).unwrap().len();
-    let tampers: [(&str, &dyn Fn(&Path)); 3] = [
+    let tampers: [Tamper<'_>; 3] = [
         ("plain restart", &|_| {}),
         ("state file deleted", &|p| std::fs::remove_file(p).unwrap()),
         ("state file edited", &|p| {
