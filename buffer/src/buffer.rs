@@ -279,6 +279,14 @@ impl Buffer {
         if let Some(cursor) = &commit.cursor {
             write_cursor(&tx, cursor)?;
         }
+        if let Some(usage) = commit.usage {
+            let outcome = AppendOutcome {
+                accepted: accept as u64 + unrouted,
+                dropped_newest: (total - accept) as u64,
+                evicted_oldest: evicted,
+            };
+            crate::usage::add(&tx, &(usage.0)(&outcome))?;
+        }
         tx.commit().ctx("append: commit")?;
 
         if dead.added + dead.removed > 0 {

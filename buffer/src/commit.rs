@@ -15,6 +15,7 @@ use crate::buffer::Buffer;
 use crate::dead_letter::NewDeadLetter;
 use crate::error::{BufferError, Context};
 use crate::staging::Staged;
+use crate::usage::UsageCounts;
 
 /// Everything one [`Buffer::commit`] stores atomically.
 #[derive(Debug, Default, Clone, Copy)]
@@ -52,6 +53,9 @@ pub struct Commit<'a> {
     /// delivered it. A name that is not a consumer now (the transport was
     /// removed) falls back to every consumer that wants them.
     pub only_for: Option<&'a str>,
+    /// Usage counters to add in the same transaction (see `usage.rs`),
+    /// computed from the commit's outcome; `None` adds none.
+    pub usage: Option<UsageCounts<'a>>,
 }
 
 impl Commit<'_> {
@@ -62,6 +66,7 @@ impl Commit<'_> {
             && self.dead_letters.is_empty()
             && self.cursor.is_none()
             && self.replayed.is_empty()
+            && self.usage.is_none()
     }
 }
 

@@ -107,6 +107,10 @@
 //! CREATE TABLE cursors (              -- input positions, committed with their events
 //!     name  TEXT PRIMARY KEY NOT NULL,
 //!     value BLOB NOT NULL);
+//! CREATE TABLE usage (                -- licence usage not yet reported (usage.rs)
+//!     name TEXT PRIMARY KEY NOT NULL, -- the caller's counter name
+//!     n    INTEGER NOT NULL);
+//! -- meta also holds usage_epoch, usage_seq, usage_reported_at
 //! ```
 //!
 //! `AUTOINCREMENT` keeps sequence numbers increasing even after the table has
@@ -116,7 +120,8 @@
 //! own bound, `dead_letter_max_bytes` accounted bytes (and `dead_letter_max`
 //! rows), evicting the oldest (counted; see `dead_letter/bound.rs`). The
 //! `cursors` table was added without a version bump: `CREATE TABLE IF NOT
-//! EXISTS` adds it to a version-1 file on open. Version 2 added
+//! EXISTS` adds it to a version-1 file on open; so was `usage`, which an
+//! older build ignores (it then reports no stored usage). Version 2 added
 //! `records.pending` and `consumers`: opening a version-1 file adds the
 //! column (default -1: every bit), so records stored before the upgrade go
 //! to every configured consumer; a version-2 file is refused by a version-1
@@ -152,6 +157,7 @@ mod salvage;
 mod schema;
 mod staging;
 mod stats;
+mod usage;
 
 pub use batch::{Batch, Record};
 pub use buffer::{AppendOutcome, Buffer, OpenReport};
@@ -166,3 +172,4 @@ pub use dead_letter::{DeadLetter, DeadLetterFilter, Kept, NewDeadLetter, Origin,
 pub use error::{BufferError, Cause};
 pub use staging::Staged;
 pub use stats::Stats;
+pub use usage::{StoredUsage, UsageCounts, last_usage_report};

@@ -227,6 +227,7 @@ fn prepare_schema(conn: &mut Connection, config: &BufferConfig) -> Result<u64, B
     tx.execute_batch(CREATE_SCHEMA).ctx("open: create schema")?;
     crate::dead_letter::upgrade(&tx)?;
     upgrade_records(&tx)?;
+    crate::usage::create(&tx)?;
     tx.execute(
         "INSERT INTO meta (key, value) VALUES ('schema_version', ?1) \
          ON CONFLICT (key) DO UPDATE SET value = excluded.value",

@@ -2,7 +2,8 @@
 //!
 //! `data_dir` holds what others on the machine must not read or change:
 //! accepted events not yet delivered (`buffer.db` and its `-wal`/`-shm`),
-//! the host's signing key, the licence, the rollback ledger, the compile
+//! the host's signing key, the licence (`licence.token`, and
+//! `licence.state`, its sealed history), the rollback ledger, the compile
 //! cache and its secret. So the directory is 0700 and its files 0600, set
 //! when they are created; a directory or file found looser (made by an
 //! older version, or by hand) is tightened at start, with a log line

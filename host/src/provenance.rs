@@ -12,7 +12,10 @@
 //!   counter reserves blocks of [`SEQ_BLOCK`] numbers in `data_dir/provenance.seq`
 //!   (written and synced before any number of the block is used), so a
 //!   crash skips at most the rest of a block and never repeats a number.
-//!   Gaps are allowed (a block cut short, an event the full buffer refused).
+//!   A clean stop gives the unused rest of the block back (the counter is
+//!   dropped: it writes the next unused number), so a restart continues
+//!   without a gap. Gaps are allowed only after a crash (or an event the
+//!   full buffer refused after it was numbered).
 //! - `chain` names the decoder or source and every validator, privacy and
 //!   sampler stage the event went through, as `name@<12 hex of sha256>`
 //!   (`name@native` for a native stand-in).
@@ -35,6 +38,9 @@ use crate::plugin::Event;
 /// Sequence numbers reserved per write of the counter file: one small
 /// synced write per this many events.
 pub const SEQ_BLOCK: u64 = 4096;
+
+/// The sequence counter's file name in the data directory.
+pub const SEQ_FILE: &str = "provenance.seq";
 
 /// The host key's file name in the data directory.
 pub const HOST_KEY_FILE: &str = "host.key";
@@ -143,6 +149,11 @@ impl SeqCounter {
     /// Writes `next + SEQ_BLOCK` durably (temp file, fsync, rename).
     fn reserve(&mut self) -> std::io::Result<()> {
         let until = self.next.saturating_add(SEQ_BLOCK);
+        self.write(until)
+    }
+
+    /// Writes `until` durably as the first number a restart may use.
+    fn write(&mut self, until: u64) -> std::io::Result<()> {
         let tmp = self.path.with_extension("seq.tmp");
         // Owner-only, like everything else in `data_dir`.
         let mut file = {
@@ -162,6 +173,20 @@ impl SeqCounter {
     }
 }
 
+impl Drop for SeqCounter {
+    /// A clean stop: gives back the unused rest of the block, so the next
+    /// start continues at the next unused number. (A crash skips this and
+    /// the rest of the block.)
+    fn drop(&mut self) {
+        if self.next < self.reserved_until
+            && let Err(error) = self.write(self.next)
+        {
+            tracing::warn!(%error, path = %self.path.display(),
+                "cannot give back the unused provenance numbers; the next start skips them");
+        }
+    }
+}
+
 /// Stamps accepted events with provenance; owned by the pipeline.
 #[derive(Debug)]
 pub struct Stamper {
@@ -174,7 +199,7 @@ impl Stamper {
     pub fn open(host_id: &str, data_dir: &Path) -> Result<Self, ProvenanceSetupError> {
         Ok(Stamper {
             host_id: host_id.to_owned(),
-            seq: SeqCounter::open(data_dir.join("provenance.seq"))?,
+            seq: SeqCounter::open(data_dir.join(SEQ_FILE))?,
         })
     }
 
@@ -212,14 +237,19 @@ mod tests {
         let mut c = SeqCounter::open(path.clone()).unwrap();
         let first: Vec<u64> = (0..5).map(|_| c.next_seq()).collect();
         assert_eq!(first, vec![0, 1, 2, 3, 4]);
-        drop(c); // a crash: the rest of the block is skipped
+        std::mem::forget(c); // a crash: the rest of the block is skipped
         let mut c = SeqCounter::open(path.clone()).unwrap();
         assert_eq!(c.next_seq(), SEQ_BLOCK);
         for _ in 0..SEQ_BLOCK {
             c.next_seq();
         }
+        std::mem::forget(c);
         let mut c = SeqCounter::open(path.clone()).unwrap();
         assert_eq!(c.next_seq(), 3 * SEQ_BLOCK);
+        // A clean stop gives the rest of the block back: no gap.
+        drop(c);
+        let mut c = SeqCounter::open(path.clone()).unwrap();
+        assert_eq!(c.next_seq(), 3 * SEQ_BLOCK + 1);
         use std::os::unix::fs::PermissionsExt;
         let mode = std::fs::metadata(&path).unwrap().permissions().mode();
         assert_eq!(mode & 0o777, 0o600, "{mode:o}");

@@ -230,6 +230,18 @@ impl UsageWindow {
         Ok(())
     }
 
+    /// Takes everything counted, leaving the window empty at the next
+    /// `seq`: for a counter that stores its counts elsewhere (with the
+    /// commit that produced them) or forgets them (the work was undone).
+    pub fn take(&self) -> UsageSnapshot {
+        let mut inner = self.lock();
+        let out = inner.clone();
+        inner.events.clear();
+        inner.traps.clear();
+        inner.seq = inner.seq.wrapping_add(1);
+        out
+    }
+
     /// True if nothing was counted since the last commit.
     pub fn is_empty(&self) -> bool {
         self.lock().is_empty()

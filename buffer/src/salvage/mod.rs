@@ -168,6 +168,8 @@ pub(crate) fn salvage(
         // The dead-letter columns too, so they are copied, not defaulted.
         crate::dead_letter::upgrade(&tx)?;
         crate::schema::upgrade_records(&tx)?;
+        // Unreported usage is copied like any other row.
+        crate::usage::create(&tx)?;
         tx.execute(
             "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?1)",
             [SCHEMA_VERSION],

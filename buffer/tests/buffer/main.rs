@@ -12,3 +12,4 @@ mod full_policy;
 mod model;
 mod pages;
 mod staging;
+mod usage;

@@ -3,7 +3,10 @@
 //!
 //! The config is parsed and checked as `run` parses it; the licence token
 //! and its vendor keys are verified as `run` verifies them (same host id,
-//! same data directory, same clock), then the licence's features are
+//! same data directory with its renewed token and saved licence history,
+//! same clock), and the state `run` would be in is printed
+//! (`licence: valid`, `licence: grace: …`, `licence: expired since …`);
+//! then the licence's features are
 //! checked against the configured plugins; every plugin is loaded with the
 //! runtime settings `run` uses ([`PluginsSection::apply_to`]) and the same
 //! call `run`'s pipeline build makes — its kind, config, grants and limits
@@ -101,22 +104,46 @@ fn licence_problems(config: &HostConfig) -> Vec<String> {
         return Vec::new();
     }
     let host_id = config.host.id.clone().unwrap_or_else(crate::run::hostname);
-    let licence = match crate::licence::Licence::start(
+    let data_dir = &config.host.data_dir;
+    // The saved history, read (never written) with the host key's public
+    // half; without a host key this is a first start.
+    let store = halyard_trust::KeyPair::load(&data_dir.join(crate::provenance::HOST_KEY_FILE))
+        .ok()
+        .map(|key| {
+            crate::licence::persist::StateStore::read_only(
+                data_dir,
+                &host_id,
+                key.public_key(),
+                last_reported(config),
+            )
+        });
+    let licence = match crate::licence::Licence::start_with(
         &config.licence,
         &host_id,
-        &config.host.data_dir,
+        data_dir,
         crate::licence::system_clock(),
         None,
+        store,
     ) {
         Ok(licence) => licence,
         Err(err) => return vec![describe_error(&err)],
     };
+    eprintln!("licence: {}", licence.verdict());
     match licence.check_plugins(config) {
         Ok(()) => Vec::new(),
         Err(err) => vec![describe_error(&crate::licence::LicenceStartError::from(
             err,
         ))],
     }
+}
+
+/// When usage was last reported (the last successful heartbeat), read from
+/// the buffer file without writing it; `None` if there is none or it is in
+/// use by a running host.
+fn last_reported(config: &HostConfig) -> Option<u64> {
+    halyard_buffer::last_usage_report(
+        &crate::run::buffer_config(config, &config.host.data_dir).path,
+    )
 }
 
 /// Loads every configured plugin as `run`'s pipeline build does; returns

@@ -1,11 +1,21 @@
 //! The heartbeat: reports usage to the licence server and renews the token.
 //!
-//! Invariant: usage is reported exactly once. Each attempt sends a
-//! [`UsageWindow::snapshot`] (everything since the last *successful* send);
-//! only a 2xx answer commits that snapshot. A failed attempt commits
-//! nothing and is retried with exponential backoff (1 s doubling to
-//! `retry_max_s`, full jitter), so the next attempt carries the whole
-//! period. Failures start the licence's grace period; a success ends it.
+//! Invariant: usage is reported exactly once, across restarts and crashes.
+//! With a buffer (as `run` has), usage lives in the buffer file: the
+//! pipeline stores each ingest's counts with its commit, and each attempt
+//! first moves what was counted in memory since (deliveries) into the
+//! buffer too, then sends everything stored, with the buffer's durable
+//! report `seq` and `epoch`. Only a 2xx answer subtracts exactly what was
+//! sent and advances `seq`, so a report repeated after a lost answer, a
+//! failure or a crash (same `seq`, whichever run sends it) holds
+//! everything the earlier one did: the server keeps the last report per
+//! `(host_id, epoch, seq)`. Without a buffer (tests, tools) the in-memory
+//! [`UsageWindow`] is sent and committed the same way.
+//!
+//! A failed attempt is retried with exponential backoff (1 s doubling to
+//! `retry_max_s`, full jitter). Failures start the licence's grace period;
+//! a success ends it. `run` makes one last attempt at shutdown
+//! ([`Heartbeat::final_beat`]).
 //!
 //! The request is `POST endpoint` with the API key in its header and a JSON
 //! body `{"host_id","boot_id","version","licence","usage":{…}}`; the answer
@@ -41,6 +51,9 @@ pub enum HeartbeatError {
     /// The endpoint or API key header cannot be used.
     #[error("heartbeat config: {0}")]
     Config(String),
+    /// The usage stored in the buffer could not be read or updated.
+    #[error("usage in the buffer: {0}")]
+    Buffer(#[from] halyard_buffer::BufferError),
 }
 
 /// Where and how often to send heartbeats.
@@ -79,7 +92,9 @@ impl HeartbeatConfig {
     }
 }
 
-/// A heartbeat sender.
+/// A heartbeat sender; a clone sends for the same boot (the final
+/// heartbeat at shutdown uses one).
+#[derive(Clone)]
 pub struct Heartbeat {
     config: HeartbeatConfig,
     client: reqwest::Client,
@@ -164,19 +179,66 @@ impl Heartbeat {
         }
     }
 
+    /// The heartbeat at shutdown: stores what was counted in memory in the
+    /// buffer (so a failure or the deadline loses nothing: the next start
+    /// reports it), then tries once to send, until `deadline`.
+    pub async fn final_beat(&self, deadline: tokio::time::Instant) {
+        if let Err(error) = self.store_counted() {
+            tracing::error!(%error, "cannot store the last usage counts in the buffer");
+        }
+        match tokio::time::timeout_at(deadline, self.beat_once()).await {
+            Ok(Ok(())) => tracing::info!("final heartbeat sent"),
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "final heartbeat failed; usage is reported after the next start")
+            }
+            Err(_) => tracing::warn!(
+                "shutdown timeout: final heartbeat not answered; usage is reported after the next start"
+            ),
+        }
+    }
+
+    /// Moves what was counted in memory (deliveries) into the buffer.
+    fn store_counted(&self) -> Result<(), HeartbeatError> {
+        let Some(buffer) = &self.buffer else {
+            return Ok(());
+        };
+        let counted = self.usage.snapshot();
+        if counted.is_empty() {
+            return Ok(());
+        }
+        buffer.add_usage(&super::stored_usage::to_counts(&counted))?;
+        self.usage.commit(&counted)?;
+        Ok(())
+    }
+
     /// One attempt: snapshot, send, and on success commit and renew.
     pub async fn beat_once(&self) -> Result<(), HeartbeatError> {
+        self.store_counted()?;
+        let stored = match &self.buffer {
+            Some(buffer) => Some(buffer.usage()?),
+            None => None,
+        };
         self.usage.set_uptime(self.started.elapsed());
         if let Some(buffer) = &self.buffer {
             self.usage.set_buffer_depth(buffer.stats().records);
         }
-        let snapshot = self.usage.snapshot();
+        let mut snapshot = self.usage.snapshot();
+        if let Some(stored) = &stored {
+            let gauges = (snapshot.buffer_depth, snapshot.uptime_secs);
+            snapshot = super::stored_usage::from_counts(&stored.counts);
+            (snapshot.buffer_depth, snapshot.uptime_secs) = gauges;
+            snapshot.seq = stored.seq;
+        }
+        let mut usage = serde_json::to_value(&snapshot).unwrap_or_default();
+        if let (Some(stored), Some(obj)) = (&stored, usage.as_object_mut()) {
+            obj.insert("epoch".into(), stored.epoch.into());
+        }
         let body = serde_json::json!({
             "host_id": self.host_id,
             "boot_id": self.boot_id,
             "version": env!("CARGO_PKG_VERSION"),
             "licence": self.licence.state().name(),
-            "usage": snapshot,
+            "usage": usage,
         });
         let mut request = self
             .client
@@ -200,7 +262,20 @@ impl Heartbeat {
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
-        self.usage.commit(&snapshot)?;
+        match (&self.buffer, &stored) {
+            (Some(buffer), Some(stored)) => {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs());
+                if !buffer.usage_reported(stored.seq, &stored.counts, now)? {
+                    tracing::warn!(
+                        seq = stored.seq,
+                        "usage report already recorded; not subtracted twice"
+                    );
+                }
+            }
+            _ => self.usage.commit(&snapshot)?,
+        }
         let renewed = answer
             .get("token")
             .and_then(|t| t.as_str())

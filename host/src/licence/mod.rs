@@ -14,13 +14,19 @@
 //!   token releases them;
 //! - a renewed token is verified before use and persisted to
 //!   `data_dir/licence.token` (0600), which a restart prefers over an
-//!   older configured token.
+//!   older configured token and uses when none is configured;
+//! - the heartbeat history (last success, first failure since) is saved in
+//!   `data_dir/licence.state`, sealed with the host key, after every change
+//!   and restored at start ([`persist`]): a restart never resets grace or
+//!   expiry.
 //!
 //! Time comes from an injected [`Clock`] (Unix seconds) so the state machine
 //! is tested without waiting hours.
 
 pub mod features;
 pub mod heartbeat;
+pub mod persist;
+pub mod stored_usage;
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -35,6 +41,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::LicenceSection;
 use crate::lifecycle::{Lifecycle, new_correlation_id};
+use persist::{Restored, StateStore};
 
 pub use halyard_trust::licence::DEV_MODE_ENV;
 
@@ -98,6 +105,10 @@ pub struct Licence {
     lifecycle: Option<Lifecycle>,
     /// Links the grace/expired/valid events of one outage.
     episode: Mutex<String>,
+    /// Where the heartbeat history is saved; `None` in dev mode and tests.
+    store: Option<StateStore>,
+    /// SHA-256 of the token in force, saved with the history.
+    token_sha256: Mutex<String>,
 }
 
 impl std::fmt::Debug for Licence {
@@ -128,14 +139,29 @@ impl Licence {
         ))
     }
 
-    /// Verifies the configured token (or a renewed one persisted in
-    /// `data_dir`) at `clock()`; refuses to start otherwise.
+    /// [`Licence::start`] without a saved history: every start is a first
+    /// start (tests and tools that keep no data directory state).
     pub fn start(
         section: &LicenceSection,
         host_id: &str,
         data_dir: &Path,
         clock: Clock,
         lifecycle: Option<Lifecycle>,
+    ) -> Result<Arc<Licence>, LicenceStartError> {
+        Self::start_with(section, host_id, data_dir, clock, lifecycle, None)
+    }
+
+    /// Verifies the configured token (or a renewed one persisted in
+    /// `data_dir`) at `clock()`; refuses to start otherwise. With a
+    /// `store`, the heartbeat history the last run saved is restored (and
+    /// saved from now on), so the state continues where it was.
+    pub fn start_with(
+        section: &LicenceSection,
+        host_id: &str,
+        data_dir: &Path,
+        clock: Clock,
+        lifecycle: Option<Lifecycle>,
+        store: Option<StateStore>,
     ) -> Result<Arc<Licence>, LicenceStartError> {
         let trusted = section
             .public_keys
@@ -163,33 +189,95 @@ impl Licence {
             )?)),
             _ => None,
         };
+        let restored = store.as_ref().map(StateStore::restore);
+        // The clock never reads earlier than the last saved history.
+        let floor = match &restored {
+            Some(Restored::Saved(s)) => s.saved_at,
+            _ => 0,
+        };
+        let now = now.max(floor);
         let token_path = data_dir.join(RENEWED_TOKEN_FILE);
         let renewed = std::fs::read_to_string(&token_path)
             .ok()
-            .map(Token::new)
-            .and_then(|t| licence::verify(t.expose(), &trusted, &identity, now).ok());
-        let claims = match (configured, renewed) {
+            .map(|t| Token::new(t.trim().to_owned()))
+            .and_then(|t| {
+                licence::verify(t.expose(), &trusted, &identity, now)
+                    .ok()
+                    .map(|c| (c, t))
+            });
+        let (claims, token) = match (configured, renewed) {
             (None, None) => return Err(LicenceStartError::Missing),
             (Some(t), renewed) => match licence::verify(t.expose(), &trusted, &identity, now) {
                 Ok(c) => match renewed {
-                    Some(r) if r.expires_at > c.expires_at => r,
-                    _ => c,
+                    Some(r) if r.0.expires_at > c.expires_at => r,
+                    _ => (c, t),
                 },
                 Err(e) => renewed.ok_or(e)?,
             },
             (None, Some(r)) => r,
         };
         tracing::info!(licensee = %claims.licensee, expires_at = claims.expires_at,
-            "licence valid");
+            "licence verified");
         let config = tracker_config(section);
-        Ok(Arc::new(Self::with(
-            LicenceTracker::licensed(claims, config, now),
+        let (tracker, floor) = match (&store, &restored) {
+            (Some(store), Some(restored)) => store.tracker(restored, claims, config, now),
+            _ => (LicenceTracker::licensed(claims, config, now), 0),
+        };
+        let inner = clock;
+        let clock: Clock = Arc::new(move || inner().max(floor));
+        let mut licence = Self::with(
+            tracker,
             clock,
             trusted,
             identity,
             Some(token_path),
             lifecycle,
-        )))
+        );
+        *licence
+            .token_sha256
+            .get_mut()
+            .unwrap_or_else(|e| e.into_inner()) =
+            halyard_trust::sha256_hex(token.expose().as_bytes());
+        licence.store = store;
+        licence.save();
+        // A restart in grace or expired says so at once, with the deadline
+        // it continues.
+        let state = licence.state();
+        if state != LicenceState::Valid {
+            licence.announce(&state);
+        }
+        Ok(Arc::new(licence))
+    }
+
+    /// Saves the heartbeat history, if there is a store; a failure is
+    /// logged (the next change tries again).
+    fn save(&self) {
+        let Some(store) = &self.store else {
+            return;
+        };
+        let sha = self
+            .token_sha256
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone();
+        let tracker = self.tracker().clone();
+        if let Err(error) = store.save(&tracker, &sha, (self.clock)()) {
+            tracing::error!(%error, "cannot save the licence state; a restart would assume the worst");
+        }
+    }
+
+    /// The state `run` would be in now, as one line for `config check`.
+    pub fn verdict(&self) -> String {
+        match self.state() {
+            LicenceState::Valid => "valid".to_owned(),
+            LicenceState::Grace { since, until } => format!(
+                "grace: the licence server has not answered since {since}; shipping until {until} (Unix seconds)"
+            ),
+            LicenceState::Expired { since } => format!(
+                "expired since {since} (Unix seconds): `run` would start but hold events in the buffer until a heartbeat succeeds or a renewed token arrives"
+            ),
+            other => other.name().to_owned(),
+        }
     }
 
     fn with(
@@ -211,6 +299,8 @@ impl Licence {
             token_path,
             lifecycle,
             episode: Mutex::new(new_correlation_id()),
+            store: None,
+            token_sha256: Mutex::new(String::new()),
         }
     }
 
@@ -256,13 +346,22 @@ impl Licence {
             self.renew(&token, now);
         }
         self.tracker().heartbeat_succeeded(now);
+        self.save();
         self.refresh();
         self.changed.notify_one();
     }
 
     /// A heartbeat attempt failed.
     pub fn heartbeat_failed(&self) {
-        self.tracker().heartbeat_failed((self.clock)());
+        let first = {
+            let mut tracker = self.tracker();
+            let before = tracker.failing_since();
+            tracker.heartbeat_failed((self.clock)());
+            before != tracker.failing_since()
+        };
+        if first {
+            self.save();
+        }
         self.refresh();
         self.changed.notify_one();
     }
@@ -274,8 +373,10 @@ impl Licence {
             Ok(claims) => {
                 tracing::info!(expires_at = claims.expires_at, "licence renewed");
                 self.tracker().renew(claims);
+                *self.token_sha256.lock().unwrap_or_else(|e| e.into_inner()) =
+                    halyard_trust::sha256_hex(token.expose().as_bytes());
                 if let Some(path) = &self.token_path
-                    && let Err(error) = persist(path, token)
+                    && let Err(error) = write_private(path, token.expose().as_bytes())
                 {
                     tracing::error!(%error, "cannot persist the renewed licence token");
                 }
@@ -298,11 +399,16 @@ impl Licence {
             *current = next.clone();
             true
         });
-        if !changed {
-            return;
+        if changed {
+            self.announce(&next);
         }
+    }
+
+    /// Logs `next` and publishes it as a lifecycle event (`licence.grace`
+    /// with `since`/`until`, `licence.expired` with `since`, …).
+    fn announce(&self, next: &LicenceState) {
         let kind = format!("licence.{}", next.name());
-        let payload = match &next {
+        let payload = match next {
             LicenceState::Grace { since, until } => {
                 serde_json::json!({"since": since, "until": until})
             }
@@ -311,7 +417,7 @@ impl Licence {
             }
             _ => serde_json::json!({}),
         };
-        match &next {
+        match next {
             LicenceState::Valid => tracing::info!("licence valid: shipping"),
             LicenceState::Grace { until, .. } => {
                 tracing::warn!(until, "licence server unreachable: grace period")
@@ -325,7 +431,7 @@ impl Licence {
         if let Some(lifecycle) = &self.lifecycle {
             lifecycle.emit(&kind, &episode, payload);
         }
-        if next == LicenceState::Valid {
+        if *next == LicenceState::Valid {
             *episode = new_correlation_id();
         }
     }
@@ -361,18 +467,21 @@ fn tracker_config(section: &LicenceSection) -> TrackerConfig {
     }
 }
 
-/// Writes the token owner-only (temp file, fsync, rename).
-fn persist(path: &Path, token: &Token) -> std::io::Result<()> {
+/// Writes `bytes` to `path` owner-only (temp file, fsync, rename), so a
+/// crash leaves the old file or the new one, never half of one.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("token.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    let tmp = PathBuf::from(tmp);
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create(true)
         .truncate(true)
         .mode(0o600)
         .open(&tmp)?;
-    file.write_all(token.expose().as_bytes())?;
+    file.write_all(bytes)?;
     file.sync_all()?;
     std::fs::rename(&tmp, path)
 }

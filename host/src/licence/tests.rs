@@ -1,6 +1,7 @@
 //! The licence at start, over (paused) time, and the heartbeat against a
 //! real HTTP server on 127.0.0.1.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -322,4 +323,111 @@ async fn the_heartbeat_task_retries_with_backoff_until_the_server_answers() {
     assert!(usage.is_empty());
     // Two failures started grace; the success ended it.
     assert_eq!(licence.state(), LicenceState::Valid);
+}
+
+/// A store in `dir` for host `edge-1`, as `run` makes it.
+fn store(dir: &Path, key: &Arc<KeyPair>, last_heartbeat: Option<u64>) -> StateStore {
+    let earlier = StateStore::earlier_run(dir);
+    StateStore::new(dir, "edge-1", key.clone(), earlier, last_heartbeat)
+}
+
+#[test]
+fn a_restart_continues_grace_and_expiry_and_tampering_never_helps() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = KeyPair::generate().unwrap();
+    let key = Arc::new(KeyPair::generate().unwrap());
+    key.save(&dir.path().join(crate::provenance::HOST_KEY_FILE))
+        .unwrap();
+    let s = section(issue(&claims(T0 + 30 * 24 * H), &vendor).expose(), &vendor);
+    let start = |now: u64, last_heartbeat: Option<u64>| {
+        Licence::start_with(
+            &s,
+            "edge-1",
+            dir.path(),
+            fixed(now),
+            None,
+            Some(store(dir.path(), &key, last_heartbeat)),
+        )
+        .unwrap()
+    };
+    // First run: a success at T0 + H, a failure at T0 + 2H: grace.
+    let first = start(T0 + H, None);
+    first.heartbeat_succeeded(None);
+    let first = start(T0 + 2 * H, None);
+    first.heartbeat_failed();
+    let grace = LicenceState::Grace {
+        since: T0 + 2 * H,
+        until: T0 + 74 * H,
+    };
+    assert_eq!(first.state(), grace);
+    // Restarts keep the deadline, then expire on time.
+    assert_eq!(start(T0 + 3 * H, None).state(), grace);
+    let expired = LicenceState::Expired { since: T0 + 74 * H };
+    assert_eq!(start(T0 + 80 * H, None).state(), expired);
+    assert_eq!(start(T0 + 81 * H, None).state(), expired);
+
+    // A clock set back reads the last save's time instead.
+    assert_eq!(start(T0 + 10 * H, None).state(), expired);
+
+    // Edited or deleted: the worst case since the last recorded heartbeat.
+    let path = dir.path().join(persist::STATE_FILE);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let edited = text.replacen("hls1.e", "hls1.f", 1);
+    assert_ne!(edited, text);
+    std::fs::write(&path, edited).unwrap();
+    assert!(matches!(
+        start(T0 + 82 * H, Some(T0 + H)).state(),
+        LicenceState::Expired { .. }
+    ));
+    std::fs::remove_file(&path).unwrap();
+    assert!(matches!(
+        start(T0 + 83 * H, Some(T0 + H)).state(),
+        LicenceState::Expired { .. }
+    ));
+    // Another host key's seal is no better.
+    std::fs::write(&path, &text).unwrap();
+    let other = Arc::new(KeyPair::generate().unwrap());
+    let foreign = Licence::start_with(
+        &s,
+        "edge-1",
+        dir.path(),
+        fixed(T0 + 84 * H),
+        None,
+        Some(store(dir.path(), &other, None)),
+    )
+    .unwrap();
+    assert!(matches!(foreign.state(), LicenceState::Expired { .. }));
+
+    // A successful heartbeat makes it valid, and that survives a restart.
+    let back = start(T0 + 85 * H, None);
+    back.heartbeat_succeeded(None);
+    assert_eq!(back.state(), LicenceState::Valid);
+    assert_eq!(start(T0 + 85 * H + 60, None).state(), LicenceState::Valid);
+}
+
+#[test]
+fn a_first_run_is_valid_and_a_newer_configured_token_counts_as_contact() {
+    let dir = tempfile::tempdir().unwrap();
+    let vendor = KeyPair::generate().unwrap();
+    let key = Arc::new(KeyPair::generate().unwrap());
+    let old = section(issue(&claims(T0 + 30 * 24 * H), &vendor).expose(), &vendor);
+    let start = |s: &LicenceSection, now: u64| {
+        let store = store(dir.path(), &key, None);
+        Licence::start_with(s, "edge-1", dir.path(), fixed(now), None, Some(store)).unwrap()
+    };
+    let first = start(&old, T0 + 1);
+    assert_eq!(first.state(), LicenceState::Valid);
+    first.heartbeat_failed();
+    assert!(matches!(
+        start(&old, T0 + 100 * H).state(),
+        LicenceState::Expired { .. }
+    ));
+    // The vendor issues a new token after the outage: contact at its issue.
+    let mut newer = claims(T0 + 60 * 24 * H);
+    newer.issued_at = T0 + 100 * H;
+    let renewed = section(issue(&newer, &vendor).expose(), &vendor);
+    assert_eq!(
+        start(&renewed, T0 + 100 * H + 10).state(),
+        LicenceState::Valid
+    );
 }

@@ -1,12 +1,13 @@
 //! What one ingest will commit, and committing it: the accepted events
 //! (staged in the buffer file once they pass [`super::STAGE_AFTER_BYTES`]),
 //! the dead letters (screened first, see [`super::dead_letters`]), the
-//! dead letters a replay settles and the input's position go into one
-//! buffer transaction; then the tap, the stage counters and licence usage
-//! learn what was stored.
+//! dead letters a replay settles, the input's position and the licence
+//! usage this ingest counted go into one buffer transaction (so after any
+//! crash the usage matches what was stored: an ingest a restart redoes was
+//! not counted); then the tap and the stage counters learn what was stored.
 
-use halyard_buffer::{Commit, Cursor, Record, Staged};
-use halyard_trust::usage::Counter;
+use halyard_buffer::{AppendOutcome, Commit, Cursor, Record, Staged, UsageCounts};
+use halyard_trust::usage::UsageSnapshot;
 
 use super::dead_letters::DeadLetters;
 use super::{IngestReport, Pipeline, PipelineError};
@@ -26,6 +27,19 @@ impl Pipeline {
         } else {
             dead.screen(&mut self.chains.privacy, self.dead_letter_frames)
         };
+        // What this ingest counted, plus the split of its accepted events
+        // into stored and refused, which only the transaction knows.
+        let counted = self.usage.as_ref().map(|u| u.snapshot());
+        let kinds = &pending.kinds;
+        let rows = |outcome: &AppendOutcome| {
+            let mut snapshot = counted.clone().unwrap_or_default();
+            count_stored(&mut snapshot, kinds, outcome);
+            crate::licence::stored_usage::to_counts(&snapshot)
+        };
+        let usage = counted
+            .as_ref()
+            .filter(|c| !c.is_empty() || !kinds.is_empty())
+            .map(|_| UsageCounts(&rows));
         let appended = self.buffer.commit(&Commit {
             staged: Some(&pending.staged),
             records: &pending.records,
@@ -38,7 +52,14 @@ impl Pipeline {
             // Events and frames replayed through the stages are new events
             // to every transport (their stage outcome may differ).
             only_for: None,
-        })?;
+            usage,
+        });
+        if let Some(usage) = &self.usage {
+            // Stored with the commit, or (on failure) forgotten: the input
+            // redoes the work and counts it again.
+            usage.take();
+        }
+        let appended = appended?;
         if let Some(tap) = self.tap.as_ref().filter(|t| t.subscribers() > 0) {
             // What was committed, as committed: after privacy and sampling.
             // A full buffer under `drop_newest` refuses the tail.
@@ -64,29 +85,43 @@ impl Pipeline {
             stage.publish();
         }
         report.accepted += appended.accepted;
-        if let Some(usage) = &self.usage {
-            // The first `accepted` events (in order) were stored; the rest
-            // were refused by a full buffer.
-            let mut accepted = appended.accepted;
-            for (kind, n) in &pending.kinds {
-                let stored = accepted.min(*n);
-                accepted -= stored;
-                usage.add(kind, Counter::Accepted, stored);
-                usage.add(kind, Counter::Dropped, n - stored);
-            }
-            usage.add("(evicted)", Counter::Dropped, appended.evicted_oldest);
-        }
         report.buffer_dropped += appended.dropped_newest;
         report.buffer_evicted += appended.evicted_oldest;
         Ok(())
     }
 
-    /// Deletes what an ingest staged, committed or not. A failure only
-    /// leaves rows the next open drops, so it is logged, not returned.
+    /// Deletes what an ingest staged, committed or not, and forgets the
+    /// usage of an ingest that failed before its commit (its input redoes
+    /// it). A failure only leaves rows the next open drops, so it is
+    /// logged, not returned.
     pub(super) fn discard(&self, pending: Pending) {
+        if let Some(usage) = &self.usage {
+            usage.take();
+        }
         if let Err(err) = self.buffer.discard(pending.staged) {
             tracing::warn!(error = %err, "could not delete staged events (dropped at the next start)");
         }
+    }
+}
+
+/// Adds the outcome of a commit to the usage it stores: the first
+/// `accepted` events (in order, by `kinds`) were stored, the rest refused
+/// by a full buffer; evicted records are dropped too.
+fn count_stored(snapshot: &mut UsageSnapshot, kinds: &[(String, u64)], outcome: &AppendOutcome) {
+    let mut accepted = outcome.accepted;
+    for (kind, n) in kinds {
+        let stored = accepted.min(*n);
+        accepted -= stored;
+        let counts = snapshot.events.entry(kind.clone()).or_default();
+        counts.accepted += stored;
+        counts.dropped += n - stored;
+    }
+    if outcome.evicted_oldest > 0 {
+        snapshot
+            .events
+            .entry("(evicted)".to_owned())
+            .or_default()
+            .dropped += outcome.evicted_oldest;
     }
 }
 

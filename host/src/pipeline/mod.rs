@@ -185,7 +185,8 @@ pub struct Pipeline {
     tap: Option<Tap>,
     /// Stamps provenance on accepted events; `None` leaves them unstamped.
     stamper: Option<crate::provenance::Stamper>,
-    /// Where event counts by kind go for the licence heartbeat.
+    /// Where one ingest's event counts by kind are collected for the
+    /// licence heartbeat until its commit stores them in the buffer.
     usage: Option<Arc<UsageWindow>>,
     /// Traps per plugin already counted into `usage`.
     traps_counted: HashMap<String, u64>,
@@ -444,7 +445,11 @@ impl Pipeline {
         self.stamper = Some(stamper);
     }
 
-    /// Counts events by kind into `usage` (the licence heartbeat's window).
+    /// Counts events by kind for the licence heartbeat: each ingest counts
+    /// into `usage`, and its commit moves the counts into the buffer in the
+    /// same transaction (the heartbeat reads them there). `usage` must be
+    /// this pipeline's own, shared with no other counter: a commit takes
+    /// everything it holds.
     pub fn set_usage(&mut self, usage: Arc<UsageWindow>) {
         self.usage = Some(usage);
     }

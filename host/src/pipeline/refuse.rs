@@ -41,11 +41,13 @@ impl Pipeline {
             name: input,
             value: Some(value),
         });
-        self.commit(&mut pending, cursor, &mut report)?;
         if let Some(usage) = &self.usage {
             usage.add("(undecoded)", Counter::Received, 1);
             usage.add("(undecoded)", Counter::Rejected, 1);
         }
+        let committed = self.commit(&mut pending, cursor, &mut report);
+        self.discard(pending);
+        committed?;
         self.totals.add(&report);
         Ok(report)
     }

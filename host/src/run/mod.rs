@@ -10,7 +10,10 @@
 //! deadline, `shutdown.timeout_ms` (plus [`STOP_MARGIN`] for the inputs and
 //! the pipeline thread): work still queued then is refused to its input,
 //! not accepted. Nothing accepted is lost: whatever was not delivered is
-//! still in the buffer for the next start.
+//! still in the buffer for the next start. Last, a final licence heartbeat
+//! reports the usage counted so far (stored in the buffer first, so a
+//! failure leaves it for the next start), within the same deadline plus
+//! [`STOP_MARGIN`].
 //!
 //! [`Progress`] tells `/health` when the pipeline thread holds one piece of
 //! work for longer than `[health] stall_ms`.
@@ -150,22 +153,10 @@ pub async fn run_with(
         .apply_to(&mut runtime, config.licence.fleet.as_deref());
     let runtime = Arc::new(runtime);
     let mut channels = observe::Channels::new(&config);
-    let licence = if halyard_trust::licence::dev_mode_from_env() {
-        crate::licence::Licence::dev(Some(channels.lifecycle.clone()))
-    } else {
-        crate::licence::Licence::start(
-            &config.licence,
-            &host_id,
-            &data_dir,
-            crate::licence::system_clock(),
-            Some(channels.lifecycle.clone()),
-        )?
-    };
-    channels.licence = Some(licence.clone());
-    licence
-        .check_plugins(&config)
-        .map_err(crate::licence::LicenceStartError::from)?;
+    let earlier_run = crate::licence::persist::StateStore::earlier_run(&data_dir);
     let host_key = crate::provenance::host_key(&data_dir)?;
+    // Deliveries are counted here (by the first transport) and moved into
+    // the buffer by the heartbeat; the pipeline counts into its own window.
     let usage = Arc::new(halyard_trust::usage::UsageWindow::new());
     let buffer_path = buffer_config(&config, &data_dir).path;
     crate::data_dir::precreate_private(&buffer_path)
@@ -192,6 +183,33 @@ pub async fn run_with(
         );
     }
     tracing::info!(pending = opened.pending_records, "buffer opened");
+    // The licence continues the history the last run saved; the buffer
+    // knows when usage was last reported (the last heartbeat), in case
+    // that history was lost.
+    let licence = if halyard_trust::licence::dev_mode_from_env() {
+        crate::licence::Licence::dev(Some(channels.lifecycle.clone()))
+    } else {
+        let last_heartbeat = buffer.usage().ok().and_then(|u| u.reported_at);
+        let store = crate::licence::persist::StateStore::new(
+            &data_dir,
+            &host_id,
+            host_key.clone(),
+            earlier_run,
+            last_heartbeat,
+        );
+        crate::licence::Licence::start_with(
+            &config.licence,
+            &host_id,
+            &data_dir,
+            crate::licence::system_clock(),
+            Some(channels.lifecycle.clone()),
+            Some(store),
+        )?
+    };
+    channels.licence = Some(licence.clone());
+    licence
+        .check_plugins(&config)
+        .map_err(crate::licence::LicenceStartError::from)?;
     // Kind filters route events to transports by their `kind`.
     buffer.set_kind_reader(transports::kind_of);
     let buffer = Arc::new(buffer);
@@ -199,7 +217,7 @@ pub async fn run_with(
     let mut pipeline = Pipeline::build_with(&config, &runtime, buffer.clone(), &natives)
         .inspect_err(|e| channels.rejected(e))?;
     pipeline.set_provenance(crate::provenance::Stamper::open(&host_id, &data_dir)?);
-    pipeline.set_usage(usage.clone());
+    pipeline.set_usage(Arc::new(halyard_trust::usage::UsageWindow::new()));
     let transports = transports::build(
         &config,
         Some(crate::provenance::signature_headers(host_key)),
@@ -273,6 +291,7 @@ pub async fn run_with(
     let hard_stop = CancellationToken::new();
     let background = CancellationToken::new();
     let mut background_tasks = vec![tokio::spawn(licence.clone().watch_time(background.clone()))];
+    let mut final_heartbeat = None;
     if !matches!(licence.state(), halyard_trust::licence::LicenceState::Dev)
         && let Some(hb) = crate::licence::heartbeat::HeartbeatConfig::from_section(&config.licence)
     {
@@ -284,6 +303,7 @@ pub async fn run_with(
             &host_id,
         )
         .map_err(|e| RunError::Transport(e.to_string()))?;
+        final_heartbeat = Some(heartbeat.clone());
         background_tasks.push(tokio::spawn(heartbeat.run(background.clone())));
     }
     // One ship loop per transport, each reading its own buffer consumer;
@@ -376,6 +396,10 @@ pub async fn run_with(
     background.cancel();
     for task in background_tasks {
         let _ = task.await;
+    }
+    // Every commit and delivery is counted by now: report them.
+    if let Some(heartbeat) = final_heartbeat {
+        heartbeat.final_beat(stop_by + STOP_MARGIN).await;
     }
     let left_in_buffer = buffer.stats().records;
     tracing::info!(

@@ -120,6 +120,10 @@ impl Worker {
                     stop_by: &thread_stop_by,
                 };
                 let totals = serve(&mut pipeline, &serving);
+                // Dropped before the totals are sent, so what it closes
+                // (the provenance counter gives back its unused numbers)
+                // is done when `stop` returns.
+                drop(pipeline);
                 let _ = done_tx.send(totals);
             })?;
         Ok(Worker {

@@ -6,6 +6,8 @@
 mod hold;
 mod provenance;
 mod refused;
+mod restart;
+mod restart_usage;
 mod support;
 
 /// The pipeline tests' helpers (config writer, `Scenario`, waits with

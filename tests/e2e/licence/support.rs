@@ -127,6 +127,8 @@ pub struct LicenceServerState {
     pub renewed: Option<String>,
     /// Every request body.
     pub bodies: Vec<serde_json::Value>,
+    /// For each body, whether it was answered 200 (and so counted).
+    pub answered: Vec<bool>,
 }
 
 /// A licence server on 127.0.0.1 (its own runtime), for heartbeats.
@@ -156,7 +158,9 @@ impl LicenceServer {
                     let mut s = shared.lock().unwrap();
                     s.bodies
                         .push(serde_json::from_slice(&body).unwrap_or_default());
-                    if s.down {
+                    let down = s.down;
+                    s.answered.push(!down);
+                    if down {
                         return (axum::http::StatusCode::SERVICE_UNAVAILABLE, String::new());
                     }
                     let answer = serde_json::json!({ "token": s.renewed });

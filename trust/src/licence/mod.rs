@@ -26,6 +26,7 @@
 //! Time is always a parameter (`now`, Unix seconds); nothing here reads a
 //! clock. The state machine over time is in [`LicenceTracker`].
 
+pub mod persisted;
 mod state;
 
 pub use state::{

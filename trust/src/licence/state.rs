@@ -165,6 +165,38 @@ impl LicenceTracker {
         }
     }
 
+    /// A host licensed by `claims` whose heartbeat history was persisted
+    /// by an earlier run: `last_success` (or that run's start) and the
+    /// first failure since, if any. A restart continues the history
+    /// instead of starting a fresh one, so grace keeps its original
+    /// deadline and an expired host stays expired until a heartbeat
+    /// succeeds or a renewed token arrives.
+    pub fn restored(
+        claims: Claims,
+        config: TrackerConfig,
+        last_success: u64,
+        failing_since: Option<u64>,
+    ) -> Self {
+        Self {
+            basis: Basis::Licensed(claims),
+            config,
+            last_success,
+            failing_since: failing_since.filter(|f| *f >= last_success),
+        }
+    }
+
+    /// The last successful heartbeat (or the start of the history), for
+    /// persisting.
+    pub fn last_success(&self) -> u64 {
+        self.last_success
+    }
+
+    /// The first failed heartbeat since [`last_success`](Self::last_success),
+    /// for persisting.
+    pub fn failing_since(&self) -> Option<u64> {
+        self.failing_since
+    }
+
     /// A host in dev mode: always [`LicenceState::Dev`].
     pub fn dev() -> Self {
         Self {
