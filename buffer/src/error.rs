@@ -112,6 +112,17 @@ pub enum BufferError {
         found: usize,
     },
 
+    /// A chunk row's parts (ids, lengths, payload, kinds) do not agree:
+    /// SQLite read the row, but it is not one this buffer wrote. Not
+    /// treated as file damage (a salvage would copy the same row again).
+    #[error("buffer chunk ending at sequence {seq} is inconsistent: {why}")]
+    BadChunk {
+        /// The chunk's key (its last event's sequence number).
+        seq: i64,
+        /// Which part does not agree.
+        why: String,
+    },
+
     /// More consumers were configured than a record's `pending` mask has
     /// bits for; nothing was changed.
     #[error("{configured} buffer consumers configured; at most {max} are supported")]
@@ -168,6 +179,7 @@ impl BufferError {
             | BufferError::SchemaTooNew { .. }
             | BufferError::UnknownBatch { .. }
             | BufferError::StagedLost { .. }
+            | BufferError::BadChunk { .. }
             | BufferError::TooManyConsumers { .. }
             | BufferError::UnknownConsumer { .. } => Cause::Other,
         }

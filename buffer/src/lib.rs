@@ -141,6 +141,7 @@
 
 mod batch;
 mod buffer;
+mod chunk;
 mod commit;
 mod config;
 mod consumer;
