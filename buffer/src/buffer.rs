@@ -443,6 +443,10 @@ impl Inner {
     }
 }
 
+/// What an eviction took: records, accounted bytes, and the (mask,
+/// records) of each evicted part for the consumers' pending counts.
+type Evicted = (u64, u64, Vec<(i64, u64)>);
+
 /// Evicts the oldest records that are not leased until at least `must_free`
 /// accounted bytes are freed: whole chunks, and of the last one only the
 /// events needed (it is split first; see `chunk.rs`), so exactly the same
@@ -453,7 +457,7 @@ fn evict_oldest(
     tx: &Transaction<'_>,
     gaps: &[(i64, i64)],
     must_free: u64,
-) -> Result<(u64, u64, Vec<(i64, u64)>), BufferError> {
+) -> Result<Evicted, BufferError> {
     let (mut count, mut freed, mut masks) = (0u64, 0u64, Vec::new());
     for &(after, before) in gaps {
         if freed >= must_free {

@@ -200,7 +200,7 @@ fn cell(pages: &mut Pages, page: &[u8], ptr: usize) -> Option<Orphan> {
         types.push(t);
         at += n;
     }
-    let blob = |t: u64| t >= 12 && t % 2 == 0;
+    let blob = |t: u64| t >= 12 && t.is_multiple_of(2);
     if !(5..=9).contains(&types.len()) || types[0] != 0 || !blob(types[1]) {
         return None;
     }

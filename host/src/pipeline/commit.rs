@@ -38,6 +38,11 @@ impl Pipeline {
             // Events and frames replayed through the stages are new events
             // to every transport (their stage outcome may differ).
             only_for: None,
+            // Stored with the chunk: transports filter and the shipper
+            // counts delivered usage by kind without parsing payloads. (Only
+            // known when usage is counted; the buffer ignores runs that do
+            // not cover every record and then asks its kind reader.)
+            kinds: &pending.kinds,
         })?;
         if let Some(tap) = self.tap.as_ref().filter(|t| t.subscribers() > 0) {
             // What was committed, as committed: after privacy and sampling.
