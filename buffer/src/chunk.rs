@@ -153,15 +153,16 @@ impl Stored {
     /// agree (ids, lengths and payload) is reported as damaged.
     pub(crate) fn read(row: &rusqlite::Row<'_>) -> Result<Stored, BufferError> {
         let seq: i64 = row.get(0).ctx("read chunk: seq")?;
-        let count: i64 = row.get(1).ctx("read chunk: count")?;
-        let ids: Vec<u8> = row.get(2).ctx("read chunk: ids")?;
-        let payload: Vec<u8> = row.get(3).ctx("read chunk: payload")?;
-        let lens: Option<Vec<u8>> = row.get(4).ctx("read chunk: lengths")?;
-        let kinds: Option<Vec<u8>> = row.get(5).ctx("read chunk: kinds")?;
         let bad = |why: &str| BufferError::BadChunk {
             seq,
             why: why.to_owned(),
         };
+        // A column of the wrong type is a row this buffer did not write.
+        let count: i64 = row.get(1).map_err(|_| bad("count is not an integer"))?;
+        let ids: Vec<u8> = row.get(2).map_err(|_| bad("ids are not a blob"))?;
+        let payload: Vec<u8> = row.get(3).map_err(|_| bad("payload is not a blob"))?;
+        let lens: Option<Vec<u8>> = row.get(4).map_err(|_| bad("lengths are not a blob"))?;
+        let kinds: Option<Vec<u8>> = row.get(5).map_err(|_| bad("kinds are not a blob"))?;
         let count = usize::try_from(count)
             .ok()
             .filter(|c| *c >= 1)
@@ -200,8 +201,8 @@ impl Stored {
             offsets,
             kinds,
             kind_table,
-            enqueued_ms: row.get(6).ctx("read chunk: enqueued_ms")?,
-            pending: row.get(7).ctx("read chunk: pending")?,
+            enqueued_ms: row.get(6).map_err(|_| bad("enqueued_ms"))?,
+            pending: row.get(7).map_err(|_| bad("pending"))?,
         })
     }
 

@@ -113,8 +113,10 @@ pub enum BufferError {
     },
 
     /// A chunk row's parts (ids, lengths, payload, kinds) do not agree:
-    /// SQLite read the row, but it is not one this buffer wrote. Not
-    /// treated as file damage (a salvage would copy the same row again).
+    /// SQLite read the row, but it is not one this buffer wrote (e.g. an
+    /// overflow page overwritten with bytes SQLite cannot tell from data).
+    /// Treated as damage: the salvage leaves such rows out and counts
+    /// their records as lost.
     #[error("buffer chunk ending at sequence {seq} is inconsistent: {why}")]
     BadChunk {
         /// The chunk's key (its last event's sequence number).
@@ -175,11 +177,11 @@ impl BufferError {
                 _ => Cause::Io,
             },
             BufferError::InUse { .. } => Cause::Busy,
+            BufferError::BadChunk { .. } => Cause::Corrupt,
             BufferError::Full { .. }
             | BufferError::SchemaTooNew { .. }
             | BufferError::UnknownBatch { .. }
             | BufferError::StagedLost { .. }
-            | BufferError::BadChunk { .. }
             | BufferError::TooManyConsumers { .. }
             | BufferError::UnknownConsumer { .. } => Cause::Other,
         }

@@ -196,6 +196,14 @@ pub(crate) fn salvage(
                 out.damaged_ranges = gaps;
             }
         }
+        let bad = drop_bad_chunks(&tx)?;
+        if !bad.is_empty() {
+            if !out.incomplete.iter().any(|t| t == "records") {
+                out.incomplete.push("records".to_owned());
+            }
+            out.damaged_ranges.extend(bad);
+            out.damaged_ranges.sort_unstable();
+        }
         out.seq_mark = keep_sequences(old, &tx, &out.damaged_ranges)?;
         tx.commit().ctx("salvage: commit")?;
     }
@@ -237,6 +245,42 @@ pub(crate) fn salvage(
             source,
         })?;
     Ok(out)
+}
+
+/// Deletes the copied chunk rows whose parts do not agree (SQLite read
+/// them, but from damaged bytes; see [`crate::chunk::Stored::read`]), so
+/// they count as lost like an unreadable row; returns their sequence
+/// ranges.
+fn drop_bad_chunks(new: &Connection) -> Result<Vec<(i64, i64)>, BufferError> {
+    let mut bad = Vec::new();
+    {
+        let mut stmt = new
+            .prepare(&format!(
+                "SELECT {} FROM records ORDER BY seq",
+                crate::chunk::COLUMNS
+            ))
+            .ctx("salvage: prepare the chunk check")?;
+        let mut rows = stmt.query([]).ctx("salvage: check chunks")?;
+        while let Some(row) = rows.next().ctx("salvage: check chunks")? {
+            if crate::chunk::Stored::read(row).is_err() {
+                let seq: i64 = row.get(0).ctx("salvage: check chunks")?;
+                let count: i64 = row.get(1).unwrap_or(1);
+                let first = seq.saturating_sub(count.clamp(1, i64::from(u32::MAX)) - 1);
+                bad.push((first, seq));
+            }
+        }
+    }
+    for (_, seq) in &bad {
+        new.execute("DELETE FROM records WHERE seq = ?1", [seq])
+            .ctx("salvage: drop an inconsistent chunk")?;
+    }
+    if !bad.is_empty() {
+        tracing::error!(
+            chunks = bad.len(),
+            "buffer salvage: chunks whose ids, lengths and payload disagree were left out (counted as lost)"
+        );
+    }
+    Ok(bad)
 }
 
 /// Inserts the `records` rows found page by page inside `gaps` (those not

@@ -326,3 +326,41 @@ fn small_batches_over_large_chunks_deliver_each_record_once() {
     assert_eq!(drain(&buffer, 97), (200..1500).collect::<Vec<_>>());
     assert_eq!(buffer.stats().records, 0);
 }
+
+/// A chunk whose bytes SQLite reads without complaint but whose parts do
+/// not agree (an overflow page overwritten with plausible bytes) is damage:
+/// the salvage leaves it out, its records are counted lost, and the rest
+/// is delivered in order.
+#[test]
+fn an_inconsistent_chunk_is_salvaged_around_and_its_records_counted_lost() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), u64::MAX, WhenFull::DropOldest);
+    {
+        let (buffer, _) = open(&cfg);
+        for from in (0..40).step_by(10) {
+            buffer.append(&recs(from..from + 10, 30)).unwrap();
+        }
+    }
+    {
+        let conn = rusqlite::Connection::open(&cfg.path).unwrap();
+        // Records 10..20: lengths that no longer add up to the payload.
+        let changed = conn
+            .execute("UPDATE records SET lens = zeroblob(40) WHERE seq = 20", [])
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+    let (buffer, _) = open(&cfg);
+    let delivered = drain(&buffer, 100);
+    assert_eq!(
+        delivered,
+        (0..10).chain(20..40).collect::<Vec<_>>(),
+        "everything but the bad chunk, in order"
+    );
+    let damage = buffer.take_damage();
+    assert_eq!(damage.len(), 1, "{damage:?}");
+    assert_eq!(damage[0].records_lost, 10, "{damage:?}");
+    assert!(damage[0].lost_exact);
+    assert_eq!(damage[0].damaged_ranges, vec![(11, 20)], "{damage:?}");
+    let stats = buffer.stats();
+    assert_eq!((stats.records, stats.damage_lost_total), (0, 10));
+}
