@@ -325,6 +325,8 @@ fn chunked_damage_costs_exactly_the_events_of_its_chunks() {
         }
     }
     let victim = pages::middle_leaf(&cfg.path, "records");
+    let on_victim = pages::records_on_leaf(&cfg.path, victim.pageno);
+    assert_eq!(on_victim % PER, 0);
     pages::overwrite_page(&cfg.path, victim.pageno, 0xc4);
     let (buffer, report) = open(&cfg);
     assert_eq!(report.pending_records, N);

@@ -158,6 +158,10 @@ pub fn records_on_leaf(db: &Path, pageno: u64) -> u64 {
 /// and that row's `count`: a page a running host reads only when it
 /// reaches the newest chunk. `dbstat` paths of overflow pages are the
 /// cell's path followed by `+NNNNNN`, the place in the chain.
+#[allow(
+    dead_code,
+    reason = "used by the end-to-end damage tests, which include this file"
+)]
 pub fn last_row_first_overflow(db: &Path, name: &str) -> (u64, u64) {
     let conn = rusqlite::Connection::open(db).expect("open the buffer file");
     let overflow: Vec<(String, u64)> = conn
