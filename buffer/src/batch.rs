@@ -28,6 +28,8 @@ pub struct Batch {
     pub id: u64,
     /// The records, in sequence order.
     pub records: Vec<Record>,
+    /// The records' kinds, as stored with their chunks.
+    pub(crate) kinds: BatchKinds,
     /// Sequence number of the first record; sequence numbers are never reused.
     pub first_seq: u64,
     /// Sequence number of the last record.
@@ -47,9 +49,43 @@ impl Batch {
         format!("{:016x}-{:016x}", self.epoch, self.id)
     }
 
+    /// The kind of record `i`, as the producer gave it at the commit
+    /// ([`crate::Commit::kinds`]) or the kind reader found it: read from
+    /// the chunk, so counting delivered events by kind parses nothing.
+    /// `None` when it was not stored (or `i` is out of range).
+    pub fn kind(&self, i: usize) -> Option<&str> {
+        self.kinds.get(i)
+    }
+
     /// Sum of the payload lengths: what the transport will send.
     pub fn payload_bytes(&self) -> usize {
         self.records.iter().map(|r| r.payload.len()).sum()
+    }
+}
+
+/// The kinds of a batch's records: a small table and one index per record.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub(crate) struct BatchKinds {
+    table: Vec<String>,
+    index: Vec<Option<u16>>,
+}
+
+impl BatchKinds {
+    pub(crate) fn push(&mut self, kind: Option<&str>) {
+        let index = kind.and_then(|kind| match self.table.iter().position(|k| k == kind) {
+            Some(i) => u16::try_from(i).ok(),
+            None => {
+                let i = u16::try_from(self.table.len()).ok()?;
+                self.table.push(kind.to_owned());
+                Some(i)
+            }
+        });
+        self.index.push(index);
+    }
+
+    fn get(&self, i: usize) -> Option<&str> {
+        let k = (*self.index.get(i)?)?;
+        self.table.get(usize::from(k)).map(String::as_str)
     }
 }
 

@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior};
 
 use crate::batch::Record;
+use crate::chunk::{Chunk, Stored};
 use crate::commit::{Commit, write_cursor};
 use crate::config::{BufferConfig, RECORD_OVERHEAD_BYTES, WhenFull};
 use crate::consumer::Consumers;
@@ -202,19 +203,26 @@ impl Buffer {
             .only_for
             .and_then(|name| inner.consumers.by_name(name))
             .map(|index| inner.consumers.list[index].mask());
-        let own_routed: Vec<(&Record, u64, i64)> = records
+        let staged_len = commit.staged.map_or(0, Staged::len);
+        // The caller's kinds, when they cover every record (staged first).
+        let mut kinds = Kinds::new(commit.kinds, staged_len + records.len());
+        let staged_kinds: Vec<Option<&str>> = (0..staged_len).map(|_| kinds.next()).collect();
+        let own_routed: Vec<(&Record, u64, i64, Option<std::borrow::Cow<'_, str>>)> = records
             .iter()
-            .map(|r| {
-                let mask = only.unwrap_or_else(|| inner.consumers.mask_of(r));
-                (r, accounted_size(r), mask)
+            .filter_map(|r| {
+                let given = kinds.next();
+                let (mask, kind) = match only {
+                    Some(mask) => (mask, given.map(std::borrow::Cow::Borrowed)),
+                    None => inner.consumers.route(r, given),
+                };
+                (mask != 0).then(|| (r, accounted_size(r), mask, kind))
             })
-            .filter(|(_, _, m)| *m != 0)
             .collect();
         let offered = commit.staged.map_or(0, Staged::len) + records.len();
         let sizes: Vec<u64> = staged_routed
             .iter()
             .map(|(size, _)| *size)
-            .chain(own_routed.iter().map(|(_, size, _)| *size))
+            .chain(own_routed.iter().map(|(_, size, _, _)| *size))
             .collect();
         let total = sizes.len();
         let unrouted = (offered - total) as u64;
@@ -253,20 +261,17 @@ impl Buffer {
         };
         let from_staged = accept.min(staged_routed.len());
         if let Some(staged) = commit.staged {
-            staging::promote(&tx, staged, from_staged, now)?;
+            staging::promote(&tx, staged, from_staged, &staged_kinds, now)?;
         }
         {
-            let mut insert = tx
-                .prepare_cached(
-                    "INSERT INTO records (id, payload, size, enqueued_ms, pending) \
-                     VALUES (?1, ?2, ?3, ?4, ?5)",
-                )
-                .ctx("append: prepare insert")?;
-            for (record, size, mask) in own_routed.iter().take(accept - from_staged) {
-                insert
-                    .execute((&record.id, &record.payload, *size as i64, now, mask))
-                    .ctx("append: insert record")?;
+            let mut chunk = Chunk::default();
+            for (record, _, mask, kind) in own_routed.iter().take(accept - from_staged) {
+                if chunk.must_cut(*mask, record.payload.len()) {
+                    chunk.insert(&tx, now)?;
+                }
+                chunk.push(&record.id, &record.payload, kind.as_deref(), *mask);
             }
+            chunk.insert(&tx, now)?;
         }
         let dead = dead_letter::apply(
             &tx,
@@ -296,11 +301,11 @@ impl Buffer {
         for (_, mask) in staged_routed.iter().take(from_staged) {
             inner.consumers.add(*mask, 1);
         }
-        for (_, _, mask) in own_routed.iter().take(accept - from_staged) {
+        for (_, _, mask, _) in own_routed.iter().take(accept - from_staged) {
             inner.consumers.add(*mask, 1);
         }
-        for mask in evicted_masks {
-            inner.consumers.remove(mask, 1);
+        for (mask, n) in evicted_masks {
+            inner.consumers.remove(mask, n);
         }
         inner.unrouted += unrouted;
         let outcome = AppendOutcome {
@@ -446,23 +451,33 @@ impl Inner {
     }
 }
 
+/// What an eviction took: records, accounted bytes, and the (mask,
+/// records) of each evicted part for the consumers' pending counts.
+type Evicted = (u64, u64, Vec<(i64, u64)>);
+
 /// Evicts the oldest records that are not leased until at least `must_free`
-/// accounted bytes are freed. Returns (records, bytes) evicted.
+/// accounted bytes are freed: whole chunks, and of the last one only the
+/// events needed (it is split first; see `chunk.rs`), so exactly the same
+/// records go as when every record was a row, and each is counted.
+/// Returns the records and bytes evicted and the (mask, records) of each
+/// evicted part.
 fn evict_oldest(
     tx: &Transaction<'_>,
     gaps: &[(i64, i64)],
     must_free: u64,
-) -> Result<(u64, u64, Vec<i64>), BufferError> {
+) -> Result<Evicted, BufferError> {
     let (mut count, mut freed, mut masks) = (0u64, 0u64, Vec::new());
     for &(after, before) in gaps {
         if freed >= must_free {
             break;
         }
         let mut last = None;
+        // A chunk of which only a head must go: (its key, events in it).
+        let mut partial: Option<(i64, i64)> = None;
         {
             let mut scan = tx
                 .prepare_cached(
-                    "SELECT seq, size, pending FROM records WHERE seq > ?1 AND seq < ?2 ORDER BY seq",
+                    "SELECT seq, size, pending, count FROM records WHERE seq > ?1 AND seq < ?2 ORDER BY seq",
                 )
                 .ctx("append: prepare eviction scan")?;
             let mut rows = scan
@@ -471,14 +486,43 @@ fn evict_oldest(
             while let Some(row) = rows.next().ctx("append: scan for eviction")? {
                 let seq: i64 = row.get(0).ctx("append: read seq")?;
                 let size: i64 = row.get(1).ctx("append: read size")?;
-                masks.push(row.get(2).ctx("append: read pending")?);
-                freed += size.max(0) as u64;
-                count += 1;
+                let n: i64 = row.get(3).ctx("append: read count")?;
+                let size = size.max(0) as u64;
+                if n > 1 && freed + size > must_free {
+                    partial = Some((seq, n));
+                    break;
+                }
+                let n = n.max(0) as u64;
+                masks.push((row.get(2).ctx("append: read pending")?, n));
+                freed += size;
+                count += n;
                 last = Some(seq);
                 if freed >= must_free {
                     break;
                 }
             }
+        }
+        if let Some((seq, _)) = partial {
+            let stored = tx
+                .prepare_cached(&format!(
+                    "SELECT {} FROM records WHERE seq = ?1",
+                    crate::chunk::COLUMNS
+                ))
+                .ctx("append: prepare eviction read")?
+                .query_row([seq], |row| Ok(Stored::read(row)))
+                .ctx("append: read chunk to evict")??;
+            let (mut head, mut head_bytes) = (0usize, 0u64);
+            while head < stored.count && freed + head_bytes < must_free {
+                head_bytes += stored.event(head).len() as u64 + RECORD_OVERHEAD_BYTES;
+                head += 1;
+            }
+            if head < stored.count {
+                crate::chunk::split(tx, &stored, head)?;
+            }
+            masks.push((stored.pending, head as u64));
+            freed += head_bytes;
+            count += head as u64;
+            last = Some(stored.first_seq() + head as i64 - 1);
         }
         if let Some(last) = last {
             tx.prepare_cached("DELETE FROM records WHERE seq > ?1 AND seq <= ?2")
@@ -501,6 +545,39 @@ fn fitting_prefix(sizes: &[u64], room: u64) -> (usize, u64) {
         sum += size;
     }
     (sizes.len(), sum)
+}
+
+/// Walks the run-length kinds a commit brought, one record at a time;
+/// yields nothing when they do not cover exactly the records offered.
+struct Kinds<'a> {
+    runs: std::slice::Iter<'a, (String, u64)>,
+    current: Option<(&'a str, u64)>,
+}
+
+impl<'a> Kinds<'a> {
+    fn new(runs: &'a [(String, u64)], records: usize) -> Kinds<'a> {
+        let covered: u64 = runs.iter().map(|(_, n)| n).sum();
+        let runs = if covered == records as u64 { runs } else { &[] };
+        Kinds {
+            runs: runs.iter(),
+            current: None,
+        }
+    }
+
+    fn next(&mut self) -> Option<&'a str> {
+        loop {
+            match &mut self.current {
+                Some((kind, n)) if *n > 0 => {
+                    *n -= 1;
+                    return Some(kind);
+                }
+                _ => {
+                    let (kind, n) = self.runs.next()?;
+                    self.current = Some((kind.as_str(), *n));
+                }
+            }
+        }
+    }
 }
 
 /// What a record counts against `max_bytes`.

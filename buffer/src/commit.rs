@@ -56,6 +56,14 @@ pub struct Commit<'a> {
     /// Usage counters to add in the same transaction (see `usage.rs`),
     /// computed from the commit's outcome; `None` adds none.
     pub usage: Option<UsageCounts<'a>>,
+    /// The kinds of the offered records (staged first, then `records`),
+    /// run-length encoded, when the producer knows them: stored with the
+    /// chunk so transports are routed by kind and delivered events are
+    /// counted by kind without parsing a payload. Ignored unless the runs
+    /// add up to exactly the records offered; without them the kind
+    /// reader ([`Buffer::set_kind_reader`]) is asked when a consumer
+    /// filters by kind, and the kind is otherwise not stored.
+    pub kinds: &'a [(String, u64)],
 }
 
 impl Commit<'_> {

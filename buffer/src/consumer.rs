@@ -126,7 +126,7 @@ impl Consumers {
         let mut by_mask: Vec<(i64, i64)> = Vec::new();
         {
             let mut stmt = conn
-                .prepare_cached("SELECT pending, COUNT(*) FROM records GROUP BY pending")
+                .prepare_cached("SELECT pending, SUM(count) FROM records GROUP BY pending")
                 .ctx("open: count pending records")?;
             let mut rows = stmt.query([]).ctx("open: count pending records")?;
             while let Some(row) = rows.next().ctx("open: count pending records")? {
@@ -191,15 +191,35 @@ impl Consumers {
 
     /// The mask a new record gets: the bits of every consumer that wants it.
     pub(crate) fn mask_of(&self, record: &Record) -> i64 {
+        self.route(record, None).0
+    }
+
+    /// The mask of a new record and the kind to store with it: `given`
+    /// (from the producer) when known, else — only when some consumer
+    /// filters by kind — what the kind reader finds in its payload.
+    pub(crate) fn route<'k>(
+        &self,
+        record: &Record,
+        given: Option<&'k str>,
+    ) -> (i64, Option<std::borrow::Cow<'k, str>>) {
         let filtered = self.list.iter().any(|c| !c.config.kinds.is_empty());
-        if !filtered {
-            return self.list.iter().fold(0, |m, c| m | c.mask());
-        }
-        let kind = self.kind_reader.and_then(|read| read(&record.payload));
-        self.list
-            .iter()
-            .filter(|c| c.config.wants(kind.as_deref()))
-            .fold(0, |m, c| m | c.mask())
+        let kind = match given {
+            Some(kind) => Some(std::borrow::Cow::Borrowed(kind)),
+            None if filtered => self
+                .kind_reader
+                .and_then(|read| read(&record.payload))
+                .map(std::borrow::Cow::Owned),
+            None => None,
+        };
+        let mask = if filtered {
+            self.list
+                .iter()
+                .filter(|c| c.config.wants(kind.as_deref()))
+                .fold(0, |m, c| m | c.mask())
+        } else {
+            self.list.iter().fold(0, |m, c| m | c.mask())
+        };
+        (mask, kind)
     }
 
     /// Adds `n` records of `mask` to the pending counts.
@@ -335,12 +355,16 @@ fn clear_unowned(tx: &Transaction<'_>, live: i64) -> Result<u64, BufferError> {
         [live],
     )
     .ctx("open: clear the bits of removed consumers")?;
-    let deleted = tx
-        .execute(
+    let deleted: i64 = tx
+        .prepare(
             "DELETE FROM records WHERE seq IN \
-             (SELECT seq FROM records INDEXED BY records_seq_pending WHERE pending = 0)",
-            [],
+             (SELECT seq FROM records INDEXED BY records_seq_pending WHERE pending = 0) \
+             RETURNING count",
         )
+        .and_then(|mut stmt| {
+            stmt.query_map([], |row| row.get::<_, i64>(0))?
+                .sum::<Result<i64, _>>()
+        })
         .ctx("open: delete records left for no consumer")?;
     if deleted > 0 {
         tracing::warn!(

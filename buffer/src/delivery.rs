@@ -4,8 +4,10 @@
 
 use rusqlite::{OptionalExtension, Transaction, TransactionBehavior};
 
-use crate::batch::{Batch, Lease, Record};
+use crate::batch::{Batch, BatchKinds, Lease, Record};
 use crate::buffer::{Buffer, Inner, now_ms};
+use crate::chunk::{COLUMNS, Stored, split};
+use crate::config::RECORD_OVERHEAD_BYTES;
 use crate::consumer::ConsumerStats;
 use crate::dead_letter::{self, NewDeadLetter};
 use crate::error::{BufferError, Context};
@@ -83,48 +85,77 @@ impl Buffer {
         }
         let (mask, floor) = (c.mask(), c.floor);
         let mut records = Vec::new();
+        let mut kinds = BatchKinds::default();
         let (mut first, mut last, mut payload_bytes, mut accounted) = (0i64, 0i64, 0usize, 0u64);
-        let mut stmt = inner
-            .conn
-            .prepare_cached(
-                "SELECT seq, id, payload, size FROM records \
-                 WHERE seq > ?1 AND seq < ?2 AND (pending & ?4) != 0 ORDER BY seq LIMIT ?3",
-            )
-            .ctx("next_batch: prepare read")?;
-        for (after, before) in c.leases.gaps() {
-            if before <= floor + 1 {
-                continue;
-            }
-            let after = after.max(floor);
-            let limit = i64::try_from(max_records).unwrap_or(i64::MAX);
-            let mut rows = stmt
-                .query((after, before, limit, mask))
-                .ctx("next_batch: read records")?;
-            while let Some(row) = rows.next().ctx("next_batch: read records")? {
-                let payload: Vec<u8> = row.get(2).ctx("next_batch: read payload")?;
-                if !records.is_empty() && payload_bytes + payload.len() > max_bytes {
+        // A chunk the limits cut: split after the events taken.
+        let mut cut: Option<(Stored, usize)> = None;
+        {
+            let mut stmt = inner
+                .conn
+                .prepare_cached(&format!(
+                    "SELECT {COLUMNS} FROM records \
+                     WHERE seq > ?1 AND seq < ?2 AND (pending & ?4) != 0 ORDER BY seq LIMIT ?3"
+                ))
+                .ctx("next_batch: prepare read")?;
+            'gaps: for (after, before) in c.leases.gaps() {
+                if before <= floor + 1 {
+                    continue;
+                }
+                let after = after.max(floor);
+                let limit = i64::try_from(max_records).unwrap_or(i64::MAX);
+                let mut rows = stmt
+                    .query((after, before, limit, mask))
+                    .ctx("next_batch: read records")?;
+                while let Some(row) = rows.next().ctx("next_batch: read records")? {
+                    let chunk = Stored::read(row)?;
+                    let mut taken = 0;
+                    while taken < chunk.count && records.len() < max_records {
+                        let payload = chunk.event(taken);
+                        if !records.is_empty() && payload_bytes + payload.len() > max_bytes {
+                            break;
+                        }
+                        payload_bytes += payload.len();
+                        accounted += payload.len() as u64 + RECORD_OVERHEAD_BYTES;
+                        records.push(Record {
+                            id: chunk.id(taken),
+                            payload: payload.to_vec(),
+                        });
+                        kinds.push(chunk.kind(taken));
+                        taken += 1;
+                    }
+                    if taken == 0 {
+                        break 'gaps;
+                    }
+                    if first == 0 {
+                        first = chunk.first_seq();
+                    }
+                    last = chunk.first_seq() + taken as i64 - 1;
+                    if taken < chunk.count {
+                        cut = Some((chunk, taken));
+                        break 'gaps;
+                    }
+                    if records.len() >= max_records {
+                        break 'gaps;
+                    }
+                }
+                // A batch never spans a range leased to this consumer, so ack
+                // can settle it by range.
+                if !records.is_empty() {
                     break;
                 }
-                let seq: i64 = row.get(0).ctx("next_batch: read seq")?;
-                let id: [u8; 16] = row.get(1).ctx("next_batch: read record id")?;
-                let size: i64 = row.get(3).ctx("next_batch: read size")?;
-                if records.is_empty() {
-                    first = seq;
-                }
-                last = seq;
-                payload_bytes += payload.len();
-                accounted += size.max(0) as u64;
-                records.push(Record { id, payload });
-            }
-            // A batch never spans a range leased to this consumer, so ack
-            // can settle it by range.
-            if !records.is_empty() {
-                break;
             }
         }
-        drop(stmt);
         if records.is_empty() {
             return Ok(None);
+        }
+        if let Some((chunk, taken)) = cut {
+            // The lease must end on a row boundary (see `chunk.rs`).
+            let tx = inner
+                .conn
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .ctx("next_batch: begin split")?;
+            split(&tx, &chunk, taken)?;
+            tx.commit().ctx("next_batch: commit split")?;
         }
         let batch_id = inner.next_batch_id;
         inner.next_batch_id += 1;
@@ -142,6 +173,7 @@ impl Buffer {
         Ok(Some(Batch {
             id: batch_id,
             records,
+            kinds,
             first_seq: first as u64,
             last_seq: last as u64,
             epoch: inner.epoch,
@@ -324,7 +356,8 @@ pub(crate) fn settle_range(
     {
         let mut delete = tx
             .prepare_cached(
-                "DELETE FROM records WHERE seq >= ?1 AND seq <= ?2 AND pending = ?3 RETURNING size",
+                "DELETE FROM records WHERE seq >= ?1 AND seq <= ?2 AND pending = ?3 \
+                 RETURNING size, count",
             )
             .ctx("ack: prepare delete")?;
         let mut rows = delete
@@ -332,18 +365,22 @@ pub(crate) fn settle_range(
             .ctx("ack: delete records")?;
         while let Some(row) = rows.next().ctx("ack: delete records")? {
             let size: i64 = row.get(0).ctx("ack: read size")?;
-            settled.deleted += 1;
+            let count: i64 = row.get(1).ctx("ack: read count")?;
+            settled.deleted += count.max(0) as u64;
             settled.deleted_bytes += size.max(0) as u64;
         }
     }
-    let kept = tx
+    let kept: i64 = tx
         .prepare_cached(
             "UPDATE records SET pending = pending & ~?3 \
-             WHERE seq >= ?1 AND seq <= ?2 AND (pending & ?3) != 0",
+             WHERE seq >= ?1 AND seq <= ?2 AND (pending & ?3) != 0 RETURNING count",
         )
-        .and_then(|mut stmt| stmt.execute((lease.first, lease.last, mask)))
+        .and_then(|mut stmt| {
+            stmt.query_map((lease.first, lease.last, mask), |row| row.get::<_, i64>(0))?
+                .sum::<Result<i64, _>>()
+        })
         .ctx("ack: clear the consumer's bit")?;
-    settled.cleared = settled.deleted + kept as u64;
+    settled.cleared = settled.deleted + kept.max(0) as u64;
     Ok(settled)
 }
 

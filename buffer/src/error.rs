@@ -112,6 +112,19 @@ pub enum BufferError {
         found: usize,
     },
 
+    /// A chunk row's parts (ids, lengths, payload, kinds) do not agree:
+    /// SQLite read the row, but it is not one this buffer wrote (e.g. an
+    /// overflow page overwritten with bytes SQLite cannot tell from data).
+    /// Treated as damage: the salvage leaves such rows out and counts
+    /// their records as lost.
+    #[error("buffer chunk ending at sequence {seq} is inconsistent: {why}")]
+    BadChunk {
+        /// The chunk's key (its last event's sequence number).
+        seq: i64,
+        /// Which part does not agree.
+        why: String,
+    },
+
     /// More consumers were configured than a record's `pending` mask has
     /// bits for; nothing was changed.
     #[error("{configured} buffer consumers configured; at most {max} are supported")]
@@ -164,6 +177,7 @@ impl BufferError {
                 _ => Cause::Io,
             },
             BufferError::InUse { .. } => Cause::Busy,
+            BufferError::BadChunk { .. } => Cause::Corrupt,
             BufferError::Full { .. }
             | BufferError::SchemaTooNew { .. }
             | BufferError::UnknownBatch { .. }

@@ -68,7 +68,7 @@
 //! depend on SQLite internals and checkpoint timing; see
 //! [`BufferConfig::max_bytes`].
 //!
-//! ## On-disk format (schema version 2)
+//! ## On-disk format (schema version 3)
 //!
 //! One SQLite file plus its `-wal` (no `-shm`: exclusive locking keeps the WAL
 //! index in memory). Pragmas: `journal_mode = WAL`, `auto_vacuum =
@@ -79,15 +79,20 @@
 //! ```sql
 //! CREATE TABLE meta (key TEXT PRIMARY KEY NOT NULL, value INTEGER NOT NULL);
 //!   -- ('schema_version', 1); a file with a newer version is refused untouched
-//! CREATE TABLE records (
-//!     seq         INTEGER PRIMARY KEY AUTOINCREMENT, -- delivery order; never reused
-//!     id          BLOB NOT NULL,      -- the event's 16-byte stable id
-//!     payload     BLOB NOT NULL,      -- opaque, encoded by the host
-//!     size        INTEGER NOT NULL,   -- accounted bytes: length(payload) + 64
+//! CREATE TABLE records (              -- one row per chunk of events (see chunk.rs)
+//!     seq         INTEGER PRIMARY KEY AUTOINCREMENT, -- the chunk's LAST event's sequence
+//!                                     -- number; it covers seq - count + 1 ..= seq; never reused
+//!     id          BLOB NOT NULL,      -- the events' 16-byte stable ids, concatenated
+//!     payload     BLOB NOT NULL,      -- the events' payloads (opaque, encoded by the host),
+//!                                     -- concatenated
+//!     size        INTEGER NOT NULL,   -- accounted bytes: length(payload) + 64 * count
 //!     enqueued_ms INTEGER NOT NULL,   -- wall clock, Unix ms; for oldest_age
-//!     pending     INTEGER NOT NULL DEFAULT -1); -- bits of the consumers still to settle it
-//! CREATE INDEX records_seq_size ON records (seq, size); -- covers the open-time SUM
-//! CREATE INDEX records_seq_pending ON records (seq, pending, size, enqueued_ms);
+//!     pending     INTEGER NOT NULL DEFAULT -1, -- bits of the consumers still to settle it
+//!     count       INTEGER NOT NULL DEFAULT 1,  -- events in the chunk
+//!     lens        BLOB,               -- u32 LE payload length per event; NULL if count = 1
+//!     kinds       BLOB);              -- kind table + u16 index per event; NULL if unknown
+//! CREATE INDEX records_seq_size ON records (seq, size, count); -- covers the open-time SUMs
+//! CREATE INDEX records_seq_pending ON records (seq, pending, size, enqueued_ms, count);
 //!   -- covers per-consumer counts, oldest ages and the eviction scan
 //! CREATE TABLE consumers (            -- the transports draining the buffer
 //!     name      TEXT PRIMARY KEY NOT NULL,
@@ -116,7 +121,12 @@
 //! `AUTOINCREMENT` keeps sequence numbers increasing even after the table has
 //! been emptied, so order holds across restarts. A batch is a contiguous
 //! sequence range with no other buffered record inside it, so acking deletes
-//! one range. The dead-letter table is not counted in `max_bytes`; it has its
+//! one range. Version 3 stores a commit's records as chunks of up to 1000
+//! (1 MiB) consecutive records with one consumer mask; a batch, an
+//! eviction or a dead-lettering that ends inside a chunk splits it into two
+//! rows first, so records are still leased, evicted, counted and settled
+//! one by one (see `chunk.rs`). A version-2 file is upgraded on open by
+//! adding the three columns: each old row is a chunk of one. The dead-letter table is not counted in `max_bytes`; it has its
 //! own bound, `dead_letter_max_bytes` accounted bytes (and `dead_letter_max`
 //! rows), evicting the oldest (counted; see `dead_letter/bound.rs`). The
 //! `cursors` table was added without a version bump: `CREATE TABLE IF NOT
@@ -146,6 +156,7 @@
 
 mod batch;
 mod buffer;
+mod chunk;
 mod commit;
 mod config;
 mod consumer;

@@ -15,8 +15,10 @@ use crate::salvage;
 
 /// Schema version this build writes and understands.
 /// Version 2 added `records.pending` and the `consumers` table (see
-/// `consumer.rs`); a version-1 file is upgraded on open.
-pub(crate) const SCHEMA_VERSION: i64 = 2;
+/// `consumer.rs`); version 3 made a row a chunk of events (`count`,
+/// `lens`, `kinds`; see `chunk.rs`). Older files are upgraded on open:
+/// their rows are chunks of one.
+pub(crate) const SCHEMA_VERSION: i64 = 3;
 
 /// How long a statement waits for a lock held by someone else before failing.
 /// Only a foreign process can hold one (we lock the file exclusively), so this
@@ -38,9 +40,11 @@ CREATE TABLE IF NOT EXISTS records (
     payload     BLOB NOT NULL,
     size        INTEGER NOT NULL,
     enqueued_ms INTEGER NOT NULL,
-    pending     INTEGER NOT NULL DEFAULT -1
+    pending     INTEGER NOT NULL DEFAULT -1,
+    count       INTEGER NOT NULL DEFAULT 1,
+    lens        BLOB,
+    kinds       BLOB
 );
-CREATE INDEX IF NOT EXISTS records_seq_size ON records (seq, size);
 CREATE TABLE IF NOT EXISTS consumers (
     name      TEXT PRIMARY KEY NOT NULL,
     bit       INTEGER NOT NULL UNIQUE,
@@ -173,7 +177,7 @@ pub(crate) fn try_open(config: &BufferConfig) -> Result<Opened, BufferError> {
     // Covered by records_seq_size, so this reads the index, not the payloads.
     let (records, bytes): (i64, i64) = conn
         .query_row(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records",
+            "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(size), 0) FROM records",
             [],
             |row| Ok((row.get(0)?, row.get(1)?)),
         )
@@ -239,29 +243,57 @@ fn prepare_schema(conn: &mut Connection, config: &BufferConfig) -> Result<u64, B
     Ok(removed)
 }
 
-/// Version 1 -> 2: adds `records.pending` to a file that lacks it. The
-/// default, -1, has every bit set: records stored before the upgrade are
-/// for every consumer, and [`crate::consumer::reconcile`] then clears the
-/// bits no consumer owns. `ADD COLUMN` with a constant default rewrites
-/// no rows. Also creates the `(seq, pending, size, enqueued_ms)` index that
-/// per-consumer reads and counts scan instead of the payloads.
+/// Upgrades `records` to version 3. Version 1 -> 2 adds `records.pending`
+/// (default -1, every bit: records stored before the upgrade are for every
+/// consumer, and [`crate::consumer::reconcile`] then clears the bits no
+/// consumer owns); 2 -> 3 adds `count` (default 1), `lens` and `kinds`
+/// (NULL), so every old row is a chunk of one event and nothing is
+/// rewritten (`ADD COLUMN` with a constant default rewrites no rows).
+/// The two indexes gain `count`, so totals, per-consumer counts and
+/// eviction scans read them instead of the payloads; an older index of
+/// the same name is rebuilt.
 pub(crate) fn upgrade_records(tx: &rusqlite::Transaction<'_>) -> Result<(), BufferError> {
-    let has_pending: bool = tx
-        .query_row(
-            "SELECT EXISTS (SELECT 1 FROM pragma_table_info('records') WHERE name = 'pending')",
-            [],
+    let has = |table: &str, column: &str| -> Result<bool, BufferError> {
+        tx.query_row(
+            "SELECT EXISTS (SELECT 1 FROM pragma_table_info(?1) WHERE name = ?2)",
+            [table, column],
             |row| row.get(0),
         )
-        .ctx("open: read record columns")?;
-    if !has_pending {
+        .ctx("open: read record columns")
+    };
+    if !has("records", "pending")? {
         tx.execute_batch("ALTER TABLE records ADD COLUMN pending INTEGER NOT NULL DEFAULT -1")
             .ctx("open: add records.pending")?;
         tracing::info!("buffer file upgraded to schema version 2 (per-transport delivery)");
     }
-    tx.execute_batch(
-        "CREATE INDEX IF NOT EXISTS records_seq_pending ON records (seq, pending, size, enqueued_ms)",
-    )
-    .ctx("open: index records by consumer")
+    if !has("records", "count")? {
+        tx.execute_batch(
+            "ALTER TABLE records ADD COLUMN count INTEGER NOT NULL DEFAULT 1; \
+             ALTER TABLE records ADD COLUMN lens BLOB; \
+             ALTER TABLE records ADD COLUMN kinds BLOB;",
+        )
+        .ctx("open: add chunk columns")?;
+        tracing::info!("buffer file upgraded to schema version 3 (chunks of events)");
+    }
+    for (index, columns) in [
+        ("records_seq_size", "seq, size, count"),
+        (
+            "records_seq_pending",
+            "seq, pending, size, enqueued_ms, count",
+        ),
+    ] {
+        let current: Vec<String> = tx
+            .prepare("SELECT name FROM pragma_index_info(?1) ORDER BY seqno")
+            .and_then(|mut stmt| stmt.query_map([index], |row| row.get(0))?.collect())
+            .ctx("open: read record indexes")?;
+        if current.join(", ") != columns {
+            tx.execute_batch(&format!(
+                "DROP INDEX IF EXISTS {index}; CREATE INDEX {index} ON records ({columns});"
+            ))
+            .ctx("open: index records")?;
+        }
+    }
+    Ok(())
 }
 
 /// Renames `path` (and its WAL/SHM side files) to `<name>.corrupt-<unix-time>`,
@@ -324,11 +356,14 @@ mod tests {
     /// and eviction cheap with a large backlog.
     #[test]
     fn size_queries_use_the_covering_index() {
-        let conn = Connection::open_in_memory().unwrap();
+        let mut conn = Connection::open_in_memory().unwrap();
         conn.execute_batch(CREATE_SCHEMA).unwrap();
+        let tx = conn.transaction().unwrap();
+        upgrade_records(&tx).unwrap();
+        tx.commit().unwrap();
         for sql in [
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records",
-            "SELECT seq, size FROM records WHERE seq > 1 AND seq < 9 ORDER BY seq",
+            "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(size), 0) FROM records",
+            "SELECT seq, size, count FROM records WHERE seq > 1 AND seq < 9 ORDER BY seq",
         ] {
             let plan: String = conn
                 .query_row(&format!("EXPLAIN QUERY PLAN {sql}"), [], |r| r.get(3))
@@ -351,8 +386,8 @@ mod tests {
         upgrade_records(&tx).unwrap();
         tx.commit().unwrap();
         for sql in [
-            "SELECT pending, COUNT(*) FROM records GROUP BY pending",
-            "SELECT seq, size, pending FROM records WHERE seq > 1 AND seq < 9 ORDER BY seq",
+            "SELECT pending, SUM(count) FROM records GROUP BY pending",
+            "SELECT seq, size, pending, count FROM records WHERE seq > 1 AND seq < 9 ORDER BY seq",
             "SELECT enqueued_ms FROM records INDEXED BY records_seq_pending \
              WHERE seq > 3 AND (pending & 2) != 0 ORDER BY seq LIMIT 1",
         ] {

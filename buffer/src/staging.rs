@@ -26,6 +26,7 @@ use rusqlite::{Connection, TransactionBehavior};
 
 use crate::batch::Record;
 use crate::buffer::{Buffer, accounted_size};
+use crate::chunk::Chunk;
 use crate::error::{BufferError, Context};
 
 /// Records staged for one future commit. Each staging owns its rows by a
@@ -168,34 +169,55 @@ pub(crate) fn drop_leftovers(conn: &Connection) -> Result<(), BufferError> {
 }
 
 /// Moves the first `n` routed records (a consumer wants them) of `staged`
-/// into `records`, inside the
-/// commit's transaction, stamped `enqueued_ms`. Fails (and the caller's
-/// transaction rolls back) if fewer are there: a salvage after damage
-/// copies only the buffer's own tables.
+/// into `records` as chunks (with `kinds[i]`, the kind of the `i`th staged
+/// record, if known), inside the commit's transaction, stamped
+/// `enqueued_ms`. Fails (and the caller's transaction rolls back) if fewer
+/// are there: a salvage after damage copies only the buffer's own tables.
 pub(crate) fn promote(
     tx: &rusqlite::Transaction<'_>,
     staged: &Staged,
     n: usize,
+    kinds: &[Option<&str>],
     enqueued_ms: i64,
 ) -> Result<(), BufferError> {
     if n == 0 {
         return Ok(());
     }
-    tx.prepare_cached(
-        "INSERT INTO records (id, payload, size, enqueued_ms, pending) \
-         SELECT id, payload, size, ?2, pending FROM staged \
-         WHERE token = ?1 AND pending != 0 ORDER BY rowid LIMIT ?3",
-    )
-    .and_then(|mut stmt| {
-        stmt.execute((
-            staged.token,
-            enqueued_ms,
-            i64::try_from(n).unwrap_or(i64::MAX),
-        ))
-    })
-    .ctx("commit: move staged records")
-    .and_then(|found| match found {
-        found if found == n => Ok(()),
-        found => Err(BufferError::StagedLost { expected: n, found }),
-    })
+    let mut found = 0usize;
+    let mut chunk = Chunk::default();
+    {
+        let mut stmt = tx
+            .prepare_cached(
+                "SELECT id, payload, pending FROM staged WHERE token = ?1 ORDER BY rowid",
+            )
+            .ctx("commit: read staged records")?;
+        let mut rows = stmt
+            .query([staged.token])
+            .ctx("commit: read staged records")?;
+        let mut i = 0usize;
+        while found < n {
+            let Some(row) = rows.next().ctx("commit: read staged records")? else {
+                break;
+            };
+            let kind = kinds.get(i).copied().flatten();
+            i += 1;
+            let mask: i64 = row.get(2).ctx("commit: read staged mask")?;
+            if mask == 0 {
+                continue;
+            }
+            let id: Vec<u8> = row.get(0).ctx("commit: read staged id")?;
+            let payload: Vec<u8> = row.get(1).ctx("commit: read staged payload")?;
+            if chunk.must_cut(mask, payload.len()) {
+                chunk.insert(tx, enqueued_ms)?;
+            }
+            chunk.push(&id, &payload, kind, mask);
+            found += 1;
+        }
+    }
+    chunk.insert(tx, enqueued_ms)?;
+    if found == n {
+        Ok(())
+    } else {
+        Err(BufferError::StagedLost { expected: n, found })
+    }
 }

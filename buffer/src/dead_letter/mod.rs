@@ -222,27 +222,49 @@ impl Buffer {
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .ctx("dead_letter: begin transaction")?;
         let overhead = accounted(0, reason, "") as i64;
-        let moved = tx
-            .prepare_cached(
-                "INSERT INTO dead_letter (id, payload, reason, at_ms, origin, kept, size, transport) \
-                 SELECT id, payload, ?3, ?4, 'batch', 'payload', length(payload) + ?5, ?7 \
-                 FROM records WHERE seq >= ?1 AND seq <= ?2 AND (pending & ?6) != 0 ORDER BY seq",
-            )
-            .and_then(|mut stmt| {
-                stmt.execute((lease.first, lease.last, reason, now_ms(), overhead, mask, &name))
-            })
-            .ctx("dead_letter: copy records")? as u64;
-        let moved_bytes: i64 = tx
-            .prepare_cached(
-                "SELECT COALESCE(SUM(length(payload)), 0) FROM records \
-                 WHERE seq >= ?1 AND seq <= ?2 AND (pending & ?3) != 0",
-            )
-            .and_then(|mut stmt| stmt.query_row((lease.first, lease.last, mask), |row| row.get(0)))
-            .ctx("dead_letter: size records")?;
+        let (mut moved, mut moved_bytes) = (0u64, 0u64);
+        {
+            let mut read = tx
+                .prepare_cached(&format!(
+                    "SELECT {} FROM records \
+                     WHERE seq >= ?1 AND seq <= ?2 AND (pending & ?3) != 0 ORDER BY seq",
+                    crate::chunk::COLUMNS
+                ))
+                .ctx("dead_letter: read records")?;
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO dead_letter \
+                     (id, payload, reason, at_ms, origin, kept, size, transport) \
+                     VALUES (?1, ?2, ?3, ?4, 'batch', 'payload', ?5, ?6)",
+                )
+                .ctx("dead_letter: prepare copy")?;
+            let mut rows = read
+                .query((lease.first, lease.last, mask))
+                .ctx("dead_letter: read records")?;
+            let at = now_ms();
+            while let Some(row) = rows.next().ctx("dead_letter: read records")? {
+                let chunk = crate::chunk::Stored::read(row)?;
+                for i in 0..chunk.count {
+                    let payload = chunk.event(i);
+                    insert
+                        .execute((
+                            &chunk.id(i)[..],
+                            payload,
+                            reason,
+                            at,
+                            payload.len() as i64 + overhead,
+                            &name,
+                        ))
+                        .ctx("dead_letter: copy records")?;
+                    moved += 1;
+                    moved_bytes += payload.len() as u64;
+                }
+            }
+        }
         let settled = crate::delivery::settle_range(&tx, &lease, mask)?;
         let mut change = Change {
             added: moved,
-            added_bytes: moved_bytes.max(0) as u64 + moved * overhead.max(0) as u64,
+            added_bytes: moved_bytes + moved * overhead.max(0) as u64,
             ..Change::default()
         };
         change.pruned = bound::prune(&tx, bound, &change)?;

@@ -198,13 +198,21 @@ pub(crate) fn salvage(
                 out.damaged_ranges = gaps;
             }
         }
+        let bad = drop_bad_chunks(&tx)?;
+        if !bad.is_empty() {
+            if !out.incomplete.iter().any(|t| t == "records") {
+                out.incomplete.push("records".to_owned());
+            }
+            out.damaged_ranges.extend(bad);
+            out.damaged_ranges.sort_unstable();
+        }
         out.seq_mark = keep_sequences(old, &tx, &out.damaged_ranges)?;
         tx.commit().ctx("salvage: commit")?;
     }
     (out.index_missing, out.index_complete) = missing_from_index(old, &new)?;
     (out.records, out.record_bytes) = new
         .query_row(
-            "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records",
+            "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(size), 0) FROM records",
             [],
             |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
         )
@@ -219,7 +227,8 @@ pub(crate) fn salvage(
     for (first, last) in ranges {
         let counted = new
             .query_row(
-                "SELECT COUNT(*), COALESCE(SUM(size), 0) FROM records WHERE seq >= ?1 AND seq <= ?2",
+                "SELECT COALESCE(SUM(count), 0), COALESCE(SUM(size), 0) FROM records \
+                 WHERE seq >= ?1 AND seq <= ?2",
                 (first, last),
                 |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
             )
@@ -240,18 +249,65 @@ pub(crate) fn salvage(
     Ok(out)
 }
 
+/// Deletes the copied chunk rows whose parts do not agree (SQLite read
+/// them, but from damaged bytes; see [`crate::chunk::Stored::read`]), so
+/// they count as lost like an unreadable row; returns their sequence
+/// ranges.
+fn drop_bad_chunks(new: &Connection) -> Result<Vec<(i64, i64)>, BufferError> {
+    let mut bad = Vec::new();
+    {
+        let mut stmt = new
+            .prepare(&format!(
+                "SELECT {} FROM records ORDER BY seq",
+                crate::chunk::COLUMNS
+            ))
+            .ctx("salvage: prepare the chunk check")?;
+        let mut rows = stmt.query([]).ctx("salvage: check chunks")?;
+        while let Some(row) = rows.next().ctx("salvage: check chunks")? {
+            if crate::chunk::Stored::read(row).is_err() {
+                let seq: i64 = row.get(0).ctx("salvage: check chunks")?;
+                let count: i64 = row.get(1).unwrap_or(1);
+                let first = seq.saturating_sub(count.clamp(1, i64::from(u32::MAX)) - 1);
+                bad.push((first, seq));
+            }
+        }
+    }
+    for (_, seq) in &bad {
+        new.execute("DELETE FROM records WHERE seq = ?1", [seq])
+            .ctx("salvage: drop an inconsistent chunk")?;
+    }
+    if !bad.is_empty() {
+        tracing::error!(
+            chunks = bad.len(),
+            "buffer salvage: chunks whose ids, lengths and payload disagree were left out (counted as lost)"
+        );
+    }
+    Ok(bad)
+}
+
 /// Inserts the `records` rows found page by page inside `gaps` (those not
 /// copied already); returns how many were new.
 fn copy_orphans(file: &Path, new: &Connection, gaps: &[(i64, i64)]) -> Result<u64, BufferError> {
     let mut insert = new
         .prepare(
-            "INSERT OR IGNORE INTO records (seq, id, payload, size, enqueued_ms, pending) \
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            "INSERT OR IGNORE INTO records \
+             (seq, id, payload, size, enqueued_ms, pending, count, lens, kinds) \
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
         )
         .ctx("salvage: prepare page insert")?;
     let mut failed = None;
     let added = pages::orphan_records(file, &with_suffix(file, "-wal"), gaps, |o| {
-        match insert.execute((o.seq, &o.id, &o.payload, o.size, o.enqueued_ms, o.pending)) {
+        match insert.execute((
+            o.seq,
+            &o.id,
+            &o.payload,
+            o.size,
+            o.enqueued_ms,
+            o.pending,
+            o.count,
+            &o.lens,
+            &o.kinds,
+        )) {
             Ok(n) => n == 1,
             Err(e) => {
                 failed.get_or_insert(e);
@@ -346,12 +402,16 @@ fn keep_sequences(
     Ok(records_mark)
 }
 
-/// Merges the old file's `(seq, size)` index against the copied records:
-/// how many sequence numbers it lists that were not copied, and whether it
-/// could be read to its end.
+/// Merges the old file's `(seq, size, count)` index against the copied
+/// records: how many records (events of the chunks) it lists that were
+/// not copied, and whether it could be read to its end. A file older than
+/// version 3 has no `count`: each row is one record.
 fn missing_from_index(old: &Connection, new: &Connection) -> Result<(u64, bool), BufferError> {
-    let Ok(mut theirs) =
-        old.prepare("SELECT seq FROM records INDEXED BY records_seq_size ORDER BY seq")
+    let Ok(mut theirs) = old
+        .prepare("SELECT seq, count FROM records INDEXED BY records_seq_size ORDER BY seq")
+        .or_else(|_| {
+            old.prepare("SELECT seq, 1 FROM records INDEXED BY records_seq_size ORDER BY seq")
+        })
     else {
         return Ok((0, false));
     };
@@ -368,10 +428,10 @@ fn missing_from_index(old: &Connection, new: &Connection) -> Result<(u64, bool),
     };
     let mut missing = 0u64;
     loop {
-        let seq: i64 = match listed.next() {
-            Ok(Some(row)) => match row.get(0) {
-                Ok(seq) => seq,
-                Err(_) => return Ok((missing, false)),
+        let (seq, count): (i64, i64) = match listed.next() {
+            Ok(Some(row)) => match (row.get(0), row.get(1)) {
+                (Ok(seq), Ok(count)) => (seq, count),
+                _ => return Ok((missing, false)),
             },
             Ok(None) => return Ok((missing, true)),
             Err(_) => return Ok((missing, false)),
@@ -383,7 +443,7 @@ fn missing_from_index(old: &Connection, new: &Connection) -> Result<(u64, bool),
             };
         }
         if next_copied != Some(seq) {
-            missing += 1;
+            missing += count.max(1) as u64;
         }
     }
 }

@@ -6,8 +6,9 @@
 //! sit near the end — whole runs of intact leaves become unreachable. Like
 //! `sqlite3 .recover`, this reads the damaged file page by page, parses
 //! every table leaf (following overflow chains), and yields the cells that
-//! have exactly the shape of a `records` row (NULL rowid alias, 16-byte id,
-//! payload, `size = len(payload) + 64`, time).
+//! have exactly the shape of a `records` row (NULL rowid alias, 16 bytes of
+//! id per event, payload, `size = len(payload) + 64 × count`, time, and
+//! from version 3 the chunk's `count`, `lens` and `kinds`).
 //!
 //! Stale copies must not come back: pages on the freelist (as far as it can
 //! still be read) are skipped, only rowids inside the ranges the b-tree pass
@@ -37,6 +38,11 @@ pub(crate) struct Orphan {
     /// Its consumer mask; -1 (every consumer) for a row written before
     /// the column existed, as SQLite itself reads such a row.
     pub(crate) pending: i64,
+    /// Events in the chunk (1 for a row older than version 3).
+    pub(crate) count: i64,
+    /// The chunk's event lengths and kinds (see `chunk.rs`).
+    pub(crate) lens: Option<Vec<u8>>,
+    pub(crate) kinds: Option<Vec<u8>>,
 }
 
 /// The damaged file, read page by page.
@@ -189,12 +195,13 @@ fn cell(pages: &mut Pages, page: &[u8], ptr: usize) -> Option<Orphan> {
     let (header_len, mut at) = varint(&record)?;
     let header_len = usize::try_from(header_len).ok()?;
     let mut types = Vec::new();
-    while at < header_len && types.len() < 7 {
+    while at < header_len && types.len() < 10 {
         let (t, n) = varint(record.get(at..)?)?;
         types.push(t);
         at += n;
     }
-    if !(5..=6).contains(&types.len()) || types[0] != 0 || types[1] != 12 + 2 * 16 {
+    let blob = |t: u64| t >= 12 && t.is_multiple_of(2);
+    if !(5..=9).contains(&types.len()) || types[0] != 0 || !blob(types[1]) {
         return None;
     }
     let mut body = header_len;
@@ -215,7 +222,24 @@ fn cell(pages: &mut Pages, page: &[u8], ptr: usize) -> Option<Orphan> {
         Some(&t) => int(t, take(t)?)?,
         None => -1,
     };
-    if size != payload.len() as i64 + RECORD_OVERHEAD_BYTES as i64 {
+    let count = match types.get(6) {
+        Some(&t) => int(t, take(t)?)?,
+        None => 1,
+    };
+    let mut optional_blob = |i: usize| -> Option<Option<Vec<u8>>> {
+        match types.get(i) {
+            None | Some(0) => Some(None),
+            Some(&t) if blob(t) => Some(Some(take(t)?.to_vec())),
+            Some(_) => None,
+        }
+    };
+    let lens = optional_blob(7)?;
+    let kinds = optional_blob(8)?;
+    if count < 1
+        || id.len() as i64 != 16 * count
+        || size != payload.len() as i64 + RECORD_OVERHEAD_BYTES as i64 * count
+        || (count > 1) != lens.is_some()
+    {
         return None;
     }
     Some(Orphan {
@@ -225,6 +249,9 @@ fn cell(pages: &mut Pages, page: &[u8], ptr: usize) -> Option<Orphan> {
         size,
         enqueued_ms,
         pending,
+        count,
+        lens,
+        kinds,
     })
 }
 

@@ -352,7 +352,7 @@ fn a_version_1_file_is_upgraded_with_its_records_for_every_consumer() {
             |r| r.get(0),
         )
         .unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let (buffer, _) = open(&with_consumers(dir.path(), &both()));
     assert_eq!((pending(&buffer, "a"), pending(&buffer, "b")), (0, 7));
     assert_eq!(drain_for(&buffer, "b", 100), (0..7).collect::<Vec<_>>());

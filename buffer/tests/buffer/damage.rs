@@ -13,17 +13,23 @@ use crate::pages;
 /// Records in each test's backlog: ~45 per 4 KiB leaf, so 60+ leaves.
 const N: u64 = 3000;
 
+/// Appends records `range` one commit each, so each is a chunk of one
+/// row: these tests count what a damaged page costs in rows, and a row
+/// per record keeps that count a record count (as before schema 3).
+/// `chunked_damage_costs_exactly_the_events_of_its_chunks` covers chunks
+/// of many.
+pub(crate) fn append_rows(buffer: &Buffer, range: std::ops::Range<u64>, len: usize) {
+    for n in range {
+        buffer.append(&recs(n..n + 1, len)).unwrap();
+    }
+}
+
 /// A closed buffer file holding records `0..N` (plus `dead` dead letters
 /// and a cursor), as a previous run leaves it.
 fn backlog(dir: &Path, dead: u64) -> BufferConfig {
     let cfg = config(dir, u64::MAX, WhenFull::DropOldest);
     let (buffer, _) = open(&cfg);
-    for chunk in (0..N).collect::<Vec<_>>().chunks(500) {
-        let from = chunk[0];
-        buffer
-            .append(&recs(from..from + chunk.len() as u64, 60))
-            .unwrap();
-    }
+    append_rows(&buffer, 0..N, 60);
     let letters = dead_events(&recs(1_000_000..1_000_000 + dead, 20), "bad");
     buffer
         .commit(&Commit {
@@ -264,9 +270,7 @@ fn unreadable_rows_of_a_batch_in_flight_are_lost_only_if_it_is_released() {
     let n = 8000u64;
     {
         let (buffer, _) = open(&cfg);
-        for from in (0..n).step_by(1000) {
-            buffer.append(&recs(from..from + 1000, 900)).unwrap();
-        }
+        append_rows(&buffer, 0..n, 900);
     }
     let leaves = pages::leaves(&cfg.path, "records");
     let (victim, other) = (&leaves[100], &leaves[leaves.len() - 100]);
@@ -304,4 +308,46 @@ fn unreadable_rows_of_a_batch_in_flight_are_lost_only_if_it_is_released() {
     assert_eq!(stats.damage_lost_total, other.cells + victim.cells);
     assert_eq!((stats.records, stats.bytes), (0, 0));
     assert_eq!(delivered.len() as u64 + stats.damage_lost_total, n);
+}
+
+/// With chunks of many records, a damaged leaf costs exactly the records
+/// of the chunks on it: whole chunks, counted in records, and everything
+/// else is delivered in order.
+#[test]
+fn chunked_damage_costs_exactly_the_events_of_its_chunks() {
+    const PER: u64 = 40;
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), u64::MAX, WhenFull::DropOldest);
+    {
+        let (buffer, _) = open(&cfg);
+        for from in (0..N).step_by(PER as usize) {
+            buffer.append(&recs(from..from + PER, 60)).unwrap();
+        }
+    }
+    let victim = pages::middle_leaf(&cfg.path, "records");
+    let on_victim = pages::records_on_leaf(&cfg.path, victim.pageno);
+    assert_eq!(on_victim % PER, 0);
+    pages::overwrite_page(&cfg.path, victim.pageno, 0xc4);
+    let (buffer, report) = open(&cfg);
+    assert_eq!(report.pending_records, N);
+    let delivered = drain_in_order(&buffer);
+    let damage = one_report(&buffer, FoundAt::Running);
+    let lost = damage.records_lost;
+    assert!(damage.lost_exact, "{damage:?}");
+    assert!(
+        lost >= PER && lost <= victim.cells * PER,
+        "lost {lost}: {damage:?}"
+    );
+    assert_eq!(lost % PER, 0, "whole chunks: {damage:?}");
+    assert_eq!(
+        delivered.len() as u64 + lost,
+        N,
+        "delivered + lost = accepted"
+    );
+    assert_eq!(buffer.stats().damage_lost_total, lost);
+    let missing: Vec<u64> = (0..N)
+        .filter(|n| delivered.binary_search(n).is_err())
+        .collect();
+    assert_eq!(missing[0] % PER, 0, "a chunk's first record: {missing:?}");
+    assert_eq!(missing.last().unwrap() - missing[0] + 1, lost, "one run");
 }

@@ -1,6 +1,7 @@
 //! Tests of the durable buffer against real SQLite files in temporary
 //! directories. One test binary (modules below) keeps link time down.
 
+mod chunks;
 mod commit;
 mod common;
 mod consumers;

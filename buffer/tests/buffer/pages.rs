@@ -107,3 +107,83 @@ pub fn truncate_to_pages(db: &Path, keep_pages: u64) {
 pub fn page_count(db: &Path) -> u64 {
     std::fs::metadata(db).unwrap().len() / page_size(db)
 }
+
+/// Records held by the rows on table leaf `pageno` of the closed file:
+/// the sum of their chunks' `count` (schema 3 stores many records per
+/// row). Read before damaging the page; the rowids come from the leaf's
+/// cells (type 0x0D: payload length and rowid varints at each pointer).
+pub fn records_on_leaf(db: &Path, pageno: u64) -> u64 {
+    let size = page_size(db) as usize;
+    let file = std::fs::read(db).expect("read the buffer file");
+    let page = &file[(pageno as usize - 1) * size..pageno as usize * size];
+    let at = if pageno == 1 { 100 } else { 0 };
+    assert_eq!(page[at], 0x0d, "page {pageno} is a table leaf");
+    let cells = u16::from_be_bytes([page[at + 3], page[at + 4]]) as usize;
+    let varint = |mut i: usize| -> (u64, usize) {
+        let mut v = 0u64;
+        for n in 0..9 {
+            let b = page[i];
+            i += 1;
+            if n == 8 {
+                return ((v << 8) | u64::from(b), i);
+            }
+            v = (v << 7) | u64::from(b & 0x7f);
+            if b & 0x80 == 0 {
+                break;
+            }
+        }
+        (v, i)
+    };
+    let rowids: Vec<i64> = (0..cells)
+        .map(|c| {
+            let ptr = at + 8 + 2 * c;
+            let cell = u16::from_be_bytes([page[ptr], page[ptr + 1]]) as usize;
+            let (_, next) = varint(cell);
+            varint(next).0 as i64
+        })
+        .collect();
+    let conn = rusqlite::Connection::open(db).expect("open the buffer file");
+    rowids
+        .iter()
+        .map(|seq| {
+            conn.query_row("SELECT count FROM records WHERE seq = ?1", [seq], |r| {
+                r.get::<_, i64>(0)
+            })
+            .expect("a row of the leaf") as u64
+        })
+        .sum()
+}
+
+/// The first overflow page of the last row of table `name` (in key order)
+/// and that row's `count`: a page a running host reads only when it
+/// reaches the newest chunk. `dbstat` paths of overflow pages are the
+/// cell's path followed by `+NNNNNN`, the place in the chain.
+#[allow(
+    dead_code,
+    reason = "used by the end-to-end damage tests, which include this file"
+)]
+pub fn last_row_first_overflow(db: &Path, name: &str) -> (u64, u64) {
+    let conn = rusqlite::Connection::open(db).expect("open the buffer file");
+    let overflow: Vec<(String, u64)> = conn
+        .prepare("SELECT path, pageno FROM dbstat WHERE name = ?1 AND pagetype = 'overflow' ORDER BY path")
+        .unwrap()
+        .query_map([name], |r| Ok((r.get(0)?, r.get::<_, i64>(1)? as u64)))
+        .unwrap()
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let (last_path, _) = overflow.last().expect("rows with overflow pages");
+    let cell = last_path.split('+').next().unwrap().to_owned();
+    let first = overflow
+        .iter()
+        .find(|(path, _)| path.starts_with(&format!("{cell}+")))
+        .map(|(_, pageno)| *pageno)
+        .unwrap();
+    let count: i64 = conn
+        .query_row(
+            &format!("SELECT count FROM \"{name}\" ORDER BY seq DESC LIMIT 1"),
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    (first, count as u64)
+}

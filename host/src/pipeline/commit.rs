@@ -53,6 +53,11 @@ impl Pipeline {
             // to every transport (their stage outcome may differ).
             only_for: None,
             usage,
+            // Stored with the chunk: transports filter and the shipper
+            // counts delivered usage by kind without parsing payloads. (The
+            // buffer ignores runs that do not cover every record, e.g. a
+            // replay's, and then asks its kind reader.)
+            kinds: &pending.kinds,
         });
         if let Some(usage) = &self.usage {
             // Stored with the commit, or (on failure) forgotten: the input

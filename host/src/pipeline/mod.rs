@@ -381,6 +381,11 @@ impl Pipeline {
             )
             .collect();
         let outcome = self.chains.run(events);
+        // Stored with the chunk, so transports filter and delivered usage
+        // is counted by kind without parsing a payload.
+        for e in &outcome.accepted {
+            pending.push_kind(&e.kind);
+        }
         if let Some(usage) = &self.usage {
             for (kind, n) in &kinds_in {
                 usage.add(kind, Counter::Received, *n);
@@ -392,7 +397,6 @@ impl Pipeline {
                 }
             }
             for e in &outcome.accepted {
-                pending.push_kind(&e.kind);
                 if let Some(n) = kinds_in.get_mut(&e.kind) {
                     *n = n.saturating_sub(1);
                 }

@@ -214,13 +214,7 @@ fn settle(
     report.batches_delivered += u64::from(delivered > 0);
     report.events_delivered += delivered;
     if let Some(usage) = &settings.usage {
-        let taken = batch
-            .records
-            .iter()
-            .enumerate()
-            .filter(|(i, _)| !dead.contains_key(i))
-            .map(|(_, r)| r);
-        count_delivered(usage, taken);
+        count_delivered(usage, &batch, |i| !dead.contains_key(&i));
     }
     let groups = split::dead_letter_groups(&batch, &dead);
     // The refused events are dead-lettered in the ack's own transaction: a
@@ -303,13 +297,30 @@ pub fn encode_records(
     body
 }
 
-/// Counts delivered events by kind for the heartbeat.
-fn count_delivered<'a>(usage: &UsageWindow, records: impl Iterator<Item = &'a Record>) {
-    let mut kinds: std::collections::BTreeMap<String, u64> = Default::default();
-    for record in records {
-        let kind =
-            super::transports::kind_of(&record.payload).unwrap_or_else(|| "(unknown)".to_owned());
-        *kinds.entry(kind).or_default() += 1;
+/// Counts the delivered events of `batch` (those `taken` says were not
+/// refused) by kind for the heartbeat. Kinds come from the buffer's chunks
+/// ([`Batch::kind`]), stored at the commit; only an event stored without
+/// one (usage counting was off when it was committed, or a replay) has
+/// its payload parsed.
+fn count_delivered(usage: &UsageWindow, batch: &Batch, taken: impl Fn(usize) -> bool) {
+    // Batches hold few kinds: a short list beats a map, and runs of one
+    // kind (the usual case) cost one comparison per event.
+    let mut kinds: Vec<(std::borrow::Cow<'_, str>, u64)> = Vec::new();
+    for (i, record) in batch.records.iter().enumerate() {
+        if !taken(i) {
+            continue;
+        }
+        let kind = match batch.kind(i) {
+            Some(kind) => std::borrow::Cow::Borrowed(kind),
+            None => std::borrow::Cow::Owned(
+                super::transports::kind_of(&record.payload)
+                    .unwrap_or_else(|| "(unknown)".to_owned()),
+            ),
+        };
+        match kinds.iter_mut().rev().find(|(k, _)| *k == kind) {
+            Some((_, n)) => *n += 1,
+            None => kinds.push((kind, 1)),
+        }
     }
     for (kind, n) in kinds {
         usage.add(&kind, Counter::Delivered, n);
