@@ -18,6 +18,11 @@
 //! receiver has stored every valid event; it then checks exact counts: all
 //! delivered, no duplicates, nothing dropped. The compile cache is warmed
 //! first, as it is on a device after the first start.
+//!
+//! `--workers N` writes `[pipeline] workers = N` into the host config
+//! (unset: one per CPU). `--scaling 1` measures the sandboxed pipeline
+//! instead with 1 and 2 pipeline workers, each on both cores and with the
+//! host pinned to one (`taskset -c 0`), alternately in the same run.
 
 #[path = "common/host_run.rs"]
 mod host_run;
@@ -63,7 +68,12 @@ fn main() {
 
     // Fill the compile cache (and page in the binary) before timing.
     measure(dir.path(), "warm-up", "wasm", &warm, warm_valid);
-    let mut results: Vec<(&str, Vec<Run>)> = vec![("wasm", Vec::new()), ("native", Vec::new())];
+    let modes: &[&str] = if arg("--scaling").is_some_and(|v| v > 0) {
+        &["wasm-w1", "wasm-w2", "wasm-w1-1cpu", "wasm-w2-1cpu"]
+    } else {
+        &["wasm", "native"]
+    };
+    let mut results: Vec<(&str, Vec<Run>)> = modes.iter().map(|m| (*m, Vec::new())).collect();
     for i in 0..runs {
         for (mode, runs) in &mut results {
             let run = measure(dir.path(), &format!("{mode}-{i}"), mode, &input, valid);
@@ -103,10 +113,18 @@ fn main() {
         );
         medians.push(median);
     }
-    println!(
-        "\nnative / wasm throughput: {:.2}x",
-        medians[1] / medians[0]
-    );
+    if modes.len() == 2 {
+        println!(
+            "\nnative / wasm throughput: {:.2}x",
+            medians[1] / medians[0]
+        );
+    } else {
+        println!(
+            "\n2 workers / 1 worker throughput: {:.2}x on 2 cores, {:.2}x on 1 core",
+            medians[1] / medians[0],
+            medians[3] / medians[2]
+        );
+    }
 }
 
 /// One timed run.
@@ -147,19 +165,33 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
     }));
 
     let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        config_text(
-            dir,
-            name,
-            input,
-            &format!("[transport]\ntype = \"http\"\nurl = \"{url}\"\n"),
-        ),
-    )
-    .expect("write the config");
+    let workers = match mode {
+        m if m.starts_with("wasm-w1") => Some(1),
+        m if m.starts_with("wasm-w2") => Some(2),
+        _ => arg("--workers"),
+    };
+    let mut text = config_text(
+        dir,
+        name,
+        input,
+        &format!("[transport]\ntype = \"http\"\nurl = \"{url}\"\n"),
+    );
+    if let Some(n) = workers {
+        text.push_str(&format!("\n[pipeline]\nworkers = {n}\n"));
+    }
+    std::fs::write(&config, text).expect("write the config");
+    let exe = std::env::current_exe().expect("this executable");
+    // `-1cpu`: the host pinned to the first CPU; the receiver is not.
+    let mut command = if mode.ends_with("-1cpu") {
+        let mut c = Command::new("taskset");
+        c.arg("-c").arg("0").arg(&exe);
+        c
+    } else {
+        Command::new(&exe)
+    };
     let start = Instant::now();
     let cpu_before = cpu_time();
-    let mut host = Command::new(std::env::current_exe().expect("this executable"))
+    let mut host = command
         .env(CHILD_MODE, mode)
         // Benchmarks run unlicensed; the host says so in its log.
         .env("HALYARD_DEV_MODE", "1")
