@@ -296,7 +296,10 @@ impl Stage {
     /// follow at their next batch ([`Stage::sync`]).
     pub fn swap(&mut self, plugin: Arc<Plugin>, rollback: Option<Rollback>) {
         let mut health = self.health_mut();
-        let previous = health.plugin.replace(plugin.clone()).or(self.plugin.clone());
+        let previous = health
+            .plugin
+            .replace(plugin.clone())
+            .or(self.plugin.clone());
         health.generation += 1;
         health.recent_traps.clear();
         health.quarantined = false;

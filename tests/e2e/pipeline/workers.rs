@@ -8,8 +8,7 @@ use std::time::Duration;
 
 use crate::receiver::{Receiver, loopback_any};
 use crate::support::{
-    Host, Scenario, delivered, file_transport, http_transport, totals, wait_for,
-    write_sensor_lines,
+    Host, Scenario, delivered, file_transport, http_transport, totals, wait_for, write_sensor_lines,
 };
 
 /// The `[pipeline]` table asking for `n` workers.

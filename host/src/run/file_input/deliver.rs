@@ -67,7 +67,8 @@ impl FileInput {
         let settled = open.splitter.settled();
         if pieces.is_empty() {
             // Only blank lines (or none complete): move past the blank ones.
-            return settled == open.sent || self.commit(open, Vec::new(), settled, work, stop).await;
+            return settled == open.sent
+                || self.commit(open, Vec::new(), settled, work, stop).await;
         }
         let key = *open
             .key
