@@ -9,7 +9,11 @@
 //! runs of each) or add `-- --lines N --runs R`. `--modes wasm,native,none`
 //! picks the modes (`none`: the native decoder and no event stages, so the
 //! host's own share is visible); `--cpus 0` pins the host to those CPUs
-//! with `taskset` (the receiver keeps every CPU). The input is the peer
+//! with `taskset` (the receiver keeps every CPU). A mode may carry
+//! suffixes: `-wN` runs it with `[pipeline] workers = N` (`--workers N` sets
+//! it for every mode; unset: one worker per CPU) and `-1cpu` pins the host
+//! to CPU 0. `--scaling 1` is short for
+//! `--modes wasm-w1,wasm-w2,wasm-w1-1cpu,wasm-w2-1cpu`. The input is the peer
 //! benchmark's `sensor-lines.py` format (generated in-process, identical
 //! bytes); 10 % of the lines fail the range check, the rest are delivered.
 //!
@@ -83,7 +87,7 @@ fn main() {
     for i in 0..runs {
         for (mode, runs) in &mut results {
             // With no stages nothing is rejected: every line is delivered.
-            let expect = if *mode == "none" { lines } else { valid };
+            let expect = if base(mode) == "none" { lines } else { valid };
             let run = measure(dir.path(), &format!("{mode}-{i}"), mode, &input, expect);
             println!(
                 "{mode:>6} run {i}: {:>9.0} lines/s  {:>6.2} s  peak RSS {:>5.1} MB  \
@@ -112,7 +116,7 @@ fn main() {
         let mut recv: Vec<f64> = runs.iter().map(|r| per_line(r.receiver_cpu)).collect();
         host.sort_by(f64::total_cmp);
         recv.sort_by(f64::total_cmp);
-        let delivered = if *mode == "none" { lines } else { valid };
+        let delivered = if base(mode) == "none" { lines } else { valid };
         println!(
             "| {mode} | {median:.0} | {:.0} | {:.1} MB | {:.1} | {:.1} |",
             median * delivered as f64 / lines as f64,
@@ -129,6 +133,18 @@ fn main() {
             medians[i] / medians[0]
         );
     }
+}
+
+/// The mode without its `-wN` / `-1cpu` suffixes.
+fn base(mode: &str) -> &str {
+    mode.split('-').next().unwrap_or(mode)
+}
+
+/// The `[pipeline] workers` of a mode: its `-wN` suffix, else `--workers`.
+fn workers(mode: &str) -> Option<u64> {
+    mode.split('-')
+        .find_map(|part| part.strip_prefix('w')?.parse().ok())
+        .or_else(|| arg("--workers"))
 }
 
 /// One timed run.
@@ -169,21 +185,25 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
     }));
 
     let config = dir.join(format!("{name}.toml"));
-    std::fs::write(
-        &config,
-        config_text_with(
-            dir,
-            name,
-            input,
-            &format!("[transport]\ntype = \"http\"\nurl = \"{url}\"\n"),
-            mode != "none",
-        ),
-    )
-    .expect("write the config");
+    let mut text = config_text_with(
+        dir,
+        name,
+        input,
+        &format!("[transport]\ntype = \"http\"\nurl = \"{url}\"\n"),
+        base(mode) != "none",
+    );
+    if let Some(n) = workers(mode) {
+        text.push_str(&format!("\n[pipeline]\nworkers = {n}\n"));
+    }
+    std::fs::write(&config, text).expect("write the config");
     let start = Instant::now();
     let cpu_before = cpu_time();
     let exe = std::env::current_exe().expect("this executable");
-    let mut command = match arg_text("--cpus") {
+    let cpus = match mode.ends_with("-1cpu") {
+        true => Some("0".to_owned()),
+        false => arg_text("--cpus"),
+    };
+    let mut command = match cpus {
         Some(cpus) => {
             let mut taskset = Command::new("taskset");
             taskset.arg("-c").arg(cpus).arg(&exe);
@@ -253,7 +273,7 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
 /// stdin closes, then print the peak RSS, CPU time and what was left.
 fn child(mode: &str) {
     let path = PathBuf::from(std::env::var(CHILD_CONFIG).expect("the child's config"));
-    let natives = match mode {
+    let natives = match base(mode) {
         "native" => native_stages(),
         "none" => native_decoder(),
         _ => NativeStages::default(),

@@ -22,6 +22,9 @@ pub struct HostConfig {
     /// The sandboxed stage chains.
     #[serde(default)]
     pub stages: StagesConfig,
+    /// How many pipeline workers run the stages.
+    #[serde(default)]
+    pub pipeline: PipelineSection,
     /// The durable buffer.
     #[serde(default)]
     pub buffer: BufferSection,
@@ -487,5 +490,26 @@ pub struct ShutdownSection {
 impl Default for ShutdownSection {
     fn default() -> Self {
         ShutdownSection { timeout_ms: 5000 }
+    }
+}
+
+/// `[pipeline]`
+#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PipelineSection {
+    /// Pipeline workers, each with its own instance of every plugin; unset:
+    /// one per CPU. One thread cannot use more than one core for the
+    /// stages, and each worker costs one instance (memory) per plugin.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub workers: Option<u64>,
+}
+
+impl PipelineSection {
+    /// The number of workers to run: `workers`, else the CPUs available.
+    pub fn workers(&self) -> usize {
+        match self.workers {
+            Some(n) => usize::try_from(n).unwrap_or(1).max(1),
+            None => std::thread::available_parallelism().map_or(1, |n| n.get()),
+        }
     }
 }

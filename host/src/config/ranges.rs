@@ -52,6 +52,10 @@ pub const MAX_MS: u64 = 7 * 24 * 3600 * 1000;
 /// The longest duration in seconds any `_s` key takes (365 days).
 pub const MAX_S: u64 = 365 * 24 * 3600;
 
+/// The most pipeline workers: each holds an instance of every plugin, and
+/// more threads than cores only add contention.
+pub const MAX_WORKERS: u64 = 256;
+
 /// The first number out of range: the dotted key and what is wrong.
 pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
     for (key, plugin) in plugin_refs(config) {
@@ -89,6 +93,9 @@ pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
             u64::MAX,
         ),
     ];
+    if let Some(workers) = config.pipeline.workers {
+        checks.push(("pipeline.workers".into(), workers, 1, MAX_WORKERS));
+    }
     let ms = [
         ("batch.max_age_ms", config.batch.max_age_ms),
         ("retry.initial_ms", config.retry.initial_ms),

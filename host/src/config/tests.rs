@@ -390,3 +390,25 @@ fn an_mqtt_input_parses_checks_and_masks_its_password() {
         "{err}"
     );
 }
+
+#[test]
+fn pipeline_workers_default_to_the_cpus_and_zero_is_refused_naming_key_and_line() {
+    let config = parse(MINIMAL).unwrap();
+    assert_eq!(config.pipeline.workers, None);
+    let cpus = std::thread::available_parallelism().map_or(1, |n| n.get());
+    assert_eq!(config.pipeline.workers(), cpus);
+    let text = format!("{MINIMAL}\n[pipeline]\nworkers = 3\n");
+    assert_eq!(parse(&text).unwrap().pipeline.workers(), 3);
+    let text = format!("{MINIMAL}\n[pipeline]\nworkers = 0\n");
+    let line = text.lines().position(|l| l == "workers = 0").unwrap() + 1;
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(
+        err.contains(&format!(
+            "line {line}: `pipeline.workers` must be between 1 and 256 (is 0)"
+        )),
+        "{err}"
+    );
+    let text = format!("{MINIMAL}\n[pipeline]\nworker = 2\n");
+    let err = parse(&text).unwrap_err().to_string();
+    assert!(err.contains("worker"), "{err}");
+}

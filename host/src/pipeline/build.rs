@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use halyard_buffer::Buffer;
 
+use super::stage::StageSeed;
 use super::{Chains, IngestReport, NativeStages, Pipeline, PipelineError, QuarantinePolicy, Stage};
 use crate::config::{HostConfig, InputPlugin, PluginRef};
 use crate::plugin::{Grants, Limits, PluginKind, PluginOptions, Runtime};
@@ -109,6 +110,95 @@ impl Pipeline {
             dead_letter_frames: config.buffer.dead_letter_frames,
         })
     }
+}
+
+impl Pipeline {
+    /// Makes this pipeline (built from the same config as `leader`, for
+    /// another pipeline worker) share with `leader` what must be one per
+    /// host: each stage's trap window, quarantine, version and `/plugins`
+    /// entry, the provenance counter, the tap, usage and the registrar.
+    /// Its plugin instances, counters and totals stay its own.
+    pub fn follow(&mut self, leader: &Pipeline) {
+        for (name, stage) in &mut self.decoders {
+            if let Some(lead) = leader.decoders.get(name) {
+                stage.share_health(lead);
+            }
+        }
+        for ((_, stage), (_, lead)) in self.sources.iter_mut().zip(&leader.sources) {
+            stage.share_health(lead);
+        }
+        let chains = &mut self.chains;
+        for (mine, theirs) in [
+            (&mut chains.validators, &leader.chains.validators),
+            (&mut chains.privacy, &leader.chains.privacy),
+            (&mut chains.samplers, &leader.chains.samplers),
+        ] {
+            for (stage, lead) in mine.iter_mut().zip(theirs) {
+                stage.share_health(lead);
+            }
+        }
+        self.tap = leader.tap.clone();
+        self.stamper = leader.stamper.clone();
+        // Its own window, never the leader's: a commit stores and takes
+        // everything its window holds, which must be this pipeline's alone.
+        self.usage = leader
+            .usage
+            .as_ref()
+            .map(|_| Arc::new(halyard_trust::usage::UsageWindow::new()));
+        self.registrar = leader.registrar.clone();
+    }
+
+    /// Makes every stage follow a swap, rollback or unload that another
+    /// worker applied (call between batches, so no batch is split across
+    /// versions).
+    pub fn sync_stages(&mut self) {
+        for (_, _, stage) in self.stages_with_roles() {
+            stage.sync();
+        }
+    }
+
+    /// Handles on the chain stages, for [`Pipeline::rechain_like`].
+    pub fn chain_seeds(&self) -> ChainSeeds {
+        let seeds = |chain: &[Stage]| chain.iter().map(Stage::seed).collect();
+        ChainSeeds {
+            validators: seeds(&self.chains.validators),
+            privacy: seeds(&self.chains.privacy),
+            samplers: seeds(&self.chains.samplers),
+        }
+    }
+
+    /// Rebuilds the chains to match the first worker's after a config
+    /// reload (it applied the plan; call between batches): a stage both
+    /// have is kept with its instance and counters, one only it has gets a
+    /// fresh instance sharing its health, the rest are dropped.
+    pub fn rechain_like(&mut self, seeds: &ChainSeeds) {
+        let old = std::mem::take(&mut self.chains);
+        let follow = |old: Vec<Stage>, seeds: &[StageSeed]| {
+            let mut old: Vec<Option<Stage>> = old.into_iter().map(Some).collect();
+            seeds
+                .iter()
+                .filter_map(|seed| {
+                    let kept = old
+                        .iter_mut()
+                        .find(|o| o.as_ref().is_some_and(|o| o.is(seed)))
+                        .and_then(Option::take);
+                    kept.or_else(|| seed.replica())
+                })
+                .collect::<Vec<_>>()
+        };
+        self.chains.validators = follow(old.validators, &seeds.validators);
+        self.chains.privacy = follow(old.privacy, &seeds.privacy);
+        self.chains.samplers = follow(old.samplers, &seeds.samplers);
+        self.sync_stages();
+    }
+}
+
+/// The first worker's chain stages after a config reload, for the other
+/// workers to follow ([`Pipeline::rechain_like`]).
+pub struct ChainSeeds {
+    validators: Vec<StageSeed>,
+    privacy: Vec<StageSeed>,
+    samplers: Vec<StageSeed>,
 }
 
 /// The plugin options a config entry asks for.

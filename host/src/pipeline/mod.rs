@@ -53,13 +53,13 @@ use crate::event;
 use crate::plugin::{Event, Frame, FrameError, LoadError, PluginKind};
 use crate::tap::Tap;
 
-pub use build::plugin_options;
+pub use build::{ChainSeeds, plugin_options};
 pub use chain::{ChainOutcome, Chains};
 pub use native::{NativeFactory, NativeStages, StagePlugin};
 pub use record::id_bytes;
 pub use restage::{ChainPlan, Slot};
 pub use shared_frames::{SharedFrames, SpanError};
-pub use stage::{QuarantinePolicy, Stage, StageCounters};
+pub use stage::{QuarantinePolicy, Stage, StageCounters, StageSeed};
 
 use commit::Pending;
 use record::{chain_link, derived_id, event_record, frame_record};
@@ -135,7 +135,8 @@ pub struct IngestReport {
 }
 
 impl IngestReport {
-    fn add(&mut self, other: &IngestReport) {
+    /// Adds `other`'s counts to these (totals over batches or workers).
+    pub fn add(&mut self, other: &IngestReport) {
         self.accepted += other.accepted;
         self.decode_errors += other.decode_errors;
         self.rejected += other.rejected;
@@ -169,6 +170,11 @@ pub enum PipelineError {
     /// frames were taken: nothing of them was accepted.
     #[error("the host is shutting down: not accepted")]
     ShuttingDown,
+    /// An earlier batch of the same input was not accepted, so this one,
+    /// which carries a read position past it, was not committed either:
+    /// the input sends both again, in order.
+    #[error("an earlier batch of this input was not accepted: not accepted")]
+    EarlierBatchRefused,
 }
 
 /// The decoders and stage chains, and the buffer they feed.
@@ -184,9 +190,11 @@ pub struct Pipeline {
     /// Where committed events are offered to `/events/stream`.
     tap: Option<Tap>,
     /// Stamps provenance on accepted events; `None` leaves them unstamped.
-    stamper: Option<crate::provenance::Stamper>,
+    /// Shared by every pipeline worker (one sequence counter per host).
+    stamper: Option<Arc<std::sync::Mutex<crate::provenance::Stamper>>>,
     /// Where one ingest's event counts by kind are collected for the
-    /// licence heartbeat until its commit stores them in the buffer.
+    /// licence heartbeat until its commit stores them in the buffer. Each
+    /// worker's pipeline has its own: a commit takes everything it holds.
     usage: Option<Arc<UsageWindow>>,
     /// Traps per plugin already counted into `usage`.
     traps_counted: HashMap<String, u64>,
@@ -227,6 +235,21 @@ impl Pipeline {
         position: Option<Vec<u8>>,
         input_bytes: u64,
     ) -> Result<IngestReport, PipelineError> {
+        self.ingest_frames_in_turn(input, frames, position, input_bytes, || Ok(()))
+    }
+
+    /// Like [`Pipeline::ingest_frames`], but waits for `turn` between
+    /// running the stages and committing: with several pipeline workers,
+    /// one input's batches are staged in parallel and committed in the
+    /// input's order. An `Err` from `turn` commits nothing and is returned.
+    pub fn ingest_frames_in_turn(
+        &mut self,
+        input: &str,
+        frames: impl IntoIterator<Item = KeyedFrame>,
+        position: Option<Vec<u8>>,
+        input_bytes: u64,
+        turn: impl FnOnce() -> Result<(), PipelineError>,
+    ) -> Result<IngestReport, PipelineError> {
         if !self.decoders.contains_key(input) {
             return Err(PipelineError::UnknownInput(input.to_string()));
         }
@@ -238,7 +261,9 @@ impl Pipeline {
             name: input,
             value: Some(value),
         });
-        let committed = ran.and_then(|()| self.commit(&mut pending, cursor, &mut report));
+        let committed = ran
+            .and_then(|()| turn())
+            .and_then(|()| self.commit(&mut pending, cursor, &mut report));
         self.admission.learn(input_bytes, pending.stored_bytes);
         self.discard(pending);
         committed?;
@@ -421,8 +446,12 @@ impl Pipeline {
         for (e, reason) in outcome.rejected {
             pending.dead.event(e, reason);
         }
+        let mut stamper = self
+            .stamper
+            .as_ref()
+            .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()));
         for e in &outcome.accepted {
-            let record = match &mut self.stamper {
+            let record = match &mut stamper {
                 Some(stamper) => stamper.record(e, &chain),
                 None => event_record(e),
             };
@@ -431,6 +460,7 @@ impl Pipeline {
                 record.payload.len() as u64 + halyard_buffer::RECORD_OVERHEAD_BYTES;
             pending.records.push(record);
         }
+        drop(stamper);
         if pending.record_bytes >= STAGE_AFTER_BYTES {
             self.buffer.stage(&mut pending.staged, &pending.records)?;
             pending.records = Vec::new();
@@ -444,9 +474,16 @@ impl Pipeline {
         self.tap = Some(tap);
     }
 
+    /// Stops stamping provenance and lets go of the shared counter: when
+    /// every worker has, the counter is dropped and gives back the unused
+    /// rest of its block (a clean stop leaves no gap in `seq`).
+    pub fn release_provenance(&mut self) {
+        self.stamper = None;
+    }
+
     /// Stamps provenance on every event accepted from now on.
     pub fn set_provenance(&mut self, stamper: crate::provenance::Stamper) {
-        self.stamper = Some(stamper);
+        self.stamper = Some(Arc::new(std::sync::Mutex::new(stamper)));
     }
 
     /// Counts events by kind for the licence heartbeat: each ingest counts

@@ -76,7 +76,7 @@ impl Pipeline {
             }
         }
         if let Some(registrar) = &self.registrar {
-            let statuses = self.stages().filter_map(|s| s.status().cloned()).collect();
+            let statuses = self.stages().filter_map(Stage::status).collect();
             registrar.list(statuses);
         }
     }

@@ -1,5 +1,6 @@
-//! `halyard run`: the host's main job, wiring inputs → pipeline thread →
-//! buffer → shipper → transport.
+//! `halyard run`: the host's main job, wiring inputs → pipeline workers
+//! (`[pipeline] workers` threads, each with its own plugin instances; see
+//! [`worker`]) → buffer → shipper → transport.
 //!
 //! Shutdown order (SIGINT/SIGTERM or the caller's future): stop the inputs
 //! (a file input stops between two read chunks or batches, however far
@@ -24,6 +25,7 @@ pub mod inputs;
 mod mqtt_input;
 mod observe;
 mod progress;
+mod sequence;
 mod ship;
 mod split;
 pub mod transports;
@@ -257,8 +259,9 @@ pub async fn run_with(
         observer.append_lifecycle(rx, appended.clone());
     }
     let running = crate::reload::swap::running(&mut pipeline);
+    let pipelines = worker_pipelines(&config, &runtime, &buffer, &natives, pipeline)?;
     let worker = Worker::start(
-        pipeline,
+        pipelines,
         schedules,
         appended.clone(),
         channels.progress.clone(),
@@ -420,6 +423,28 @@ pub async fn run_with(
         ship_by_transport,
         left_in_buffer,
     })
+}
+
+/// The first worker's pipeline (`first`, observed and stamped) and one
+/// more per further `[pipeline] workers`, each with its own plugin
+/// instances and following the first ([`Pipeline::follow`]).
+fn worker_pipelines(
+    config: &HostConfig,
+    runtime: &Runtime,
+    buffer: &Arc<Buffer>,
+    natives: &NativeStages,
+    first: Pipeline,
+) -> Result<Vec<Pipeline>, RunError> {
+    let workers = config.pipeline.workers();
+    let mut pipelines = Vec::with_capacity(workers);
+    for _ in 1..workers {
+        let mut more = Pipeline::build_with(config, runtime, buffer.clone(), natives)?;
+        more.follow(&first);
+        pipelines.push(more);
+    }
+    pipelines.insert(0, first);
+    tracing::info!(workers, "pipeline workers");
+    Ok(pipelines)
 }
 
 /// The buffer `[buffer]` asks for, its path resolved against `data_dir`.

@@ -64,9 +64,10 @@ impl Channels {
             into_pipeline,
             run_id: new_correlation_id(),
             licence: None,
-            progress: Arc::new(super::progress::Progress::new(Duration::from_millis(
-                config.health.stall_ms,
-            ))),
+            progress: Arc::new(super::progress::Progress::for_workers(
+                Duration::from_millis(config.health.stall_ms),
+                config.pipeline.workers(),
+            )),
         }
     }
 

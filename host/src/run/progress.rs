@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 pub struct Progress {
     /// The origin of the millisecond clock below.
     origin: Instant,
-    /// When the work in hand started, in ms since `origin`, plus one; 0
-    /// while idle.
-    busy_since: AtomicU64,
+    /// Per pipeline worker: when the work in hand started, in ms since
+    /// `origin`, plus one; 0 while idle.
+    busy_since: Vec<AtomicU64>,
     /// Work in hand for longer than this is a stall.
     stall_after: Duration,
 }
@@ -26,9 +26,15 @@ pub struct Progress {
 impl Progress {
     /// A watchdog that calls work held past `stall_after` a stall.
     pub fn new(stall_after: Duration) -> Self {
+        Self::for_workers(stall_after, 1)
+    }
+
+    /// A watchdog over `workers` pipeline workers: any one of them holding
+    /// a piece of work past `stall_after` is a stall.
+    pub fn for_workers(stall_after: Duration, workers: usize) -> Self {
         Progress {
             origin: Instant::now(),
-            busy_since: AtomicU64::new(0),
+            busy_since: (0..workers.max(1)).map(|_| AtomicU64::new(0)).collect(),
             stall_after,
         }
     }
@@ -39,21 +45,37 @@ impl Progress {
 
     /// The pipeline thread took a piece of work.
     pub fn begin(&self) {
-        self.busy_since.store(self.now_ms() + 1, Ordering::Relaxed);
+        self.begin_on(0);
+    }
+
+    /// Pipeline worker `worker` took a piece of work.
+    pub fn begin_on(&self, worker: usize) {
+        if let Some(slot) = self.busy_since.get(worker) {
+            slot.store(self.now_ms() + 1, Ordering::Relaxed);
+        }
+    }
+
+    /// Pipeline worker `worker` finished it.
+    pub fn end_on(&self, worker: usize) {
+        if let Some(slot) = self.busy_since.get(worker) {
+            slot.store(0, Ordering::Relaxed);
+        }
     }
 
     /// The pipeline thread finished it.
     pub fn end(&self) {
-        self.busy_since.store(0, Ordering::Relaxed);
+        self.end_on(0);
     }
 
     /// How long the work in hand has been held, if that is past the stall
     /// limit.
     pub fn stalled(&self) -> Option<Duration> {
-        let since = self.busy_since.load(Ordering::Relaxed);
-        if since == 0 {
-            return None;
-        }
+        let since = self
+            .busy_since
+            .iter()
+            .map(|s| s.load(Ordering::Relaxed))
+            .filter(|&s| s != 0)
+            .min()?;
         let held = Duration::from_millis(self.now_ms().saturating_sub(since - 1));
         (held > self.stall_after).then_some(held)
     }

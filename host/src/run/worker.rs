@@ -1,31 +1,44 @@
-//! The pipeline thread: owns the [`Pipeline`] (every plugin instance) and
-//! serves ingest requests from the async inputs, polling source inputs on
-//! their intervals in between.
+//! The pipeline workers: each owns a [`Pipeline`] (its own instance of
+//! every plugin) and serves ingest requests from the async inputs; the
+//! first also polls source inputs on their intervals in between.
 //!
-//! Plugin calls are synchronous and may take up to their deadline; they run
-//! here, never on an async worker (wasmtime's synchronous WASI would panic
-//! inside a tokio runtime, and a long call would stall other tasks).
+//! One dispatcher thread takes requests off the inputs' channel in order
+//! and queues them for the workers, which take them in that order. Batches
+//! of one input that keeps a read position carry a [`Ticket`]: they are
+//! staged on any worker in parallel and committed in send order (see
+//! [`super::sequence`]). Plugin calls are synchronous and may take up to
+//! their deadline; they run on these threads, never on an async worker
+//! (wasmtime's synchronous WASI would panic inside a tokio runtime, and a
+//! long call would stall other tasks).
 //!
 //! Invariant: a request's reply is sent only after its events are committed
 //! to the buffer (or refused), so an input that got `Ok` may forget them.
+//!
+//! Reloads ([`Work::Swap`], [`Work::Rechain`], [`Work::Unload`]) are run by
+//! the dispatcher: it applies them to the first worker's pipeline, then
+//! makes every other worker's follow, each taken between two of its
+//! batches (a worker's pipeline is locked for a whole batch), and replies
+//! only when every worker has them. So no batch is split across versions.
 //!
 //! Shutdown is bounded: once the stop deadline ([`Worker::begin_stop`])
 //! has passed, work still queued is answered
 //! [`PipelineError::ShuttingDown`] (nothing of it accepted) instead of
 //! being run, and [`Worker::stop`] gives up waiting at its own deadline.
-//! Each plugin call ends within its deadline, so the thread is never held
+//! Each plugin call ends within its deadline, so a thread is never held
 //! much longer than that.
 
-use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, channel};
-use std::sync::{Arc, Mutex};
+use std::collections::VecDeque;
+use std::sync::mpsc::{Receiver, Sender, channel};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use tokio::sync::{Notify, oneshot};
 
 use super::progress::Progress;
+use super::sequence::Ticket;
 use crate::pipeline::{IngestReport, KeyedFrame, Pipeline, PipelineError};
 
-/// A request to the pipeline thread.
+/// A request to the pipeline workers.
 pub enum Work {
     /// Decode and ingest frames from a named input.
     Frames {
@@ -36,6 +49,9 @@ pub enum Work {
         /// The input's read position just past these frames, committed
         /// with their events.
         position: Option<Vec<u8>>,
+        /// The batch's place in its input's commit order, for an input
+        /// that keeps several batches in flight; `None`: no order to keep.
+        ticket: Option<Ticket>,
         /// Where the committed report goes.
         reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
     },
@@ -60,6 +76,8 @@ pub enum Work {
         reason: String,
         /// The input's read position just past the frame.
         position: Option<Vec<u8>>,
+        /// The request's place in its input's commit order, if any.
+        ticket: Option<Ticket>,
         /// Where the committed report goes.
         reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
     },
@@ -86,57 +104,106 @@ pub struct SourceSchedule {
     pub max_per_poll: u32,
 }
 
-/// Handle to the running pipeline thread.
+/// Handle to the running pipeline workers.
 pub struct Worker {
     tx: Option<Sender<Work>>,
-    /// The thread's totals, sent when it ends.
+    /// Each worker's totals, sent when it ends.
     done: Receiver<IngestReport>,
+    /// How many workers run.
+    workers: usize,
+    shared: Arc<Shared>,
+}
+
+/// What the dispatcher and the workers share.
+struct Shared {
+    /// Requests waiting for a worker, in the order the inputs sent them.
+    queue: Mutex<Queue>,
+    /// Signalled when a request is queued or the queue closes.
+    ready: Condvar,
+    /// One pipeline per worker; locked by its worker for a whole request,
+    /// and by the dispatcher to apply a reload between two requests.
+    pipelines: Vec<Mutex<Pipeline>>,
     /// When queued work stops being run (set at shutdown).
-    stop_by: Arc<Mutex<Option<Instant>>>,
+    stop_by: Mutex<Option<Instant>>,
+    /// Notified after every commit so the delivery loop wakes.
+    appended: Arc<Notify>,
+    /// Marked around every piece of work, per worker.
+    progress: Arc<Progress>,
+}
+
+#[derive(Default)]
+struct Queue {
+    work: VecDeque<Work>,
+    /// Every sender is gone: workers end once the queue is empty.
+    closed: bool,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Shared {
+    /// Whether the stop deadline has passed.
+    fn past_stop(&self) -> bool {
+        lock(&self.stop_by).is_some_and(|by| Instant::now() >= by)
+    }
 }
 
 impl Worker {
-    /// Starts the thread. `appended` is notified after every commit so the
-    /// delivery loop wakes without polling.
-    /// `progress` is marked around every piece of work.
+    /// Starts one worker per pipeline (built from the same config, the
+    /// others following the first: [`Pipeline::follow`]) and the
+    /// dispatcher. `appended` is notified after every commit so the
+    /// delivery loop wakes without polling. `progress` is marked around
+    /// every piece of work. Sources are polled by the first worker.
     pub fn start(
-        mut pipeline: Pipeline,
+        pipelines: Vec<Pipeline>,
         sources: Vec<SourceSchedule>,
         appended: Arc<Notify>,
         progress: Arc<Progress>,
     ) -> std::io::Result<Worker> {
+        let workers = pipelines.len();
         let (tx, rx) = channel();
         let (done_tx, done) = channel();
-        let stop_by = Arc::new(Mutex::new(None));
-        let thread_stop_by = stop_by.clone();
+        let shared = Arc::new(Shared {
+            queue: Mutex::new(Queue::default()),
+            ready: Condvar::new(),
+            pipelines: pipelines.into_iter().map(Mutex::new).collect(),
+            stop_by: Mutex::new(None),
+            appended,
+            progress,
+        });
+        let mut sources = Some(sources);
+        for i in 0..workers {
+            let shared = shared.clone();
+            let done_tx = done_tx.clone();
+            let sources = if i == 0 {
+                sources.take().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            std::thread::Builder::new()
+                .name(format!("halyard-pipeline-{i}"))
+                .spawn(move || {
+                    let totals = serve(i, &shared, &sources);
+                    let _ = done_tx.send(totals);
+                })?;
+        }
+        let dispatch = shared.clone();
         std::thread::Builder::new()
-            .name("halyard-pipeline".into())
-            .spawn(move || {
-                let serving = Serving {
-                    sources: &sources,
-                    rx: &rx,
-                    appended: &appended,
-                    progress: &progress,
-                    stop_by: &thread_stop_by,
-                };
-                let totals = serve(&mut pipeline, &serving);
-                // Dropped before the totals are sent, so what it closes
-                // (the provenance counter gives back its unused numbers)
-                // is done when `stop` returns.
-                drop(pipeline);
-                let _ = done_tx.send(totals);
-            })?;
+            .name("halyard-dispatch".into())
+            .spawn(move || dispatch_all(&rx, &dispatch))?;
         Ok(Worker {
             tx: Some(tx),
             done,
-            stop_by,
+            workers,
+            shared,
         })
     }
 
     /// Shutdown has begun: work still queued at `deadline` is refused
     /// rather than run.
     pub fn begin_stop(&self, deadline: Instant) {
-        *self.stop_by.lock().unwrap_or_else(|e| e.into_inner()) = Some(deadline);
+        *lock(&self.shared.stop_by) = Some(deadline);
     }
 
     /// A sender for inputs.
@@ -146,53 +213,102 @@ impl Worker {
 
     /// Stops taking work, lets queued requests finish (until the
     /// [`Worker::begin_stop`] deadline), stops polling sources, and returns
-    /// the totals; `None` if the thread had not ended by `give_up` (it is
-    /// left to finish on its own). Inputs must have dropped their senders.
+    /// the totals summed over the workers; `None` if a worker had not ended
+    /// by `give_up` (it is left to finish on its own). Inputs must have
+    /// dropped their senders.
     pub fn stop(mut self, give_up: Instant) -> Option<IngestReport> {
         self.tx = None;
-        self.done
-            .recv_timeout(give_up.saturating_duration_since(Instant::now()))
-            .ok()
+        let mut sum = IngestReport::default();
+        for _ in 0..self.workers {
+            let totals = self
+                .done
+                .recv_timeout(give_up.saturating_duration_since(Instant::now()))
+                .ok()?;
+            sum.add(&totals);
+        }
+        Some(sum)
     }
 }
 
-/// What the pipeline thread serves with.
-struct Serving<'a> {
-    sources: &'a [SourceSchedule],
-    rx: &'a Receiver<Work>,
-    appended: &'a Notify,
-    progress: &'a Progress,
-    stop_by: &'a Mutex<Option<Instant>>,
+/// The dispatcher: queues ingest requests for the workers in arrival
+/// order, and applies reloads to every worker's pipeline itself.
+fn dispatch_all(rx: &Receiver<Work>, shared: &Shared) {
+    while let Ok(work) = rx.recv() {
+        match work {
+            Work::Swap(mut swap) => {
+                let (tx, first) = channel();
+                let reply = std::mem::replace(&mut swap.reply, tx);
+                crate::reload::apply(&mut lock(&shared.pipelines[0]), swap);
+                let done = first.recv().unwrap_or_default();
+                follow_first(shared);
+                let _ = reply.send(done);
+            }
+            Work::Unload(mut unload) => {
+                let (tx, first) = channel();
+                let reply = std::mem::replace(&mut unload.reply, tx);
+                crate::reload::swap::unload(&mut lock(&shared.pipelines[0]), unload);
+                let done = first.recv().unwrap_or_default();
+                follow_first(shared);
+                let _ = reply.send(done);
+            }
+            Work::Rechain { plan, reply } => {
+                let seeds = {
+                    let mut first = lock(&shared.pipelines[0]);
+                    first.rechain(plan);
+                    first.chain_seeds()
+                };
+                for pipeline in &shared.pipelines[1..] {
+                    lock(pipeline).rechain_like(&seeds);
+                }
+                let _ = reply.send(());
+            }
+            work => {
+                lock(&shared.queue).work.push_back(work);
+                shared.ready.notify_one();
+            }
+        }
+    }
+    lock(&shared.queue).closed = true;
+    shared.ready.notify_all();
 }
 
-impl Serving<'_> {
-    /// Whether the stop deadline has passed.
-    fn past_stop(&self) -> bool {
-        self.stop_by
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .is_some_and(|by| Instant::now() >= by)
+/// Makes every worker but the first follow the swaps, rollbacks and
+/// unloads applied to the first's stages, each between two of its batches.
+fn follow_first(shared: &Shared) {
+    for pipeline in &shared.pipelines[1..] {
+        lock(pipeline).sync_stages();
     }
 }
 
-fn serve(pipeline: &mut Pipeline, serving: &Serving<'_>) -> IngestReport {
-    let Serving {
-        sources,
-        rx,
-        appended,
-        progress,
-        ..
-    } = *serving;
+/// What one worker takes next.
+enum Next {
+    Work(Work),
+    /// Time to poll a source.
+    Poll,
+    /// The queue closed and is empty.
+    Closed,
+}
+
+/// Worker `i`'s loop: polls `sources` when due, else serves queued work,
+/// until the queue is closed and empty; returns its totals.
+fn serve(i: usize, shared: &Shared, sources: &[SourceSchedule]) -> IngestReport {
+    let Shared {
+        appended, progress, ..
+    } = shared;
     let start = Instant::now();
     let mut next_poll: Vec<Instant> = sources.iter().map(|_| start).collect();
     loop {
         let now = Instant::now();
-        for (i, schedule) in sources.iter().enumerate() {
-            if next_poll[i] <= now {
-                next_poll[i] = now + schedule.interval;
-                progress.begin();
-                let polled = pipeline.poll_source(i, schedule.max_per_poll);
-                progress.end();
+        for (s, schedule) in sources.iter().enumerate() {
+            if next_poll[s] <= now {
+                next_poll[s] = now + schedule.interval;
+                progress.begin_on(i);
+                let polled = {
+                    let mut pipeline = lock(&shared.pipelines[i]);
+                    pipeline.sync_stages();
+                    pipeline.poll_source(s, schedule.max_per_poll)
+                };
+                progress.end_on(i);
                 match polled {
                     Ok(report) if report.accepted > 0 => appended.notify_one(),
                     Ok(_) => {}
@@ -205,80 +321,121 @@ fn serve(pipeline: &mut Pipeline, serving: &Serving<'_>) -> IngestReport {
             .min()
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(3600));
-        let work = rx.recv_timeout(wait);
-        if serving.past_stop() {
+        let work = match take(shared, wait) {
+            Next::Work(work) => work,
+            Next::Poll => continue,
+            Next::Closed => break,
+        };
+        if shared.past_stop() {
             // Past the stop deadline: answer what is queued, run nothing.
-            match work {
-                Ok(
-                    Work::Frames { reply, .. }
-                    | Work::SharedFrames { reply, .. }
-                    | Work::Refuse { reply, .. },
-                ) => {
-                    let _ = reply.send(Err(PipelineError::ShuttingDown));
-                }
-                Err(RecvTimeoutError::Disconnected) => break,
-                _ => {}
+            if let Work::Frames { reply, .. }
+            | Work::SharedFrames { reply, .. }
+            | Work::Refuse { reply, .. } = work
+            {
+                let _ = reply.send(Err(PipelineError::ShuttingDown));
             }
             continue;
         }
-        progress.begin();
-        let disconnected = serve_one(pipeline, work, appended);
-        progress.end();
-        if disconnected {
-            break;
+        progress.begin_on(i);
+        {
+            let mut pipeline = lock(&shared.pipelines[i]);
+            pipeline.sync_stages();
+            serve_one(&mut pipeline, work, appended);
         }
+        progress.end_on(i);
     }
+    let mut pipeline = lock(&shared.pipelines[i]);
+    // Let go of the shared provenance counter before the totals are sent:
+    // the last worker to let go gives back its unused numbers, so that is
+    // done by the time `stop` has every worker's totals.
+    pipeline.release_provenance();
     pipeline.totals.clone()
 }
 
-/// Runs one piece of work; true when every sender is gone.
-fn serve_one(
-    pipeline: &mut Pipeline,
-    work: Result<Work, RecvTimeoutError>,
-    appended: &Notify,
-) -> bool {
+/// The next request for a worker, waiting at most `wait` (when a source
+/// poll is due).
+fn take(shared: &Shared, wait: Duration) -> Next {
+    let deadline = Instant::now() + wait;
+    let mut queue = lock(&shared.queue);
+    loop {
+        if let Some(work) = queue.work.pop_front() {
+            return Next::Work(work);
+        }
+        if queue.closed {
+            return Next::Closed;
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Next::Poll;
+        }
+        queue = shared
+            .ready
+            .wait_timeout(queue, left)
+            .unwrap_or_else(|e| e.into_inner())
+            .0;
+    }
+}
+
+/// Runs one ingest request.
+fn serve_one(pipeline: &mut Pipeline, work: Work, appended: &Notify) {
     match work {
-        Ok(Work::Frames {
+        Work::Frames {
             input,
             frames,
             position,
+            ticket,
             reply,
-        }) => {
+        } => {
             let bytes = frames.iter().map(|f| f.frame.data.len() as u64).sum();
-            let result = pipeline.ingest_frames(&input, frames, position, bytes);
+            let result = match ticket {
+                // An earlier batch failed: this one cannot commit, so no
+                // plugin sees it now (it comes back, in order).
+                Some(t) if t.refused() => Err(PipelineError::EarlierBatchRefused),
+                Some(t) => {
+                    let result =
+                        pipeline.ingest_frames_in_turn(&input, frames, position, bytes, || {
+                            t.wait_turn()
+                        });
+                    t.finish(result.is_ok());
+                    result
+                }
+                None => pipeline.ingest_frames(&input, frames, position, bytes),
+            };
             answer(result, reply, appended);
         }
-        Ok(Work::SharedFrames {
+        Work::SharedFrames {
             input,
             frames,
             reply,
-        }) => {
+        } => {
             let bytes = frames.bytes() as u64;
             let result = pipeline.ingest_frames(&input, frames, None, bytes);
             answer(result, reply, appended);
         }
-        Ok(Work::Refuse {
+        Work::Refuse {
             input,
             frame,
             reason,
             position,
+            ticket,
             reply,
-        }) => {
-            let result = pipeline.refuse_frame(&input, frame, &reason, position);
+        } => {
+            let result = match ticket {
+                Some(t) => {
+                    let result = t
+                        .wait_turn()
+                        .and_then(|()| pipeline.refuse_frame(&input, frame, &reason, position));
+                    t.finish(result.is_ok());
+                    result
+                }
+                None => pipeline.refuse_frame(&input, frame, &reason, position),
+            };
             answer(result, reply, appended);
         }
-        Ok(Work::Swap(swap)) => crate::reload::apply(pipeline, swap),
-        Ok(Work::Rechain { plan, reply }) => {
-            pipeline.rechain(plan);
-            let _ = reply.send(());
-        }
-        Ok(Work::Unload(unload)) => crate::reload::swap::unload(pipeline, unload),
-        Err(RecvTimeoutError::Timeout) => {}
-        Err(RecvTimeoutError::Disconnected) => return true,
+        // The dispatcher runs reloads; none is ever queued.
+        Work::Swap(_) | Work::Rechain { .. } | Work::Unload(_) => {}
     }
-    false
 }
-
 /// Sends an ingest's outcome to its input, waking the shipper first if
 /// anything was committed.
 fn answer(

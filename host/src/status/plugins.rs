@@ -255,6 +255,19 @@ impl PluginStatus {
         shared.clone_from(counters);
     }
 
+    /// Adds what one pipeline worker's copy of this plugin did since its
+    /// last report: with several workers, the totals are their sum.
+    pub fn add(&self, delta: &StageCounters) {
+        let mut shared = self.counters.lock().unwrap_or_else(|e| e.into_inner());
+        shared.events_in += delta.events_in;
+        shared.events_out += delta.events_out;
+        shared.rejected += delta.rejected;
+        shared.dropped += delta.dropped;
+        shared.refused += delta.refused;
+        shared.traps += delta.traps;
+        shared.calls += delta.calls;
+    }
+
     /// Whether it is quarantined.
     pub fn is_quarantined(&self) -> bool {
         self.quarantined.load(Ordering::Relaxed)

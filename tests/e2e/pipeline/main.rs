@@ -24,6 +24,7 @@ mod receiver_refusals;
 mod refusals;
 mod retry;
 mod support;
+mod workers;
 
 /// The operator tests' helpers (a host with an http input and a status
 /// server, a blocking client, `/metrics` parsed), shared rather than copied.

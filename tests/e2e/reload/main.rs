@@ -14,6 +14,7 @@ mod manifest;
 mod rollout;
 mod support;
 mod swap;
+mod workers;
 
 /// The pipeline tests' helpers, shared rather than copied.
 #[allow(dead_code)]

@@ -1,8 +1,13 @@
-//! Handing a file's lines to the pipeline thread and waiting for each
+//! Handing a file's lines to the pipeline workers and settling each
 //! commit: lines in batches, too-long lines as dead letters, each with the
 //! position just past it, so the stored position never runs ahead of what
-//! is committed. The stop signal is checked before every batch.
+//! is committed. Up to [`IN_FLIGHT`] requests are out at once so several
+//! workers stage one file in parallel; each carries a ticket of the file's
+//! [`Sequence`](crate::run::sequence::Sequence), so they commit in read
+//! order, and when one fails it and every later one are sent again, in
+//! order. The stop signal is checked before every batch.
 
+use std::collections::VecDeque;
 use std::sync::mpsc::Sender;
 
 use tokio::sync::{oneshot, watch};
@@ -14,10 +19,43 @@ use crate::pipeline::{IngestReport, KeyedFrame, PipelineError};
 use crate::plugin::Frame;
 use crate::run::worker::Work;
 
+/// Most requests of one file in flight at once: enough to keep two
+/// workers busy while the next chunk is read, few enough that a failure
+/// sends little again.
+pub(super) const IN_FLIGHT: usize = 4;
+
+type Answer = oneshot::Receiver<Result<IngestReport, PipelineError>>;
+
+/// A request sent and not yet answered.
+pub(super) struct Flight {
+    request: Request,
+    /// The offset that is committed once it is.
+    upto: u64,
+    answer: Answer,
+}
+
+/// What a flight asks; kept to send again if an earlier one failed.
+enum Request {
+    /// Lines, with the position just past them.
+    Frames {
+        frames: Vec<KeyedFrame>,
+        position: Vec<u8>,
+    },
+    /// A too-long line's kept prefix, dead-lettered.
+    Refuse {
+        frame: KeyedFrame,
+        reason: String,
+        position: Vec<u8>,
+    },
+}
+
+/// All flights of one file.
+pub(super) type Flights = VecDeque<Flight>;
+
 impl FileInput {
-    /// Commits `pieces` (complete lines in order) in batches of at most
-    /// [`MAX_LINES`], dead-lettering too-long lines in between, and moves
-    /// the position past them. False if the input stopped first; the
+    /// Sends `pieces` (complete lines in order) in batches of at most
+    /// [`MAX_LINES`], dead-lettering too-long lines in between, each with
+    /// the position past it. False if the input stopped first; the
     /// position then stays at the last commit.
     pub(super) async fn deliver(
         &self,
@@ -29,7 +67,7 @@ impl FileInput {
         let settled = open.splitter.settled();
         if pieces.is_empty() {
             // Only blank lines (or none complete): move past the blank ones.
-            return settled == open.committed
+            return settled == open.sent
                 || self.commit(open, Vec::new(), settled, work, stop).await;
         }
         let key = *open
@@ -65,11 +103,11 @@ impl FileInput {
             }
         }
         // Blank lines after a too-long line at the end.
-        settled == open.committed || self.commit(open, Vec::new(), settled, work, stop).await
+        settled == open.sent || self.commit(open, Vec::new(), settled, work, stop).await
     }
 
-    /// Commits `frames` with the position `upto`; false if the input
-    /// stopped first (nothing sent then) or while waiting.
+    /// Sends `frames` with the position `upto`; false if the input stopped
+    /// first (nothing sent then) or while settling an earlier request.
     async fn commit(
         &self,
         open: &mut Open,
@@ -78,23 +116,9 @@ impl FileInput {
         work: &Sender<Work>,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
-        if *stop.borrow() {
-            return false;
-        }
         let position = encode(&open.position(upto));
-        let input = &self.name;
-        let sent = self
-            .send(work, stop, |reply| Work::Frames {
-                input: input.clone(),
-                frames: batch_copy(&frames),
-                position: Some(position.clone()),
-                reply,
-            })
-            .await;
-        if sent {
-            open.committed = upto;
-        }
-        sent
+        self.submit(open, Request::Frames { frames, position }, upto, work, stop)
+            .await
     }
 
     /// Dead-letters a too-long line (what is kept of it) with the position
@@ -119,6 +143,7 @@ impl FileInput {
         );
         tracing::warn!(input = %self.name, offset = long.start, len = long.len,
             max_line_bytes = self.max_line_bytes, "line over max_line_bytes dead-lettered");
+        let upto = long.end;
         let frame = self.frame(
             key,
             Line {
@@ -127,24 +152,141 @@ impl FileInput {
                 end: long.end,
             },
         );
-        let position = encode(&open.position(long.end));
-        let input = &self.name;
-        let sent = self
-            .send(work, stop, |reply| Work::Refuse {
-                input: input.clone(),
+        let position = encode(&open.position(upto));
+        let request = Request::Refuse {
+            frame,
+            reason,
+            position,
+        };
+        self.submit(open, request, upto, work, stop).await
+    }
+
+    /// Sends `request` once fewer than [`IN_FLIGHT`] are out (settling the
+    /// oldest first); false if the input stopped or the workers are gone.
+    async fn submit(
+        &self,
+        open: &mut Open,
+        request: Request,
+        upto: u64,
+        work: &Sender<Work>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        if *stop.borrow() {
+            return false;
+        }
+        while open.flights.len() >= IN_FLIGHT {
+            if !self.settle_one(open, work, stop).await {
+                return false;
+            }
+        }
+        let Some(answer) = self.send(open, &request, work) else {
+            return false;
+        };
+        open.flights.push_back(Flight {
+            request,
+            upto,
+            answer,
+        });
+        open.sent = upto;
+        true
+    }
+
+    /// Sends one request with the next ticket of this file's sequence.
+    fn send(&self, open: &Open, request: &Request, work: &Sender<Work>) -> Option<Answer> {
+        let (reply, answer) = oneshot::channel();
+        let input = self.name.clone();
+        let ticket = Some(open.sequence.ticket());
+        let work_item = match request {
+            Request::Frames { frames, position } => Work::Frames {
+                input,
+                frames: batch_copy(frames),
+                position: Some(position.clone()),
+                ticket,
+                reply,
+            },
+            Request::Refuse {
+                frame,
+                reason,
+                position,
+            } => Work::Refuse {
+                input,
                 frame: KeyedFrame {
                     frame: frame.frame.clone(),
                     key: frame.key,
                 },
                 reason: reason.clone(),
                 position: Some(position.clone()),
+                ticket,
                 reply,
-            })
-            .await;
-        if sent {
-            open.committed = long.end;
+            },
+        };
+        work.send(work_item).ok().map(|()| answer)
+    }
+
+    /// Waits for every request out to be committed (sending failed ones
+    /// again); false if the input stopped first or the workers are gone.
+    pub(super) async fn settle(
+        &self,
+        open: &mut Open,
+        work: &Sender<Work>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        while !open.flights.is_empty() {
+            if !self.settle_one(open, work, stop).await {
+                return false;
+            }
         }
-        sent
+        true
+    }
+
+    /// Waits for the oldest request out to be committed. If it failed, it
+    /// and every later one (refused, as their positions are past it) are
+    /// sent again in order once the retry wait is over; while the buffer is
+    /// full that is back-pressure. False if stopped before a commit.
+    async fn settle_one(
+        &self,
+        open: &mut Open,
+        work: &Sender<Work>,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
+        loop {
+            let Some(front) = open.flights.pop_front() else {
+                return true;
+            };
+            match front.answer.await {
+                Ok(Ok(_)) => {
+                    open.committed = front.upto;
+                    return true;
+                }
+                // Past the stop deadline: nothing committed, the position
+                // stays where it was for the next start.
+                Ok(Err(PipelineError::ShuttingDown)) | Err(_) => return false,
+                Ok(Err(PipelineError::Buffer(halyard_buffer::BufferError::Full { .. })))
+                | Ok(Err(PipelineError::EarlierBatchRefused)) => {}
+                Ok(Err(err)) => {
+                    tracing::error!(input = %self.name, error = %err, "batch not accepted; retrying");
+                }
+            }
+            let mut again = vec![(front.request, front.upto)];
+            for later in std::mem::take(&mut open.flights) {
+                // Refused: each carries a position past the failed batch.
+                let _ = later.answer.await;
+                again.push((later.request, later.upto));
+            }
+            if wait(stop).await {
+                return false;
+            }
+            for (request, upto) in again {
+                let Some(answer) = self.send(open, &request, work) else {
+                    return false;
+                };
+                open.flights.push_back(Flight {
+                    request,
+                    upto,
+                    answer,
+                });
+            }
+        }
     }
 
     /// A line as a frame whose key is the file's key then the line's byte
@@ -162,37 +304,6 @@ impl FileInput {
                 origin: format!("file:{}", self.path.display()),
             },
             key: Some(key),
-        }
-    }
-
-    /// Sends the request `make` builds and waits for the commit; retries
-    /// while the buffer is full (back-pressure). Returns false if stopped
-    /// before a commit.
-    async fn send(
-        &self,
-        work: &Sender<Work>,
-        stop: &mut watch::Receiver<bool>,
-        make: impl Fn(oneshot::Sender<Result<IngestReport, PipelineError>>) -> Work,
-    ) -> bool {
-        loop {
-            let (reply, answer) = oneshot::channel();
-            if work.send(make(reply)).is_err() {
-                return false;
-            }
-            match answer.await {
-                Ok(Ok(_)) => return true,
-                // Past the stop deadline: nothing committed, the position
-                // stays where it was for the next start.
-                Ok(Err(PipelineError::ShuttingDown)) => return false,
-                Ok(Err(PipelineError::Buffer(halyard_buffer::BufferError::Full { .. }))) => {}
-                Ok(Err(err)) => {
-                    tracing::error!(input = %self.name, error = %err, "batch not accepted; retrying");
-                }
-                Err(_) => return false,
-            }
-            if wait(stop).await {
-                return false;
-            }
         }
     }
 }

@@ -45,6 +45,7 @@ use tokio::sync::watch;
 
 use halyard_buffer::Buffer;
 
+use super::sequence::Sequence;
 use super::worker::Work;
 use crate::config::StartAt;
 use identity::{FINGERPRINT_BYTES, Fingerprint, Position, Seen};
@@ -85,6 +86,13 @@ struct Open {
     splitter: Splitter,
     /// The offset last committed (or resumed from).
     committed: u64,
+    /// The offset the last request sent reaches (committed once every
+    /// request out is).
+    sent: u64,
+    /// The requests out, oldest first.
+    flights: deliver::Flights,
+    /// Their commit order.
+    sequence: Arc<Sequence>,
 }
 
 impl Open {
@@ -125,9 +133,13 @@ impl FileInput {
                 }
                 continue;
             };
-            match self.follow(&mut open, &work, &mut stop).await {
-                Next::Stop => return,
-                Next::Reopen => last = Some(open.position(open.committed)),
+            let next = self.follow(&mut open, &work, &mut stop).await;
+            // What is out is committed (or, stopping, refused) before the
+            // input returns or reads another file.
+            let settled = self.settle(&mut open, &work, &mut stop).await;
+            match next {
+                Next::Reopen if settled => last = Some(open.position(open.committed)),
+                _ => return,
             }
         }
     }
@@ -179,6 +191,9 @@ impl FileInput {
             key: resume.key,
             splitter: Splitter::new(self.max_line_bytes, resume.offset),
             committed: resume.offset,
+            sent: resume.offset,
+            flights: Default::default(),
+            sequence: Sequence::new(),
         })
     }
 
@@ -227,6 +242,9 @@ impl FileInput {
                     return Next::Stop;
                 }
                 continue;
+            }
+            if !self.settle(open, work, stop).await {
+                return Next::Stop;
             }
             if caught_up != Some(open.committed) {
                 caught_up = Some(open.committed);

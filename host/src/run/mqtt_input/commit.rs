@@ -198,6 +198,7 @@ impl Committer {
                 input: self.name.clone(),
                 frames: messages.iter().map(|m| self.frame(m, None)).collect(),
                 position: None,
+                ticket: None,
                 reply,
             })
             .await;
@@ -232,6 +233,7 @@ impl Committer {
                 frame: self.frame(message, Some(KEPT_BYTES)),
                 reason: reason.clone(),
                 position: None,
+                ticket: None,
                 reply,
             })
             .await
