@@ -75,7 +75,7 @@ pub struct Stage {
 impl Stage {
     /// A stage running `plugin`, named `name`.
     pub fn new(name: String, plugin: &Arc<Plugin>, policy: QuarantinePolicy) -> Self {
-        let mut stage = Self::native(name, Box::new(plugin.instance()), policy);
+        let mut stage = Self::native(name, Box::new(plugin.started_instance()), policy);
         stage.plugin = Some(plugin.clone());
         stage
     }
@@ -186,7 +186,7 @@ impl Stage {
     /// one traps too often soon after the swap.
     pub fn swap(&mut self, plugin: Arc<Plugin>, rollback: Option<Rollback>) {
         let previous = self.plugin.replace(plugin.clone());
-        self.backend = Box::new(plugin.instance());
+        self.backend = Box::new(plugin.started_instance());
         self.recent_traps.clear();
         self.quarantined = false;
         self.unloaded = false;
@@ -210,7 +210,7 @@ impl Stage {
         };
         let good = probation.previous.clone();
         let bad = self.plugin.replace(good.clone());
-        self.backend = Box::new(good.instance());
+        self.backend = Box::new(good.started_instance());
         self.recent_traps.clear();
         self.quarantined = false;
         if let Some(bad) = &bad {
