@@ -41,7 +41,7 @@ impl Contract {
         let stage = ty
             .exports(engine)
             .find(|(name, _)| *name == kind.stage_export())
-            .and_then(|(_, item)| match item {
+            .and_then(|(_, item)| match item.ty {
                 ComponentItem::ComponentFunc(f) => Some(f),
                 _ => None,
             });

@@ -7,6 +7,7 @@
 mod baseline;
 mod cache;
 mod call_mode;
+mod contract;
 mod contain;
 mod examples;
 mod hostile;
