@@ -133,7 +133,17 @@ fn main() {
             .ok()
             .and_then(|n| n.parse().ok())
             .unwrap_or(3_000_000);
-        mechanism::profile_loop(&load(&rt, &STAGES[3]), &events, calls);
+        // `STAGES_BATCH` events per call (default 1); `STAGES_OLD_GUESTS`
+        // profiles that directory's build of the sampler instead.
+        let batch = std::env::var("STAGES_BATCH")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let sampler = match std::env::var_os("STAGES_OLD_GUESTS") {
+            Some(dir) => load_from(&rt, &STAGES[3], dir.as_ref()),
+            None => load(&rt, &STAGES[3]),
+        };
+        mechanism::profile_loop(&sampler, &events, calls, batch);
         return;
     }
     println!("# Halyard stage benchmark\n");

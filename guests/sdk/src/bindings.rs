@@ -17,6 +17,10 @@
 //! Plugin authors never touch this module: the `export_*!` macros of this
 //! crate do. It is public only because those macros expand in guest crates.
 
+// Generated code: the 0.2.0 `flat` types lower into functions with many
+// flattened parameters.
+#![allow(clippy::too_many_arguments)]
+
 /// The shared interfaces, generated from the imports-only `host-imports` world.
 pub mod shared {
     wit_bindgen::generate!({

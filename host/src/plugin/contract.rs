@@ -9,7 +9,7 @@
 use std::fmt;
 
 use wasmtime::Engine;
-use wasmtime::component::types::{ComponentItem, ComponentFunc};
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
 use wasmtime::component::{Component, Type};
 
 use super::kind::PluginKind;

@@ -192,9 +192,10 @@ pub fn apply_patch(event: &Event, patch: Patch) -> Result<Event, String> {
         let n = out.attributes.len();
         let mut gone = vec![false; n];
         for &i in &patch.remove {
-            let at = usize::try_from(i).ok().filter(|&at| at < n).ok_or_else(|| {
-                format!("patch removes attribute {i} of an event with {n}")
-            })?;
+            let at = usize::try_from(i)
+                .ok()
+                .filter(|&at| at < n)
+                .ok_or_else(|| format!("patch removes attribute {i} of an event with {n}"))?;
             gone[at] = true;
         }
         let mut i = 0;
@@ -254,7 +255,14 @@ mod tests {
 
     #[test]
     fn events_round_trip_through_the_codec() {
-        let events = vec![event(), Event { body: None, value: None, ..event() }];
+        let events = vec![
+            event(),
+            Event {
+                body: None,
+                value: None,
+                ..event()
+            },
+        ];
         let bytes = encode(&mut Writer::new(), &events).unwrap();
         assert_eq!(decode(&bytes, &Limits::default()).unwrap(), events);
     }
@@ -295,7 +303,10 @@ mod tests {
         let keys: Vec<&str> = out.attributes.iter().map(|a| a.key.as_str()).collect();
         assert_eq!(keys, ["seq", "ok", "new"]);
         assert_eq!(out.attributes[0].value, AttrValue::Int(4));
-        assert_eq!((out.source.as_str(), out.unit, out.body), ("masked", None, None));
+        assert_eq!(
+            (out.source.as_str(), out.unit, out.body),
+            ("masked", None, None)
+        );
         assert_eq!(out.id, event().id);
     }
 

@@ -20,8 +20,8 @@ use std::any::Any;
 use std::sync::Arc;
 
 use halyard_flat::Writer;
+use wasmtime::Store;
 use wasmtime::component::{ComponentNamedList, Func, Instance, Lift, Lower, TypedFunc};
-use wasmtime::{Store, Trap};
 
 use super::Plugin;
 use super::bindings::{Action, Event, Frame, InitError, PluginInfo, Verdict};
@@ -29,10 +29,16 @@ use super::call_mode::{self, CallMode};
 use super::contract::Contract;
 use super::deadline::{self, Unfinished};
 use super::engine::deadline_ticks;
-use super::error::{CallError, LoadError, TrapCause};
+use super::error::{CallError, LoadError};
 use super::host::HostState;
-use super::limiter::OverBudget;
 use super::output;
+
+#[path = "instance_flat.rs"]
+mod flat_calls;
+
+#[path = "instance_errors.rs"]
+mod errors;
+use errors::{cut_error, trap_error};
 
 /// One live sandbox for a plugin, recreated on demand after a trap.
 pub struct PluginInstance {
@@ -451,7 +457,10 @@ impl PluginInstance {
         frames: &[Frame],
     ) -> Result<Vec<Result<Vec<Event>, output::FrameError>>, CallError> {
         let results = match self.plugin.contract {
-            Contract::V0_1 => self.call::<_, (Vec<Result<Vec<Event>, String>>,)>((frames,))?.0,
+            Contract::V0_1 => {
+                self.call::<_, (Vec<Result<Vec<Event>, String>>,)>((frames,))?
+                    .0
+            }
             Contract::V0_2 => self.decode_flat(frames)?,
         };
         output::check_count("results", results.len(), frames.len())
@@ -493,76 +502,5 @@ impl PluginInstance {
             }
         }
         Ok(output::Redacted { actions, refused })
-    }
-}
-
-#[path = "instance_flat.rs"]
-mod flat_calls;
-
-/// Turns a wasmtime error from a guest call into a readable [`CallError`].
-fn trap_error(plugin: &Plugin, store: &mut Store<HostState>, err: &wasmtime::Error) -> CallError {
-    let trap = err.downcast_ref::<Trap>().copied();
-    let root = err.root_cause().to_string();
-    if root.contains("fuel allocated for hostcalls") {
-        return CallError::BadOutput {
-            plugin: plugin.info.name.clone(),
-            message: format!(
-                "result larger than the {} MiB output cap",
-                plugin.options.limits.max_output_bytes >> 20
-            ),
-        };
-    }
-    let over_budget = err
-        .chain()
-        .any(|cause| cause.downcast_ref::<OverBudget>().is_some());
-    let cause = match trap {
-        Some(Trap::Interrupt) => TrapCause::Deadline,
-        Some(Trap::UnreachableCodeReached) => TrapCause::Panic,
-        _ if over_budget => TrapCause::Memory,
-        _ if root.contains("memory") && root.contains("grow") => TrapCause::Memory,
-        _ => TrapCause::Other,
-    };
-    let message = match cause {
-        TrapCause::Deadline => format!(
-            "ran past its {} ms deadline (wall clock)",
-            plugin.options.limits.call_deadline.as_millis()
-        ),
-        TrapCause::Memory => format!(
-            "tried to grow memory or tables past its {} MiB cap",
-            plugin.options.limits.memory_bytes >> 20
-        ),
-        _ => trap.map(|t| t.to_string()).unwrap_or(root),
-    };
-    with_output(plugin, store, cause, message)
-}
-
-/// A call that [`deadline::run`] had to cut (or could not run).
-fn cut_error(plugin: &Plugin, store: &mut Store<HostState>, why: Unfinished) -> CallError {
-    let ms = plugin.options.limits.call_deadline.as_millis();
-    let (cause, message) = match why {
-        Unfinished::Blocked => (
-            TrapCause::Deadline,
-            format!(
-                "waited in a host call (sleep, poll, stream or socket) past its {ms} ms deadline (wall clock)"
-            ),
-        ),
-        Unfinished::NoRuntime => (TrapCause::Other, why.to_string()),
-    };
-    with_output(plugin, store, cause, message)
-}
-
-/// A trap of `cause`, its message followed by the guest's last lines of
-/// output (a panic message, a traceback).
-fn with_output(
-    plugin: &Plugin,
-    store: &mut Store<HostState>,
-    cause: TrapCause,
-    message: String,
-) -> CallError {
-    CallError::Trap {
-        plugin: plugin.info.name.clone(),
-        cause,
-        message,
-        guest_output: store.data_mut().output_tail(),
     }
 }

@@ -54,8 +54,8 @@ use wasmtime::component::InstancePre;
 pub use bindings::{
     Action, AttrValue, Attribute, Event, EventId, Frame, InitError, PluginInfo, Verdict,
 };
-pub use engine::{Runtime, lower_this_thread_priority};
 pub use contract::Contract;
+pub use engine::{Runtime, lower_this_thread_priority};
 pub use error::{CallError, LoadError, TrapCause};
 pub use instance::PluginInstance;
 pub use kind::PluginKind;

@@ -84,7 +84,12 @@ fn a_0_1_guest_runs_between_0_2_guests_with_exact_counts() {
         .collect();
     assert_eq!(
         contracts,
-        [Contract::V0_2, Contract::V0_2, Contract::V0_1, Contract::V0_2],
+        [
+            Contract::V0_2,
+            Contract::V0_2,
+            Contract::V0_1,
+            Contract::V0_2
+        ],
         "source, validator, privacy, sampler"
     );
     for batch in 0..5 {

@@ -96,7 +96,11 @@ fn one_policy_built_for_0_1_and_0_2_gives_identical_actions() {
             ("salt", "s3cret"),
             ("block_sources", "test-*, blocked"),
         ],
-        &[("hash_source", "true"), ("salt", "x"), ("drop_keys", "seq, ratio")],
+        &[
+            ("hash_source", "true"),
+            ("salt", "x"),
+            ("drop_keys", "seq, ratio"),
+        ],
         &[("drop_keys", "operator")],
     ];
     let events = events();
@@ -130,7 +134,11 @@ fn one_policy_built_for_0_1_and_0_2_gives_identical_actions() {
 fn the_0_1_and_0_2_guests_run_in_one_instance_pool_in_turn() {
     let rt = runtime();
     let config: &[(&str, &str)] = &[("drop_keys", "operator")];
-    let validator = rt.load(components::RANGE_VALIDATOR, PluginKind::Validator, &[("min", "0")]);
+    let validator = rt.load(
+        components::RANGE_VALIDATOR,
+        PluginKind::Validator,
+        &[("min", "0")],
+    );
     let legacy = rt.load(components::LEGACY_REDACT, PluginKind::Privacy, config);
     let sampler = rt.load(
         components::FRACTION_SAMPLER,

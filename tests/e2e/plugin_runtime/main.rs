@@ -7,8 +7,8 @@
 mod baseline;
 mod cache;
 mod call_mode;
-mod contract;
 mod contain;
+mod contract;
 mod examples;
 mod hostile;
 mod refusals;
