@@ -95,12 +95,15 @@ fn an_empty_batch_is_just_a_header() {
     assert!(Batch::parse(&buf).unwrap().is_empty());
 }
 
+/// A change to a good buffer that must make it invalid.
+type Mutation = Box<dyn Fn(&mut Vec<u8>)>;
+
 #[test]
 fn every_rule_is_checked_with_a_clear_error() {
     let good = sample();
     let attrs_at = HEADER_LEN + 3 * EVENT_LEN;
     let strings_at = attrs_at + 5 * ATTR_LEN;
-    let cases: Vec<(Box<dyn Fn(&mut Vec<u8>)>, &str)> = vec![
+    let cases: Vec<(Mutation, &str)> = vec![
         (
             Box::new(|b| b.truncate(10)),
             "shorter than its 16-byte header",

@@ -64,7 +64,7 @@ fn event(i: u64) -> Event {
         time_ns: halyard::plugin::host::wall_clock_ns(),
         source: if i % 10 == 1 { "blocked" } else { "d1" }.into(),
         kind: "temp".into(),
-        value: Some(if i % 5 == 0 { -1.0 } else { i as f64 }),
+        value: Some(if i.is_multiple_of(5) { -1.0 } else { i as f64 }),
         unit: Some("celsius".into()),
         attributes: vec![Attribute {
             key: "operator".into(),
