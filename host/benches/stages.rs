@@ -12,6 +12,11 @@
 //! the call mechanism against synchronous calls in the same run
 //! ([`mechanism`]). See BENCHMARKS.md for how to read them.
 //!
+//! `STAGES_OLD_GUESTS=DIR` also measures the same stages' components as
+//! found in `DIR` (same file names, same configs, same cross-check), in the
+//! same run, labelled with their contract version: how the contract 0.2.0
+//! builds compare with the 0.1.0 builds of main (see BENCHMARKS.md).
+//!
 //! `cargo bench -p halyard --bench stages -- redact` runs only the stages
 //! whose name contains `redact` (handy under `perf record`);
 //! `STAGES_LOOP=sync|real|async` runs only batch-1 sampler calls through
@@ -128,7 +133,17 @@ fn main() {
             .ok()
             .and_then(|n| n.parse().ok())
             .unwrap_or(3_000_000);
-        mechanism::profile_loop(&load(&rt, &STAGES[3]), &events, calls);
+        // `STAGES_BATCH` events per call (default 1); `STAGES_OLD_GUESTS`
+        // profiles that directory's build of the sampler instead.
+        let batch = std::env::var("STAGES_BATCH")
+            .ok()
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(1);
+        let sampler = match std::env::var_os("STAGES_OLD_GUESTS") {
+            Some(dir) => load_from(&rt, &STAGES[3], dir.as_ref()),
+            None => load(&rt, &STAGES[3]),
+        };
+        mechanism::profile_loop(&sampler, &events, calls, batch);
         return;
     }
     println!("# Halyard stage benchmark\n");
@@ -142,6 +157,9 @@ fn main() {
         report::print_first_call(&plugins[1], &events);
     }
 
+    // Builds of the same guests from another commit (e.g. the 0.1.0-contract
+    // builds of main), measured in this same run beside the current ones.
+    let old_builds = std::env::var_os("STAGES_OLD_GUESTS").map(std::path::PathBuf::from);
     println!("## Cross-check (guest output == native output on all {EVENTS} inputs)\n");
     let mut rows = Vec::new();
     for (stage, plugin) in STAGES.iter().zip(&plugins) {
@@ -149,13 +167,12 @@ fn main() {
         if !selected(name) {
             continue;
         }
-        rows.extend(match plugin.kind {
-            PluginKind::Decoder => bench_decoder(plugin, &frames),
-            PluginKind::Validator => bench_validator(plugin, &events),
-            PluginKind::Privacy => bench_redact(plugin, &events),
-            PluginKind::Sampler => bench_sampler(plugin, name, &events),
-            PluginKind::Source => unreachable!("no source is benchmarked"),
-        });
+        rows.extend(bench(plugin, name, &frames, &events));
+        if let Some(dir) = &old_builds {
+            let old = load_from(&rt, stage, dir);
+            let old_name = format!("{name} [{}]", old.contract);
+            rows.extend(bench(&old, &old_name, &frames, &events));
+        }
     }
     println!();
     report::print_table(&rows, BUDGET);
@@ -210,6 +227,31 @@ fn compare_mechanisms(
     mechanism::print_wrapper_cost(BUDGET);
 }
 
+/// Checks and times one stage (see the `bench_*` functions).
+fn bench(plugin: &Arc<Plugin>, name: &str, frames: &[Frame], events: &[Event]) -> Vec<Row> {
+    match plugin.kind {
+        PluginKind::Decoder => bench_decoder(plugin, name, frames),
+        PluginKind::Validator => bench_validator(plugin, name, events),
+        PluginKind::Privacy => bench_redact(plugin, name, events),
+        PluginKind::Sampler => bench_sampler(plugin, name, events),
+        PluginKind::Source => unreachable!("no source is benchmarked"),
+    }
+}
+
+/// The stage's component as built in `dir` (same file name), same config.
+fn load_from(rt: &Runtime, stage: &Stage, dir: &std::path::Path) -> Arc<Plugin> {
+    let file = std::path::Path::new(stage.path)
+        .file_name()
+        .expect("a component file name");
+    let path = dir.join(file);
+    let options = PluginOptions {
+        config: input::config(stage.config),
+        ..Default::default()
+    };
+    rt.load(&path, Some(stage.kind), options)
+        .unwrap_or_else(|e| panic!("loading {}: {e}", path.display()))
+}
+
 /// Loads a stage's component with its config; the bench's components and
 /// configs are known-good, so a failure is fatal.
 fn load(rt: &Runtime, stage: &Stage) -> Arc<Plugin> {
@@ -245,12 +287,12 @@ fn compare<I>(
 }
 
 /// jsonl-decoder: one line per frame.
-fn bench_decoder(plugin: &Arc<Plugin>, frames: &[Frame]) -> Vec<Row> {
+fn bench_decoder(plugin: &Arc<Plugin>, stage: &str, frames: &[Frame]) -> Vec<Row> {
     let mut inst = plugin.instance();
     let native = native::JsonlDecoder;
     check::decoder(&mut inst, &native, frames);
     compare(
-        "jsonl-decoder",
+        stage,
         frames,
         |b| {
             black_box(inst.decode(black_box(b)).expect("decode"));
@@ -262,12 +304,12 @@ fn bench_decoder(plugin: &Arc<Plugin>, frames: &[Frame]) -> Vec<Row> {
 }
 
 /// range-validator with `min.temp=0`: 10 % of the events are rejected.
-fn bench_validator(plugin: &Arc<Plugin>, events: &[Event]) -> Vec<Row> {
+fn bench_validator(plugin: &Arc<Plugin>, stage: &str, events: &[Event]) -> Vec<Row> {
     let mut inst = plugin.instance();
     let native = native::RangeValidator::new(&plugin.options.config);
     check::validator(&mut inst, &native, events);
     compare(
-        "range-validator",
+        stage,
         events,
         |b| {
             black_box(inst.validate(black_box(b)).expect("validate"));
@@ -279,13 +321,13 @@ fn bench_validator(plugin: &Arc<Plugin>, events: &[Event]) -> Vec<Row> {
 }
 
 /// redact-privacy hashing `operator`: every event is rewritten.
-fn bench_redact(plugin: &Arc<Plugin>, events: &[Event]) -> Vec<Row> {
+fn bench_redact(plugin: &Arc<Plugin>, stage: &str, events: &[Event]) -> Vec<Row> {
     let mut inst = plugin.instance();
     let native = native::RedactPolicy::new(&plugin.options.config);
     let salt = plugin.options.config.get("salt").map_or("", String::as_str);
     check::redact(&mut inst, &native, salt, events);
     compare(
-        "redact-privacy",
+        stage,
         events,
         |b| {
             black_box(inst.redact(black_box(b)).expect("redact"));

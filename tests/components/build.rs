@@ -33,6 +33,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "lying_decoder",
             "lying_source",
             "lying_privacy",
+            "legacy_redact",
         ],
     ),
 ];
@@ -52,6 +53,8 @@ fn main() {
 
     ensure_wasm_target();
     println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    // The flat-batch codec is compiled into every 0.2.0 guest (through the SDK).
+    println!("cargo:rerun-if-changed={}", root.join("codec").display());
     println!("cargo:rerun-if-env-changed=CARGO_TARGET_DIR");
 
     let mut consts = String::new();

@@ -28,6 +28,41 @@ pub mod __private {
         events
     }
 
+    /// The 0.2.0 `poll` export: [`poll_capped`] as one event batch.
+    pub fn poll_flat<T: crate::Source>(source: &mut T, max: u32) -> Vec<u8> {
+        crate::flat::write_events(&poll_capped(source, max))
+    }
+
+    /// The 0.2.0 `validate` export: the batch read into events, then the
+    /// plugin's `validate_batch`.
+    pub fn validate_flat<T: crate::Validator>(
+        validator: &mut T,
+        events: Vec<u8>,
+    ) -> Vec<crate::Verdict> {
+        validator.validate_batch(crate::flat::read_events(&events))
+    }
+
+    /// The 0.2.0 `sample` export; see [`validate_flat`].
+    pub fn sample_flat<T: crate::Sampler>(sampler: &mut T, events: Vec<u8>) -> Vec<bool> {
+        sampler.sample_batch(crate::flat::read_events(&events))
+    }
+
+    /// The 0.2.0 `redact` export: rewrites go back as patches when they can.
+    pub fn redact_flat<T: crate::Privacy>(
+        privacy: &mut T,
+        events: Vec<u8>,
+    ) -> Vec<crate::bindings::privacy::halyard::plugin0_2_0::flat::Action> {
+        crate::flat::redact(&events, |events| privacy.redact_batch(events))
+    }
+
+    /// The 0.2.0 `decode` export.
+    pub fn decode_flat<T: crate::Decoder>(
+        decoder: &mut T,
+        frames: crate::bindings::decoder::halyard::plugin0_2_0::flat::FrameBatch,
+    ) -> crate::bindings::decoder::halyard::plugin0_2_0::flat::Decoded {
+        crate::flat::decode(frames, |frames| decoder.decode_batch(frames))
+    }
+
     /// The `info` export.
     pub fn info(name: &str, version: &str) -> PluginInfo {
         PluginInfo {
@@ -77,7 +112,7 @@ pub mod __private {
 #[macro_export]
 macro_rules! __export_plugin {
     (
-        $ty:ty, $trait:ident, $world:ident, $world_macro:ident,
+        $ty:ty, $trait:ident, $($world:ident)::+, $world_macro:ident,
         name = $name:expr, version = $version:expr,
         fn $stage:ident($arg:ident: $arg_ty:ty) -> $ret:ty => $call:expr
     ) => {
@@ -91,7 +126,7 @@ macro_rules! __export_plugin {
             #[allow(dead_code)]
             struct HalyardExport;
 
-            impl $crate::bindings::$world::Guest for HalyardExport {
+            impl $crate::bindings::$($world)::+::Guest for HalyardExport {
                 fn info() -> $crate::PluginInfo {
                     $crate::__private::info($name, $version)
                 }
@@ -110,15 +145,15 @@ macro_rules! __export_plugin {
             // The exports exist only on wasm: natively, symbols such as `poll`
             // or `init` would interpose libc's and break unit-test binaries.
             #[cfg(target_arch = "wasm32")]
-            $crate::bindings::$world::$world_macro!(
-                HalyardExport with_types_in $crate::bindings::$world
+            $crate::bindings::$($world)::+::$world_macro!(
+                HalyardExport with_types_in $crate::bindings::$($world)::+
             );
         };
     };
 }
 
 /// Exports a [`Validator`](crate::Validator) type as the component's
-/// `validator` world. `info` reports the calling crate's package name and
+/// `validator` world of contract 0.2.0 (flat batches; see the README). `info` reports the calling crate's package name and
 /// version unless overridden with `name = "..", version = ".."`.
 #[macro_export]
 macro_rules! export_validator {
@@ -133,8 +168,8 @@ macro_rules! export_validator {
         $crate::__export_plugin!(
             $ty, Validator, validator, export_validator_world,
             name = $name, version = $version,
-            fn validate(events: ::std::vec::Vec<$crate::Event>)
-                -> ::std::vec::Vec<$crate::Verdict> => <$ty as $crate::Validator>::validate_batch
+            fn validate(events: ::std::vec::Vec<u8>)
+                -> ::std::vec::Vec<$crate::Verdict> => $crate::__private::validate_flat::<$ty>
         );
     };
 }
@@ -154,8 +189,9 @@ macro_rules! export_privacy {
         $crate::__export_plugin!(
             $ty, Privacy, privacy, export_privacy_world,
             name = $name, version = $version,
-            fn redact(events: ::std::vec::Vec<$crate::Event>)
-                -> ::std::vec::Vec<$crate::Action> => <$ty as $crate::Privacy>::redact_batch
+            fn redact(events: ::std::vec::Vec<u8>)
+                -> ::std::vec::Vec<$crate::bindings::privacy::halyard::plugin0_2_0::flat::Action>
+                => $crate::__private::redact_flat::<$ty>
         );
     };
 }
@@ -175,8 +211,8 @@ macro_rules! export_sampler {
         $crate::__export_plugin!(
             $ty, Sampler, sampler, export_sampler_world,
             name = $name, version = $version,
-            fn sample(events: ::std::vec::Vec<$crate::Event>)
-                -> ::std::vec::Vec<bool> => <$ty as $crate::Sampler>::sample_batch
+            fn sample(events: ::std::vec::Vec<u8>)
+                -> ::std::vec::Vec<bool> => $crate::__private::sample_flat::<$ty>
         );
     };
 }
@@ -196,9 +232,9 @@ macro_rules! export_decoder {
         $crate::__export_plugin!(
             $ty, Decoder, decoder, export_decoder_world,
             name = $name, version = $version,
-            fn decode(frames: ::std::vec::Vec<$crate::Frame>)
-                -> ::std::vec::Vec<::core::result::Result<::std::vec::Vec<$crate::Event>, ::std::string::String>>
-                => <$ty as $crate::Decoder>::decode_batch
+            fn decode(frames: $crate::bindings::decoder::halyard::plugin0_2_0::flat::FrameBatch)
+                -> $crate::bindings::decoder::halyard::plugin0_2_0::flat::Decoded
+                => $crate::__private::decode_flat::<$ty>
         );
     };
 }
@@ -219,6 +255,84 @@ macro_rules! export_source {
         $crate::__export_plugin!(
             $ty, Source, source, export_source_world,
             name = $name, version = $version,
+            fn poll(max: u32) -> ::std::vec::Vec<u8> => $crate::__private::poll_flat::<$ty>
+        );
+    };
+}
+
+/// Exports a [`Validator`](crate::Validator) type against contract 0.1.0
+/// (`list<event>` batches), for a host that predates 0.2.0. Feature `v0_1`.
+/// A separate macro rather than a feature that switches `export_validator!`:
+/// cargo unifies features across a workspace, so a switch would move every
+/// guest built with this one.
+#[cfg(feature = "v0_1")]
+#[macro_export]
+macro_rules! export_validator_v0_1 {
+    ($ty:ty) => {
+        $crate::__export_plugin!(
+            $ty, Validator, v0_1::validator, export_validator_world,
+            name = ::core::env!("CARGO_PKG_NAME"), version = ::core::env!("CARGO_PKG_VERSION"),
+            fn validate(events: ::std::vec::Vec<$crate::Event>)
+                -> ::std::vec::Vec<$crate::Verdict> => <$ty as $crate::Validator>::validate_batch
+        );
+    };
+}
+
+/// Exports a [`Privacy`](crate::Privacy) type against contract 0.1.0; see
+/// [`export_validator_v0_1!`]. Feature `v0_1`.
+#[cfg(feature = "v0_1")]
+#[macro_export]
+macro_rules! export_privacy_v0_1 {
+    ($ty:ty) => {
+        $crate::__export_plugin!(
+            $ty, Privacy, v0_1::privacy, export_privacy_world,
+            name = ::core::env!("CARGO_PKG_NAME"), version = ::core::env!("CARGO_PKG_VERSION"),
+            fn redact(events: ::std::vec::Vec<$crate::Event>)
+                -> ::std::vec::Vec<$crate::Action> => <$ty as $crate::Privacy>::redact_batch
+        );
+    };
+}
+
+/// Exports a [`Sampler`](crate::Sampler) type against contract 0.1.0; see
+/// [`export_validator_v0_1!`]. Feature `v0_1`.
+#[cfg(feature = "v0_1")]
+#[macro_export]
+macro_rules! export_sampler_v0_1 {
+    ($ty:ty) => {
+        $crate::__export_plugin!(
+            $ty, Sampler, v0_1::sampler, export_sampler_world,
+            name = ::core::env!("CARGO_PKG_NAME"), version = ::core::env!("CARGO_PKG_VERSION"),
+            fn sample(events: ::std::vec::Vec<$crate::Event>)
+                -> ::std::vec::Vec<bool> => <$ty as $crate::Sampler>::sample_batch
+        );
+    };
+}
+
+/// Exports a [`Decoder`](crate::Decoder) type against contract 0.1.0; see
+/// [`export_validator_v0_1!`]. Feature `v0_1`.
+#[cfg(feature = "v0_1")]
+#[macro_export]
+macro_rules! export_decoder_v0_1 {
+    ($ty:ty) => {
+        $crate::__export_plugin!(
+            $ty, Decoder, v0_1::decoder, export_decoder_world,
+            name = ::core::env!("CARGO_PKG_NAME"), version = ::core::env!("CARGO_PKG_VERSION"),
+            fn decode(frames: ::std::vec::Vec<$crate::Frame>)
+                -> ::std::vec::Vec<::core::result::Result<::std::vec::Vec<$crate::Event>, ::std::string::String>>
+                => <$ty as $crate::Decoder>::decode_batch
+        );
+    };
+}
+
+/// Exports a [`Source`](crate::Source) type against contract 0.1.0; see
+/// [`export_validator_v0_1!`]. Feature `v0_1`.
+#[cfg(feature = "v0_1")]
+#[macro_export]
+macro_rules! export_source_v0_1 {
+    ($ty:ty) => {
+        $crate::__export_plugin!(
+            $ty, Source, v0_1::source, export_source_world,
+            name = ::core::env!("CARGO_PKG_NAME"), version = ::core::env!("CARGO_PKG_VERSION"),
             fn poll(max: u32) -> ::std::vec::Vec<$crate::Event> => $crate::__private::poll_capped::<$ty>
         );
     };

@@ -40,6 +40,7 @@ pub mod clock;
 pub mod config;
 mod event;
 mod export;
+mod flat;
 pub mod log;
 mod plugin;
 

@@ -140,18 +140,25 @@ pub fn print_wrapper_cost(budget: Budget) {
     println!("`deadline::run` around a ready future (no guest): {ns:.1} ns per call\n");
 }
 
-/// For `perf record`: `STAGES_LOOP=sync|real|async` makes the
-/// bench do nothing but batch-1 calls of `plugin` (loaded by the runtime
-/// of that mechanism) for about `calls` calls, then print ns per call.
-pub fn profile_loop(plugin: &Arc<Plugin>, events: &[halyard::plugin::Event], calls: usize) {
+/// For `perf record` and callgrind: `STAGES_LOOP=sync|real|async` makes
+/// the bench do nothing but `calls` sampler calls of `batch` events each
+/// (`plugin` loaded by the runtime of that mechanism), then print ns per
+/// event.
+pub fn profile_loop(
+    plugin: &Arc<Plugin>,
+    events: &[halyard::plugin::Event],
+    calls: usize,
+    batch: usize,
+) {
     let mut inst = plugin.instance();
+    let batch = batch.clamp(1, events.len());
     let started = std::time::Instant::now();
-    for e in events.iter().cycle().take(calls) {
-        black_box(
-            inst.sample(black_box(std::slice::from_ref(e)))
-                .expect("sample"),
-        );
+    for chunk in events.chunks_exact(batch).cycle().take(calls) {
+        black_box(inst.sample(black_box(chunk)).expect("sample"));
     }
-    let ns = started.elapsed().as_nanos() as f64 / calls as f64;
-    println!("{ns:.1} ns per batch-1 call");
+    let ns = started.elapsed().as_nanos() as f64 / (calls * batch) as f64;
+    println!(
+        "{ns:.1} ns per event, batch-{batch} calls ({})",
+        plugin.contract
+    );
 }

@@ -107,6 +107,7 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             if args.json {
                 let report = json!({
                     "file": plugin.path, "valid": true, "kind": plugin.kind,
+                    "contract": plugin.contract.as_str(),
                     "name": plugin.info.name, "version": plugin.info.version,
                     "sha256": plugin.sha256, "imports": plugin.imports, "exports": plugin.exports,
                     "calls": calls(&plugin),
@@ -134,6 +135,7 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
 fn write_report(out: &mut impl Write, plugin: &Plugin) -> std::io::Result<()> {
     writeln!(out, "file:     {}", plugin.path.display())?;
     writeln!(out, "kind:     {}", plugin.kind)?;
+    writeln!(out, "contract: {}", plugin.contract)?;
     writeln!(out, "name:     {}", plugin.info.name)?;
     writeln!(out, "version:  {}", plugin.info.version)?;
     writeln!(out, "sha256:   {}", plugin.sha256)?;

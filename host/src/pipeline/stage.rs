@@ -103,7 +103,7 @@ struct Health {
 impl Stage {
     /// A stage running `plugin`, named `name`.
     pub fn new(name: String, plugin: &Arc<Plugin>, policy: QuarantinePolicy) -> Self {
-        let mut stage = Self::native(name, Box::new(plugin.instance()), policy);
+        let mut stage = Self::native(name, Box::new(plugin.started_instance()), policy);
         stage.plugin = Some(plugin.clone());
         stage.health_mut().plugin = Some(plugin.clone());
         stage
@@ -174,7 +174,7 @@ impl Stage {
             self.backend = Box::new(Unloaded);
         } else if let Some(plugin) = plugin {
             self.unloaded = false;
-            self.backend = Box::new(plugin.instance());
+            self.backend = Box::new(plugin.started_instance());
             self.plugin = Some(plugin);
         }
     }
@@ -409,7 +409,7 @@ impl StageSeed {
         let plugin = health.plugin.clone()?;
         let (policy, generation) = (health.policy, health.generation);
         drop(health);
-        let mut stage = Stage::native(self.name.clone(), Box::new(plugin.instance()), policy);
+        let mut stage = Stage::native(self.name.clone(), Box::new(plugin.started_instance()), policy);
         stage.plugin = Some(plugin);
         stage.health = self.health.clone();
         stage.generation = generation;

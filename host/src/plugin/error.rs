@@ -175,6 +175,15 @@ pub enum CallError {
         /// Why.
         message: String,
     },
+    /// The host could not encode the batch for the plugin (a 0.2.0 batch
+    /// past 4 GiB of 32-bit offsets); nothing was called.
+    #[error("{plugin} could not be given its input: {message}")]
+    Input {
+        /// The plugin's name.
+        plugin: String,
+        /// Why.
+        message: String,
+    },
 }
 
 impl CallError {

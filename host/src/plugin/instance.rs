@@ -16,20 +16,29 @@
 //!   or a broken call (a wrong number of results) counts toward quarantine
 //!   (see `plugin::output`).
 
+use std::any::Any;
 use std::sync::Arc;
 
-use wasmtime::component::{ComponentNamedList, Func, Instance, Lift, Lower};
-use wasmtime::{Store, Trap};
+use halyard_flat::Writer;
+use wasmtime::Store;
+use wasmtime::component::{ComponentNamedList, Func, Instance, Lift, Lower, TypedFunc};
 
 use super::Plugin;
 use super::bindings::{Action, Event, Frame, InitError, PluginInfo, Verdict};
 use super::call_mode::{self, CallMode};
+use super::contract::Contract;
 use super::deadline::{self, Unfinished};
 use super::engine::deadline_ticks;
-use super::error::{CallError, LoadError, TrapCause};
+use super::error::{CallError, LoadError};
 use super::host::HostState;
-use super::limiter::OverBudget;
 use super::output;
+
+#[path = "instance_flat.rs"]
+mod flat_calls;
+
+#[path = "instance_errors.rs"]
+mod errors;
+use errors::{cut_error, trap_error};
 
 /// One live sandbox for a plugin, recreated on demand after a trap.
 pub struct PluginInstance {
@@ -39,12 +48,17 @@ pub struct PluginInstance {
     traps: u64,
     /// Calls made through this handle.
     calls: u64,
+    /// Builds 0.2.0 batches; kept so its buffers keep their capacity.
+    writer: Writer,
 }
 
 /// A store with an instantiated, initialised component.
 struct Live {
     store: Store<HostState>,
     stage: Func,
+    /// The stage export as a typed function, checked once (0.2.0 calls,
+    /// whose parameters own their data; see [`PluginInstance::call_cached`]).
+    typed: Option<Box<dyn Any + Send + Sync>>,
 }
 
 impl PluginInstance {
@@ -55,7 +69,20 @@ impl PluginInstance {
             live: None,
             traps: 0,
             calls: 0,
+            writer: Writer::new(),
         }
+    }
+
+    /// A handle whose sandbox is started now, so the first batch does not
+    /// pay for instantiation and `init`. If starting fails, the first call
+    /// tries again and reports it, as with [`PluginInstance::new`].
+    pub fn started(plugin: Arc<Plugin>) -> Self {
+        let mut instance = PluginInstance::new(plugin);
+        if let Err(err) = instance.start() {
+            tracing::debug!(plugin = %instance.plugin.info.name, error = %err,
+                "eager start failed; the first call retries");
+        }
+        instance
     }
 
     /// The plugin this instance runs.
@@ -122,7 +149,11 @@ impl PluginInstance {
             })?;
         self.check_stage_type(&instance, &mut store)?;
         let stage = self.init(&instance, &mut store)?;
-        self.live = Some(Live { store, stage });
+        self.live = Some(Live {
+            store,
+            stage,
+            typed: None,
+        });
         Ok(info)
     }
 
@@ -179,6 +210,10 @@ impl PluginInstance {
         use super::kind::PluginKind::*;
         let name = self.plugin.kind.stage_export();
         let store = &mut *store;
+        if self.plugin.contract == Contract::V0_2 {
+            return flat_calls::check_stage_type(self.plugin.kind, instance, store)
+                .map_err(|e| self.export_type_error(name, &e));
+        }
         let checked = match self.plugin.kind {
             Source => instance
                 .get_typed_func::<(u32,), (Vec<Event>,)>(store, name)
@@ -229,8 +264,43 @@ impl PluginInstance {
     }
 
     /// Calls the stage export with `params`; on any failure the store is
-    /// dropped and the trap counted.
+    /// dropped and the trap counted. The export's type is checked on every
+    /// call: 0.1.0 parameters borrow the batch, so their typed function
+    /// cannot be kept (0.2.0 calls use [`PluginInstance::call_cached`]).
     fn call<P, R>(&mut self, params: P) -> Result<R, CallError>
+    where
+        P: ComponentNamedList + Lower + Send + Sync,
+        R: ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        self.call_with(params, |live| live.stage.typed::<P, R>(&live.store))
+    }
+
+    /// [`PluginInstance::call`] for owned parameters: the typed function
+    /// is made (and its type checked) once per live instance, then reused.
+    fn call_cached<P, R>(&mut self, params: P) -> Result<R, CallError>
+    where
+        P: ComponentNamedList + Lower + Send + Sync + 'static,
+        R: ComponentNamedList + Lift + Send + Sync + 'static,
+    {
+        self.call_with(params, |live| {
+            if let Some(typed) = live
+                .typed
+                .as_ref()
+                .and_then(|t| t.downcast_ref::<TypedFunc<P, R>>())
+            {
+                return Ok(*typed);
+            }
+            let typed = live.stage.typed::<P, R>(&live.store)?;
+            live.typed = Some(Box::new(typed));
+            Ok(typed)
+        })
+    }
+
+    fn call_with<P, R>(
+        &mut self,
+        params: P,
+        typed: impl FnOnce(&mut Live) -> wasmtime::Result<TypedFunc<P, R>>,
+    ) -> Result<R, CallError>
     where
         P: ComponentNamedList + Lower + Send + Sync,
         R: ComponentNamedList + Lift + Send + Sync + 'static,
@@ -258,7 +328,7 @@ impl PluginInstance {
         };
         live.store.data_mut().start_call();
         live.store.set_epoch_deadline(ticks);
-        let outcome = match live.stage.typed::<P, R>(&live.store) {
+        let outcome = match typed(&mut live) {
             Ok(typed) => match self.plugin.call_mode {
                 CallMode::Sync => call_mode::run(|| typed.call(&mut live.store, params)),
                 CallMode::Async => {
@@ -323,7 +393,13 @@ impl PluginInstance {
     /// Validates events; one verdict per event. A reject reason over the
     /// string cap is cut to it; the verdict stands.
     pub fn validate(&mut self, events: &[Event]) -> Result<Vec<Verdict>, CallError> {
-        let (mut verdicts,): (Vec<Verdict>,) = self.call((events,))?;
+        let (mut verdicts,): (Vec<Verdict>,) = match self.plugin.contract {
+            Contract::V0_1 => self.call((events,))?,
+            Contract::V0_2 => {
+                let batch = self.encode(events)?;
+                self.call_cached((batch,))?
+            }
+        };
         output::check_count("verdicts", verdicts.len(), events.len())
             .map_err(|m| self.bad_output(m))?;
         output::fit_verdicts(&mut verdicts, &self.plugin.options.limits);
@@ -345,7 +421,13 @@ impl PluginInstance {
 
     /// Samples events; one keep/discard decision per event.
     pub fn sample(&mut self, events: &[Event]) -> Result<Vec<bool>, CallError> {
-        let (keep,): (Vec<bool>,) = self.call((events,))?;
+        let (keep,): (Vec<bool>,) = match self.plugin.contract {
+            Contract::V0_1 => self.call((events,))?,
+            Contract::V0_2 => {
+                let batch = self.encode(events)?;
+                self.call_cached((batch,))?
+            }
+        };
         output::check_count("decisions", keep.len(), events.len())
             .map_err(|m| self.bad_output(m))?;
         Ok(keep)
@@ -355,7 +437,10 @@ impl PluginInstance {
     /// those the host refuses (over a cap, or past `max`), with the reason.
     /// Refusals are not traps: only a trap fails the call.
     pub fn poll_checked(&mut self, max: u32) -> Result<output::Polled, CallError> {
-        let (events,): (Vec<Event>,) = self.call((max,))?;
+        let events = match self.plugin.contract {
+            Contract::V0_1 => self.call::<_, (Vec<Event>,)>((max,))?.0,
+            Contract::V0_2 => self.poll_flat(max)?,
+        };
         Ok(output::split_polled(
             events,
             max,
@@ -371,7 +456,13 @@ impl PluginInstance {
         &mut self,
         frames: &[Frame],
     ) -> Result<Vec<Result<Vec<Event>, output::FrameError>>, CallError> {
-        let (results,): (Vec<Result<Vec<Event>, String>>,) = self.call((frames,))?;
+        let results = match self.plugin.contract {
+            Contract::V0_1 => {
+                self.call::<_, (Vec<Result<Vec<Event>, String>>,)>((frames,))?
+                    .0
+            }
+            Contract::V0_2 => self.decode_flat(frames)?,
+        };
         output::check_count("results", results.len(), frames.len())
             .map_err(|m| self.bad_output(m))?;
         let limits = &self.plugin.options.limits;
@@ -394,83 +485,22 @@ impl PluginInstance {
     /// which rewrites the host refused (they are drops already: privacy
     /// fails closed). Refusals are not traps.
     pub fn redact_checked(&mut self, events: &[Event]) -> Result<output::Redacted, CallError> {
-        let (mut actions,): (Vec<Action>,) = self.call((events,))?;
+        let (mut actions, mut unapplied) = match self.plugin.contract {
+            Contract::V0_1 => (self.call::<_, (Vec<Action>,)>((events,))?.0, Vec::new()),
+            Contract::V0_2 => self.redact_flat(events)?,
+        };
         output::check_count("actions", actions.len(), events.len())
             .map_err(|m| self.bad_output(m))?;
-        let refused = output::refuse_rewrites(&mut actions, &self.plugin.options.limits);
+        let mut refused = output::refuse_rewrites(&mut actions, &self.plugin.options.limits);
+        if !unapplied.is_empty() {
+            refused.append(&mut unapplied);
+            refused.sort_by_key(|(i, _)| *i);
+        }
         for (action, original) in actions.iter_mut().zip(events) {
             if let Action::Rewrite(event) = action {
                 event.id = original.id;
             }
         }
         Ok(output::Redacted { actions, refused })
-    }
-}
-
-/// Turns a wasmtime error from a guest call into a readable [`CallError`].
-fn trap_error(plugin: &Plugin, store: &mut Store<HostState>, err: &wasmtime::Error) -> CallError {
-    let trap = err.downcast_ref::<Trap>().copied();
-    let root = err.root_cause().to_string();
-    if root.contains("fuel allocated for hostcalls") {
-        return CallError::BadOutput {
-            plugin: plugin.info.name.clone(),
-            message: format!(
-                "result larger than the {} MiB output cap",
-                plugin.options.limits.max_output_bytes >> 20
-            ),
-        };
-    }
-    let over_budget = err
-        .chain()
-        .any(|cause| cause.downcast_ref::<OverBudget>().is_some());
-    let cause = match trap {
-        Some(Trap::Interrupt) => TrapCause::Deadline,
-        Some(Trap::UnreachableCodeReached) => TrapCause::Panic,
-        _ if over_budget => TrapCause::Memory,
-        _ if root.contains("memory") && root.contains("grow") => TrapCause::Memory,
-        _ => TrapCause::Other,
-    };
-    let message = match cause {
-        TrapCause::Deadline => format!(
-            "ran past its {} ms deadline (wall clock)",
-            plugin.options.limits.call_deadline.as_millis()
-        ),
-        TrapCause::Memory => format!(
-            "tried to grow memory or tables past its {} MiB cap",
-            plugin.options.limits.memory_bytes >> 20
-        ),
-        _ => trap.map(|t| t.to_string()).unwrap_or(root),
-    };
-    with_output(plugin, store, cause, message)
-}
-
-/// A call that [`deadline::run`] had to cut (or could not run).
-fn cut_error(plugin: &Plugin, store: &mut Store<HostState>, why: Unfinished) -> CallError {
-    let ms = plugin.options.limits.call_deadline.as_millis();
-    let (cause, message) = match why {
-        Unfinished::Blocked => (
-            TrapCause::Deadline,
-            format!(
-                "waited in a host call (sleep, poll, stream or socket) past its {ms} ms deadline (wall clock)"
-            ),
-        ),
-        Unfinished::NoRuntime => (TrapCause::Other, why.to_string()),
-    };
-    with_output(plugin, store, cause, message)
-}
-
-/// A trap of `cause`, its message followed by the guest's last lines of
-/// output (a panic message, a traceback).
-fn with_output(
-    plugin: &Plugin,
-    store: &mut Store<HostState>,
-    cause: TrapCause,
-    message: String,
-) -> CallError {
-    CallError::Trap {
-        plugin: plugin.info.name.clone(),
-        cause,
-        message,
-        guest_output: store.data_mut().output_tail(),
     }
 }

@@ -12,6 +12,7 @@ use sha2::{Digest, Sha256};
 use wasmtime::component::Component;
 
 use super::call_mode::CallMode;
+use super::contract::Contract;
 use super::engine::{Runtime, low_priority_thread};
 use super::error::LoadError;
 use super::instance::PluginInstance;
@@ -102,6 +103,7 @@ impl Runtime {
             .collect();
         check_imports(&imports)?;
         let kind = resolve_kind(kind, &exports)?;
+        let contract = Contract::detect(&self.engine, &component, kind);
         let call_mode = self.policy.mode_for(&self.engine, &ty, &options.grants);
         let linker = match call_mode {
             CallMode::Sync => &self.sync_linker,
@@ -114,6 +116,7 @@ impl Runtime {
             })?;
         let mut plugin = Plugin {
             kind,
+            contract,
             info: PluginInfo {
                 name: file_stem(&path),
                 version: String::new(),

@@ -3,6 +3,10 @@
 //!
 //! - [`bindings`]: the single `bindgen!` of the WIT package;
 //! - [`kind`]: the five plugin kinds and the exports that identify them;
+//! - [`contract`]: which contract version (0.1.0 or 0.2.0) a component
+//!   implements, read off its stage export's signature;
+//! - [`flat`]: the 0.2.0 flat batch form (through the `halyard-flat` codec
+//!   the guest SDK shares) and privacy patches;
 //! - [`limits`]: memory, CPU and output caps, and capability grants;
 //! - [`deadline`]: how every call is cut at its wall-clock deadline, even
 //!   while the guest waits in a host call;
@@ -28,10 +32,12 @@
 pub mod bindings;
 pub mod cache;
 pub(crate) mod call_mode;
+pub mod contract;
 pub mod deadline;
 pub mod engine;
 pub mod error;
 pub mod file;
+pub mod flat;
 pub mod host;
 pub mod instance;
 pub mod kind;
@@ -48,6 +54,7 @@ use wasmtime::component::InstancePre;
 pub use bindings::{
     Action, AttrValue, Attribute, Event, EventId, Frame, InitError, PluginInfo, Verdict,
 };
+pub use contract::Contract;
 pub use engine::{Runtime, lower_this_thread_priority};
 pub use error::{CallError, LoadError, TrapCause};
 pub use instance::PluginInstance;
@@ -62,6 +69,8 @@ pub use output::{FrameError, Polled, Redacted};
 pub struct Plugin {
     /// The world the component implements.
     pub kind: PluginKind,
+    /// The contract version it was built against; both run side by side.
+    pub contract: Contract,
     /// What the plugin says about itself (`info`).
     pub info: PluginInfo,
     /// Where it was loaded from.
@@ -85,9 +94,17 @@ pub struct Plugin {
 }
 
 impl Plugin {
-    /// A new sandbox handle for this plugin.
+    /// A new sandbox handle for this plugin; the sandbox starts on the
+    /// first call.
     pub fn instance(self: &std::sync::Arc<Self>) -> PluginInstance {
         PluginInstance::new(self.clone())
+    }
+
+    /// A new sandbox handle with the sandbox started now (see
+    /// [`PluginInstance::started`]): what pipeline stages use, so the first
+    /// batch does not pay for instantiation and `init`.
+    pub fn started_instance(self: &std::sync::Arc<Self>) -> PluginInstance {
+        PluginInstance::started(self.clone())
     }
 
     /// Whether its calls are plain synchronous calls (it cannot wait in a
@@ -104,6 +121,7 @@ impl std::fmt::Debug for Plugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Plugin")
             .field("kind", &self.kind)
+            .field("contract", &self.contract)
             .field("info", &self.info)
             .field("path", &self.path)
             .field("sha256", &self.sha256)

@@ -4,6 +4,7 @@
 
 mod broker_transports;
 mod buffer_cap;
+mod contracts;
 mod damage;
 mod deadletter;
 mod file_identity;

@@ -8,6 +8,7 @@ mod baseline;
 mod cache;
 mod call_mode;
 mod contain;
+mod contract;
 mod examples;
 mod hostile;
 mod refusals;

@@ -1,0 +1,74 @@
+//! Which version of the `halyard:plugin` contract a component implements.
+//!
+//! Both versions have the same worlds and the same export names; they
+//! differ in the stage export's signature (0.2.0 moves batches as one flat
+//! buffer, see [`super::flat`]). So the version is read off the stage
+//! export's type before anything is instantiated, and
+//! [`super::instance`] checks the exact signature when it starts.
+
+use std::fmt;
+
+use wasmtime::Engine;
+use wasmtime::component::types::{ComponentFunc, ComponentItem};
+use wasmtime::component::{Component, Type};
+
+use super::kind::PluginKind;
+
+/// A version of the WIT package a component was built against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Contract {
+    /// `halyard:plugin@0.1.0`: `list<event>` batches.
+    V0_1,
+    /// `halyard:plugin@0.2.0`: flat batches (`list<u8>`), privacy patches,
+    /// many frames per decoder call.
+    V0_2,
+}
+
+impl Contract {
+    /// The package version, as `plugin check` prints it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Contract::V0_1 => "halyard:plugin@0.1.0",
+            Contract::V0_2 => "halyard:plugin@0.2.0",
+        }
+    }
+
+    /// The version `component`'s stage export for `kind` was built
+    /// against. A signature of neither version reads as 0.1.0, whose exact
+    /// check then refuses it with wasmtime's account of the mismatch.
+    pub fn detect(engine: &Engine, component: &Component, kind: PluginKind) -> Contract {
+        let ty = component.component_type();
+        let stage = ty
+            .exports(engine)
+            .find(|(name, _)| *name == kind.stage_export())
+            .and_then(|(_, item)| match item.ty {
+                ComponentItem::ComponentFunc(f) => Some(f),
+                _ => None,
+            });
+        match stage {
+            Some(f) if is_flat(&f, kind) => Contract::V0_2,
+            _ => Contract::V0_1,
+        }
+    }
+}
+
+impl fmt::Display for Contract {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Whether a stage function has the 0.2.0 shape: a source returns
+/// `list<u8>`, a decoder takes a record (`frame-batch`), the others take
+/// `list<u8>`.
+fn is_flat(f: &ComponentFunc, kind: PluginKind) -> bool {
+    let bytes = |t: &Type| matches!(t, Type::List(l) if l.ty() == Type::U8);
+    match kind {
+        PluginKind::Source => f.results().next().is_some_and(|t| bytes(&t)),
+        PluginKind::Decoder => f
+            .params()
+            .next()
+            .is_some_and(|(_, t)| matches!(t, Type::Record(_))),
+        _ => f.params().next().is_some_and(|(_, t)| bytes(&t)),
+    }
+}

@@ -1,0 +1,335 @@
+//! The host side of contract 0.2.0: events to and from the flat batch form
+//! (through the `halyard-flat` codec the guest SDK shares), the WIT records
+//! of `halyard:plugin/flat@0.2.0`, and applying a privacy patch.
+//!
+//! Guest output is hostile: a buffer that breaks the layout, or whose
+//! strings (counting shared bytes once per reference) add up past the
+//! output cap, is refused as a whole call, exactly like a 0.1.0 result
+//! wasmtime cannot lift; a patch or rewrite that cannot apply is refused
+//! for its event alone (privacy then drops it: fails closed). Nothing here
+//! panics on any input.
+
+use halyard_flat::{Batch, EventView, Fields, LayoutError, Value, Writer};
+use wasmtime::component::{ComponentType, Lift, Lower};
+
+use super::bindings::{AttrValue, Attribute, Event, EventId};
+use super::limits::Limits;
+
+/// `flat.frame-batch`: many frames from one input in one buffer.
+#[derive(ComponentType, Lower, Lift, Debug, Clone, Default, PartialEq)]
+#[component(record)]
+pub struct FrameBatch {
+    /// Every frame's bytes, back to back.
+    #[component(name = "data")]
+    pub data: Vec<u8>,
+    /// The end offset of each frame in `data`.
+    #[component(name = "ends")]
+    pub ends: Vec<u32>,
+    /// The frames' media type; empty when unknown.
+    #[component(name = "content-type")]
+    pub content_type: String,
+    /// The input that produced them.
+    #[component(name = "origin")]
+    pub origin: String,
+}
+
+/// `flat.decoded`: one result per frame and every event in one batch.
+#[derive(ComponentType, Lower, Lift, Debug, Clone, PartialEq)]
+#[component(record)]
+pub struct Decoded {
+    /// Per frame: its number of events, or the decoder's reason.
+    #[component(name = "results")]
+    pub results: Vec<Result<u32, String>>,
+    /// The events of the frames that decoded, in order.
+    #[component(name = "events")]
+    pub events: Vec<u8>,
+}
+
+/// `flat.field-edit`: one field replaced.
+#[derive(ComponentType, Lower, Lift, Debug, Clone, PartialEq)]
+#[component(variant)]
+pub enum FieldEdit {
+    /// A new time.
+    #[component(name = "time-ns")]
+    TimeNs(i64),
+    /// A new source.
+    #[component(name = "source")]
+    Source(String),
+    /// A new kind.
+    #[component(name = "kind")]
+    Kind(String),
+    /// A new value, or none.
+    #[component(name = "value")]
+    Value(Option<f64>),
+    /// A new unit, or none.
+    #[component(name = "unit")]
+    Unit(Option<String>),
+    /// A new body, or none.
+    #[component(name = "body")]
+    Body(Option<String>),
+}
+
+/// `flat.patch`: what a privacy policy changes in one event.
+#[derive(ComponentType, Lower, Lift, Debug, Clone, PartialEq)]
+#[component(record)]
+pub struct Patch {
+    /// Positions of attributes to remove, in the event as sent.
+    #[component(name = "remove")]
+    pub remove: Vec<u32>,
+    /// Attributes to set (in place by key, else appended).
+    #[component(name = "set")]
+    pub set: Vec<Attribute>,
+    /// Field replacements, in order.
+    #[component(name = "fields")]
+    pub fields: Vec<FieldEdit>,
+}
+
+/// `flat.action`: a privacy decision in 0.2.0.
+#[derive(ComponentType, Lower, Lift, Debug, Clone, PartialEq)]
+#[component(variant)]
+pub enum FlatAction {
+    /// Ship unchanged.
+    #[component(name = "keep")]
+    Keep,
+    /// Ship with the patch applied.
+    #[component(name = "patch")]
+    Patch(Patch),
+    /// Ship this one-event batch instead.
+    #[component(name = "rewrite")]
+    Rewrite(Vec<u8>),
+    /// Do not ship.
+    #[component(name = "drop")]
+    Drop,
+}
+
+/// `events` as one batch, for a stage's input. Strings repeated from one
+/// event to the next are stored once.
+pub fn encode(writer: &mut Writer, events: &[Event]) -> Result<Vec<u8>, LayoutError> {
+    writer.clear();
+    for event in events {
+        let fields = Fields {
+            id: (event.id.hi, event.id.lo),
+            time_ns: event.time_ns,
+            source: &event.source,
+            kind: &event.kind,
+            value: event.value,
+            unit: event.unit.as_deref(),
+            body: event.body.as_deref(),
+        };
+        let attrs = event.attributes.iter().map(|a| {
+            let value = match &a.value {
+                AttrValue::Str(s) => Value::Str(s),
+                AttrValue::Int(i) => Value::Int(*i),
+                AttrValue::Float(x) => Value::Float(*x),
+                AttrValue::Boolean(b) => Value::Bool(*b),
+            };
+            (a.key.as_str(), value)
+        });
+        writer.push(&fields, attrs)?;
+    }
+    Ok(writer.finish())
+}
+
+/// Reads a guest's event batch, holding what reading it costs to the
+/// output cap; the error is the reason the whole call is refused.
+pub fn decode(bytes: &[u8], limits: &Limits) -> Result<Vec<Event>, String> {
+    let batch = Batch::parse(bytes).map_err(|e| e.to_string())?;
+    let cap = limits.max_output_bytes as u64;
+    if batch.referenced_bytes() > cap {
+        return Err(format!(
+            "batch strings add up to {} bytes, over the {}-byte output cap",
+            batch.referenced_bytes(),
+            cap
+        ));
+    }
+    Ok(batch.iter().map(|v| to_event(&v)).collect())
+}
+
+fn to_event(view: &EventView<'_>) -> Event {
+    let f = &view.fields;
+    Event {
+        id: EventId {
+            hi: f.id.0,
+            lo: f.id.1,
+        },
+        time_ns: f.time_ns,
+        source: f.source.to_owned(),
+        kind: f.kind.to_owned(),
+        value: f.value,
+        unit: f.unit.map(str::to_owned),
+        attributes: view
+            .attrs()
+            .map(|(key, value)| Attribute {
+                key: key.to_owned(),
+                value: match value {
+                    Value::Str(s) => AttrValue::Str(s.to_owned()),
+                    Value::Int(i) => AttrValue::Int(i),
+                    Value::Float(x) => AttrValue::Float(x),
+                    Value::Bool(b) => AttrValue::Boolean(b),
+                },
+            })
+            .collect(),
+        body: f.body.map(str::to_owned),
+    }
+}
+
+/// Reads a privacy rewrite: a batch of exactly one event.
+pub fn decode_rewrite(bytes: &[u8], limits: &Limits) -> Result<Event, String> {
+    let mut events = decode(bytes, limits).map_err(|e| format!("rewrite: {e}"))?;
+    match events.len() {
+        1 => Ok(events.remove(0)),
+        n => Err(format!("rewrite holds {n} events (must be exactly 1)")),
+    }
+}
+
+/// `event` with `patch` applied (see the WIT's `patch`). The patch's
+/// strings were lifted under the output cap; the result is checked like
+/// any rewrite by the caller. Removing a position past the event's
+/// attributes refuses the patch.
+pub fn apply_patch(event: &Event, patch: Patch) -> Result<Event, String> {
+    let mut out = event.clone();
+    if !patch.remove.is_empty() {
+        let n = out.attributes.len();
+        let mut gone = vec![false; n];
+        for &i in &patch.remove {
+            let at = usize::try_from(i)
+                .ok()
+                .filter(|&at| at < n)
+                .ok_or_else(|| format!("patch removes attribute {i} of an event with {n}"))?;
+            gone[at] = true;
+        }
+        let mut i = 0;
+        out.attributes.retain(|_| {
+            i += 1;
+            !gone[i - 1]
+        });
+    }
+    for attr in patch.set {
+        match out.attributes.iter_mut().find(|a| a.key == attr.key) {
+            Some(existing) => existing.value = attr.value,
+            None => out.attributes.push(attr),
+        }
+    }
+    for edit in patch.fields {
+        match edit {
+            FieldEdit::TimeNs(t) => out.time_ns = t,
+            FieldEdit::Source(s) => out.source = s,
+            FieldEdit::Kind(k) => out.kind = k,
+            FieldEdit::Value(v) => out.value = v,
+            FieldEdit::Unit(u) => out.unit = u,
+            FieldEdit::Body(b) => out.body = b,
+        }
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn event() -> Event {
+        Event {
+            id: EventId { hi: 1, lo: 2 },
+            time_ns: 5,
+            source: "d1".into(),
+            kind: "temp".into(),
+            value: Some(-1.5),
+            unit: Some("c".into()),
+            attributes: vec![
+                Attribute {
+                    key: "operator".into(),
+                    value: AttrValue::Str("alice".into()),
+                },
+                Attribute {
+                    key: "seq".into(),
+                    value: AttrValue::Int(3),
+                },
+                Attribute {
+                    key: "ok".into(),
+                    value: AttrValue::Boolean(true),
+                },
+            ],
+            body: Some(r#"{"a":1}"#.into()),
+        }
+    }
+
+    #[test]
+    fn events_round_trip_through_the_codec() {
+        let events = vec![
+            event(),
+            Event {
+                body: None,
+                value: None,
+                ..event()
+            },
+        ];
+        let bytes = encode(&mut Writer::new(), &events).unwrap();
+        assert_eq!(decode(&bytes, &Limits::default()).unwrap(), events);
+    }
+
+    #[test]
+    fn referenced_strings_are_held_to_the_output_cap() {
+        let events = vec![event(); 10];
+        let bytes = encode(&mut Writer::new(), &events).unwrap();
+        let limits = Limits {
+            max_output_bytes: 100,
+            ..Limits::default()
+        };
+        let err = decode(&bytes, &limits).unwrap_err();
+        assert!(err.contains("over the 100-byte output cap"), "{err}");
+    }
+
+    #[test]
+    fn a_patch_removes_sets_and_replaces_fields() {
+        let patch = Patch {
+            remove: vec![0, 0],
+            set: vec![
+                Attribute {
+                    key: "seq".into(),
+                    value: AttrValue::Int(4),
+                },
+                Attribute {
+                    key: "new".into(),
+                    value: AttrValue::Float(1.0),
+                },
+            ],
+            fields: vec![
+                FieldEdit::Source("masked".into()),
+                FieldEdit::Unit(None),
+                FieldEdit::Body(None),
+            ],
+        };
+        let out = apply_patch(&event(), patch).unwrap();
+        let keys: Vec<&str> = out.attributes.iter().map(|a| a.key.as_str()).collect();
+        assert_eq!(keys, ["seq", "ok", "new"]);
+        assert_eq!(out.attributes[0].value, AttrValue::Int(4));
+        assert_eq!(
+            (out.source.as_str(), out.unit, out.body),
+            ("masked", None, None)
+        );
+        assert_eq!(out.id, event().id);
+    }
+
+    #[test]
+    fn a_patch_past_the_attributes_is_refused() {
+        let patch = Patch {
+            remove: vec![3],
+            set: Vec::new(),
+            fields: Vec::new(),
+        };
+        let err = apply_patch(&event(), patch).unwrap_err();
+        assert_eq!(err, "patch removes attribute 3 of an event with 3");
+    }
+
+    #[test]
+    fn a_rewrite_must_hold_one_event() {
+        let limits = Limits::default();
+        let two = encode(&mut Writer::new(), &[event(), event()]).unwrap();
+        assert_eq!(
+            decode_rewrite(&two, &limits).unwrap_err(),
+            "rewrite holds 2 events (must be exactly 1)"
+        );
+        let err = decode_rewrite(&[1, 2, 3], &limits).unwrap_err();
+        assert!(err.starts_with("rewrite: batch of 3 bytes"), "{err}");
+    }
+}

@@ -1,0 +1,166 @@
+//! The contract 0.2.0 calls of [`PluginInstance`]: the batch goes in as
+//! one flat buffer and comes back as checked host `Event`s, so the rest of
+//! the instance (caps, refusals, ids) and the pipeline see no difference
+//! between the two contract versions.
+//!
+//! A buffer from the guest that breaks the layout, a wrong number of
+//! results, or event counts that do not add up is a broken call (like a
+//! 0.1.0 result that cannot be lifted); a privacy patch or rewrite that
+//! cannot apply is refused for its event alone.
+
+use wasmtime::Store;
+use wasmtime::component::Instance;
+
+use super::super::bindings::{Action, Event, Frame, Verdict};
+use super::super::flat::{self, Decoded, FlatAction, FrameBatch};
+use super::super::host::HostState;
+use super::super::kind::PluginKind;
+use super::super::output;
+use super::{CallError, PluginInstance};
+
+/// Checks a 0.2.0 stage export's exact signature.
+pub(super) fn check_stage_type(
+    kind: PluginKind,
+    instance: &Instance,
+    store: &mut Store<HostState>,
+) -> wasmtime::Result<()> {
+    let name = kind.stage_export();
+    match kind {
+        PluginKind::Source => instance
+            .get_typed_func::<(u32,), (Vec<u8>,)>(store, name)
+            .map(drop),
+        PluginKind::Decoder => instance
+            .get_typed_func::<(FrameBatch,), (Decoded,)>(store, name)
+            .map(drop),
+        PluginKind::Validator => instance
+            .get_typed_func::<(Vec<u8>,), (Vec<Verdict>,)>(store, name)
+            .map(drop),
+        PluginKind::Privacy => instance
+            .get_typed_func::<(Vec<u8>,), (Vec<FlatAction>,)>(store, name)
+            .map(drop),
+        PluginKind::Sampler => instance
+            .get_typed_func::<(Vec<u8>,), (Vec<bool>,)>(store, name)
+            .map(drop),
+    }
+}
+
+impl PluginInstance {
+    /// `events` as one batch for the guest.
+    pub(super) fn encode(&mut self, events: &[Event]) -> Result<Vec<u8>, CallError> {
+        flat::encode(&mut self.writer, events).map_err(|e| CallError::Input {
+            plugin: self.plugin.info.name.clone(),
+            message: e.to_string(),
+        })
+    }
+
+    /// Reads a guest's batch; a malformed one breaks the call.
+    fn read(&mut self, bytes: &[u8]) -> Result<Vec<Event>, CallError> {
+        flat::decode(bytes, &self.plugin.options.limits).map_err(|m| self.bad_output(m))
+    }
+
+    /// A source's poll: its batch, read.
+    pub(super) fn poll_flat(&mut self, max: u32) -> Result<Vec<Event>, CallError> {
+        let (bytes,): (Vec<u8>,) = self.call_cached((max,))?;
+        self.read(&bytes)
+    }
+
+    /// A decode: one call per run of frames that share a content type and
+    /// origin (one input's frames always do), each answer split back into
+    /// one result per frame.
+    pub(super) fn decode_flat(
+        &mut self,
+        frames: &[Frame],
+    ) -> Result<Vec<Result<Vec<Event>, String>>, CallError> {
+        let mut out = Vec::with_capacity(frames.len());
+        let mut rest = frames;
+        while let Some(first) = rest.first() {
+            let run = rest
+                .iter()
+                .position(|f| f.content_type != first.content_type || f.origin != first.origin)
+                .unwrap_or(rest.len());
+            let (group, tail) = rest.split_at(run);
+            rest = tail;
+            let mut batch = FrameBatch {
+                content_type: first.content_type.clone(),
+                origin: first.origin.clone(),
+                ..FrameBatch::default()
+            };
+            halyard_flat::frame_buffer(
+                group.iter().map(|f| f.data.as_slice()),
+                &mut batch.data,
+                &mut batch.ends,
+            )
+            .map_err(|e| CallError::Input {
+                plugin: self.plugin.info.name.clone(),
+                message: e.to_string(),
+            })?;
+            let (decoded,): (Decoded,) = self.call_cached((batch,))?;
+            self.split_decoded(decoded, group.len(), &mut out)?;
+        }
+        Ok(out)
+    }
+
+    /// One `decoded` answer for `frames` frames, as one result per frame.
+    fn split_decoded(
+        &mut self,
+        decoded: Decoded,
+        frames: usize,
+        out: &mut Vec<Result<Vec<Event>, String>>,
+    ) -> Result<(), CallError> {
+        output::check_count("results", decoded.results.len(), frames)
+            .map_err(|m| self.bad_output(m))?;
+        let mut events = self.read(&decoded.events)?.into_iter();
+        let claimed: u64 = decoded
+            .results
+            .iter()
+            .map(|r| r.as_ref().map_or(0, |n| u64::from(*n)))
+            .sum();
+        if claimed != events.len() as u64 {
+            return Err(self.bad_output(format!(
+                "results claim {claimed} events but the batch holds {}",
+                events.len()
+            )));
+        }
+        for result in decoded.results {
+            out.push(result.map(|n| events.by_ref().take(n as usize).collect()));
+        }
+        Ok(())
+    }
+
+    /// A privacy call: actions in the 0.1.0 form (a patch applied becomes
+    /// a rewrite), and the events whose patch or rewrite could not apply
+    /// (already drops), with the reason.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn redact_flat(
+        &mut self,
+        events: &[Event],
+    ) -> Result<(Vec<Action>, Vec<(usize, String)>), CallError> {
+        let batch = self.encode(events)?;
+        let (actions,): (Vec<FlatAction>,) = self.call_cached((batch,))?;
+        output::check_count("actions", actions.len(), events.len())
+            .map_err(|m| self.bad_output(m))?;
+        let limits = &self.plugin.options.limits;
+        let mut refused = Vec::new();
+        let actions = actions
+            .into_iter()
+            .zip(events)
+            .enumerate()
+            .map(|(i, (action, event))| {
+                let applied = match action {
+                    FlatAction::Keep => return Action::Keep,
+                    FlatAction::Drop => return Action::Drop,
+                    FlatAction::Patch(patch) => flat::apply_patch(event, patch),
+                    FlatAction::Rewrite(bytes) => flat::decode_rewrite(&bytes, limits),
+                };
+                match applied {
+                    Ok(event) => Action::Rewrite(event),
+                    Err(reason) => {
+                        refused.push((i, reason));
+                        Action::Drop
+                    }
+                }
+            })
+            .collect();
+        Ok((actions, refused))
+    }
+}
