@@ -409,7 +409,11 @@ impl StageSeed {
         let plugin = health.plugin.clone()?;
         let (policy, generation) = (health.policy, health.generation);
         drop(health);
-        let mut stage = Stage::native(self.name.clone(), Box::new(plugin.started_instance()), policy);
+        let mut stage = Stage::native(
+            self.name.clone(),
+            Box::new(plugin.started_instance()),
+            policy,
+        );
         stage.plugin = Some(plugin);
         stage.health = self.health.clone();
         stage.generation = generation;

@@ -140,8 +140,12 @@ impl Readers {
         self.rt.block_on(async {
             let client =
                 redis::Client::open(format!("redis://127.0.0.1:{}/0", redis.port)).expect("client");
+            // A reply of thousands of entries on a loaded machine can take
+            // longer than the client's default response timeout.
+            let config = redis::AsyncConnectionConfig::new()
+                .set_response_timeout(Some(std::time::Duration::from_secs(60)));
             let mut conn = client
-                .get_multiplexed_async_connection()
+                .get_multiplexed_async_connection_with_config(&config)
                 .await
                 .expect("connect");
             let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use crate::http_support::{
-    AUTH, Client, ingest_url, line_is_valid, line_ts, sensor_lines, start_http_host,
+    AUTH, Client, ingest_url, line_is_valid, line_ts, sensor_lines, start_http_host_with,
 };
 use crate::support::{Scenario, delivered, wait_for};
 
@@ -25,7 +25,10 @@ fn status_bytes(pid: u32, field: &str) -> u64 {
 fn a_15_mib_request_costs_the_host_a_small_multiple_of_its_body() {
     let s = Scenario::new();
     let out = s.path("out.jsonl");
-    let (host, listen) = start_http_host(&s, &out, AUTH);
+    // One pipeline worker: this measures what a request costs. Each extra
+    // worker holds its own instance of every plugin, whose memory grows to
+    // its first large batch; the warm-up below would warm one worker only.
+    let (host, listen) = start_http_host_with(&s, &out, AUTH, "\n[pipeline]\nworkers = 1\n");
     let client = Client::new();
     let pid = host.pid();
 

@@ -40,12 +40,19 @@ pub use crate::operate_support::{free_ports, wait_listening};
 /// Starts a host with an http input (with `input_extra`, e.g. [`AUTH`]) on
 /// a free port and a file transport to `out`; returns once it listens.
 pub fn start_http_host(s: &Scenario, out: &Path, input_extra: &str) -> (Host, SocketAddr) {
+    start_http_host_with(s, out, input_extra, "")
+}
+
+/// [`start_http_host`] with `more` (whole TOML tables) appended to the config.
+pub fn start_http_host_with(
+    s: &Scenario,
+    out: &Path,
+    input_extra: &str,
+    more: &str,
+) -> (Host, SocketAddr) {
     let [listen] = free_ports();
-    std::fs::write(
-        &s.config,
-        http_config(&s.data, listen, input_extra, "", &file_transport(out)),
-    )
-    .unwrap();
+    let config = http_config(&s.data, listen, input_extra, "", &file_transport(out));
+    std::fs::write(&s.config, config + more).unwrap();
     let host = Host::start(&s.config);
     wait_listening(listen);
     (host, listen)
