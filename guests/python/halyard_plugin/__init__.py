@@ -19,6 +19,7 @@ What the contract looks like from Python:
   (``init_error`` builds it).
 """
 
+import math
 from typing import Dict, List, Optional, Tuple
 
 from componentize_py_types import Err
@@ -47,8 +48,15 @@ __all__ = [
     "AttrValue_Boolean", "AttrValue_Float", "AttrValue_Int", "AttrValue_Str",
     "Config", "Event", "EventId", "InitError", "PluginInfo",
     "Verdict_Accept", "Verdict_Reject", "attr", "attr_text", "clock",
-    "init_error", "log", "set_attr",
+    "fmt_float", "init_error", "log", "set_attr",
 ]
+
+
+def fmt_float(v: float) -> str:
+    """A float as Rust's Display and JavaScript write it: ``120`` not ``120.0``."""
+    if math.isfinite(v) and v == int(v) and abs(v) < 1e16:
+        return str(int(v))
+    return repr(v)
 
 
 def init_error(key: Optional[str], message: str) -> Err:
@@ -161,7 +169,7 @@ def attr_text(value) -> str:
     if isinstance(value, AttrValue_Boolean):
         return "true" if v else "false"
     if isinstance(value, AttrValue_Float):
-        return repr(v) if v != int(v) else str(int(v))
+        return fmt_float(v)
     return str(v)
 
 

@@ -1,10 +1,14 @@
 //! The `halyard` command line. This is the binary's edge: the only place
 //! that uses `anyhow`, prints to the terminal and chooses exit codes.
 
+mod cases;
 mod config_cmd;
 mod deadletter;
 mod grant_arg;
+mod plugin_check;
 mod plugin_cmd;
+mod plugin_new;
+mod plugin_test;
 mod sign_cmd;
 mod tail;
 mod trust_cmd;
@@ -16,7 +20,10 @@ use clap::{Parser, Subcommand};
 
 pub use config_cmd::ConfigCheckArgs;
 pub use deadletter::{DeadletterCommand, PurgeArgs, ReplayArgs, SelectArgs, ShowArgs};
-pub use plugin_cmd::{CheckArgs, RunArgs};
+pub use plugin_check::CheckArgs;
+pub use plugin_cmd::RunArgs;
+pub use plugin_new::NewArgs;
+pub use plugin_test::TestArgs;
 pub use sign_cmd::{SignArgs, SignManifestArgs, VerifyPluginArgs};
 pub use tail::TailArgs;
 pub use trust_cmd::{InspectArgs, IssueArgs, KeygenArgs, LicenseCommand, VerifyBatchArgs};
@@ -100,12 +107,21 @@ pub enum ConfigCommand {
 /// `halyard plugin …`
 #[derive(Debug, Subcommand)]
 pub enum PluginCommand {
-    /// Check that a component is a valid plugin; print its kind, name,
-    /// version, imports and exports. Exit 0 if valid, 1 with the reason if not.
+    /// Check that a component is a valid plugin: every import with the
+    /// host's verdict (allowed, granted, refused and why), every export, the
+    /// cold compile time, its kind, name and version; `--bench N` measures
+    /// its per-event cost. Exit 0 if valid, 1 with the reason if not.
     Check(CheckArgs),
     /// Run a plugin over a file offline and print the outcome per event (or
     /// per frame, for decoders) as JSON lines.
     Run(RunArgs),
+    /// Run a plugin over the cases of an expectations file (one JSON case
+    /// per line: input, config, expected outcomes); print a diff for each
+    /// failing case. Exit 0 if all pass, 1 if any fails.
+    Test(TestArgs),
+    /// Write a new plugin project (source, WIT, build script, cases file)
+    /// in Rust, JavaScript or Python, ready to build and test.
+    New(NewArgs),
     /// Sign a component with a private key, for the name, kind and version
     /// it will be installed as: writes `FILE.sig`.
     Sign(SignArgs),
@@ -201,8 +217,10 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         init_logging();
     }
     match cli.command {
-        Command::Plugin(PluginCommand::Check(args)) => plugin_cmd::check(&args),
+        Command::Plugin(PluginCommand::Check(args)) => plugin_check::check(&args),
         Command::Plugin(PluginCommand::Run(args)) => plugin_cmd::run(&args),
+        Command::Plugin(PluginCommand::Test(args)) => plugin_test::test(&args),
+        Command::Plugin(PluginCommand::New(args)) => plugin_new::new(&args),
         Command::Plugin(PluginCommand::Sign(args)) => sign_cmd::sign(&args),
         Command::Plugin(PluginCommand::SignManifest(args)) => sign_cmd::sign_manifest(&args),
         Command::Plugin(PluginCommand::Verify(args)) => sign_cmd::verify_plugin(&args),

@@ -1,5 +1,6 @@
-//! `halyard plugin check` and `halyard plugin run`: the offline harness for
-//! plugin authors.
+//! `halyard plugin run`: runs a plugin over a file offline, the harness
+//! for trying a plugin by hand (`plugin test` checks expectations,
+//! `plugin check` inspects).
 
 use std::io::{BufRead, BufWriter, Write};
 use std::path::PathBuf;
@@ -12,30 +13,8 @@ use serde_json::{Value, json};
 use super::RuntimeArgs;
 use crate::event;
 use crate::plugin::{
-    Action, Event, Frame, Limits, Plugin, PluginInstance, PluginKind, PluginOptions, Verdict,
+    Action, Event, Frame, Limits, PluginInstance, PluginKind, PluginOptions, Verdict,
 };
-
-/// Arguments of `halyard plugin check`.
-#[derive(Debug, Clone, clap::Args)]
-pub struct CheckArgs {
-    /// The component file.
-    pub file: PathBuf,
-    /// The kind it must implement; inferred from its exports if omitted.
-    #[arg(long)]
-    pub kind: Option<PluginKind>,
-    /// Plugin config as key=value (repeatable); `init` is run with it.
-    #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
-    pub config: Vec<(String, String)>,
-    /// Print the report as one JSON object.
-    #[arg(long)]
-    pub json: bool,
-    /// A capability, as in the config's `grants` (repeatable): env=NAME,
-    /// read_dir=PATH, network, or network=IP:PORT.
-    #[arg(long = "grant", value_name = "GRANT", value_parser = super::grant_arg::parse)]
-    pub grants: Vec<super::grant_arg::GrantArg>,
-    #[command(flatten)]
-    pub runtime: RuntimeArgs,
-}
 
 /// Arguments of `halyard plugin run`.
 #[derive(Debug, Clone, clap::Args)]
@@ -61,10 +40,16 @@ pub struct RunArgs {
     /// Sources: the most events per poll.
     #[arg(long, default_value_t = 100)]
     pub max: u32,
-    /// CPU deadline per call, in milliseconds (1 to 60000, as in the config).
+    /// Wall-clock deadline per call, fixed part, in milliseconds (1 to
+    /// 60000, as in the config's `limits.deadline_ms`).
     #[arg(long, default_value_t = 100,
         value_parser = clap::value_parser!(u64).range(1..=crate::config::ranges::MAX_DEADLINE_MS))]
     pub deadline_ms: u64,
+    /// The deadline's part per event (frame, polled event), in µs, as the
+    /// config's `limits.deadline_per_event_us`.
+    #[arg(long, default_value_t = crate::plugin::limits::DEFAULT_PER_ITEM_DEADLINE_US,
+        value_parser = clap::value_parser!(u64).range(0..=crate::config::ranges::MAX_DEADLINE_PER_EVENT_US))]
+    pub deadline_per_event_us: u64,
     /// Memory cap per instance, in MiB (1 to 4096, as in the config).
     #[arg(long, default_value_t = 64, value_parser = parse_memory_mb)]
     pub memory_mb: usize,
@@ -85,75 +70,10 @@ fn parse_memory_mb(s: &str) -> Result<usize, String> {
     }
 }
 
-fn parse_key_value(s: &str) -> Result<(String, String), String> {
+pub(super) fn parse_key_value(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_string(), v.to_string())),
         _ => Err(format!("`{s}` is not KEY=VALUE")),
-    }
-}
-
-/// `halyard plugin check`: exit 0 if the component is a valid plugin.
-pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
-    let runtime = args.runtime.runtime()?;
-    let options = PluginOptions {
-        config: args.config.iter().cloned().collect(),
-        grants: super::grant_arg::grants(&args.grants),
-        ..PluginOptions::default()
-    };
-    let result = runtime.load(&args.file, args.kind, options);
-    let mut out = std::io::stdout().lock();
-    match result {
-        Ok(plugin) => {
-            if args.json {
-                let report = json!({
-                    "file": plugin.path, "valid": true, "kind": plugin.kind,
-                    "contract": plugin.contract.as_str(),
-                    "name": plugin.info.name, "version": plugin.info.version,
-                    "sha256": plugin.sha256, "imports": plugin.imports, "exports": plugin.exports,
-                    "calls": calls(&plugin),
-                });
-                writeln!(out, "{report}")?;
-            } else {
-                write_report(&mut out, &plugin)?;
-                writeln!(out, "verdict:  valid {}", plugin.kind)?;
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(err) => {
-            if args.json {
-                let report = json!({"file": args.file, "valid": false, "error": err.to_string()});
-                writeln!(out, "{report}")?;
-            } else {
-                writeln!(out, "file:     {}", args.file.display())?;
-                writeln!(out, "verdict:  invalid: {err}")?;
-            }
-            Ok(ExitCode::from(1))
-        }
-    }
-}
-
-fn write_report(out: &mut impl Write, plugin: &Plugin) -> std::io::Result<()> {
-    writeln!(out, "file:     {}", plugin.path.display())?;
-    writeln!(out, "kind:     {}", plugin.kind)?;
-    writeln!(out, "contract: {}", plugin.contract)?;
-    writeln!(out, "name:     {}", plugin.info.name)?;
-    writeln!(out, "version:  {}", plugin.info.version)?;
-    writeln!(out, "sha256:   {}", plugin.sha256)?;
-    writeln!(out, "imports:")?;
-    for import in &plugin.imports {
-        writeln!(out, "  {import}")?;
-    }
-    writeln!(out, "exports:  {}", plugin.exports.join(", "))?;
-    writeln!(out, "calls:    {}", calls(plugin))
-}
-
-/// How the host calls the plugin, so an author sees why a guest that
-/// imports `poll` (or has a grant) costs more per call.
-fn calls(plugin: &Plugin) -> &'static str {
-    if plugin.calls_synchronously() {
-        "sync (cannot wait: the epoch bounds each call)"
-    } else {
-        "async (can wait in a host call: a timer bounds each call)"
     }
 }
 
@@ -165,6 +85,7 @@ pub fn run(args: &RunArgs) -> anyhow::Result<ExitCode> {
         config: args.config.iter().cloned().collect(),
         limits: Limits {
             call_deadline: Duration::from_millis(args.deadline_ms),
+            per_item_deadline: Duration::from_micros(args.deadline_per_event_us),
             memory_bytes: args.memory_mb.saturating_mul(1 << 20),
             ..Limits::default()
         },

@@ -125,8 +125,14 @@ impl Serialize for NetworkConfig {
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LimitsConfig {
-    /// Wall-clock deadline per call (a batch, `init`, or instantiation).
+    /// Wall-clock deadline per call (a batch, `init`, or instantiation):
+    /// the fixed part.
     pub deadline_ms: Option<u64>,
+    /// The part of a batch call's deadline per event (per frame, per polled
+    /// event), in µs: a call over N events gets `deadline_ms + N ×
+    /// deadline_per_event_us / 1000` ms (at most 60 s). Default 100; 0
+    /// gives every call `deadline_ms` alone.
+    pub deadline_per_event_us: Option<u64>,
     /// Memory budget of one instance: all its memories and tables together.
     pub memory_mb: Option<usize>,
     /// The most core/component instances one instance's store may create.

@@ -10,6 +10,9 @@ use super::{HostConfig, InputConfig, PluginRef, TransportConfig};
 /// pipeline thread for that long; past a minute the host cannot be said to
 /// answer at all.
 pub const MAX_DEADLINE_MS: u64 = 60_000;
+/// The largest per-event part of a call's deadline, in µs (10 ms an event;
+/// a call's whole deadline stays at most [`MAX_DEADLINE_MS`] anyway).
+pub const MAX_DEADLINE_PER_EVENT_US: u64 = 10_000;
 
 /// The largest per-plugin memory cap, in MiB: 4 GiB (a 32-bit wasm memory
 /// cannot grow past it), and never more than `usize` holds in bytes, so
@@ -172,9 +175,17 @@ pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
         .find_map(|(key, value, min, max)| between(key, value, min, max))
 }
 
-/// `deadline_ms` in 1..=[`MAX_DEADLINE_MS`], `memory_mb` in
-/// 1..=[`MAX_MEMORY_MB`].
+/// `deadline_ms` in 1..=[`MAX_DEADLINE_MS`], `deadline_per_event_us` in
+/// 0..=[`MAX_DEADLINE_PER_EVENT_US`], `memory_mb` in 1..=[`MAX_MEMORY_MB`].
 fn check_plugin_limits(key: &str, plugin: &PluginRef) -> Option<(String, String)> {
+    if let Some(us) = plugin.limits.deadline_per_event_us
+        && us > MAX_DEADLINE_PER_EVENT_US
+    {
+        return Some((
+            format!("{key}.limits.deadline_per_event_us"),
+            format!("must be between 0 and {MAX_DEADLINE_PER_EVENT_US} microseconds (is {us})"),
+        ));
+    }
     if let Some(ms) = plugin.limits.deadline_ms
         && !(1..=MAX_DEADLINE_MS).contains(&ms)
     {

@@ -207,6 +207,9 @@ pub fn plugin_options(r: &PluginRef) -> PluginOptions {
     if let Some(ms) = r.limits.deadline_ms {
         limits.call_deadline = Duration::from_millis(ms);
     }
+    if let Some(us) = r.limits.deadline_per_event_us {
+        limits.per_item_deadline = Duration::from_micros(us);
+    }
     if let Some(mb) = r.limits.memory_mb {
         limits.memory_bytes = mb.saturating_mul(1 << 20);
     }

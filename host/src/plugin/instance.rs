@@ -18,6 +18,7 @@
 
 use std::any::Any;
 use std::sync::Arc;
+use std::time::Duration;
 
 use halyard_flat::Writer;
 use wasmtime::Store;
@@ -50,6 +51,11 @@ pub struct PluginInstance {
     calls: u64,
     /// Builds 0.2.0 batches; kept so its buffers keep their capacity.
     writer: Writer,
+    /// Items (events, frames, or a poll's `max`) in the call being made:
+    /// its deadline grows with them ([`super::Limits::deadline_for`]).
+    items: usize,
+    /// The deadline of the guest entry in progress, for its error message.
+    deadline_now: Duration,
 }
 
 /// A store with an instantiated, initialised component.
@@ -64,12 +70,15 @@ struct Live {
 impl PluginInstance {
     /// A handle for `plugin`; the sandbox is created on the first call.
     pub fn new(plugin: Arc<Plugin>) -> Self {
+        let plugin_deadline = plugin.options.limits.call_deadline;
         PluginInstance {
             plugin,
             live: None,
             traps: 0,
             calls: 0,
             writer: Writer::new(),
+            items: 0,
+            deadline_now: plugin_deadline,
         }
     }
 
@@ -109,6 +118,7 @@ impl PluginInstance {
     pub(crate) fn start(&mut self) -> Result<PluginInfo, LoadError> {
         let mut store = self.new_store();
         let deadline = self.plugin.options.limits.call_deadline;
+        self.deadline_now = deadline;
         let pre = self.plugin.pre.clone();
         let started = match self.plugin.call_mode {
             CallMode::Sync => call_mode::run(|| {
@@ -194,8 +204,13 @@ impl PluginInstance {
     ) -> Result<T, CallError> {
         let result = match outcome {
             Ok(Ok(value)) => Ok(value),
-            Ok(Err(err)) => Err(trap_error(&self.plugin, store, &err)),
-            Err(unfinished) => Err(cut_error(&self.plugin, store, unfinished)),
+            Ok(Err(err)) => Err(trap_error(&self.plugin, store, &err, self.deadline_now)),
+            Err(unfinished) => Err(cut_error(
+                &self.plugin,
+                store,
+                unfinished,
+                self.deadline_now,
+            )),
         };
         store.data_mut().end_call();
         result
@@ -318,8 +333,9 @@ impl PluginInstance {
                 }
             })?;
         }
-        let ticks = self.deadline();
-        let deadline = self.plugin.options.limits.call_deadline;
+        let deadline = self.plugin.options.limits.deadline_for(self.items);
+        self.deadline_now = deadline;
+        let ticks = deadline_ticks(deadline);
         let Some(mut live) = self.live.take() else {
             return Err(CallError::Restart {
                 plugin: self.plugin.info.name.clone(),
@@ -393,6 +409,7 @@ impl PluginInstance {
     /// Validates events; one verdict per event. A reject reason over the
     /// string cap is cut to it; the verdict stands.
     pub fn validate(&mut self, events: &[Event]) -> Result<Vec<Verdict>, CallError> {
+        self.items = events.len();
         let (mut verdicts,): (Vec<Verdict>,) = match self.plugin.contract {
             Contract::V0_1 => self.call((events,))?,
             Contract::V0_2 => {
@@ -421,6 +438,7 @@ impl PluginInstance {
 
     /// Samples events; one keep/discard decision per event.
     pub fn sample(&mut self, events: &[Event]) -> Result<Vec<bool>, CallError> {
+        self.items = events.len();
         let (keep,): (Vec<bool>,) = match self.plugin.contract {
             Contract::V0_1 => self.call((events,))?,
             Contract::V0_2 => {
@@ -437,6 +455,7 @@ impl PluginInstance {
     /// those the host refuses (over a cap, or past `max`), with the reason.
     /// Refusals are not traps: only a trap fails the call.
     pub fn poll_checked(&mut self, max: u32) -> Result<output::Polled, CallError> {
+        self.items = max as usize;
         let events = match self.plugin.contract {
             Contract::V0_1 => self.call::<_, (Vec<Event>,)>((max,))?.0,
             Contract::V0_2 => self.poll_flat(max)?,
@@ -456,6 +475,7 @@ impl PluginInstance {
         &mut self,
         frames: &[Frame],
     ) -> Result<Vec<Result<Vec<Event>, output::FrameError>>, CallError> {
+        self.items = frames.len();
         let results = match self.plugin.contract {
             Contract::V0_1 => {
                 self.call::<_, (Vec<Result<Vec<Event>, String>>,)>((frames,))?
@@ -485,6 +505,7 @@ impl PluginInstance {
     /// which rewrites the host refused (they are drops already: privacy
     /// fails closed). Refusals are not traps.
     pub fn redact_checked(&mut self, events: &[Event]) -> Result<output::Redacted, CallError> {
+        self.items = events.len();
         let (mut actions, mut unapplied) = match self.plugin.contract {
             Contract::V0_1 => (self.call::<_, (Vec<Action>,)>((events,))?.0, Vec::new()),
             Contract::V0_2 => self.redact_flat(events)?,

@@ -14,6 +14,7 @@ pub(super) fn trap_error(
     plugin: &Plugin,
     store: &mut Store<HostState>,
     err: &wasmtime::Error,
+    deadline: std::time::Duration,
 ) -> CallError {
     let trap = err.downcast_ref::<Trap>().copied();
     let root = err.root_cause().to_string();
@@ -39,7 +40,7 @@ pub(super) fn trap_error(
     let message = match cause {
         TrapCause::Deadline => format!(
             "ran past its {} ms deadline (wall clock)",
-            plugin.options.limits.call_deadline.as_millis()
+            deadline.as_millis()
         ),
         TrapCause::Memory => format!(
             "tried to grow memory or tables past its {} MiB cap",
@@ -55,8 +56,9 @@ pub(super) fn cut_error(
     plugin: &Plugin,
     store: &mut Store<HostState>,
     why: Unfinished,
+    deadline: std::time::Duration,
 ) -> CallError {
-    let ms = plugin.options.limits.call_deadline.as_millis();
+    let ms = deadline.as_millis();
     let (cause, message) = match why {
         Unfinished::Blocked => (
             TrapCause::Deadline,

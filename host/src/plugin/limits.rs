@@ -13,8 +13,16 @@ pub struct Limits {
     /// Wall-clock deadline for one call (a whole batch), from its start;
     /// running code is interrupted by the epoch, waiting in the host by a
     /// timer (see [`super::deadline`]). Instantiation with `info`, and
-    /// `init`, each get the same deadline.
+    /// `init`, each get this deadline; a batch call gets it plus
+    /// [`Limits::per_item_deadline`] per item (see [`Limits::deadline_for`]).
     pub call_deadline: Duration,
+    /// The part of a batch call's deadline that grows with the batch: this
+    /// much per event (per frame for a decoder, per `max` event for a
+    /// source poll). A guest in a slower language (JavaScript, Python) costs
+    /// tens of µs per event, so a fixed deadline that fits 100 events does
+    /// not fit 1000 on a loaded device; zero gives every call the fixed part
+    /// alone.
+    pub per_item_deadline: Duration,
     /// The most instances one store may create. A component is made of
     /// several core instances; componentize-py builds (with `--stub-wasi`)
     /// need well over 32.
@@ -45,11 +53,33 @@ pub struct Limits {
     pub max_output_bytes: usize,
 }
 
+/// The default per-item part of a batch call's deadline, in µs: four times
+/// what the JavaScript example validator costs per event on a quiet machine
+/// (~24 µs), so a loaded device keeps its batches.
+pub const DEFAULT_PER_ITEM_DEADLINE_US: u64 = 100;
+
+/// The longest any one call may be given, whatever the batch: the config's
+/// `deadline_ms` maximum.
+const MAX_CALL_DEADLINE: Duration = Duration::from_millis(60_000);
+
+impl Limits {
+    /// The wall-clock deadline of a call over `items` events (or frames, or
+    /// a poll of at most `items` events): `call_deadline + items ×
+    /// per_item_deadline`, at most 60 s.
+    pub fn deadline_for(&self, items: usize) -> Duration {
+        let items = u32::try_from(items).unwrap_or(u32::MAX);
+        self.call_deadline
+            .saturating_add(self.per_item_deadline.saturating_mul(items))
+            .min(MAX_CALL_DEADLINE.max(self.call_deadline))
+    }
+}
+
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             memory_bytes: 64 << 20,
             call_deadline: Duration::from_millis(100),
+            per_item_deadline: Duration::from_micros(DEFAULT_PER_ITEM_DEADLINE_US),
             max_instances: 1000,
             max_memories: 16,
             max_tables: 1000,

@@ -39,6 +39,7 @@ pub mod error;
 pub mod file;
 pub mod flat;
 pub mod host;
+pub mod inspect;
 pub mod instance;
 pub mod kind;
 pub mod limiter;

@@ -83,6 +83,11 @@ impl Validator for HostileValidator {
                 }
                 accept_all()
             }
+            Mode::Slow(us) => {
+                let n = u64::try_from(events.len()).unwrap_or(u64::MAX);
+                run_for(std::time::Duration::from_micros(us.saturating_mul(n)));
+                accept_all()
+            }
             Mode::Connect => vec![Verdict::Reject(connect(&self.addr)); events.len()],
             Mode::Loop => spin(),
             Mode::Alloc => {
@@ -129,7 +134,14 @@ fn spin() -> ! {
     }
 }
 
-/// Connects to `addr`, says `ping`, and reports the answer or the error.
+/// Runs code (never waits) until `d` of wall time has passed.
+fn run_for(d: std::time::Duration) {
+    let started = std::time::Instant::now();
+    while started.elapsed() < d {
+        black_box(0);
+    }
+}
+
 /// Waits `ms`: `std::thread::sleep`, a pollable waited on with
 /// `wasi:io/poll`.
 #[cfg(not(feature = "waitless"))]

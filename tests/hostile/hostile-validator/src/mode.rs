@@ -49,6 +49,10 @@ pub enum Mode {
     /// happened (`connected: <answer>` or `connect failed: <error>`). A
     /// peer that never answers leaves the guest waiting in a socket read.
     Connect,
+    /// `slow` (with `us_per_event`, default 100): run (spin on the clock,
+    /// never wait) that many µs per event of the batch, then accept every
+    /// event: a guest in a slow language on a busy device.
+    Slow(u64),
 }
 
 impl Mode {
@@ -74,6 +78,7 @@ impl Mode {
             "init-print" => Mode::InitPrint,
             "init-panic" => Mode::InitPanic,
             "connect" => Mode::Connect,
+            "slow" => Mode::Slow(config.parse_or("us_per_event", 100)?),
             other => {
                 return Err(InitError::for_key(
                     "mode",
