@@ -77,13 +77,20 @@ fn check_infers_the_kind_and_speaks_json() {
     assert_eq!(report["valid"], true);
     assert_eq!(report["kind"], "sampler");
     assert_eq!(report["name"], "fraction-sampler");
-    let exports: Vec<&str> = report["exports"]
+    let exports: Vec<(&str, &str)> = report["exports"]
         .as_array()
         .unwrap()
         .iter()
-        .filter_map(Value::as_str)
+        .map(|e| (e["name"].as_str().unwrap(), e["verdict"].as_str().unwrap()))
         .collect();
-    assert_eq!(exports, ["info", "init", "sample"]);
+    assert_eq!(
+        exports,
+        [
+            ("info", "required"),
+            ("init", "required"),
+            ("sample", "required")
+        ]
+    );
 }
 
 #[test]
