@@ -99,10 +99,7 @@ pub fn check(args: &CheckArgs) -> anyhow::Result<ExitCode> {
             return Ok(ExitCode::from(1));
         }
     };
-    let bench = match args.bench {
-        Some(n) => Some(bench(&plugin, n, args.bench_batch)),
-        None => None,
-    };
+    let bench = args.bench.map(|n| bench(&plugin, n, args.bench_batch));
     if args.json {
         let mut report = base_json(args, &inspection, &exports);
         report["valid"] = json!(true);
