@@ -182,6 +182,11 @@ fn out_of_range_limits_are_refused_naming_key_and_line() {
             "(is 60001)",
         ),
         (
+            "limits = { deadline_per_event_us = 10001 }",
+            "stages.validate[0].limits.deadline_per_event_us",
+            "between 0 and 10000 microseconds (is 10001)",
+        ),
+        (
             "limits = { memory_mb = 9223372036854775807 }",
             "stages.validate[0].limits.memory_mb",
             "between 1 and 4096 MiB",
@@ -411,4 +416,25 @@ fn pipeline_workers_default_to_the_cpus_and_zero_is_refused_naming_key_and_line(
     let text = format!("{MINIMAL}\n[pipeline]\nworker = 2\n");
     let err = parse(&text).unwrap_err().to_string();
     assert!(err.contains("worker"), "{err}");
+}
+
+#[test]
+fn the_deadline_per_event_reaches_the_plugin_limits() {
+    let text = MINIMAL.replace(
+        "limits = { deadline_ms = 50 }",
+        "limits = { deadline_ms = 50, deadline_per_event_us = 300 }",
+    );
+    let config = parse(&text).expect("valid");
+    let options = crate::pipeline::plugin_options(&config.stages.validate[0]);
+    assert_eq!(
+        options.limits.deadline_for(1000),
+        std::time::Duration::from_millis(350)
+    );
+    // Unset: the default 100 µs per event.
+    let config = parse(MINIMAL).expect("valid");
+    let options = crate::pipeline::plugin_options(&config.stages.validate[0]);
+    assert_eq!(
+        options.limits.deadline_for(1000),
+        std::time::Duration::from_millis(150)
+    );
 }
