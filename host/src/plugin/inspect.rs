@@ -196,14 +196,8 @@ pub fn judge_import(name: &str, grants: &Grants) -> ImportReport {
                 "every socket call fails with access-denied without a `network` grant".into(),
             )
         }
-    } else if ["wasi:cli/", "wasi:io/", "wasi:clocks/", "wasi:random/"]
-        .iter()
-        .any(|p| name.starts_with(p))
-    {
-        (
-            ImportVerdict::Allowed,
-            "WASI with nothing outside the sandbox (stdio goes to the host log)".into(),
-        )
+    } else if let Some(why) = harmless_wasi(name) {
+        (ImportVerdict::Allowed, why.into())
     } else {
         let hint = if name.starts_with("wasi:http/") {
             "; the host gives plugins no HTTP client: build without fetch (componentize-js: disable the `http` feature)"
@@ -222,4 +216,24 @@ pub fn judge_import(name: &str, grants: &Grants) -> ImportReport {
         verdict,
         why,
     }
+}
+
+/// Why a WASI import that reaches nothing outside the sandbox is allowed.
+fn harmless_wasi(name: &str) -> Option<&'static str> {
+    let why = if name.starts_with("wasi:cli/stdout") || name.starts_with("wasi:cli/stderr") {
+        "output goes to the host log, rate-limited"
+    } else if name.starts_with("wasi:cli/stdin") {
+        "reads nothing (empty)"
+    } else if name.starts_with("wasi:cli/") {
+        "exit, terminal and argument queries: nothing outside the sandbox"
+    } else if name.starts_with("wasi:clocks/") {
+        "the host's clocks, read-only"
+    } else if name.starts_with("wasi:random/") {
+        "random bytes"
+    } else if name.starts_with("wasi:io/") {
+        "streams and waits on the other imports' resources; waits count against the deadline"
+    } else {
+        return None;
+    };
+    Some(why)
 }
