@@ -5,7 +5,7 @@
 
 use std::process::Command;
 
-use super::support::{Cli, both, repo, stdout};
+use super::support::{Cli, both, stdout};
 
 #[test]
 fn a_new_rust_validator_builds_outside_the_repo_and_passes_its_cases() {
@@ -43,7 +43,12 @@ fn a_new_rust_validator_builds_outside_the_repo_and_passes_its_cases() {
     // The same target directory as the example guests, so the SDK's
     // dependencies are built already; the lock file written pins the
     // versions the repository's guests build with, so nothing is fetched.
-    let target = repo().join("target/guests");
+    // `<target>/guests/wasm32-wasip2/release/range_validator.wasm` -> `<target>/guests`.
+    let target = std::path::Path::new(halyard_test_components::RANGE_VALIDATOR)
+        .ancestors()
+        .nth(3)
+        .expect("the guests' target directory")
+        .to_path_buf();
     let build = Command::new(env!("CARGO"))
         .args([
             "build",
