@@ -45,8 +45,8 @@ pub struct Case {
 pub enum Input {
     /// Events, for validators, privacy policies and samplers.
     Events(Vec<Value>),
-    /// Frames (their data as text), for decoders.
-    Frames(Vec<String>),
+    /// Frames, for decoders.
+    Frames(Vec<FrameCase>),
     /// Polls of a source, each for at most `max` events.
     Polls {
         /// How many polls.
@@ -56,6 +56,18 @@ pub enum Input {
     },
     /// Nothing: the case only checks `init` (`init_error`).
     Nothing,
+}
+
+/// One frame of a case: `"text"` (its data), or `{"data": "text",
+/// "origin": "mqtt:sensors/b3/temp", "content_type": "…"}`.
+#[derive(Debug, Clone, Default)]
+pub struct FrameCase {
+    /// The frame's bytes, as text.
+    pub data: String,
+    /// Which input it came from (`test` when not given).
+    pub origin: String,
+    /// Its media type (empty when not given).
+    pub content_type: String,
 }
 
 /// A case file that cannot be used; the message names the line and key.
@@ -185,12 +197,11 @@ fn input(obj: &Map<String, Value>) -> Result<Input, String> {
     if let Some(v) = obj.get("frames") {
         let frames = v
             .as_array()
-            .and_then(|a| {
-                a.iter()
-                    .map(|f| f.as_str().map(str::to_owned))
-                    .collect::<Option<Vec<_>>>()
-            })
-            .ok_or("`frames` must be an array of strings (each frame's data)")?;
+            .and_then(|a| a.iter().map(frame_case).collect::<Option<Vec<_>>>())
+            .ok_or(
+                "`frames` must be an array of strings (each frame's data) or of \
+                 {\"data\", \"origin\", \"content_type\"} objects of strings",
+            )?;
         return Ok(Input::Frames(frames));
     }
     if let Some(v) = obj.get("polls") {
@@ -210,6 +221,32 @@ fn input(obj: &Map<String, Value>) -> Result<Input, String> {
         return Ok(Input::Polls { count, max });
     }
     Ok(Input::Nothing)
+}
+
+fn frame_case(v: &Value) -> Option<FrameCase> {
+    if let Some(data) = v.as_str() {
+        return Some(FrameCase {
+            data: data.to_owned(),
+            origin: "test".into(),
+            content_type: String::new(),
+        });
+    }
+    let obj = v.as_object()?;
+    if obj
+        .keys()
+        .any(|k| !["data", "origin", "content_type"].contains(&k.as_str()))
+    {
+        return None;
+    }
+    let text = |k: &str, default: &str| match obj.get(k) {
+        None => Some(default.to_owned()),
+        Some(v) => v.as_str().map(str::to_owned),
+    };
+    Some(FrameCase {
+        data: obj.get("data")?.as_str()?.to_owned(),
+        origin: text("origin", "test")?,
+        content_type: text("content_type", "")?,
+    })
 }
 
 /// Keys whose string values are patterns rather than literals.

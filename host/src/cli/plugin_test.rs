@@ -161,9 +161,9 @@ fn outcomes(
             let frames: Vec<Frame> = frames
                 .iter()
                 .map(|f| Frame {
-                    data: f.as_bytes().to_vec(),
-                    content_type: String::new(),
-                    origin: "test".into(),
+                    data: f.data.as_bytes().to_vec(),
+                    content_type: f.content_type.clone(),
+                    origin: f.origin.clone(),
                 })
                 .collect();
             let results = instance.decode(&frames).map_err(call)?;

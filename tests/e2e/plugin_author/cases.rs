@@ -12,7 +12,7 @@ const EXAMPLES: [(&str, &str, usize); 5] = [
     (
         components::JSONL_DECODER,
         "guests/jsonl-decoder/cases.jsonl",
-        4,
+        5,
     ),
     (
         components::RANGE_VALIDATOR,
