@@ -412,3 +412,25 @@ fn pipeline_workers_default_to_the_cpus_and_zero_is_refused_naming_key_and_line(
     let err = parse(&text).unwrap_err().to_string();
     assert!(err.contains("worker"), "{err}");
 }
+
+#[test]
+fn the_status_token_is_substituted_checked_and_never_printed() {
+    let text = format!("{MINIMAL}\n[health]\nlisten = \"0.0.0.0:9464\"\ntoken = \"${{KEY}}\"\n");
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.health.token.as_ref().map(|t| t.expose()),
+        Some("s3cret-key")
+    );
+    let printed = config.to_masked_toml();
+    assert!(!printed.contains("s3cret-key"), "{printed}");
+    assert!(printed.contains("token = \"***\""), "{printed}");
+    for bad in ["\"\"", "\"two words\""] {
+        let text = format!("{MINIMAL}\n[health]\ntoken = {bad}\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("health.token"), "{err}");
+        assert!(
+            !err.contains("two words"),
+            "the value is not repeated: {err}"
+        );
+    }
+}
