@@ -62,7 +62,9 @@ started=$(date +%s)
 nice -n 19 cargo build --profile "$PROFILE" --target "$TARGET" -p halyard --bin halyard
 echo "built in $(( $(date +%s) - started )) s"
 arm="$TARGET_DIR/$TARGET/$PROFILE/halyard"
-file "$arm" | tee /dev/stderr | grep -q "ARM aarch64" || fail "$arm is not an aarch64 binary"
+kind=$(file -b "$arm")
+echo "$kind"
+grep -q "ARM aarch64" <<<"$kind" || fail "$arm is not an aarch64 binary"
 echo "size: $(stat -c %s "$arm") bytes"
 
 say "native host (for halyard receive) and the example guests"
@@ -164,7 +166,7 @@ HALYARD_RECEIVER_API_KEY=$key "$native" receive --listen "127.0.0.1:$hub_port" \
   --store "$work/received.db" >"$work/receiver.stats" 2>"$work/receiver.log" &
 receiver=$!
 started=$(date +%s%N)
-RUST_LOG=info "${qemu[@]}" "$arm" run --config "$work/host.toml" 2>"$work/host.log" &
+RUST_LOG=info,halyard::run::file_input=debug "${qemu[@]}" "$arm" run --config "$work/host.toml" 2>"$work/host.log" &
 host=$!
 cleanup() { kill -TERM "$host" "$receiver" 2>/dev/null || true; }
 trap cleanup EXIT
