@@ -1,6 +1,11 @@
 //! `halyard tail`: follow a host's live event stream (`/events/stream`)
 //! from a terminal or a script, reconnecting with backoff when the host
-//! restarts or the connection drops.
+//! restarts or the connection drops. It resumes where it left off: each
+//! reconnect sends the last item's id as `Last-Event-ID`, so items published
+//! meanwhile come from the host's resume window, or a `[dropped]` line says
+//! how many are gone. With `--token` (or `HALYARD_STATUS_TOKEN`) it sends
+//! `Authorization: Bearer`; a 401 or 403 ends it (exit 1) rather than
+//! retrying.
 
 use std::io::Write;
 use std::process::ExitCode;
@@ -31,6 +36,9 @@ pub struct TailArgs {
     /// Exit after printing this many items.
     #[arg(long, value_name = "N")]
     pub count: Option<u64>,
+    /// The status server's token (`[health] token`).
+    #[arg(long, env = "HALYARD_STATUS_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
 }
 
 const BACKOFF_START: Duration = Duration::from_millis(250);
@@ -69,11 +77,17 @@ async fn follow(url: reqwest::Url, args: &TailArgs) -> anyhow::Result<ExitCode> 
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_secs(5))
         .build()?;
-    let mut printed = 0u64;
+    let mut seen = Seen::default();
     let mut backoff = BACKOFF_START;
     loop {
-        match stream_once(&client, &url, args, &mut printed).await {
+        match stream_once(&client, &url, args, &mut seen).await {
             Ok(Done::Count) => return Ok(ExitCode::SUCCESS),
+            Ok(Done::Refused(status)) => {
+                eprintln!(
+                    "halyard tail: the status server answered {status}: give its token with --token or HALYARD_STATUS_TOKEN"
+                );
+                return Ok(ExitCode::from(1));
+            }
             Ok(Done::Ended(connected)) => {
                 if connected {
                     backoff = BACKOFF_START;
@@ -87,9 +101,20 @@ async fn follow(url: reqwest::Url, args: &TailArgs) -> anyhow::Result<ExitCode> 
     }
 }
 
+/// What this tail has printed so far.
+#[derive(Default)]
+struct Seen {
+    /// Items printed.
+    printed: u64,
+    /// The last item's id, sent as `Last-Event-ID` on reconnect.
+    last_id: Option<String>,
+}
+
 enum Done {
     /// `--count` reached.
     Count,
+    /// The server refused us (401, 403).
+    Refused(reqwest::StatusCode),
     /// The server closed the stream; whether it had been connected.
     Ended(bool),
 }
@@ -98,28 +123,47 @@ async fn stream_once(
     client: &reqwest::Client,
     url: &reqwest::Url,
     args: &TailArgs,
-    printed: &mut u64,
+    seen: &mut Seen,
 ) -> anyhow::Result<Done> {
-    let mut response = client
-        .get(url.clone())
-        .send()
-        .await
-        .context("cannot connect")?
-        .error_for_status()?;
+    let mut request = client.get(url.clone());
+    if let Some(token) = &args.token {
+        request = request.bearer_auth(token);
+    }
+    if let Some(id) = &seen.last_id {
+        request = request.header("Last-Event-ID", id);
+    }
+    let response = request.send().await.context("cannot connect")?;
+    let status = response.status();
+    if status == reqwest::StatusCode::UNAUTHORIZED || status == reqwest::StatusCode::FORBIDDEN {
+        return Ok(Done::Refused(status));
+    }
+    let mut response = response.error_for_status()?;
     let mut pending = String::new();
     while let Some(chunk) = response.chunk().await.context("stream broken")? {
         pending.push_str(&String::from_utf8_lossy(&chunk));
         while let Some(end) = pending.find("\n\n") {
             let frame: String = pending.drain(..end + 2).collect();
+            if let Some(id) = frame_id(&frame) {
+                seen.last_id = Some(id.to_string());
+            }
             if print_frame(&frame, args.json)? {
-                *printed += 1;
-                if args.count.is_some_and(|n| *printed >= n) {
+                seen.printed += 1;
+                if args.count.is_some_and(|n| seen.printed >= n) {
                     return Ok(Done::Count);
                 }
             }
         }
     }
     Ok(Done::Ended(true))
+}
+
+/// The `id:` of an SSE frame, if it has one.
+fn frame_id(frame: &str) -> Option<&str> {
+    frame
+        .lines()
+        .filter_map(|l| l.strip_prefix("id:"))
+        .map(|v| v.strip_prefix(' ').unwrap_or(v))
+        .next_back()
 }
 
 /// Prints one SSE frame; returns whether it was an item (not a comment).

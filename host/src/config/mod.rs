@@ -224,6 +224,14 @@ impl HostConfig {
         if self.health.stream_buffer == 0 {
             return Err(invalid("health.stream_buffer", "must be at least 1"));
         }
+        if let Some(token) = &self.health.token
+            && (token.expose().is_empty() || !token.expose().bytes().all(|b| b.is_ascii_graphic()))
+        {
+            return Err(invalid(
+                "health.token",
+                "must be non-empty printable ASCII without spaces",
+            ));
+        }
         if let Some((key, message)) = self.licence.problem() {
             return Err(invalid(key, message));
         }

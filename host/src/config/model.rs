@@ -410,9 +410,14 @@ impl Default for BreakerSection {
 pub struct HealthSection {
     /// Whether to run it at all.
     pub enabled: bool,
-    /// Status server address; loopback by default, since it is
-    /// unauthenticated.
+    /// Status server address; loopback by default. Listen beyond loopback
+    /// only with a `token`.
     pub listen: SocketAddr,
+    /// Bearer token every route of the status server requires (`/`,
+    /// `/health`, `/metrics`, `/plugins`, `/events/stream`, `/health/ack`);
+    /// unset: `HALYARD_STATUS_TOKEN` from the environment, else open. Use
+    /// `"${STATUS_TOKEN}"` to keep it out of the file. Never printed.
+    pub token: Option<super::IngestToken>,
     /// Items the live event stream keeps for a slow client before dropping
     /// it.
     pub stream_buffer: usize,
@@ -433,6 +438,7 @@ impl Default for HealthSection {
         HealthSection {
             enabled: true,
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+            token: None,
             stream_buffer: 1024,
             stall_ms: 30_000,
             damage_degraded_ms: 24 * 3600 * 1000,

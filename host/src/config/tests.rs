@@ -438,3 +438,25 @@ fn the_deadline_per_event_reaches_the_plugin_limits() {
         std::time::Duration::from_millis(150)
     );
 }
+
+#[test]
+fn the_status_token_is_substituted_checked_and_never_printed() {
+    let text = format!("{MINIMAL}\n[health]\nlisten = \"0.0.0.0:9464\"\ntoken = \"${{KEY}}\"\n");
+    let config = parse(&text).unwrap();
+    assert_eq!(
+        config.health.token.as_ref().map(|t| t.expose()),
+        Some("s3cret-key")
+    );
+    let printed = config.to_masked_toml();
+    assert!(!printed.contains("s3cret-key"), "{printed}");
+    assert!(printed.contains("token = \"***\""), "{printed}");
+    for bad in ["\"\"", "\"two words\""] {
+        let text = format!("{MINIMAL}\n[health]\ntoken = {bad}\n");
+        let err = parse(&text).unwrap_err().to_string();
+        assert!(err.contains("health.token"), "{err}");
+        assert!(
+            !err.contains("two words"),
+            "the value is not repeated: {err}"
+        );
+    }
+}

@@ -147,7 +147,7 @@ async fn grace_starts_at_the_first_failure_and_expires_on_time_then_renewal_reco
 
     let mut kinds = Vec::new();
     while let Ok(item) = events.try_recv() {
-        if let StreamItem::Lifecycle(e) = item {
+        if let StreamItem::Lifecycle(e) = item.item {
             kinds.push(e.kind.clone());
         }
     }

@@ -65,7 +65,11 @@ impl Pipeline {
             usage.take();
         }
         let appended = appended?;
-        if let Some(tap) = self.tap.as_ref().filter(|t| t.subscribers() > 0) {
+        if let Some(tap) = self.tap.as_ref().filter(|t| !t.wanted()) {
+            // Nobody watches: the events only use up their stream ids, so a
+            // client resuming later learns it missed them.
+            tap.skip(appended.accepted);
+        } else if let Some(tap) = &self.tap {
             // What was committed, as committed: after privacy and sampling.
             // A full buffer under `drop_newest` refuses the tail.
             let accepted = usize::try_from(appended.accepted).unwrap_or(usize::MAX);

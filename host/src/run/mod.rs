@@ -28,6 +28,7 @@ mod progress;
 mod sequence;
 mod ship;
 mod split;
+pub mod systemd;
 pub mod transports;
 mod worker;
 
@@ -315,6 +316,12 @@ pub async fn run_with(
     // deliveries.
     let mut wakers = Vec::new();
     let mut shippers = Vec::new();
+    // A ship loop holding one delivery past this, breaker closed, is stuck
+    // (the longest backoff between two attempts is `[retry] max_ms`).
+    let ship_progress = Arc::new(Progress::for_workers(
+        Duration::from_millis(config.health.stall_ms.saturating_add(config.retry.max_ms)),
+        transports.len(),
+    ));
     for (i, (t, limits)) in transports.iter().zip(batch_limits).enumerate() {
         let settings = ShipSettings {
             transport: t.name.clone(),
@@ -322,6 +329,7 @@ pub async fn run_with(
             host_id: host_id.clone(),
             licence: Some(licence.clone()),
             usage: (i == 0).then(|| usage.clone()),
+            progress: Some((ship_progress.clone(), i)),
         };
         let wake = Arc::new(Notify::new());
         wakers.push(wake.clone());
@@ -339,8 +347,27 @@ pub async fn run_with(
     }
     background_tasks.push(tokio::spawn(fan_out(appended, wakers, background.clone())));
     tracing::info!(inputs = config.inputs.len(), "halyard running");
+    // Ready first: systemd counts the watchdog from READY=1.
+    systemd::ready(config.inputs.len());
+    if let Some(interval) = systemd::watchdog_interval() {
+        let watched = systemd::Watched {
+            pipeline: channels.progress.clone(),
+            shippers: ship_progress,
+            breakers: transports
+                .iter()
+                .map(|t| systemd::breaker_of(t.delivery.stats().clone()))
+                .collect(),
+        };
+        tracing::info!(?interval, "systemd watchdog enabled");
+        background_tasks.push(tokio::spawn(systemd::watchdog(
+            interval,
+            watched,
+            background.clone(),
+        )));
+    }
 
     shutdown.await;
+    systemd::stopping();
     tracing::info!("shutting down: stopping inputs");
     // One deadline for the whole stop: inputs, the pipeline thread and the
     // shipper share `[shutdown] timeout_ms`, so a slow plugin or a stuck

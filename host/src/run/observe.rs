@@ -131,6 +131,7 @@ impl Observer {
             damage: Mutex::new(None),
             damage_degraded: Duration::from_millis(config.health.damage_degraded_ms),
             mqtt_inputs: Mutex::new(Vec::new()),
+            token: crate::status::auth::token_from(config.health.token.as_ref()),
         });
         let mut tasks = Vec::new();
         let mut listen = None;

@@ -79,6 +79,18 @@ impl Progress {
         let held = Duration::from_millis(self.now_ms().saturating_sub(since - 1));
         (held > self.stall_after).then_some(held)
     }
+
+    /// Like [`Progress::stalled`], for slot `worker` alone (the systemd
+    /// watchdog judges each transport's ship loop on its own, since a
+    /// transport whose breaker is open is waiting, not stuck).
+    pub fn stalled_on(&self, worker: usize) -> Option<Duration> {
+        let since = self.busy_since.get(worker)?.load(Ordering::Relaxed);
+        if since == 0 {
+            return None;
+        }
+        let held = Duration::from_millis(self.now_ms().saturating_sub(since - 1));
+        (held > self.stall_after).then_some(held)
+    }
 }
 
 #[cfg(test)]

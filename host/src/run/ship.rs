@@ -60,6 +60,11 @@ pub struct ShipSettings {
     /// transport only (the first), so an event delivered to several
     /// transports is counted once.
     pub usage: Option<Arc<UsageWindow>>,
+    /// Where this loop marks a delivery in hand (slot `.1`): held since the
+    /// first batch went out with none in flight, or since the last one
+    /// settled. The systemd watchdog stops pinging when that is too long
+    /// ([`super::systemd`]).
+    pub progress: Option<(Arc<super::Progress>, usize)>,
 }
 
 /// Counts of what the shipper did, for logs and tests.
@@ -99,6 +104,7 @@ pub async fn ship(
     loop {
         while let Some(done) = in_flight.try_join_next() {
             stopping |= settle(&buffer, &delivery, &settings, &mut report, done);
+            mark_settled(&settings, in_flight.is_empty());
         }
         if hard_stop.is_cancelled() || stopping {
             break;
@@ -115,6 +121,7 @@ pub async fn ship(
                 _ = rx.changed() => {}
                 Some(done) = in_flight.join_next() => {
                     stopping |= settle(&buffer, &delivery, &settings, &mut report, done);
+            mark_settled(&settings, in_flight.is_empty());
                 }
                 _ = drain.cancelled(), if !drain.is_cancelled() => {}
                 _ = hard_stop.cancelled() => break,
@@ -147,6 +154,7 @@ pub async fn ship(
             tokio::select! {
                 Some(done) = in_flight.join_next() => {
                     stopping |= settle(&buffer, &delivery, &settings, &mut report, done);
+            mark_settled(&settings, in_flight.is_empty());
                 }
                 _ = appended.notified(), if !full => {}
                 _ = sleep_or_never(age_left) => {}
@@ -180,13 +188,31 @@ pub async fn ship(
             let settled = split::deliver(&delivery, &batch, encode, &hard_stop).await;
             (batch, settled)
         });
+        if in_flight.len() == 1
+            && let Some((progress, slot)) = &settings.progress
+        {
+            progress.begin_on(*slot);
+        }
     }
     // A hard stop ends every delivery at once with `NotSent`; each batch is
     // released to be sent again after a restart.
     while let Some(done) = in_flight.join_next().await {
         settle(&buffer, &delivery, &settings, &mut report, done);
     }
+    mark_settled(&settings, true);
     report
+}
+
+/// A delivery settled: the loop made progress. With more in flight, the
+/// next one is held from now; with none, the loop is idle.
+fn mark_settled(settings: &ShipSettings, idle: bool) {
+    if let Some((progress, slot)) = &settings.progress {
+        if idle {
+            progress.end_on(*slot);
+        } else {
+            progress.begin_on(*slot);
+        }
+    }
 }
 
 /// Records one finished delivery: acknowledge (after dead-lettering any

@@ -263,6 +263,8 @@ mod tests {
             rejected: 0,
             dropped: 0,
             refused: 0,
+            call_p50_ms: None,
+            call_p99_ms: None,
         }
     }
 

@@ -11,14 +11,21 @@
 //! - `GET /plugins`: every loaded plugin with its state and counters
 //!   ([`plugins`]);
 //! - `GET /events/stream`: Server-Sent Events of accepted events and
-//!   lifecycle events ([`stream`]).
+//!   lifecycle events ([`stream`]), resumable with `Last-Event-ID`;
+//! - `GET /`: the status page ([`page`]), one self-contained HTML file that
+//!   reads the routes above.
+//!
+//! With a token (`[health] token` or `HALYARD_STATUS_TOKEN`), every route
+//! needs it ([`auth`]).
 //!
 //! Invariant: serving never touches the pipeline thread or the buffer's
 //! write path: everything it shows comes from atomics, published snapshots
 //! and [`Buffer::stats`].
 
+pub mod auth;
 pub mod health;
 pub mod metrics;
+pub mod page;
 pub mod plugins;
 pub mod process;
 pub mod stream;
@@ -30,7 +37,7 @@ use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::extract::{Query, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use halyard_buffer::Buffer;
@@ -91,6 +98,8 @@ pub struct StatusState {
     pub damage_degraded: Duration,
     /// The counters of every mqtt input, registered as each is built.
     pub mqtt_inputs: Mutex<Vec<Arc<crate::run::MqttStats>>>,
+    /// The token every route requires ([`auth`]); `None`: open.
+    pub token: Option<crate::config::IngestToken>,
 }
 
 /// What the status server remembers about damage to the buffer file.
@@ -291,17 +300,23 @@ impl StatusServer {
     /// report.
     pub async fn bind(addr: SocketAddr, state: Arc<StatusState>) -> std::io::Result<Self> {
         let listener = tokio::net::TcpListener::bind(addr).await?;
+        let token = state.token.clone();
         let app = App {
             registry: Arc::new(metrics::registry(state.clone())),
             state,
         };
+        if token.is_none() && !addr.ip().is_loopback() {
+            tracing::warn!(%addr, "the status server listens beyond loopback with no token: set [health] token or HALYARD_STATUS_TOKEN");
+        }
         let router = Router::new()
+            .route("/", get(page::get_page))
             .route("/health", get(get_health))
             .route("/health/ack", post(post_health_ack))
             .route("/metrics", get(get_metrics))
             .route("/plugins", get(get_plugins))
             .route("/events/stream", get(get_stream))
-            .with_state(app);
+            .with_state(app)
+            .layer(axum::middleware::from_fn_with_state(token, auth::require));
         Ok(StatusServer { listener, router })
     }
 
@@ -357,11 +372,20 @@ async fn get_plugins(State(app): State<App>) -> Response {
     axum::Json(serde_json::json!({ "plugins": plugins })).into_response()
 }
 
-async fn get_stream(State(app): State<App>, Query(filter): Query<StreamFilter>) -> Response {
+async fn get_stream(
+    State(app): State<App>,
+    Query(filter): Query<StreamFilter>,
+    headers: HeaderMap,
+) -> Response {
+    let last_event_id = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim);
     stream::respond(
         &app.state.tap,
         app.state.stream.clone(),
         filter,
+        last_event_id,
         app.state.shutdown.clone(),
     )
     .into_response()

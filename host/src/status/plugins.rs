@@ -78,6 +78,8 @@ pub struct PluginStatus {
     quarantined: AtomicBool,
     quarantines: AtomicU64,
     latency: Histogram,
+    /// The last [`RECENT_CALLS`] call times in µs, for `/plugins`' p50/p99.
+    recent: Mutex<std::collections::VecDeque<u32>>,
     lifecycle: Lifecycle,
     /// What runs now when hot reload or a rollback replaced the version in
     /// `identity` (name, version, sha256); `/plugins` shows this.
@@ -115,7 +117,15 @@ pub struct PluginView {
     /// Of `rejected` and `dropped`, the frames and events whose guest
     /// output broke a host cap: refused one by one, never traps.
     pub refused: u64,
+    /// Median wall time of its last calls (up to [`RECENT_CALLS`]), ms;
+    /// `null` before the first call.
+    pub call_p50_ms: Option<f64>,
+    /// 99th percentile of the same, ms.
+    pub call_p99_ms: Option<f64>,
 }
+
+/// How many recent calls the p50/p99 of `/plugins` are taken over.
+pub const RECENT_CALLS: usize = 512;
 
 impl PluginStatus {
     /// A new status for `identity`; publishes `plugin.loaded`.
@@ -129,6 +139,7 @@ impl PluginStatus {
             // 50 µs … ~1.6 s: batch calls range from microseconds (native)
             // to the CPU deadline.
             latency: Histogram::new(exponential_buckets(0.000_05, 2.0, 16)),
+            recent: Mutex::new(std::collections::VecDeque::with_capacity(RECENT_CALLS)),
             lifecycle: lifecycle.clone(),
             current: RwLock::new(None),
             reloads: AtomicU64::new(0),
@@ -150,6 +161,31 @@ impl PluginStatus {
     /// Records one call's wall time.
     pub fn observe_call(&self, elapsed: Duration) {
         self.latency.observe(elapsed.as_secs_f64());
+        let micros = u32::try_from(elapsed.as_micros()).unwrap_or(u32::MAX);
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent.len() == RECENT_CALLS {
+            recent.pop_front();
+        }
+        recent.push_back(micros);
+    }
+
+    /// The median and 99th percentile of the recent calls, in ms.
+    fn call_percentiles(&self) -> (Option<f64>, Option<f64>) {
+        let mut sorted: Vec<u32> = self
+            .recent
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .copied()
+            .collect();
+        sorted.sort_unstable();
+        let at = |q: f64| {
+            // Nearest rank: the smallest value with at least q of them at
+            // or below it.
+            let rank = ((q * sorted.len() as f64).ceil() as usize).clamp(1, sorted.len().max(1));
+            sorted.get(rank - 1).map(|&us| f64::from(us) / 1000.0)
+        };
+        (at(0.50), at(0.99))
     }
 
     /// Records a trap (`plugin.trap`); `traps_in_window` is the count that
@@ -289,6 +325,7 @@ impl PluginStatus {
     /// A consistent-enough view for `/plugins`.
     pub fn view(&self) -> PluginView {
         let c = self.counters();
+        let (call_p50_ms, call_p99_ms) = self.call_percentiles();
         let mut identity = self.identity.clone();
         if let Some((name, version, sha256)) = self
             .current
@@ -317,6 +354,8 @@ impl PluginStatus {
             rejected: c.rejected,
             dropped: c.dropped,
             refused: c.refused,
+            call_p50_ms,
+            call_p99_ms,
         }
     }
 }

@@ -9,6 +9,13 @@
 //! - `source=S`: events from source `S` exactly (data events only);
 //! - `lifecycle=true`: include lifecycle events (`event: lifecycle`).
 //!
+//! Every item carries an SSE `id`. A client reconnecting with
+//! `Last-Event-ID` first gets what it missed from the tap's bounded resume
+//! window (see [`crate::tap`]), filtered like the rest; when some of it is
+//! gone, an `event: dropped` with `{"missed":N,"resumed":true}` (or
+//! `{"missed":null,"resumed":true}` when its id is from an earlier run)
+//! comes first, and the stream goes on.
+//!
 //! Invariant: a slow client never slows the pipeline. Each client reads a
 //! bounded broadcast ring (see [`crate::tap`]); one that falls behind by more
 //! than the ring's capacity gets a final `event: dropped` and is
@@ -24,7 +31,7 @@ use serde::Deserialize;
 use tokio::sync::broadcast::{self, error::RecvError};
 use tokio_util::sync::CancellationToken;
 
-use crate::tap::{StreamItem, Tap};
+use crate::tap::{Gap, StreamItem, Tap, Tapped};
 
 /// The query string of `/events/stream`.
 #[derive(Debug, Clone, Default, Deserialize)]
@@ -51,8 +58,14 @@ impl StreamFilter {
         }
     }
 
-    /// The SSE event for `item`, or `None` when the filter excludes it.
-    fn render(&self, item: &StreamItem) -> Option<SseEvent> {
+    /// The SSE event for `tapped` (with its id), or `None` when the filter
+    /// excludes it.
+    fn render(&self, tap: &Tap, tapped: &Tapped) -> Option<SseEvent> {
+        self.render_item(&tapped.item)
+            .map(|e| e.id(tap.id_of(tapped.seq)))
+    }
+
+    fn render_item(&self, item: &StreamItem) -> Option<SseEvent> {
         match item {
             StreamItem::Event(payload) => {
                 if self.kind.is_some() || self.source.is_some() {
@@ -99,37 +112,65 @@ impl StreamClients {
     }
 }
 
-/// Counts a client while its stream exists.
-struct Connected(Arc<StreamClients>);
+/// Counts a client while its stream exists; when it ends, the tap keeps
+/// its resume window for a while, so the client can come back.
+struct Connected(Arc<StreamClients>, Tap);
 
 impl Drop for Connected {
     fn drop(&mut self) {
         self.0.connected.fetch_sub(1, Ordering::Relaxed);
+        self.1.linger();
     }
 }
 
 struct State {
     shutdown: CancellationToken,
-    rx: Option<broadcast::Receiver<StreamItem>>,
+    /// What the client missed, sent first.
+    gap: Option<Gap>,
+    /// Items from the resume window, sent next, oldest last (popped).
+    replay: Vec<Tapped>,
+    rx: Option<broadcast::Receiver<Tapped>>,
     filter: StreamFilter,
     clients: Connected,
 }
 
-/// The SSE response for one client.
+/// The SSE response for one client, resuming after `last_event_id` (its
+/// `Last-Event-ID` header) when given.
 pub fn respond(
     tap: &Tap,
     clients: Arc<StreamClients>,
     filter: StreamFilter,
+    last_event_id: Option<&str>,
     shutdown: CancellationToken,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>> + use<>> {
     clients.connected.fetch_add(1, Ordering::Relaxed);
+    let resumed = tap.resume(last_event_id);
+    let mut replay = resumed.replay;
+    replay.reverse();
     let state = State {
         shutdown,
-        rx: Some(tap.subscribe()),
+        gap: resumed.gap,
+        replay,
+        rx: Some(resumed.live),
         filter,
-        clients: Connected(clients),
+        clients: Connected(clients, tap.clone()),
     };
     let stream = futures_util::stream::unfold(state, |mut state| async move {
+        if let Some(gap) = state.gap.take() {
+            let missed = match gap {
+                Gap::Missed(n) => n.to_string(),
+                Gap::OtherRun => "null".to_string(),
+            };
+            let event = SseEvent::default()
+                .event("dropped")
+                .data(format!("{{\"missed\":{missed},\"resumed\":true}}"));
+            return Some((Ok(event), state));
+        }
+        while let Some(tapped) = state.replay.pop() {
+            if let Some(event) = state.filter.render(&state.clients.1, &tapped) {
+                return Some((Ok(event), state));
+            }
+        }
         loop {
             let rx = state.rx.as_mut()?;
             // Items already published (such as `host.stop`) go out before
@@ -140,8 +181,8 @@ pub fn respond(
                 _ = state.shutdown.cancelled() => return None,
             };
             match received {
-                Ok(item) => {
-                    if let Some(event) = state.filter.render(&item) {
+                Ok(tapped) => {
+                    if let Some(event) = state.filter.render(&state.clients.1, &tapped) {
                         return Some((Ok(event), state));
                     }
                 }

@@ -56,6 +56,18 @@ pub fn start_with_status(
     replace: &[(&str, &str)],
     status: SocketAddr,
 ) -> Running {
+    start_with_env(s, tail, replace, status, &[])
+}
+
+/// Like [`start_with_status`], with extra environment variables for the
+/// host.
+pub fn start_with_env(
+    s: &Scenario,
+    tail: &str,
+    replace: &[(&str, &str)],
+    status: SocketAddr,
+    env: &[(&str, &str)],
+) -> Running {
     let [ingest] = free_ports();
     let input = format!(
         "[[input]]\ntype = \"http\"\nname = \"web\"\nlisten = \"{ingest}\"\nauth = \"none\"\n{}",
@@ -71,7 +83,7 @@ pub fn start_with_status(
         text = text.replace(from, to);
     }
     std::fs::write(&s.config, text).unwrap();
-    let host = Host::start(&s.config);
+    let host = Host::start_with_env(&s.config, env);
     wait_listening(ingest);
     wait_listening(status);
     Running {

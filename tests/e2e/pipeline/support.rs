@@ -137,12 +137,18 @@ pub struct Host {
 
 impl Host {
     pub fn start(config_path: &Path) -> Host {
+        Host::start_with_env(config_path, &[])
+    }
+
+    /// Like [`Host::start`], with extra environment variables.
+    pub fn start_with_env(config_path: &Path, env: &[(&str, &str)]) -> Host {
         let log = config_path.with_extension(format!("log{}", rand_suffix()));
         let child = Command::new(env!("CARGO_BIN_EXE_halyard"))
             .args(["run", "--config", config_path.to_str().unwrap()])
             .env("RUST_LOG", "info,halyard::run::file_input=debug")
             .env("HALYARD_DEV_MODE", "1")
             .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log).unwrap())
             .spawn()
