@@ -10,8 +10,11 @@ use crate::support::{Served, deploy, sha256, sign_as, signed_plugins, start};
 
 /// Bound on "v2 serves after the rename" in a debug build on a busy
 /// 2-core machine (cold compile ~0.4 s, debounce 50 ms); BENCHMARKS.md has
-/// the release figures.
-const SWAP_BOUND: Duration = Duration::from_secs(10);
+/// the release figures. The compile runs in the idle scheduling class, so
+/// any other work on the machine (the other tests of a full run) comes
+/// first: 11.8 s was seen in a full run beside a niced build. The bound
+/// only catches a swap that never happens; speed is the bench's job.
+const SWAP_BOUND: Duration = Duration::from_secs(30);
 
 #[test]
 fn v1_to_v2_swap_under_load_loses_nothing_and_splits_batches_cleanly() {
