@@ -98,6 +98,8 @@ pub struct Lifecycle {
     dropped: Arc<AtomicU64>,
     /// Events published, for `/metrics`.
     published: Arc<AtomicU64>,
+    /// The audit trail in `data_dir`, when `[audit] enabled`.
+    audit: Option<crate::audit::AuditLog>,
 }
 
 impl Lifecycle {
@@ -108,7 +110,19 @@ impl Lifecycle {
             into_pipeline: None,
             dropped: Arc::new(AtomicU64::new(0)),
             published: Arc::new(AtomicU64::new(0)),
+            audit: None,
         }
+    }
+
+    /// Also keeps every event in the audit trail `audit`.
+    pub fn with_audit(mut self, audit: crate::audit::AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
+    }
+
+    /// The audit trail events go to, if any (to flush it at stop).
+    pub fn audit(&self) -> Option<&crate::audit::AuditLog> {
+        self.audit.as_ref()
     }
 
     /// Also hands every event to the returned queue (bounded to `capacity`),
@@ -141,6 +155,9 @@ impl Lifecycle {
             && tx.try_send(event.clone()).is_err()
         {
             self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+        if let Some(audit) = &self.audit {
+            audit.offer(&event);
         }
         self.tap.send(StreamItem::Lifecycle(Arc::new(event)));
     }

@@ -1,6 +1,7 @@
 //! The `halyard` command line. This is the binary's edge: the only place
 //! that uses `anyhow`, prints to the terminal and chooses exit codes.
 
+mod audit_cmd;
 mod cases;
 mod config_cmd;
 mod deadletter;
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub use audit_cmd::AuditArgs;
 pub use config_cmd::ConfigCheckArgs;
 pub use deadletter::{DeadletterCommand, PurgeArgs, ReplayArgs, SelectArgs, ShowArgs};
 pub use plugin_check::CheckArgs;
@@ -91,6 +93,10 @@ pub enum Command {
     /// cause, or purge. Works on a stopped host's buffer.
     #[command(subcommand, name = "deadletter")]
     Deadletter(DeadletterCommand),
+    /// The audit trail: what happened to the host (plugins loaded, swapped,
+    /// rolled back; config reloaded or refused; licence, breaker and buffer
+    /// changes), kept in `data_dir` across restarts.
+    Audit(AuditArgs),
 }
 
 /// `halyard config …`
@@ -231,6 +237,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Config(ConfigCommand::Check(args)) => config_cmd::check(&args),
         Command::Tail(args) => tail::tail(&args),
         Command::Deadletter(command) => deadletter::run(&command),
+        Command::Audit(args) => audit_cmd::audit(&args),
         Command::Run { config } => run_host(&config),
         Command::Receive {
             listen,

@@ -41,19 +41,22 @@ impl InputConfig {
         match self {
             InputConfig::Source { name, .. }
             | InputConfig::File { name, .. }
-            | InputConfig::Http { name, .. } => name,
+            | InputConfig::Http { name, .. }
+            | InputConfig::System { name, .. } => name,
             InputConfig::Mqtt(mqtt) => &mqtt.name,
         }
     }
 
-    /// The plugin the input runs, and in which role.
-    pub fn plugin(&self) -> InputPlugin<'_> {
-        match self {
+    /// The plugin the input runs, and in which role; `None` for an input
+    /// that makes events itself (`system`).
+    pub fn plugin(&self) -> Option<InputPlugin<'_>> {
+        Some(match self {
             InputConfig::Source { source, .. } => InputPlugin::Source(source),
             InputConfig::File { decoder, .. } | InputConfig::Http { decoder, .. } => {
                 InputPlugin::Decoder(decoder)
             }
             InputConfig::Mqtt(mqtt) => InputPlugin::Decoder(&mqtt.decoder),
-        }
+            InputConfig::System { .. } => return None,
+        })
     }
 }

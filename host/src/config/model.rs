@@ -50,6 +50,9 @@ pub struct HostConfig {
     /// Where the host's own lifecycle events go besides logs and the stream.
     #[serde(default)]
     pub lifecycle: LifecycleSection,
+    /// The audit trail of lifecycle events kept in `data_dir`.
+    #[serde(default)]
+    pub audit: AuditSection,
     /// How long shutdown may take.
     #[serde(default)]
     pub shutdown: ShutdownSection,
@@ -156,6 +159,35 @@ pub enum InputConfig {
     /// Subscribe to topic filters on an MQTT broker; each message is a
     /// frame for the decoder (see [`super::mqtt::MqttInput`]).
     Mqtt(super::mqtt::MqttInput),
+    /// The device's own readings (CPU, memory, disks, network, load,
+    /// uptime, temperatures) on an interval, as events through the stage
+    /// chains (see `run/system_input`).
+    System {
+        /// The input's name.
+        name: String,
+        /// Time between collections (at least 100 ms).
+        #[serde(default = "default_system_ms")]
+        interval_ms: u64,
+        /// The families to read; all of them when unset.
+        #[serde(default = "default_system_metrics")]
+        metrics: Vec<crate::run::SystemMetric>,
+        /// Only these mount points (`["/", "/data"]`); all when empty.
+        #[serde(default)]
+        mounts: Vec<String>,
+        /// Only these network interfaces (`["eth0"]`); all when empty.
+        #[serde(default)]
+        interfaces: Vec<String>,
+        /// The events' `source`; the host id when unset.
+        #[serde(default)]
+        source: Option<String>,
+    },
+}
+
+fn default_system_ms() -> u64 {
+    10_000
+}
+fn default_system_metrics() -> Vec<crate::run::SystemMetric> {
+    crate::run::SystemMetric::ALL.to_vec()
 }
 
 fn default_poll_ms() -> u64 {
@@ -483,6 +515,28 @@ pub struct LifecycleSection {
     /// Also buffer and ship lifecycle events as ordinary events (kind
     /// `halyard.<kind>`, source the host id, the lifecycle event as `body`).
     pub into_pipeline: bool,
+}
+
+/// `[audit]`: lifecycle events kept in `data_dir/audit.db` for
+/// `halyard audit` (see `crate::audit`).
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AuditSection {
+    /// Keep the trail (on by default: it is small and it is what an
+    /// operator reads after an incident).
+    pub enabled: bool,
+    /// The most events kept; the oldest go first. Each row is at most
+    /// ~4 KiB, most are ~200 bytes.
+    pub max_rows: u64,
+}
+
+impl Default for AuditSection {
+    fn default() -> Self {
+        AuditSection {
+            enabled: true,
+            max_rows: 10_000,
+        }
+    }
 }
 
 /// `[shutdown]`

@@ -59,6 +59,13 @@ pub const MAX_S: u64 = 365 * 24 * 3600;
 /// more threads than cores only add contention.
 pub const MAX_WORKERS: u64 = 256;
 
+/// The shortest interval of a `system` input: reading every mount and
+/// interface more often than this costs more than it tells.
+pub const MIN_SYSTEM_MS: u64 = 100;
+
+/// The most rows `[audit] max_rows` may keep (at most ~4 KiB each).
+pub const MAX_AUDIT_ROWS: u64 = 1_000_000;
+
 /// The first number out of range: the dotted key and what is wrong.
 pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
     for (key, plugin) in plugin_refs(config) {
@@ -96,6 +103,12 @@ pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
             u64::MAX,
         ),
     ];
+    checks.push((
+        "audit.max_rows".into(),
+        config.audit.max_rows,
+        1,
+        MAX_AUDIT_ROWS,
+    ));
     if let Some(workers) = config.pipeline.workers {
         checks.push(("pipeline.workers".into(), workers, 1, MAX_WORKERS));
     }
@@ -162,6 +175,14 @@ pub(super) fn check(config: &HostConfig) -> Option<(String, String)> {
                 *max_line_bytes,
                 MIN_LINE_BYTES,
                 MAX_LINE_BYTES,
+            ));
+        }
+        if let InputConfig::System { interval_ms, .. } = input {
+            checks.push((
+                format!("input[{i}].interval_ms"),
+                *interval_ms,
+                MIN_SYSTEM_MS,
+                MAX_MS,
             ));
         }
         if let InputConfig::Mqtt(mqtt) = input {
@@ -235,8 +256,9 @@ fn check_plugin_limits(key: &str, plugin: &PluginRef) -> Option<(String, String)
 fn plugin_refs(config: &HostConfig) -> Vec<(String, &PluginRef)> {
     let mut out = Vec::new();
     for (i, input) in config.inputs.iter().enumerate() {
-        let plugin = input.plugin();
-        out.push((format!("input[{i}].{}", plugin.role()), plugin.plugin()));
+        if let Some(plugin) = input.plugin() {
+            out.push((format!("input[{i}].{}", plugin.role()), plugin.plugin()));
+        }
     }
     for (chain, refs) in [
         ("validate", &config.stages.validate),

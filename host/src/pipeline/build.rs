@@ -59,13 +59,14 @@ impl Pipeline {
         for input in &config.inputs {
             let name = input.name();
             match input.plugin() {
-                InputPlugin::Source(source) => {
+                None => {}
+                Some(InputPlugin::Source(source)) => {
                     sources.push((
                         name.to_string(),
                         load(format!("input {name} source"), source, PluginKind::Source)?,
                     ));
                 }
-                InputPlugin::Decoder(decoder) => {
+                Some(InputPlugin::Decoder(decoder)) => {
                     let stage = load(
                         format!("input {name} decoder"),
                         decoder,

@@ -11,6 +11,11 @@ use super::{IngestReport, MAX_PER_CALL, Pending, Pipeline, PipelineError};
 use crate::event;
 use crate::plugin::{Event, Polled};
 
+/// The stored size assumed for one event a host-owned input made, when
+/// asking the buffer for room (a `system` reading with its attributes and
+/// provenance stamp is ~300 bytes).
+pub const MADE_EVENT_BYTES: u64 = 512;
+
 impl Pipeline {
     /// Polls source input `index` for at most `max` events and ingests them.
     pub fn poll_source(&mut self, index: usize, max: u32) -> Result<IngestReport, PipelineError> {
@@ -49,6 +54,18 @@ impl Pipeline {
     /// [`Pipeline::ingest_frames`], in chain calls of at most
     /// [`MAX_PER_CALL`] events and one buffer transaction.
     pub fn ingest_events(&mut self, events: Vec<Event>) -> Result<IngestReport, PipelineError> {
+        self.ingest_events_from(events, Vec::new(), None)
+    }
+
+    /// Ingests events a host-owned input made itself (the `system` input):
+    /// asks the buffer for room first, as frames do (about
+    /// [`MADE_EVENT_BYTES`] each), then runs them like
+    /// [`Pipeline::ingest_events`].
+    pub fn ingest_input_events(
+        &mut self,
+        events: Vec<Event>,
+    ) -> Result<IngestReport, PipelineError> {
+        self.buffer.admit(events.len() as u64 * MADE_EVENT_BYTES)?;
         self.ingest_events_from(events, Vec::new(), None)
     }
 

@@ -55,7 +55,9 @@ pub fn targets(config: &HostConfig) -> Vec<Target> {
     };
     for input in &config.inputs {
         let name = input.name();
-        let plugin = input.plugin();
+        let Some(plugin) = input.plugin() else {
+            continue;
+        };
         let kind = match plugin {
             InputPlugin::Source(_) => PluginKind::Source,
             InputPlugin::Decoder(_) => PluginKind::Decoder,

@@ -106,6 +106,23 @@ pub async fn prepare(config: &InputConfig, shared: &Shared<'_>) -> Result<Prepar
             tracing::info!(input = %name, listen = %bound.local_addr(), "http input bound");
             Prepared::Task(Box::new(bound))
         }
+        InputConfig::System {
+            name,
+            interval_ms,
+            metrics,
+            mounts,
+            interfaces,
+            source,
+        } => Prepared::Task(Box::new(super::SystemInput {
+            name: name.clone(),
+            interval: Duration::from_millis(*interval_ms),
+            selection: super::SystemSelection {
+                metrics: metrics.clone(),
+                mounts: mounts.clone(),
+                interfaces: interfaces.clone(),
+                source: source.clone().unwrap_or_else(|| shared.host_id.to_string()),
+            },
+        })),
         // Built (its TLS config read) before anything runs, so a missing CA
         // file fails the start with the input's name.
         InputConfig::Mqtt(mqtt) => {

@@ -28,6 +28,7 @@ mod progress;
 mod sequence;
 mod ship;
 mod split;
+mod system_input;
 pub mod systemd;
 pub mod transports;
 mod worker;
@@ -52,6 +53,7 @@ pub use mqtt_input::{
 };
 pub use progress::Progress;
 pub use ship::{BatchLimits, ShipReport, ShipSettings, encode, encode_with};
+pub use system_input::{Metric as SystemMetric, Selection as SystemSelection, SystemInput};
 pub use worker::{SourceSchedule, Work, Worker};
 
 /// How long past `[shutdown] timeout_ms` the stop may wait for the inputs

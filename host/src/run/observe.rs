@@ -51,7 +51,14 @@ impl Channels {
     /// Channels per `[health]` and `[lifecycle]`.
     pub fn new(config: &HostConfig) -> Self {
         let tap = Tap::new(config.health.stream_buffer);
-        let lifecycle = Lifecycle::new(tap.clone());
+        let mut lifecycle = Lifecycle::new(tap.clone());
+        if config.audit.enabled {
+            match crate::audit::AuditLog::open(&config.host.data_dir, config.audit.max_rows) {
+                Ok(audit) => lifecycle = lifecycle.with_audit(audit),
+                // The trail is for people; the data path runs without it.
+                Err(err) => tracing::error!(error = %err, "audit trail not kept"),
+            }
+        }
         let (lifecycle, into_pipeline) = if config.lifecycle.into_pipeline {
             let (l, rx) = lifecycle.with_pipeline(1024);
             (l, Some(rx))
@@ -79,6 +86,22 @@ impl Channels {
                 &new_correlation_id(),
                 serde_json::json!({"role": role, "file": path, "reason": source.to_string()}),
             );
+        }
+    }
+}
+
+/// How long the end of a run waits for the audit trail to take what was
+/// published (`host.stop`, or why the start failed).
+const AUDIT_FLUSH: Duration = Duration::from_secs(2);
+
+impl Drop for Channels {
+    /// Whether the run ends cleanly or its start fails, what it published
+    /// reaches the audit trail before the process exits (bounded).
+    fn drop(&mut self) {
+        if let Some(audit) = self.lifecycle.audit()
+            && !audit.flush(AUDIT_FLUSH)
+        {
+            tracing::warn!("audit trail: not every event was written before exit");
         }
     }
 }

@@ -65,6 +65,16 @@ pub enum Work {
         /// Where the committed report goes.
         reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
     },
+    /// Run events a host-owned input made itself (the `system` input)
+    /// through the chains and commit them; their ids are assigned here.
+    Events {
+        /// The input's name.
+        input: String,
+        /// The events, in order.
+        events: Vec<crate::plugin::Event>,
+        /// Where the committed report goes.
+        reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
+    },
     /// Dead-letter one frame an input refused before decoding (a file
     /// line over `max_line_bytes`), committed with the input's position.
     Refuse {
@@ -330,6 +340,7 @@ fn serve(i: usize, shared: &Shared, sources: &[SourceSchedule]) -> IngestReport 
             // Past the stop deadline: answer what is queued, run nothing.
             if let Work::Frames { reply, .. }
             | Work::SharedFrames { reply, .. }
+            | Work::Events { reply, .. }
             | Work::Refuse { reply, .. } = work
             {
                 let _ = reply.send(Err(PipelineError::ShuttingDown));
@@ -410,6 +421,14 @@ fn serve_one(pipeline: &mut Pipeline, work: Work, appended: &Notify) {
         } => {
             let bytes = frames.bytes() as u64;
             let result = pipeline.ingest_frames(&input, frames, None, bytes);
+            answer(result, reply, appended);
+        }
+        Work::Events {
+            input: _,
+            events,
+            reply,
+        } => {
+            let result = pipeline.ingest_input_events(events);
             answer(result, reply, appended);
         }
         Work::Refuse {
