@@ -42,13 +42,7 @@ pub struct AuditArgs {
 pub fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
     let data_dir = match (&args.data_dir, &args.config) {
         (Some(dir), _) => dir.clone(),
-        (None, Some(config)) => {
-            HostConfig::load(config)
-                .map_err(|e| anyhow::anyhow!(super::describe_error(&e)))
-                .context("config")?
-                .host
-                .data_dir
-        }
+        (None, Some(config)) => data_dir_of(config)?,
         (None, None) => anyhow::bail!("give --config or --data-dir"),
     };
     let store = AuditStore::open_read(&data_dir.join(FILE_NAME))?;
@@ -75,6 +69,31 @@ pub fn audit(args: &AuditArgs) -> anyhow::Result<ExitCode> {
         eprintln!("note: {evicted} older events were evicted from the trail ([audit] max_rows)");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The `data_dir` of the config at `path`. A config the host would refuse
+/// (the moment an operator most wants the trail: a reload was just
+/// refused) is still read for its `[host] data_dir` alone, with a note.
+fn data_dir_of(path: &std::path::Path) -> anyhow::Result<PathBuf> {
+    let err = match HostConfig::load(path) {
+        Ok(config) => return Ok(config.host.data_dir),
+        Err(err) => super::describe_error(&err),
+    };
+    let text = std::fs::read_to_string(path).with_context(|| format!("{}", path.display()))?;
+    let table: toml::Table = text
+        .parse()
+        .map_err(|_| anyhow::anyhow!(err.clone()))
+        .context("config")?;
+    let dir = match table.get("host").and_then(|h| h.get("data_dir")) {
+        None => HostConfig::default_data_dir(),
+        Some(toml::Value::String(dir)) => PathBuf::from(dir),
+        Some(_) => anyhow::bail!("config: {err}"),
+    };
+    eprintln!(
+        "note: the config has errors ({err}); reading the trail in {}",
+        dir.display()
+    );
+    Ok(dir)
 }
 
 /// Rows as aligned text, one per line: seq, time, kind, correlation id,

@@ -88,8 +88,15 @@ impl Default for HostSection {
     fn default() -> Self {
         HostSection {
             id: None,
-            data_dir: PathBuf::from("halyard-data"),
+            data_dir: HostConfig::default_data_dir(),
         }
+    }
+}
+
+impl HostConfig {
+    /// `[host] data_dir` when the config does not set it.
+    pub fn default_data_dir() -> PathBuf {
+        PathBuf::from("halyard-data")
     }
 }
 

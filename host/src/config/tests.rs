@@ -460,3 +460,50 @@ fn the_status_token_is_substituted_checked_and_never_printed() {
         );
     }
 }
+
+#[test]
+fn a_system_input_reads_every_family_by_default_and_its_keys_are_checked() {
+    let system = "[[input]]\ntype = \"system\"\nname = \"device\"\n";
+    let config = parse(&format!("{system}{MINIMAL}")).unwrap();
+    let Some(InputConfig::System {
+        interval_ms,
+        metrics,
+        ..
+    }) = config.inputs.first()
+    else {
+        panic!("input[0] is the system input");
+    };
+    assert_eq!(*interval_ms, 10_000);
+    assert_eq!(metrics.len(), 7);
+    let err = parse(&format!("{system}interval_ms = 99\n{MINIMAL}"))
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("line 4") && err.contains("`input[0].interval_ms` must be between 100"),
+        "{err}"
+    );
+    let err = parse(&format!("{system}metrics = [\"cpu\", \"gpu\"]\n{MINIMAL}"))
+        .unwrap_err()
+        .to_string();
+    // The input's table line (serde's tagged enums keep no finer span).
+    assert!(
+        err.contains("line 1") && err.contains("unknown variant `gpu`"),
+        "{err}"
+    );
+    assert!(err.contains("temperature"), "the choices are listed: {err}");
+}
+
+#[test]
+fn the_audit_trail_is_on_by_default_and_its_bound_is_checked() {
+    let config = parse(MINIMAL).unwrap();
+    assert!(config.audit.enabled);
+    assert_eq!(config.audit.max_rows, 10_000);
+    let err = parse(&format!("{MINIMAL}\n[audit]\nmax_rows = 0\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`audit.max_rows` must be between 1"), "{err}");
+    let err = parse(&format!("{MINIMAL}\n[audit]\nmax_row = 5\n"))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("max_row"), "{err}");
+}

@@ -266,6 +266,7 @@ fn the_example_configs_pass_config_check() {
         "mqtt-output.toml",
         "otlp-output.toml",
         "fleet.toml",
+        "device-metrics.toml",
     ] {
         let s = Scenario::new();
         let mut text = std::fs::read_to_string(examples.join(name)).expect("example config");

@@ -2,6 +2,7 @@
 //! SQLite buffer, and a real peer (a file transport or the receiver on
 //! 127.0.0.1), with exact counts.
 
+mod audit;
 mod broker_transports;
 mod buffer_cap;
 mod contracts;
@@ -25,6 +26,7 @@ mod receiver_refusals;
 mod refusals;
 mod retry;
 mod support;
+mod system_input;
 mod workers;
 
 /// The operator tests' helpers (a host with an http input and a status
