@@ -8,6 +8,7 @@ mod deadletter;
 mod grant_arg;
 mod plugin_check;
 mod plugin_cmd;
+mod plugin_compile;
 mod plugin_new;
 mod plugin_test;
 mod sign_cmd;
@@ -24,6 +25,7 @@ pub use config_cmd::ConfigCheckArgs;
 pub use deadletter::{DeadletterCommand, PurgeArgs, ReplayArgs, SelectArgs, ShowArgs};
 pub use plugin_check::CheckArgs;
 pub use plugin_cmd::RunArgs;
+pub use plugin_compile::CompileArgs;
 pub use plugin_new::NewArgs;
 pub use plugin_test::TestArgs;
 pub use sign_cmd::{SignArgs, SignManifestArgs, VerifyPluginArgs};
@@ -134,6 +136,10 @@ pub enum PluginCommand {
     /// Sign a rollout manifest with a serial and an expiry: writes the
     /// envelope `[rollout] manifest_url` serves.
     SignManifest(SignManifestArgs),
+    /// Compile a component ahead of time for a device (`--target`), and
+    /// sign the artefact (`--key`): what a host built without the compiler
+    /// runs.
+    Compile(CompileArgs),
     /// Check a component's `FILE.sig` against trusted public keys. Exit 0 if
     /// signed by one of them, 1 with the reason if not.
     Verify(VerifyPluginArgs),
@@ -230,6 +236,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Plugin(PluginCommand::Sign(args)) => sign_cmd::sign(&args),
         Command::Plugin(PluginCommand::SignManifest(args)) => sign_cmd::sign_manifest(&args),
         Command::Plugin(PluginCommand::Verify(args)) => sign_cmd::verify_plugin(&args),
+        Command::Plugin(PluginCommand::Compile(args)) => plugin_compile::compile(&args),
         Command::Keygen(args) => trust_cmd::keygen(&args),
         Command::License(LicenseCommand::Issue(args)) => trust_cmd::license_issue(&args),
         Command::License(LicenseCommand::Inspect(args)) => trust_cmd::license_inspect(&args),

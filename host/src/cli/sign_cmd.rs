@@ -197,7 +197,7 @@ pub fn sign_manifest(args: &SignManifestArgs) -> anyhow::Result<ExitCode> {
 }
 
 /// The file name without `.wasm`: the name a component is installed under.
-fn stem(file: &Path) -> anyhow::Result<String> {
+pub(super) fn stem(file: &Path) -> anyhow::Result<String> {
     file.file_stem()
         .and_then(|s| s.to_str())
         .map(str::to_owned)

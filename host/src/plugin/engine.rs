@@ -98,21 +98,20 @@ impl Runtime {
     }
 
     fn build(cache_dir: Option<std::path::PathBuf>, policy: CallPolicy) -> Result<Self, LoadError> {
-        let mut config = Config::new();
-        config.epoch_interruption(true);
-        // Every guest entry is a `call_async` future (always available with
-        // the `async` feature) so a guest waiting in a host call can be cut
-        // at its deadline (see `super::deadline`).
-        // Component-model async support costs ~300 ns per call and no plugin
-        // kind uses it.
-        config.concurrency_support(false);
+        let config = engine_config();
         let engine = Engine::new(&config).map_err(|e| LoadError::Engine {
             message: e.to_string(),
         })?;
-        config.parallel_compilation(false);
-        let background = Engine::new(&config)
-            .ok()
-            .filter(|bg| compatibility_hash(bg) == compatibility_hash(&engine));
+        #[cfg(feature = "compiler")]
+        let background = {
+            let mut config = config;
+            config.parallel_compilation(false);
+            Engine::new(&config)
+                .ok()
+                .filter(|bg| compatibility_hash(bg) == compatibility_hash(&engine))
+        };
+        #[cfg(not(feature = "compiler"))]
+        let background = None;
         let linker = new_linker(&engine, CallMode::Async)?;
         let sync_linker = new_linker(&engine, CallMode::Sync)?;
         let cache = cache_dir.map(|dir| CompileCache::new(dir, &engine));
@@ -160,6 +159,54 @@ impl Runtime {
     }
 }
 
+/// The engine settings every plugin runs under. `halyard plugin compile`
+/// uses the same ones (for its `--target`), so what it writes loads here:
+/// wasmtime refuses an artefact made under other settings.
+fn engine_config() -> Config {
+    let mut config = Config::new();
+    config.epoch_interruption(true);
+    // Every guest entry is a `call_async` future (always available with
+    // the `async` feature) so a guest waiting in a host call can be cut
+    // at its deadline (see `super::deadline`).
+    // Component-model async support costs ~300 ns per call and no plugin
+    // kind uses it.
+    config.concurrency_support(false);
+    config
+}
+
+/// Compiles the component `bytes` for `target` (a target triple such as
+/// `aarch64-unknown-linux-gnu`; `None`: this machine's architecture) into
+/// a precompiled plugin: what `halyard plugin compile` writes for a host
+/// built without the compiler. Only baseline CPU features of the target
+/// are used, so the artefact runs on every CPU of that architecture.
+#[cfg(feature = "compiler")]
+pub fn precompile_for(bytes: &[u8], target: Option<&str>) -> Result<Vec<u8>, LoadError> {
+    let failed = |e: wasmtime::Error| LoadError::Engine {
+        message: format!("{e:#}"),
+    };
+    let mut config = engine_config();
+    let triple = target.map_or_else(|| native_triple().to_string(), str::to_string);
+    // An explicit target: wasmtime then assumes no CPU feature beyond the
+    // architecture's baseline (no host-CPU detection).
+    config.target(&triple).map_err(failed)?;
+    let engine = Engine::new(&config).map_err(failed)?;
+    engine.precompile_component(bytes).map_err(failed)
+}
+
+/// The target triple this binary was built for.
+#[cfg(feature = "compiler")]
+fn native_triple() -> &'static str {
+    if cfg!(all(target_arch = "x86_64", target_os = "linux")) {
+        "x86_64-unknown-linux-gnu"
+    } else if cfg!(all(target_arch = "aarch64", target_os = "linux")) {
+        "aarch64-unknown-linux-gnu"
+    } else if cfg!(all(target_arch = "aarch64", target_os = "macos")) {
+        "aarch64-apple-darwin"
+    } else {
+        std::env::consts::ARCH
+    }
+}
+
 /// WASI (its implementation for `mode`) plus the Halyard host imports.
 fn new_linker(engine: &Engine, mode: CallMode) -> Result<Linker<HostState>, LoadError> {
     let failed = |e: wasmtime::Error| LoadError::Engine {
@@ -176,6 +223,7 @@ fn new_linker(engine: &Engine, mode: CallMode) -> Result<Linker<HostState>, Load
     Ok(linker)
 }
 
+#[cfg(feature = "compiler")]
 fn compatibility_hash(engine: &Engine) -> u64 {
     let mut hasher = DefaultHasher::new();
     engine.precompile_compatibility_hash().hash(&mut hasher);

@@ -24,7 +24,9 @@ pub enum LoadError {
     #[error(transparent)]
     File(#[from] super::file::FileError),
     /// The file does not start with the WebAssembly magic bytes.
-    #[error("{path} is not a WebAssembly file (no `\\0asm` header)")]
+    #[error(
+        "{path} is not a WebAssembly file (no `\\0asm` header) nor a precompiled plugin (no ELF header)"
+    )]
     NotWasm {
         /// The file.
         path: PathBuf,
@@ -46,6 +48,38 @@ pub enum LoadError {
         path: PathBuf,
         /// The compiler's reason.
         message: String,
+    },
+    /// A precompiled plugin (`.cwasm`) without a valid signature by a
+    /// trusted key: it is native code, so nothing else vouches for it.
+    #[error(
+        "{path} is a precompiled plugin (native code): it loads only with a signature by a \
+         trusted key (`halyard plugin compile --key`, and the key in [plugins] trusted_keys)"
+    )]
+    PrecompiledUnsigned {
+        /// The file.
+        path: PathBuf,
+    },
+    /// wasmtime refused a signed precompiled plugin: made for another
+    /// target or CPU, another wasmtime version, or other engine settings.
+    #[error(
+        "{path} is a precompiled plugin this host cannot run: {message} (compile it again with \
+         `halyard plugin compile --target` for this device, with the same halyard version)"
+    )]
+    Precompiled {
+        /// The file.
+        path: PathBuf,
+        /// wasmtime's reason.
+        message: String,
+    },
+    /// This build has no compiler, and the file is a component.
+    #[error(
+        "{path} is a WebAssembly component, and this halyard was built without the compiler: \
+         it runs only precompiled plugins (`halyard plugin compile --target … --key …` on a full \
+         build, then point the config at the `.cwasm`)"
+    )]
+    NoCompiler {
+        /// The file.
+        path: PathBuf,
     },
     /// The component imports something plugins may not use.
     #[error(

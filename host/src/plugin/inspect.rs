@@ -114,20 +114,40 @@ impl Inspection {
     }
 }
 
+/// Compiles `bytes` from scratch (no cache), for the timing.
+#[cfg(feature = "compiler")]
+fn compile_timed(runtime: &Runtime, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
+    Component::from_binary(&runtime.engine, bytes).map_err(|e| LoadError::Compile {
+        path: path.to_path_buf(),
+        message: e.root_cause().to_string(),
+    })
+}
+
+/// Without the compiler there is nothing to inspect a component with.
+#[cfg(not(feature = "compiler"))]
+fn compile_timed(_runtime: &Runtime, path: &Path, _bytes: &[u8]) -> Result<Component, LoadError> {
+    Err(LoadError::NoCompiler {
+        path: path.to_path_buf(),
+    })
+}
+
 impl Runtime {
     /// Reads and compiles `path` from scratch (timing it), stores the
     /// artefact in the compile cache so a following load is warm, and
     /// reports its imports under `grants` and its exports.
     pub fn inspect(&self, path: &Path, grants: &Grants) -> Result<Inspection, LoadError> {
         let bytes = super::file::read_component(path, self.max_file_bytes)?;
-        super::load::check_header(path, &bytes)?;
+        if super::load::check_header(path, &bytes)? == super::load::PluginFormat::Precompiled {
+            return Err(LoadError::Precompiled {
+                path: path.to_path_buf(),
+                message: "`plugin check` reads the component it was compiled from; a precompiled \
+                          plugin is checked by loading it with its signature (`halyard config check`)"
+                    .into(),
+            });
+        }
         let sha256 = hex::encode(Sha256::digest(&bytes));
         let started = Instant::now();
-        let component =
-            Component::from_binary(&self.engine, &bytes).map_err(|e| LoadError::Compile {
-                path: path.to_path_buf(),
-                message: e.root_cause().to_string(),
-            })?;
+        let component = compile_timed(self, path, &bytes)?;
         let cold_compile = started.elapsed();
         if let Some(cache) = &self.cache {
             cache.store(&sha256, &component);

@@ -62,8 +62,9 @@ impl Runtime {
         options: PluginOptions,
     ) -> Result<Arc<Plugin>, LoadError> {
         let bytes = super::file::read_component(path, self.max_file_bytes)?;
+        let format = check_header(path, &bytes)?;
         if self.trusted_keys.is_empty() {
-            return self.load_bytes(path.to_path_buf(), &bytes, kind, options);
+            return self.load_unsigned(path.to_path_buf(), &bytes, kind, options);
         }
         let kind_name = kind.map(|k| k.to_string());
         let signature = super::file::check_signature(
@@ -73,7 +74,7 @@ impl Runtime {
             self.fleet.as_deref(),
             &self.trusted_keys,
         )?;
-        let plugin = self.load_bytes(path.to_path_buf(), &bytes, kind, options)?;
+        let plugin = self.load_checked(path.to_path_buf(), &bytes, format, kind, options)?;
         signature
             .check_loaded(&plugin.kind.to_string(), &plugin.info.version)
             .map_err(|e| super::file::signature_refused(path, e))?;
@@ -81,7 +82,8 @@ impl Runtime {
     }
 
     /// Loads a component from bytes already in memory; `path` names it in
-    /// messages and in `/plugins`.
+    /// messages and in `/plugins`. Precompiled plugins are refused here:
+    /// only [`Runtime::load`] checks the signature they need.
     pub fn load_bytes(
         &self,
         path: PathBuf,
@@ -89,9 +91,53 @@ impl Runtime {
         kind: Option<PluginKind>,
         options: PluginOptions,
     ) -> Result<Arc<Plugin>, LoadError> {
-        check_header(&path, bytes)?;
+        self.load_unsigned(path, bytes, kind, options)
+    }
+
+    /// A load nothing vouches for: components only.
+    fn load_unsigned(
+        &self,
+        path: PathBuf,
+        bytes: &[u8],
+        kind: Option<PluginKind>,
+        options: PluginOptions,
+    ) -> Result<Arc<Plugin>, LoadError> {
+        match check_header(&path, bytes)? {
+            PluginFormat::Precompiled => Err(LoadError::PrecompiledUnsigned { path }),
+            format => self.load_checked(path, bytes, format, kind, options),
+        }
+    }
+
+    /// Loads `bytes` of `format`; a precompiled plugin's signature has
+    /// been verified by the caller.
+    fn load_checked(
+        &self,
+        path: PathBuf,
+        bytes: &[u8],
+        format: PluginFormat,
+        kind: Option<PluginKind>,
+        options: PluginOptions,
+    ) -> Result<Arc<Plugin>, LoadError> {
         let sha256 = hex::encode(Sha256::digest(bytes));
-        let (component, from_cache) = self.compile(&path, bytes, &sha256)?;
+        let (component, from_cache) =
+            match format {
+                PluginFormat::Component => self.compile(&path, bytes, &sha256)?,
+                // SAFETY: a precompiled plugin is native code. It reaches this
+                // point only from `Runtime::load` after its signature verified
+                // over these very bytes under a trusted key (`load_unsigned`
+                // refuses it otherwise), so it is what `halyard plugin compile`
+                // wrote on the signer's machine. wasmtime checks its header,
+                // version, target, CPU features and engine settings, and refuses
+                // a mismatch with an error.
+                PluginFormat::Precompiled => {
+                    let component = unsafe { Component::deserialize(&self.engine, bytes) }
+                        .map_err(|e| LoadError::Precompiled {
+                            path: path.clone(),
+                            message: e.root_cause().to_string(),
+                        })?;
+                    (component, false)
+                }
+            };
         let ty = component.component_type();
         let imports: Vec<String> = ty
             .imports(&self.engine)
@@ -142,7 +188,10 @@ impl Runtime {
     /// installs a download). Returns true if it was cached already; without
     /// a cache this only checks that the bytes compile.
     pub fn precompile(&self, path: &Path, bytes: &[u8]) -> Result<bool, LoadError> {
-        check_header(path, bytes)?;
+        if check_header(path, bytes)? == PluginFormat::Precompiled {
+            // Nothing to compile; its load checks signature and target.
+            return Ok(true);
+        }
         let sha256 = hex::encode(Sha256::digest(bytes));
         self.compile(path, bytes, &sha256)
             .map(|(_, from_cache)| from_cache)
@@ -162,11 +211,21 @@ impl Runtime {
         {
             return Ok((component, true));
         }
+        let component = self.compile_fresh(path, bytes)?;
+        if let Some(cache) = &self.cache {
+            cache.store(sha256, &component);
+        }
+        Ok((component, false))
+    }
+
+    /// Compiles `bytes` with Cranelift.
+    #[cfg(feature = "compiler")]
+    fn compile_fresh(&self, path: &Path, bytes: &[u8]) -> Result<Component, LoadError> {
         let failed = |e: wasmtime::Error| LoadError::Compile {
             path: path.to_path_buf(),
             message: e.root_cause().to_string(),
         };
-        let component = match &self.background {
+        Ok(match &self.background {
             // On a low-priority thread (hot reload): compile on this thread
             // alone, then load the artefact into the shared engine.
             Some(background) if low_priority_thread() => {
@@ -178,17 +237,34 @@ impl Runtime {
                 unsafe { Component::deserialize(&self.engine, &artefact) }.map_err(failed)?
             }
             _ => Component::from_binary(&self.engine, bytes).map_err(failed)?,
-        };
-        if let Some(cache) = &self.cache {
-            cache.store(sha256, &component);
-        }
-        Ok((component, false))
+        })
+    }
+
+    /// Without the compiler, a component cannot run here.
+    #[cfg(not(feature = "compiler"))]
+    fn compile_fresh(&self, path: &Path, _bytes: &[u8]) -> Result<Component, LoadError> {
+        Err(LoadError::NoCompiler {
+            path: path.to_path_buf(),
+        })
     }
 }
 
-/// Tells a component from a core module from anything else, so the error
-/// says which.
-pub(super) fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
+/// What a plugin file holds, told by its first bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PluginFormat {
+    /// A WebAssembly component: compiled here (or taken from the cache).
+    Component,
+    /// Native code from `halyard plugin compile` (wasmtime's precompiled
+    /// ELF): loaded only with a signature by a trusted key.
+    Precompiled,
+}
+
+/// Tells a component from a precompiled plugin from a core module from
+/// anything else, so the error says which.
+pub fn check_header(path: &Path, bytes: &[u8]) -> Result<PluginFormat, LoadError> {
+    if bytes.len() >= 4 && &bytes[..4] == b"\x7fELF" {
+        return Ok(PluginFormat::Precompiled);
+    }
     if bytes.len() < 8 || &bytes[..4] != b"\0asm" {
         return Err(LoadError::NotWasm {
             path: path.to_path_buf(),
@@ -200,7 +276,7 @@ pub(super) fn check_header(path: &Path, bytes: &[u8]) -> Result<(), LoadError> {
             path: path.to_path_buf(),
         });
     }
-    Ok(())
+    Ok(PluginFormat::Component)
 }
 
 /// Refuses imports outside the allowed set.

@@ -56,11 +56,14 @@ pub use bindings::{
     Action, AttrValue, Attribute, Event, EventId, Frame, InitError, PluginInfo, Verdict,
 };
 pub use contract::Contract;
+#[cfg(feature = "compiler")]
+pub use engine::precompile_for;
 pub use engine::{Runtime, lower_this_thread_priority};
 pub use error::{CallError, LoadError, TrapCause};
 pub use instance::PluginInstance;
 pub use kind::PluginKind;
 pub use limits::{Grants, Limits, NetworkGrant, SocketRule};
+pub use load::PluginFormat;
 pub use load::PluginOptions;
 pub use output::{FrameError, Polled, Redacted};
 

@@ -21,6 +21,7 @@ mod in_flight;
 mod mosquitto;
 mod mqtt_input;
 mod multi_transport;
+mod precompiled;
 mod receiver;
 mod receiver_refusals;
 mod refusals;
