@@ -10,6 +10,12 @@
 # Needs the example guests ($GUESTS, default target/guests/wasm32-wasip2/release,
 # built by `cargo test` or examples/quickstart.sh); the binary itself runs
 # the receiver.
+#
+# A binary built without the compiler runs only precompiled, signed
+# plugins: set PRECOMPILE_WITH to a full halyard, which compiles and signs
+# the guests (`plugin compile --key`) with a fresh key the config trusts:
+#
+#   PRECOMPILE_WITH=target/debug/halyard tools/device-bench.sh target/dist/halyard
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bin=${1:?usage: tools/device-bench.sh BINARY [SECONDS]}
@@ -27,6 +33,16 @@ export HALYARD_DEV_MODE=1 HALYARD_HUB="http://127.0.0.1:$hub_port" HALYARD_STATU
 guests=${GUESTS:-target/guests/wasm32-wasip2/release}
 sed -e "s|target/quickstart/data|$work/data|" -e "s|target/guests/wasm32-wasip2/release|$guests|g" \
   examples/quickstart.toml >"$work/host.toml"
+if [ -n "${PRECOMPILE_WITH:-}" ]; then
+  mkdir -p "$work/plugins"
+  "$PRECOMPILE_WITH" keygen --out "$work/plugins/signer.key" >/dev/null
+  for g in sim_source jsonl_decoder range_validator redact_privacy fraction_sampler; do
+    "$PRECOMPILE_WITH" plugin compile "$guests/$g.wasm" --out "$work/plugins/$g.cwasm" \
+      --key "$work/plugins/signer.key" --no-cache >/dev/null
+  done
+  sed -i "s|$guests/\([a-z_]*\)\.wasm|$work/plugins/\1.cwasm|g" "$work/host.toml"
+  printf '\n[plugins]\ntrusted_keys = ["%s"]\n' "$(cat "$work/plugins/signer.key.pub")" >>"$work/host.toml"
+fi
 
 HALYARD_RECEIVER_API_KEY=$HALYARD_API_KEY "$bin" receive --listen "127.0.0.1:$hub_port" \
   --store "$work/received.db" >"$work/receiver.stats" 2>"$work/receiver.log" &

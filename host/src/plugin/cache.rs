@@ -22,6 +22,7 @@
 //! to a temporary file and renamed into place, so a reader never sees a
 //! partial artefact. A corrupt or incompatible artefact is a cache miss.
 
+#[cfg(feature = "compiler")]
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::{Path, PathBuf};
@@ -46,8 +47,7 @@ impl CompileCache {
     /// A cache in `dir` (created 0700) for artefacts of `engine`, with the
     /// secret in `<dir>.key` (created 0600 on first use).
     pub fn new(dir: PathBuf, engine: &Engine) -> Self {
-        let mut hasher = DefaultHasher::new();
-        engine.precompile_compatibility_hash().hash(&mut hasher);
+        let engine_tag = engine_tag(engine);
         let key = match private_dir(&dir)
             .and_then(|()| CacheKey::load_or_create(&key_path(&dir)).map_err(|e| e.to_string()))
         {
@@ -70,7 +70,7 @@ impl CompileCache {
         };
         CompileCache {
             dir,
-            engine_tag: format!("{:016x}", hasher.finish()),
+            engine_tag,
             key,
         }
     }
@@ -153,6 +153,21 @@ impl CompileCache {
 }
 
 /// `<dir>.key`: the secret beside the cache directory.
+/// The engine's compatibility hash, in artefact names.
+#[cfg(feature = "compiler")]
+fn engine_tag(engine: &Engine) -> String {
+    let mut hasher = DefaultHasher::new();
+    engine.precompile_compatibility_hash().hash(&mut hasher);
+    format!("{:016x}", hasher.finish())
+}
+
+/// Without the compiler nothing is compiled, so nothing is cached; the
+/// runtime does not open a cache at all (see `Runtime::new`).
+#[cfg(not(feature = "compiler"))]
+fn engine_tag(_engine: &Engine) -> String {
+    "runtime-only".to_string()
+}
+
 fn key_path(dir: &Path) -> PathBuf {
     let mut name = dir.as_os_str().to_owned();
     name.push(".key");

@@ -9,6 +9,7 @@
 //! cold hot swap takes CPU only when the data path leaves some idle.
 
 use std::cell::Cell;
+#[cfg(feature = "compiler")]
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -39,6 +40,7 @@ pub struct Runtime {
     /// thread. Its artefacts are loaded into `engine` (the setting is not
     /// part of the compatibility hash). `None` if the hashes differ anyway;
     /// then every compile uses `engine`.
+    #[cfg(feature = "compiler")]
     pub(crate) background: Option<Engine>,
     /// WASI (deny-all by default, its async implementation) plus the
     /// Halyard host imports: for plugins called with
@@ -110,14 +112,18 @@ impl Runtime {
                 .ok()
                 .filter(|bg| compatibility_hash(bg) == compatibility_hash(&engine))
         };
-        #[cfg(not(feature = "compiler"))]
-        let background = None;
+
         let linker = new_linker(&engine, CallMode::Async)?;
         let sync_linker = new_linker(&engine, CallMode::Sync)?;
-        let cache = cache_dir.map(|dir| CompileCache::new(dir, &engine));
+        // Without the compiler nothing is compiled here, so there is
+        // nothing to cache.
+        let cache = cache_dir
+            .filter(|_| cfg!(feature = "compiler"))
+            .map(|dir| CompileCache::new(dir, &engine));
         let ticker = EpochTicker::start(engine.clone());
         Ok(Runtime {
             engine,
+            #[cfg(feature = "compiler")]
             background,
             linker,
             sync_linker,
@@ -237,6 +243,7 @@ thread_local! {
 
 /// Whether the calling thread asked for low priority, so its compiles
 /// must stay on it.
+#[cfg(feature = "compiler")]
 pub(crate) fn low_priority_thread() -> bool {
     LOW_PRIORITY.with(Cell::get)
 }

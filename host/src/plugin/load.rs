@@ -13,7 +13,9 @@ use wasmtime::component::Component;
 
 use super::call_mode::CallMode;
 use super::contract::Contract;
-use super::engine::{Runtime, low_priority_thread};
+use super::engine::Runtime;
+#[cfg(feature = "compiler")]
+use super::engine::low_priority_thread;
 use super::error::LoadError;
 use super::instance::PluginInstance;
 use super::kind::PluginKind;
