@@ -108,6 +108,7 @@ impl Pipeline {
             quarantine: policy,
             registrar: None,
             dead_letter_frames: config.buffer.dead_letter_frames,
+            trace: None,
         })
     }
 }
