@@ -46,16 +46,57 @@ pub struct IngestSocket {
 }
 
 fn default_mode() -> SocketMode {
-    SocketMode(0o660)
+    SocketMode::new(0o660)
 }
 
-/// Permission bits of the socket file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SocketMode(pub u32);
+/// Permission bits of the socket file, as written. Any string or integer
+/// is taken when the file is parsed; [`IngestSocket::problem`] then
+/// refuses one that is not octal bits within `0777`, naming the key and
+/// its line (a parse error inside an `[[input]]` could only point at the
+/// table).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SocketMode {
+    /// What the config said.
+    written: String,
+    /// The bits, if `written` is valid.
+    bits: Option<u32>,
+}
+
+impl SocketMode {
+    /// Mode `bits` (for defaults and programmatic configs).
+    pub fn new(bits: u32) -> SocketMode {
+        SocketMode {
+            written: format!("{bits:04o}"),
+            bits: (bits <= 0o777).then_some(bits),
+        }
+    }
+
+    /// The permission bits, or `None` if the config's value is not valid.
+    pub fn bits(&self) -> Option<u32> {
+        self.bits
+    }
+
+    /// From an octal string (`"0660"`, `"660"`, `"0o660"`).
+    fn parse(written: &str) -> SocketMode {
+        let digits = written.trim();
+        let digits = digits.strip_prefix("0o").unwrap_or(digits);
+        let bits = (!digits.is_empty() && digits.len() <= 4)
+            .then(|| u32::from_str_radix(digits, 8).ok())
+            .flatten()
+            .filter(|b| *b <= 0o777);
+        SocketMode {
+            written: written.to_string(),
+            bits,
+        }
+    }
+}
 
 impl fmt::Display for SocketMode {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:04o}", self.0)
+        match self.bits {
+            Some(bits) => write!(f, "{bits:04o}"),
+            None => f.write_str(&self.written),
+        }
     }
 }
 
@@ -66,8 +107,7 @@ impl Serialize for SocketMode {
 }
 
 impl<'de> Deserialize<'de> for SocketMode {
-    /// An octal string (`"0660"`, `"660"`, `"0o660"`) or an integer (TOML
-    /// `0o660`); bits beyond `0777` are refused.
+    /// A string or an integer (TOML `0o660` is the integer 432).
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ModeVisitor;
         impl Visitor<'_> for ModeVisitor {
@@ -78,29 +118,21 @@ impl<'de> Deserialize<'de> for SocketMode {
             }
 
             fn visit_str<E: de::Error>(self, value: &str) -> Result<SocketMode, E> {
-                let digits = value.trim();
-                let digits = digits.strip_prefix("0o").unwrap_or(digits);
-                let bits = (!digits.is_empty() && digits.len() <= 4)
-                    .then(|| u32::from_str_radix(digits, 8).ok())
-                    .flatten()
-                    .ok_or_else(|| E::invalid_value(de::Unexpected::Str(value), &self))?;
-                self.visit_u64(u64::from(bits))
+                Ok(SocketMode::parse(value))
             }
 
             fn visit_i64<E: de::Error>(self, value: i64) -> Result<SocketMode, E> {
-                let bits = u64::try_from(value)
-                    .map_err(|_| E::invalid_value(de::Unexpected::Signed(value), &self))?;
-                self.visit_u64(bits)
+                Ok(match u32::try_from(value) {
+                    Ok(bits) => SocketMode::new(bits),
+                    Err(_) => SocketMode {
+                        written: value.to_string(),
+                        bits: None,
+                    },
+                })
             }
 
             fn visit_u64<E: de::Error>(self, value: u64) -> Result<SocketMode, E> {
-                match u32::try_from(value) {
-                    Ok(bits) if bits <= 0o777 => Ok(SocketMode(bits)),
-                    _ => Err(E::invalid_value(
-                        de::Unexpected::Other(&format!("{value:o} (octal)")),
-                        &"permission bits within 0777",
-                    )),
-                }
+                self.visit_i64(i64::try_from(value).unwrap_or(-1))
             }
         }
         deserializer.deserialize_any(ModeVisitor)
@@ -130,7 +162,16 @@ impl IngestSocket {
                 ),
             );
         }
-        if self.mode.0 & 0o600 != 0o600 {
+        let Some(bits) = self.mode.bits() else {
+            return problem(
+                "mode",
+                format!(
+                    "`{}` is not permission bits in octal within 0777 (e.g. \"0660\")",
+                    self.mode
+                ),
+            );
+        };
+        if bits & 0o600 != 0o600 {
             return problem(
                 "mode",
                 format!(
@@ -189,25 +230,27 @@ mod tests {
     #[test]
     fn modes_parse_in_octal_and_are_bounded() {
         let s = socket("socket = { path = \"/run/x.sock\" }").unwrap();
-        assert_eq!((s.mode, s.group), (SocketMode(0o660), None));
+        assert_eq!((s.mode.bits(), s.group), (Some(0o660), None));
         for (text, bits) in [("\"0640\"", 0o640), ("\"600\"", 0o600), ("0o666", 0o666)] {
             let s = socket(&format!("socket = {{ path = \"/x\", mode = {text} }}")).unwrap();
-            assert_eq!(s.mode, SocketMode(bits), "{text}");
+            assert_eq!(s.mode.bits(), Some(bits), "{text}");
+            assert_eq!(s.problem(), None);
         }
         for bad in ["\"0999\"", "\"rw-rw\"", "0o1777", "\"\"", "-1"] {
-            assert!(
-                socket(&format!("socket = {{ path = \"/x\", mode = {bad} }}")).is_err(),
-                "{bad}"
-            );
+            let s = socket(&format!("socket = {{ path = \"/x\", mode = {bad} }}")).unwrap();
+            assert_eq!(s.mode.bits(), None, "{bad}");
+            let (key, _) = s.problem().expect("refused");
+            assert_eq!(key, "socket.mode", "{bad}");
         }
-        assert_eq!(SocketMode(0o660).to_string(), "0660");
+        assert!(socket("socket = { path = \"/x\", mode = true }").is_err());
+        assert_eq!(SocketMode::new(0o660).to_string(), "0660");
     }
 
     #[test]
     fn problems_name_the_key() {
         let s = |path: &str, mode: u32, group: Option<&str>| IngestSocket {
             path: PathBuf::from(path),
-            mode: SocketMode(mode),
+            mode: SocketMode::new(mode),
             group: group.map(str::to_string),
         };
         assert_eq!(s("/run/h.sock", 0o660, Some("0")).problem(), None);

@@ -223,8 +223,8 @@ impl HttpInput {
         let abort = CancellationToken::new();
         tracing::info!(
             input = %self.name,
-            listen = ?self.local_addr,
-            socket = ?self.unix.as_ref().map(|u| u.path().display().to_string()),
+            listen = %self.local_addr.map(|a| a.to_string()).unwrap_or_default(),
+            socket = %self.unix.as_ref().map(|u| u.path().display().to_string()).unwrap_or_default(),
             authenticated = !matches!(shared.auth, Auth::Open),
             max_connections = limits.max_connections,
             max_in_flight = limits.max_in_flight,

@@ -44,7 +44,13 @@ impl UnixBound {
         let _ = std::fs::remove_file(&temp);
         let listener = UnixListener::bind(&temp)?;
         let made = (|| {
-            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(socket.mode.0))?;
+            let bits = socket.mode.bits().ok_or_else(|| {
+                io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("bad mode {}", socket.mode),
+                )
+            })?;
+            std::fs::set_permissions(&temp, std::fs::Permissions::from_mode(bits))?;
             if let Some(group) = &socket.group {
                 let gid = resolve_group(group).map_err(io::Error::other)?;
                 rustix::fs::chown(&temp, None, Some(rustix::fs::Gid::from_raw(gid)))?;
@@ -123,7 +129,7 @@ mod tests {
     fn config(path: &Path, mode: u32) -> IngestSocket {
         IngestSocket {
             path: path.to_path_buf(),
-            mode: SocketMode(mode),
+            mode: SocketMode::new(mode),
             group: None,
         }
     }
