@@ -6,7 +6,7 @@
 //! ```
 //!
 //! `ENDPOINT` is `unix:/path/to/socket` (default
-//! `unix:target/emit-app/ingest.sock`, the socket of
+//! `unix:/tmp/halyard-emit-app.sock`, the socket of
 //! `examples/emit-app/halyard.toml`) or `http://host:port`; `TOKEN` is
 //! sent as a bearer token when given. It emits five readings in one batch
 //! — one valid, one the range validator rejects, one from a source the
@@ -42,7 +42,7 @@ async fn main() -> std::process::ExitCode {
     let mut args = std::env::args().skip(1);
     let endpoint = args
         .next()
-        .unwrap_or_else(|| "unix:target/emit-app/ingest.sock".to_string());
+        .unwrap_or_else(|| "unix:/tmp/halyard-emit-app.sock".to_string());
     let endpoint = absolute_socket(&endpoint);
     let client = match Client::new(&endpoint) {
         Ok(client) => client,
