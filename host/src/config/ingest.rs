@@ -3,7 +3,8 @@
 //!
 //! An ingest endpoint faces the network, so it is closed by default: a
 //! config with an http input and no `auth` is refused, and `auth = "none"`
-//! is accepted only on a loopback listen address. Tokens are [`IngestToken`]s,
+//! is accepted only on a loopback listen address or with no TCP listener
+//! at all (a Unix socket only, whose file mode says who may post). Tokens are [`IngestToken`]s,
 //! which print as `***` through `Debug`, `Display` and `Serialize`, so no
 //! log line, error or `config check` output can show one.
 

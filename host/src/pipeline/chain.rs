@@ -128,7 +128,7 @@ fn redact(
     let Some(Ok(redacted)) = stage.call(|i| i.redact_checked(&events)) else {
         stage.counters.dropped += events.len() as u64;
         *dropped += events.len() as u64;
-        dropped_ids.extend(events.iter().map(|e| e.id.clone()));
+        dropped_ids.extend(events.iter().map(|e| e.id));
         return Vec::new();
     };
     let actions = redacted.actions;

@@ -91,7 +91,7 @@ impl Trace {
         for e in events {
             self.accepted.push(key(&e.id));
             self.outcomes
-                .insert(key(&e.id), EventOutcome::Accepted(e.id.clone()));
+                .insert(key(&e.id), EventOutcome::Accepted(e.id));
         }
     }
 
@@ -159,7 +159,7 @@ mod tests {
         assert_eq!(
             out,
             vec![
-                FrameOutcome::Decoded(vec![EventOutcome::Accepted(a.id.clone())]),
+                FrameOutcome::Decoded(vec![EventOutcome::Accepted(a.id)]),
                 FrameOutcome::DecodeError("bad json".into()),
                 FrameOutcome::Decoded(vec![]),
                 FrameOutcome::Decoded(vec![

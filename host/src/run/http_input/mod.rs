@@ -17,6 +17,7 @@
 //! | 404, 405 | not `POST /v1/ingest` or `POST /` |
 //! | 408 | the body did not arrive whole within `body_timeout_ms` |
 //! | 413 | the body, or its decompressed form, exceeds the cap (16 MiB) |
+//! | 413, `"too_many_lines"` | per-line results asked for more than 10,000 lines |
 //! | 415 | a `Content-Encoding` other than gzip or identity |
 //! | 431 | the request's head exceeds 64 KiB |
 //! | 503 + `Retry-After: 1`, `"busy"` | `max_in_flight` requests are already in progress |
@@ -25,6 +26,14 @@
 //! | 503 | the host is shutting down |
 //! | 500 | any other pipeline failure, with the message |
 //! | no answer, connection closed | headers not complete within `header_timeout_ms`, or idle past `idle_timeout_ms` |
+//!
+//! With `?results=lines` the 200 answer also lists each line's result
+//! (accepted with its id, rejected, dropped, sampled out, decode error;
+//! see [`results`]), still after the commit.
+//!
+//! The same ingest can be served on a Unix domain socket (`socket = {…}`,
+//! see [`unix`]), besides or instead of TCP: same handler, limits and
+//! deadlines; `max_connections` and `max_in_flight` are shared.
 //!
 //! Lines are split on `\n`; a trailing `\r` is stripped and blank lines are
 //! skipped. Frames from this input carry no stable key: each event gets a
@@ -54,7 +63,7 @@ mod conn;
 mod handler;
 mod results;
 mod tally;
-pub mod unix;
+mod unix;
 
 use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
