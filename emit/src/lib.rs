@@ -29,6 +29,8 @@
 //! request was sent is not retried ([`EmitError::Interrupted`]): the host
 //! may have stored the events, and a retry could store them twice.
 
+#![deny(missing_docs)]
+
 mod error;
 mod result;
 mod transport;

@@ -12,8 +12,8 @@
 //!   client; the socket file has the configured mode, a stale file is
 //!   replaced at start and the file is removed at stop; hostile clients on
 //!   the socket (huge body, slow head, slow body, too many connections) are
-//!   bounded as on TCP; `config check` names the key and line of a bad
-//!   socket setting;
+//!   bounded as on TCP; configured tokens are required on the socket too;
+//!   `config check` names the key and line of a bad socket setting;
 //! - [`retry`]: the client retries through 503 (busy, then buffer full)
 //!   and then succeeds with exact counts and no duplicates.
 

@@ -277,3 +277,39 @@ fn config_check_names_the_key_and_line_of_a_bad_socket_setting() {
     assert_eq!(code, Some(1), "{stderr}");
     assert!(stderr.contains("`input[0].listen` is not set"), "{stderr}");
 }
+
+#[test]
+fn tokens_configured_on_the_input_are_required_on_the_socket_too() {
+    let s = Scenario::new();
+    let socket = s.path("ingest.sock");
+    let text = config(
+        &s.data,
+        &input(None, Some((&socket, "0660")), crate::http_support::AUTH),
+        &file_transport(&s.path("out.jsonl")),
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let host = Host::start(&s.config);
+    wait_socket(&socket);
+    let event = reading("s8", 1.0, second_of(8));
+    let rt = runtime();
+    let endpoint = format!("unix:{}", socket.display());
+    let err = rt
+        .block_on(Emit::new(&endpoint).unwrap().emit(&event))
+        .expect_err("no token");
+    assert!(
+        matches!(&err, halyard_emit::EmitError::Refused { status: 401, code, .. } if code == "unauthorized"),
+        "{err}"
+    );
+    let ok = rt
+        .block_on(
+            Emit::new(&endpoint)
+                .unwrap()
+                .with_token(crate::http_support::TOKEN)
+                .emit(&event),
+        )
+        .expect("with the token");
+    assert!(matches!(ok, EventResult::Accepted { .. }), "{ok:?}");
+    let log = host.stop();
+    let totals = crate::support::totals(&log);
+    assert_eq!(totals.get("accepted"), Some(&1), "{log}");
+}
