@@ -381,3 +381,46 @@ mod tests {
         server.abort();
     }
 }
+
+#[cfg(test)]
+mod refused_at_accept {
+    use super::*;
+
+    /// A server that, like the host beyond `max_connections`, answers 503
+    /// at accept without reading the request and closes: retried, not an
+    /// unknown outcome.
+    #[tokio::test]
+    async fn a_connection_refused_at_accept_is_retried() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            loop {
+                let (s, _) = listener.accept().await.unwrap();
+                let body = r#"{"error":"too_many_connections","message":"m"}"#;
+                let answer = format!(
+                    "HTTP/1.1 503 Service Unavailable\r\nretry-after: 0\r\nconnection: close\r\n\
+                     content-length: {}\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.try_write(answer.as_bytes());
+                drop(s);
+            }
+        });
+        let client = Client::new(&format!("http://{addr}"))
+            .unwrap()
+            .with_retry(RetryPolicy {
+                max_attempts: 3,
+                ..RetryPolicy::default()
+            });
+        let big: Vec<_> = (0..10)
+            .map(|i| serde_json::json!({"i": i, "pad": "x".repeat(100)}))
+            .collect();
+        let err = client.emit_batch(&big).await.unwrap_err();
+        assert!(
+            matches!(&err, EmitError::RetriesExhausted { attempts: 3, last, .. }
+                if last == "503 too_many_connections"),
+            "{err}"
+        );
+        server.abort();
+    }
+}
