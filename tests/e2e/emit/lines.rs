@@ -125,3 +125,88 @@ fn too_many_lines_with_results_are_refused_before_anything_runs() {
     let totals = crate::support::totals(&log);
     assert_eq!(totals.get("accepted"), Some(&10_001), "{log}");
 }
+
+/// A line that decodes into no event is `empty`; into several, `several`
+/// with each event's result, at most 100 listed and the rest counted. (The
+/// test decoder `lying-decoder` turns `good:NAME,…` into one event per
+/// item, `many:N` into N, and `error:N` into a decode error.)
+#[test]
+fn lines_with_no_or_several_events_say_so() {
+    let s = Scenario::new();
+    let receiver = Receiver::start(loopback_any(), &s.path("received.db"), None);
+    let [listen] = free_ports();
+    let decoder = format!(
+        "decoder = {{ plugin = \"{}\", limits = {{ deadline_ms = 5000 }} }}\n",
+        halyard_test_components::LYING_DECODER
+    );
+    let input = format!(
+        "[[input]]\ntype = \"http\"\nname = \"apps\"\nlisten = \"{listen}\"\n{AUTH}\n{decoder}"
+    );
+    // No per-source cap here: every good event is kept by the sampler.
+    let stages = crate::helpers::stages().replace(", max_per_source_per_s = 1", "");
+    let text = crate::support::config_with_stages(
+        &s.data,
+        &input,
+        &stages,
+        &http_transport(&receiver.url(), None),
+    );
+    std::fs::write(&s.config, text).unwrap();
+    let host = Host::start(&s.config);
+    wait_listening(listen);
+
+    let body = "good:e1\n,\ngood:e2,good:blocked-e3\nmany:150\nerror:10\n";
+    let url = format!("{}?results=lines", ingest_url(listen));
+    let answer = Client::new().post(&url, body.as_bytes().to_vec(), &[]);
+    assert_eq!(answer.status, 200, "{answer:?}");
+    let json = &answer.json;
+    assert_eq!(
+        (
+            answer.count("accepted"),
+            answer.count("dropped"),
+            answer.count("decode_errors")
+        ),
+        (152, 1, 1),
+        "{json}"
+    );
+    let kinds: Vec<(u64, String)> = crate::helpers::line_kinds(json);
+    let expected: Vec<(u64, String)> = [
+        (1, "accepted"),
+        (2, "empty"),
+        (3, "several"),
+        (4, "several"),
+        (5, "decode_error"),
+    ]
+    .iter()
+    .map(|(l, k)| (*l, k.to_string()))
+    .collect();
+    assert_eq!(kinds, expected, "{json}");
+    let lines = json["lines"].as_array().unwrap();
+    let pair = lines[2]["events"].as_array().unwrap();
+    assert_eq!(pair.len(), 2);
+    assert_eq!(pair[0]["result"], "accepted");
+    assert_eq!(
+        pair[1],
+        serde_json::json!({"result": "dropped", "by": "privacy"})
+    );
+    assert_eq!(lines[2]["more"], 0);
+    let many = lines[3]["events"].as_array().unwrap();
+    assert_eq!((many.len(), lines[3]["more"].as_u64()), (100, Some(50)));
+    assert!(many.iter().all(|e| e["result"] == "accepted"), "{json}");
+
+    wait_stored(&receiver, 152);
+    let log = host.stop();
+    let stats = receiver.stats();
+    assert_eq!((stats.events_stored, stats.duplicates), (152, 0), "{log}");
+    let stored: BTreeSet<String> = stored_events(&receiver, &Client::new())
+        .iter()
+        .filter_map(|e| e["id"].as_str().map(str::to_string))
+        .collect();
+    let listed: BTreeSet<String> = [&lines[0]]
+        .into_iter()
+        .chain([&pair[0]])
+        .chain(many)
+        .map(|e| e["id"].as_str().expect("an id").to_string())
+        .collect();
+    assert_eq!(listed.len(), 102);
+    assert!(listed.is_subset(&stored), "every listed id is stored");
+}

@@ -6,8 +6,9 @@
 //! - [`lines`]: `?results=lines` over TCP gives each line's result in order
 //!   (accepted with the id the receiver then stores, rejected with the
 //!   validator's reason, dropped by privacy, sampled out, decode error);
-//!   without asking the answer is unchanged; too many lines are refused
-//!   before anything runs;
+//!   without asking the answer is unchanged; a line of no event is
+//!   `empty`, one of several is `several` (100 listed, the rest counted);
+//!   too many lines are refused before anything runs;
 //! - [`socket`]: the same over the Unix socket with the `halyard-emit`
 //!   client; the socket file has the configured mode, a stale file is
 //!   replaced at start and the file is removed at stop; hostile clients on
