@@ -3,7 +3,8 @@
 //!
 //! An ingest endpoint faces the network, so it is closed by default: a
 //! config with an http input and no `auth` is refused, and `auth = "none"`
-//! is accepted only on a loopback listen address. Tokens are [`IngestToken`]s,
+//! is accepted only on a loopback listen address or with no TCP listener
+//! at all (a Unix socket only, whose file mode says who may post). Tokens are [`IngestToken`]s,
 //! which print as `***` through `Debug`, `Display` and `Serialize`, so no
 //! log line, error or `config check` output can show one.
 
@@ -172,6 +173,7 @@ impl InputConfig {
     pub fn http_problem(&self) -> Option<(String, String)> {
         let InputConfig::Http {
             listen,
+            socket,
             auth,
             header_timeout_ms,
             body_timeout_ms,
@@ -184,6 +186,20 @@ impl InputConfig {
             return None;
         };
         let problem = |key: &str, message: String| Some((key.to_string(), message));
+        if listen.is_none() && socket.is_none() {
+            return problem(
+                "listen",
+                "is not set: give `listen = \"127.0.0.1:8080\"` (TCP), `socket = { path = \
+                 \"/run/halyard/ingest.sock\" }` (Unix socket), or both"
+                    .into(),
+            );
+        }
+        if let Some(found) = socket.as_ref().and_then(|s| s.problem()) {
+            return Some(found);
+        }
+        // Only local processes can reach a loopback address or a socket file
+        // (whose mode says which).
+        let local = listen.as_ref().is_none_or(is_loopback);
         match auth {
             None => {
                 return problem(
@@ -191,15 +207,17 @@ impl InputConfig {
                     format!(
                         "is not set: give `auth = {{ tokens = [\"${{INGEST_TOKEN}}\"] }}` (clients \
                          send `Authorization: Bearer <token>` or `X-Api-Key: <token>`){}",
-                        if is_loopback(listen) {
-                            ", or `auth = \"none\"` to accept anyone on this loopback address"
+                        if local {
+                            ", or `auth = \"none\"` to accept anyone on this loopback address \
+                             or socket"
                         } else {
                             ""
                         }
                     ),
                 );
             }
-            Some(IngestAuth::None) if !is_loopback(listen) => {
+            Some(IngestAuth::None) if !local => {
+                let listen = listen.map(|l| l.to_string()).unwrap_or_default();
                 return problem(
                     "auth",
                     format!(

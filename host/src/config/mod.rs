@@ -11,6 +11,7 @@
 //! ([`Substituted::scrub`]).
 
 mod ingest;
+mod ingest_socket;
 mod inputs;
 mod licence;
 mod locate;
@@ -25,6 +26,7 @@ mod transports;
 use std::path::{Path, PathBuf};
 
 pub use ingest::{DEFAULT_TOKEN_HEADER, IngestAuth, IngestToken, TokenAuth};
+pub use ingest_socket::{IngestSocket, MAX_SOCKET_PATH_BYTES, SocketMode, resolve_group};
 use serde::Deserialize;
 
 pub use inputs::InputPlugin;

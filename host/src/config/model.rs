@@ -138,8 +138,13 @@ pub enum InputConfig {
     Http {
         /// The input's name.
         name: String,
-        /// Address to listen on.
-        listen: SocketAddr,
+        /// Address to listen on (TCP). Optional when `socket` is given.
+        #[serde(default)]
+        listen: Option<SocketAddr>,
+        /// A Unix domain socket to serve the same ingest on, for local
+        /// applications (see [`super::IngestSocket`]).
+        #[serde(default)]
+        socket: Option<super::IngestSocket>,
         /// The decoder plugin.
         decoder: PluginRef,
         /// Who may post: `{ tokens = [...] }`, or `"none"` (loopback only).

@@ -109,6 +109,7 @@ impl Pipeline {
             quarantine: policy,
             registrar: None,
             dead_letter_frames: config.buffer.dead_letter_frames,
+            trace: None,
         })
     }
 }

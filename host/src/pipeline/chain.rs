@@ -11,7 +11,7 @@
 //! Invariant: every event that enters [`Chains::run`] leaves in exactly one
 //! of `accepted`, `rejected`, `privacy_dropped` or `sampled_out`.
 
-use crate::plugin::{Action, Event, Verdict};
+use crate::plugin::{Action, Event, EventId, Verdict};
 
 use super::stage::Stage;
 
@@ -36,6 +36,8 @@ pub struct ChainOutcome {
     pub rejected: Vec<(Event, String)>,
     /// Events a privacy policy dropped, or dropped because it failed.
     pub privacy_dropped: u64,
+    /// The ids of those events (for per-line results), in drop order.
+    pub privacy_dropped_ids: Vec<EventId>,
     /// Events a sampler did not keep.
     pub sampled_out: u64,
 }
@@ -54,7 +56,12 @@ impl Chains {
             if events.is_empty() {
                 break;
             }
-            events = redact(stage, events, &mut outcome.privacy_dropped);
+            events = redact(
+                stage,
+                events,
+                &mut outcome.privacy_dropped,
+                &mut outcome.privacy_dropped_ids,
+            );
         }
         for stage in &mut self.samplers {
             if events.is_empty() {
@@ -111,11 +118,17 @@ fn validate(
     kept
 }
 
-fn redact(stage: &mut Stage, events: Vec<Event>, dropped: &mut u64) -> Vec<Event> {
+fn redact(
+    stage: &mut Stage,
+    events: Vec<Event>,
+    dropped: &mut u64,
+    dropped_ids: &mut Vec<EventId>,
+) -> Vec<Event> {
     stage.counters.events_in += events.len() as u64;
     let Some(Ok(redacted)) = stage.call(|i| i.redact_checked(&events)) else {
         stage.counters.dropped += events.len() as u64;
         *dropped += events.len() as u64;
+        dropped_ids.extend(events.iter().map(|e| e.id));
         return Vec::new();
     };
     let actions = redacted.actions;
@@ -133,6 +146,7 @@ fn redact(stage: &mut Stage, events: Vec<Event>, dropped: &mut u64) -> Vec<Event
             Action::Drop => {
                 stage.counters.dropped += 1;
                 *dropped += 1;
+                dropped_ids.push(event.id);
             }
         }
     }

@@ -42,6 +42,7 @@ mod restage;
 mod shared_frames;
 mod source;
 mod stage;
+mod trace;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
@@ -60,6 +61,7 @@ pub use record::id_bytes;
 pub use restage::{ChainPlan, Slot};
 pub use shared_frames::{SharedFrames, SpanError};
 pub use stage::{QuarantinePolicy, Stage, StageCounters, StageSeed};
+pub use trace::{DropCause, EventOutcome, FrameOutcome};
 
 use commit::Pending;
 use record::{chain_link, derived_id, event_record, frame_record};
@@ -205,6 +207,9 @@ pub struct Pipeline {
     registrar: Option<crate::status::plugins::Registrar>,
     /// What a dead-lettered frame keeps (`[buffer] dead_letter_frames`).
     dead_letter_frames: crate::config::DeadLetterFrames,
+    /// Per-frame outcomes of the ingest in progress, when its client asked
+    /// for them ([`Pipeline::ingest_traced`]); `None` otherwise.
+    trace: Option<trace::Trace>,
 }
 
 impl Pipeline {
@@ -236,6 +241,24 @@ impl Pipeline {
         input_bytes: u64,
     ) -> Result<IngestReport, PipelineError> {
         self.ingest_frames_in_turn(input, frames, position, input_bytes, || Ok(()))
+    }
+
+    /// Like [`Pipeline::ingest_frames`], and also says what became of each
+    /// frame, in order (see [`FrameOutcome`]), for a client that asked per
+    /// line. The outcomes are those of the committed ingest: on `Err`
+    /// nothing was accepted and there are none.
+    pub fn ingest_traced(
+        &mut self,
+        input: &str,
+        frames: impl IntoIterator<Item = KeyedFrame>,
+        input_bytes: u64,
+    ) -> Result<(IngestReport, Vec<FrameOutcome>), PipelineError> {
+        self.trace = Some(trace::Trace::default());
+        let result = self.ingest_frames(input, frames, None, input_bytes);
+        let trace = self.trace.take().unwrap_or_default();
+        let report = result?;
+        let outcomes = trace.resolve(report.buffer_dropped);
+        Ok((report, outcomes))
     }
 
     /// Like [`Pipeline::ingest_frames`], but waits for `turn` between
@@ -321,12 +344,16 @@ impl Pipeline {
                 for ((result, key), frame) in results.into_iter().zip(&keys).zip(&raw) {
                     let reason = match result {
                         Ok(decoded) => {
+                            let first = events.len();
                             for (n, mut e) in decoded.into_iter().enumerate() {
                                 e.id = match key {
                                     Some(k) => derived_id(k, n),
                                     None => event::new_id(),
                                 };
                                 events.push(e);
+                            }
+                            if let Some(trace) = &mut self.trace {
+                                trace.decoded(&events[first..]);
                             }
                             continue;
                         }
@@ -339,6 +366,9 @@ impl Pipeline {
                         }
                     };
                     decode_errors += 1;
+                    if let Some(trace) = &mut self.trace {
+                        trace.failed(&reason);
+                    }
                     dead.frame(input, frame_record(frame, key), reason);
                 }
             }
@@ -354,6 +384,9 @@ impl Pipeline {
                     ),
                 };
                 decode_errors += raw.len() as u64;
+                if let Some(trace) = &mut self.trace {
+                    raw.iter().for_each(|_| trace.failed(&reason));
+                }
                 for (f, k) in raw.iter().zip(&keys) {
                     dead.frame(input, frame_record(f, k), reason.clone());
                 }
@@ -406,6 +439,15 @@ impl Pipeline {
             )
             .collect();
         let outcome = self.chains.run(events);
+        if let Some(trace) = &mut self.trace {
+            trace.accepted(&outcome.accepted);
+            for (e, reason) in &outcome.rejected {
+                trace.rejected(&e.id, reason);
+            }
+            for id in &outcome.privacy_dropped_ids {
+                trace.privacy_dropped(id);
+            }
+        }
         // Stored with the chunk, so transports filter and delivered usage
         // is counted by kind without parsing a payload.
         for e in &outcome.accepted {

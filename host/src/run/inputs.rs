@@ -93,17 +93,39 @@ pub async fn prepare(config: &InputConfig, shared: &Shared<'_>) -> Result<Prepar
             max_line_bytes: usize::try_from(*max_line_bytes).unwrap_or(usize::MAX),
             buffer: buffer.clone(),
         })),
-        InputConfig::Http { name, listen, .. } => {
+        InputConfig::Http {
+            name,
+            listen,
+            socket,
+            ..
+        } => {
             let options = HttpOptions::from_config(config)
                 .ok_or_else(|| RunError::Transport(format!("input `{name}`: not an http input")))?;
-            let bound = HttpInput::bind(name, *listen, options)
-                .await
-                .map_err(|reason| RunError::Listen {
-                    input: name.clone(),
-                    addr: *listen,
-                    reason,
-                })?;
-            tracing::info!(input = %name, listen = %bound.local_addr(), "http input bound");
+            let mut bound = HttpInput::new(name, options);
+            if let Some(listen) = listen {
+                bound
+                    .listen_tcp(*listen)
+                    .await
+                    .map_err(|reason| RunError::Listen {
+                        input: name.clone(),
+                        addr: *listen,
+                        reason,
+                    })?;
+            }
+            if let Some(socket) = socket {
+                bound
+                    .listen_unix(socket)
+                    .map_err(|reason| RunError::ListenSocket {
+                        input: name.clone(),
+                        path: socket.path.clone(),
+                        reason,
+                    })?;
+                tracing::info!(input = %name, socket = %socket.path.display(),
+                    mode = %socket.mode, "http input socket bound");
+            }
+            if let Some(addr) = bound.local_addr() {
+                tracing::info!(input = %name, listen = %addr, "http input bound");
+            }
             Prepared::Task(Box::new(bound))
         }
         InputConfig::System {

@@ -94,6 +94,17 @@ pub enum RunError {
         /// What the OS said.
         reason: std::io::Error,
     },
+    /// An http input could not make or bind its Unix socket (in use by a
+    /// running process, not a socket, its directory missing).
+    #[error("input `{input}`: cannot listen on the socket {}: {reason}", path.display())]
+    ListenSocket {
+        /// The input's name.
+        input: String,
+        /// The configured socket path.
+        path: std::path::PathBuf,
+        /// What went wrong.
+        reason: std::io::Error,
+    },
     /// An mqtt input's TLS settings are unusable (e.g. a missing CA file).
     #[error("input `{input}`: {source}")]
     Mqtt {

@@ -62,6 +62,9 @@ pub enum Work {
         input: String,
         /// The frames, in order.
         frames: crate::pipeline::SharedFrames,
+        /// Where each frame's outcome goes, sent before `reply` and only
+        /// on success, when the client asked per line; `None`: not asked.
+        outcomes: Option<oneshot::Sender<Vec<crate::pipeline::FrameOutcome>>>,
         /// Where the committed report goes.
         reply: oneshot::Sender<Result<IngestReport, PipelineError>>,
     },
@@ -417,10 +420,19 @@ fn serve_one(pipeline: &mut Pipeline, work: Work, appended: &Notify) {
         Work::SharedFrames {
             input,
             frames,
+            outcomes,
             reply,
         } => {
             let bytes = frames.bytes() as u64;
-            let result = pipeline.ingest_frames(&input, frames, None, bytes);
+            let result = match outcomes {
+                None => pipeline.ingest_frames(&input, frames, None, bytes),
+                Some(to) => pipeline
+                    .ingest_traced(&input, frames, bytes)
+                    .map(|(report, lines)| {
+                        let _ = to.send(lines);
+                        report
+                    }),
+            };
             answer(result, reply, appended);
         }
         Work::Events {

@@ -83,21 +83,38 @@ pub fn gunzip(body: &[u8], max: usize) -> Result<Bytes, Refusal> {
 /// The body's frames, one per line, sharing its bytes (see
 /// [`SharedFrames`]).
 pub fn frames(body: Bytes, content_type: &str, origin: &str) -> Result<SharedFrames, Refusal> {
-    let spans = line_spans(&body);
+    let spans = line_spans(&body).into_iter().map(|(span, _)| span);
     SharedFrames::new(body, spans, content_type, origin)
         .map_err(|e| Refusal::Internal(e.to_string()))
 }
 
-/// Where the lines are: split on `\n`, a trailing `\r` stripped, blank
-/// lines skipped. The last line needs no `\n`.
-fn line_spans(body: &[u8]) -> Vec<Range<usize>> {
+/// Like [`frames`], with each frame's line number in the body (from 1,
+/// blank lines counted), for per-line results.
+pub fn numbered_frames(
+    body: Bytes,
+    content_type: &str,
+    origin: &str,
+) -> Result<(SharedFrames, Vec<u32>), Refusal> {
+    let (spans, numbers): (Vec<_>, Vec<_>) = line_spans(&body)
+        .into_iter()
+        .map(|(span, n)| (span, u32::try_from(n + 1).unwrap_or(u32::MAX)))
+        .unzip();
+    let frames = SharedFrames::new(body, spans, content_type, origin)
+        .map_err(|e| Refusal::Internal(e.to_string()))?;
+    Ok((frames, numbers))
+}
+
+/// Where the lines are, with their index (from 0): split on `\n`, a
+/// trailing `\r` stripped, blank lines skipped. The last line needs no
+/// `\n`.
+fn line_spans(body: &[u8]) -> Vec<(Range<usize>, usize)> {
     let mut spans = Vec::new();
     let mut start = 0;
-    for line in body.split(|b| *b == b'\n') {
+    for (n, line) in body.split(|b| *b == b'\n').enumerate() {
         let end = start + line.len();
         let kept = line.strip_suffix(b"\r").unwrap_or(line);
         if !kept.iter().all(u8::is_ascii_whitespace) {
-            spans.push(start..start + kept.len());
+            spans.push((start..start + kept.len(), n));
         }
         start = end + 1;
     }
@@ -130,6 +147,9 @@ mod tests {
         assert_eq!(lines(b"\r\nx\r"), vec![b"x".to_vec()]);
         assert!(lines(b"").is_empty());
         assert!(lines(b"\n\r\n").is_empty());
+        let (_, numbers) =
+            numbered_frames(Bytes::from_static(b"a\r\n\n  \r\nb\nc"), "t", "x").expect("spans");
+        assert_eq!(numbers, [1, 4, 5], "blank lines counted, not listed");
         let f = frames(Bytes::from_static(b"x"), "text/plain", "http:web")
             .expect("spans")
             .next()

@@ -19,7 +19,6 @@
 //! could not be longer than the header timeout.
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::task::{Context, Poll, Waker};
@@ -30,13 +29,12 @@ use axum::http::{Request, Response};
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, watch};
 use tokio::time::{Instant, Sleep};
 use tokio_util::sync::CancellationToken;
 
-use super::Shared;
 use super::tally::Event;
+use super::{Peer, Shared};
 
 /// hyper's read buffer per connection, which bounds a request's head (a
 /// larger one is answered 431): 64 KiB instead of hyper's ~400 KiB, so
@@ -149,8 +147,8 @@ pub enum Expired {
 
 /// The socket under the deadline of its connection's phase: a read or
 /// write that would wait past it fails with `TimedOut` instead.
-pub struct TimedIo {
-    inner: TcpStream,
+pub struct TimedIo<S> {
+    inner: S,
     clock: Arc<Clock>,
     sleep: Pin<Box<Sleep>>,
     /// The deadline `sleep` is set to.
@@ -159,8 +157,8 @@ pub struct TimedIo {
     expired: Arc<Mutex<Option<Expired>>>,
 }
 
-impl TimedIo {
-    fn new(inner: TcpStream, clock: Arc<Clock>, expired: Arc<Mutex<Option<Expired>>>) -> TimedIo {
+impl<S> TimedIo<S> {
+    fn new(inner: S, clock: Arc<Clock>, expired: Arc<Mutex<Option<Expired>>>) -> TimedIo<S> {
         TimedIo {
             inner,
             clock,
@@ -198,7 +196,7 @@ impl TimedIo {
     }
 }
 
-impl AsyncRead for TimedIo {
+impl<S: AsyncRead + Unpin> AsyncRead for TimedIo<S> {
     fn poll_read(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -219,7 +217,7 @@ impl AsyncRead for TimedIo {
     }
 }
 
-impl AsyncWrite for TimedIo {
+impl<S: AsyncWrite + Unpin> AsyncWrite for TimedIo<S> {
     fn poll_write(
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
@@ -262,15 +260,16 @@ impl AsyncWrite for TimedIo {
 /// the connection closed; on `abort` (after the shutdown grace) it is
 /// dropped. `_slot` is the connection's place under `max_connections`,
 /// given back when this returns.
-pub async fn serve(
-    stream: TcpStream,
-    peer: SocketAddr,
+pub async fn serve<S>(
+    stream: S,
+    peer: Peer,
     _slot: OwnedSemaphorePermit,
     shared: Arc<Shared>,
     mut stop: watch::Receiver<bool>,
     abort: CancellationToken,
-) {
-    let _ = stream.set_nodelay(true);
+) where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let clock = Clock::new(shared.limits.header_timeout, shared.limits.idle_timeout);
     let expired = Arc::new(Mutex::new(None));
     let io = TokioIo::new(TimedIo::new(stream, clock.clone(), expired.clone()));
@@ -279,7 +278,7 @@ pub async fn serve(
         let guard = clock.begin_request();
         let shared = shared.clone();
         async move {
-            let response: Response<Body> = super::handler::handle(&shared, peer, request).await;
+            let response: Response<Body> = super::handler::handle(&shared, &peer, request).await;
             drop(guard);
             Ok::<_, std::convert::Infallible>(response)
         }

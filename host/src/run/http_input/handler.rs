@@ -3,7 +3,6 @@
 //! and answer after its commit. Every check that needs only the headers
 //! runs before a byte of the body is read.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,10 +18,11 @@ use serde::Serialize;
 use serde_json::json;
 use tokio::sync::oneshot;
 
-use super::Shared;
 use super::auth::Verdict;
 use super::body;
+use super::results::{self, LineResult, MAX_RESULT_LINES};
 use super::tally::Event;
+use super::{Peer, Shared};
 use crate::pipeline::{IngestReport, PipelineError, SharedFrames};
 use crate::run::worker::Work;
 
@@ -32,13 +32,13 @@ const DEFAULT_CONTENT_TYPE: &str = "application/x-ndjson";
 /// Answers one request; never fails (a refusal is an answer).
 pub async fn handle(
     shared: &Arc<Shared>,
-    peer: SocketAddr,
+    peer: &Peer,
     request: Request<Incoming>,
 ) -> Response<Body> {
     match shared.auth.check(request.headers()) {
         Verdict::Allowed => {}
         verdict => {
-            shared.tally.note(Event::Unauthorized, &peer);
+            shared.tally.note(Event::Unauthorized, peer);
             return Refusal::Unauthorized(verdict).into_response();
         }
     }
@@ -53,8 +53,8 @@ pub async fn handle(
         Ok(answer) => Json(answer).into_response(),
         Err(refusal) => {
             match &refusal {
-                Refusal::Busy => shared.tally.note(Event::Busy, &peer),
-                Refusal::BodyTimeout(_) => shared.tally.note(Event::BodyTimeout, &peer),
+                Refusal::Busy => shared.tally.note(Event::Busy, peer),
+                Refusal::BodyTimeout(_) => shared.tally.note(Event::BodyTimeout, peer),
                 _ => {}
             }
             refusal.into_response()
@@ -74,6 +74,9 @@ pub struct Answer {
     /// Events a privacy policy dropped, a sampler left out, or the buffer
     /// refused under `drop_newest`.
     dropped: u64,
+    /// Each line's result, only when the request asked (`?results=lines`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    lines: Option<Vec<LineResult>>,
 }
 
 impl From<&IngestReport> for Answer {
@@ -83,6 +86,7 @@ impl From<&IngestReport> for Answer {
             rejected: r.rejected,
             decode_errors: r.decode_errors,
             dropped: r.privacy_dropped + r.sampled_out + r.buffer_dropped,
+            lines: None,
         }
     }
 }
@@ -104,6 +108,9 @@ pub enum Refusal {
     BadRequest(String),
     /// The body or its decompressed form exceeds the cap.
     TooLarge(usize),
+    /// Per-line results were asked for more lines than a request may carry
+    /// then ([`MAX_RESULT_LINES`]); nothing was run.
+    TooManyLines(usize),
     /// A `Content-Encoding` this input does not read.
     UnsupportedEncoding(String),
     /// The buffer is full (`when_full = "block"`): retry later.
@@ -174,6 +181,14 @@ impl IntoResponse for Refusal {
                 "payload_too_large",
                 format!("body or its decompressed form exceeds {max} bytes"),
             ),
+            Refusal::TooManyLines(lines) => (
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_many_lines",
+                format!(
+                    "{lines} lines with per-line results asked; at most {MAX_RESULT_LINES} per \
+                     request (split the batch); nothing was accepted"
+                ),
+            ),
             Refusal::UnsupportedEncoding(e) => (
                 StatusCode::UNSUPPORTED_MEDIA_TYPE,
                 "unsupported_encoding",
@@ -214,6 +229,7 @@ impl IntoResponse for Refusal {
 /// frames, hand them to the pipeline thread and answer after its commit.
 async fn ingest(shared: &Arc<Shared>, request: Request<Incoming>) -> Result<Answer, Refusal> {
     let (parts, incoming) = request.into_parts();
+    let per_line = results::asked(parts.uri.query());
     let headers = parts.headers;
     let max = shared.limits.max_body_bytes;
     let gzip = body::is_gzip(&headers)?;
@@ -240,7 +256,8 @@ async fn ingest(shared: &Arc<Shared>, request: Request<Incoming>) -> Result<Answ
         .to_string();
     let origin = shared.origin.clone();
     // Decompressing and splitting a large body is CPU work: off the async workers.
-    let frames = tokio::task::spawn_blocking(move || -> Result<SharedFrames, Refusal> {
+    type Split = (SharedFrames, Option<Vec<u32>>);
+    let (frames, numbers) = tokio::task::spawn_blocking(move || -> Result<Split, Refusal> {
         let body = if gzip {
             let plain = body::gunzip(&raw, max)?;
             drop(raw);
@@ -248,19 +265,37 @@ async fn ingest(shared: &Arc<Shared>, request: Request<Incoming>) -> Result<Answ
         } else {
             raw
         };
-        body::frames(body, &content_type, &origin)
+        if per_line {
+            let (frames, numbers) = body::numbered_frames(body, &content_type, &origin)?;
+            if frames.len() > MAX_RESULT_LINES {
+                return Err(Refusal::TooManyLines(frames.len()));
+            }
+            Ok((frames, Some(numbers)))
+        } else {
+            Ok((body::frames(body, &content_type, &origin)?, None))
+        }
     })
     .await
     .map_err(|e| Refusal::Internal(format!("reading the body failed: {e}")))??;
     if frames.is_empty() {
-        return Ok(Answer::from(&IngestReport::default()));
+        let mut answer = Answer::from(&IngestReport::default());
+        answer.lines = numbers.map(|_| Vec::new());
+        return Ok(answer);
     }
 
     let (reply, answer) = oneshot::channel();
+    let (outcomes, traced) = match numbers {
+        Some(numbers) => {
+            let (to, from) = oneshot::channel();
+            (Some(to), Some((from, numbers)))
+        }
+        None => (None, None),
+    };
     let sent = shared.sender().is_some_and(|work| {
         work.send(Work::SharedFrames {
             input: shared.name.clone(),
             frames,
+            outcomes,
             reply,
         })
         .is_ok()
@@ -269,7 +304,20 @@ async fn ingest(shared: &Arc<Shared>, request: Request<Incoming>) -> Result<Answ
         return Err(Refusal::ShuttingDown);
     }
     match answer.await {
-        Ok(Ok(report)) => Ok(Answer::from(&report)),
+        Ok(Ok(report)) => {
+            let mut answer = Answer::from(&report);
+            if let Some((from, numbers)) = traced {
+                // Sent before the report, so already here. Never missing
+                // in practice; if it were, the events are committed all
+                // the same, so the answer stays 2xx (without `lines`).
+                match from.await {
+                    Ok(outcomes) => answer.lines = Some(results::render(outcomes, &numbers)),
+                    Err(_) => tracing::error!(input = %shared.name,
+                        "committed, but the pipeline sent no per-line results"),
+                }
+            }
+            Ok(answer)
+        }
         Ok(Err(PipelineError::Buffer(halyard_buffer::BufferError::Full { .. }))) => {
             tracing::debug!(input = %shared.name, "buffer full; answering 503");
             Err(Refusal::BufferFull)

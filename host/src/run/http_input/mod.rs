@@ -17,6 +17,7 @@
 //! | 404, 405 | not `POST /v1/ingest` or `POST /` |
 //! | 408 | the body did not arrive whole within `body_timeout_ms` |
 //! | 413 | the body, or its decompressed form, exceeds the cap (16 MiB) |
+//! | 413, `"too_many_lines"` | per-line results asked for more than 10,000 lines |
 //! | 415 | a `Content-Encoding` other than gzip or identity |
 //! | 431 | the request's head exceeds 64 KiB |
 //! | 503 + `Retry-After: 1`, `"busy"` | `max_in_flight` requests are already in progress |
@@ -25,6 +26,14 @@
 //! | 503 | the host is shutting down |
 //! | 500 | any other pipeline failure, with the message |
 //! | no answer, connection closed | headers not complete within `header_timeout_ms`, or idle past `idle_timeout_ms` |
+//!
+//! With `?results=lines` the 200 answer also lists each line's result
+//! (accepted with its id, rejected, dropped, sampled out, decode error;
+//! see [`results`]), still after the commit.
+//!
+//! The same ingest can be served on a Unix domain socket (`socket = {…}`,
+//! see [`unix`]), besides or instead of TCP: same handler, limits and
+//! deadlines; `max_connections` and `max_in_flight` are shared.
 //!
 //! Lines are split on `\n`; a trailing `\r` is stripped and blank lines are
 //! skipped. Frames from this input carry no stable key: each event gets a
@@ -52,7 +61,9 @@ mod auth;
 mod body;
 mod conn;
 mod handler;
+mod results;
 mod tally;
+mod unix;
 
 use std::net::SocketAddr;
 use std::sync::mpsc::Sender;
@@ -64,7 +75,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio_util::sync::CancellationToken;
 
 use super::worker::Work;
-use crate::config::InputConfig;
+use crate::config::{IngestSocket, InputConfig};
 use auth::Auth;
 use tally::{Event, Tally};
 
@@ -139,32 +150,55 @@ impl HttpOptions {
     }
 }
 
-/// An http input whose socket is bound but which does not serve yet: split
-/// from [`HttpInput::run`] so that a port in use fails `halyard run` at
-/// start, before anything else runs.
+/// An http input whose sockets are bound but which does not serve yet:
+/// split from [`HttpInput::run`] so that a port in use (or a socket file
+/// another process serves) fails `halyard run` at start, before anything
+/// else runs.
 pub struct HttpInput {
     name: String,
-    listener: TcpListener,
-    local_addr: SocketAddr,
+    listener: Option<TcpListener>,
+    local_addr: Option<SocketAddr>,
+    unix: Option<unix::UnixBound>,
     options: HttpOptions,
 }
 
 impl HttpInput {
-    /// Binds `listen` for the input `name`.
+    /// An input `name` with no listener yet (see [`HttpInput::listen_tcp`]
+    /// and [`HttpInput::listen_unix`]).
+    pub fn new(name: &str, options: HttpOptions) -> HttpInput {
+        warn_if_few_descriptors(name, options.limits.max_connections);
+        HttpInput {
+            name: name.to_string(),
+            listener: None,
+            local_addr: None,
+            unix: None,
+            options,
+        }
+    }
+
+    /// Binds `listen` for the input `name` (TCP only).
     pub async fn bind(
         name: &str,
         listen: SocketAddr,
         options: HttpOptions,
     ) -> std::io::Result<HttpInput> {
+        let mut input = HttpInput::new(name, options);
+        input.listen_tcp(listen).await?;
+        Ok(input)
+    }
+
+    /// Binds the TCP address `listen`.
+    pub async fn listen_tcp(&mut self, listen: SocketAddr) -> std::io::Result<()> {
         let listener = TcpListener::bind(listen).await?;
-        let local_addr = listener.local_addr()?;
-        warn_if_few_descriptors(name, options.limits.max_connections);
-        Ok(HttpInput {
-            name: name.to_string(),
-            listener,
-            local_addr,
-            options,
-        })
+        self.local_addr = Some(listener.local_addr()?);
+        self.listener = Some(listener);
+        Ok(())
+    }
+
+    /// Makes and binds the Unix socket `socket` (see [`unix`]).
+    pub fn listen_unix(&mut self, socket: &IngestSocket) -> std::io::Result<()> {
+        self.unix = Some(unix::UnixBound::bind(socket)?);
+        Ok(())
     }
 
     /// The input's name in the config.
@@ -172,14 +206,17 @@ impl HttpInput {
         &self.name
     }
 
-    /// The address actually bound (the real port when the config said 0).
-    pub fn local_addr(&self) -> SocketAddr {
+    /// The TCP address actually bound (the real port when the config said
+    /// 0); `None` when the input serves only a Unix socket.
+    pub fn local_addr(&self) -> Option<SocketAddr> {
         self.local_addr
     }
 
     /// Serves until `stop` turns true, then stops accepting, lets requests
     /// in flight finish (at most [`SHUTDOWN_GRACE`]) and drops its sender,
-    /// so the pipeline thread can stop once it has answered them.
+    /// so the pipeline thread can stop once it has answered them. The TCP
+    /// listener and the Unix socket share one `max_connections` and one
+    /// `max_in_flight`; the socket file is removed once the input stops.
     pub async fn run(self, work: Sender<Work>, stop: watch::Receiver<bool>) {
         let limits = self.options.limits;
         let shared = Arc::new(Shared {
@@ -195,46 +232,30 @@ impl HttpInput {
         let abort = CancellationToken::new();
         tracing::info!(
             input = %self.name,
-            listen = %self.local_addr,
+            listen = %self.local_addr.map(|a| a.to_string()).unwrap_or_default(),
+            socket = %self.unix.as_ref().map(|u| u.path().display().to_string()).unwrap_or_default(),
             authenticated = !matches!(shared.auth, Auth::Open),
             max_connections = limits.max_connections,
             max_in_flight = limits.max_in_flight,
             "http input serving"
         );
-        let mut stopping = stop.clone();
-        loop {
-            let accepted = tokio::select! {
-                () = stopped(&mut stopping) => break,
-                accepted = self.listener.accept() => accepted,
-            };
-            match accepted {
-                Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
-                    Ok(slot) => {
-                        tokio::spawn(conn::serve(
-                            stream,
-                            peer,
-                            slot,
-                            shared.clone(),
-                            stop.clone(),
-                            abort.clone(),
-                        ));
-                    }
-                    Err(_) => {
-                        shared.tally.note(Event::ConnectionRefused, &peer);
-                        refuse(stream);
-                    }
-                },
-                Err(err) if is_connection_error(&err) => {}
-                Err(err) => {
-                    shared.tally.accept_error(&err);
-                    tokio::select! {
-                        () = stopped(&mut stopping) => break,
-                        () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
-                    }
-                }
+        let loops = Loops {
+            shared: &shared,
+            slots: &slots,
+            stop: &stop,
+            abort: &abort,
+        };
+        let tcp = async {
+            if let Some(listener) = self.listener {
+                loops.accept(Listener::Tcp(listener)).await;
             }
-        }
-        drop(self.listener);
+        };
+        let unix = async {
+            if let Some(bound) = self.unix {
+                loops.accept(Listener::Unix(bound)).await;
+            }
+        };
+        tokio::join!(tcp, unix);
         // Every connection holds a slot until it ends: all slots back means
         // all connections are done.
         let all = u32::try_from(limits.max_connections).unwrap_or(u32::MAX);
@@ -251,6 +272,123 @@ impl HttpInput {
         shared.take_sender();
         shared.tally.log_totals();
         tracing::info!(input = %self.name, "http input stopped");
+    }
+}
+
+/// A bound listener of the input.
+enum Listener {
+    Tcp(TcpListener),
+    Unix(unix::UnixBound),
+}
+
+/// Who is on the other end of a connection, for the logs.
+#[derive(Debug, Clone, Copy)]
+pub enum Peer {
+    /// A TCP client's address.
+    Tcp(SocketAddr),
+    /// A process on the Unix socket, with its credentials when the kernel
+    /// gives them.
+    Unix {
+        /// Its user id.
+        uid: Option<u32>,
+        /// Its process id.
+        pid: Option<i32>,
+    },
+}
+
+impl std::fmt::Display for Peer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Peer::Tcp(addr) => write!(f, "{addr}"),
+            Peer::Unix { uid, pid } => {
+                f.write_str("unix")?;
+                if let Some(uid) = uid {
+                    write!(f, " uid={uid}")?;
+                }
+                if let Some(pid) = pid {
+                    write!(f, " pid={pid}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+/// What every accept loop of one input shares.
+#[derive(Clone, Copy)]
+struct Loops<'a> {
+    shared: &'a Arc<Shared>,
+    slots: &'a Arc<Semaphore>,
+    stop: &'a watch::Receiver<bool>,
+    abort: &'a CancellationToken,
+}
+
+impl Loops<'_> {
+    /// Accepts on `listener` until `stop`: each connection gets a slot
+    /// under `max_connections` or is told 503 and closed.
+    async fn accept(self, listener: Listener) {
+        let mut stopping = self.stop.clone();
+        loop {
+            let accepted = tokio::select! {
+                () = stopped(&mut stopping) => break,
+                accepted = accept_one(&listener) => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => match self.slots.clone().try_acquire_owned() {
+                    Ok(slot) => {
+                        let (shared, stop, abort) =
+                            (self.shared.clone(), self.stop.clone(), self.abort.clone());
+                        match stream {
+                            Stream::Tcp(s) => {
+                                let _ = s.set_nodelay(true);
+                                tokio::spawn(conn::serve(s, peer, slot, shared, stop, abort));
+                            }
+                            Stream::Unix(s) => {
+                                tokio::spawn(conn::serve(s, peer, slot, shared, stop, abort));
+                            }
+                        }
+                    }
+                    Err(_) => {
+                        self.shared.tally.note(Event::ConnectionRefused, &peer);
+                        refuse(&stream);
+                    }
+                },
+                Err(err) if is_connection_error(&err) => {}
+                Err(err) => {
+                    self.shared.tally.accept_error(&err);
+                    tokio::select! {
+                        () = stopped(&mut stopping) => break,
+                        () = tokio::time::sleep(ACCEPT_BACKOFF) => {}
+                    }
+                }
+            }
+        }
+        // Dropping the listener closes it (and removes the socket file).
+        drop(listener);
+    }
+}
+
+/// An accepted connection.
+enum Stream {
+    Tcp(TcpStream),
+    Unix(tokio::net::UnixStream),
+}
+
+async fn accept_one(listener: &Listener) -> std::io::Result<(Stream, Peer)> {
+    match listener {
+        Listener::Tcp(l) => {
+            let (stream, peer) = l.accept().await?;
+            Ok((Stream::Tcp(stream), Peer::Tcp(peer)))
+        }
+        Listener::Unix(u) => {
+            let stream = u.accept().await?;
+            let cred = stream.peer_cred().ok();
+            let peer = Peer::Unix {
+                uid: cred.map(|c| c.uid()),
+                pid: cred.and_then(|c| c.pid()),
+            };
+            Ok((Stream::Unix(stream), peer))
+        }
     }
 }
 
@@ -285,10 +423,13 @@ async fn stopped(stop: &mut watch::Receiver<bool>) {
     let _ = stop.wait_for(|stop| *stop).await;
 }
 
-/// Tells a connection beyond `max_connections` so and closes it, without
-/// waiting on the client for anything.
-fn refuse(stream: TcpStream) {
-    let _ = stream.try_write(TOO_MANY_CONNECTIONS);
+/// Tells a connection beyond `max_connections` so and closes it (when
+/// the caller drops it), without waiting on the client for anything.
+fn refuse(stream: &Stream) {
+    let _ = match stream {
+        Stream::Tcp(s) => s.try_write(TOO_MANY_CONNECTIONS),
+        Stream::Unix(s) => s.try_write(TOO_MANY_CONNECTIONS),
+    };
 }
 
 /// Whether an `accept` error concerns only the connection being accepted

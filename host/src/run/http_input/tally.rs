@@ -4,7 +4,6 @@
 //! once more, in full, when the input stops. Every occurrence is logged at
 //! `debug`. No line carries a credential: only the peer's address.
 
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// Something the input refused or cut.
@@ -78,7 +77,7 @@ impl Tally {
     }
 
     /// Counts one occurrence and logs it (see the module header).
-    pub fn note(&self, event: Event, peer: &SocketAddr) {
+    pub fn note(&self, event: Event, peer: &super::Peer) {
         let n = self.counts[event.index()].fetch_add(1, Ordering::Relaxed) + 1;
         tracing::debug!(input = %self.input, %peer, "http input: {}", event.what());
         if is_power_of_ten(n) {
@@ -135,7 +134,7 @@ mod tests {
         let hits: Vec<u64> = (1..=1000).filter(|n| is_power_of_ten(*n)).collect();
         assert_eq!(hits, [1, 10, 100, 1000]);
         let tally = Tally::new("web");
-        let peer = SocketAddr::from(([127, 0, 0, 1], 1));
+        let peer = super::super::Peer::Tcp(([127, 0, 0, 1], 1).into());
         tally.note(Event::Busy, &peer);
         tally.note(Event::Busy, &peer);
         tally.note(Event::Unauthorized, &peer);
