@@ -39,6 +39,7 @@ pub mod bindings;
 pub mod clock;
 pub mod config;
 mod event;
+pub mod kv;
 mod export;
 mod flat;
 pub mod log;
@@ -50,7 +51,7 @@ pub use bindings::shared::halyard::plugin::types::{
     Action, AttrValue, Attribute, Event, EventId, Frame, InitError, PluginInfo, Verdict,
 };
 pub use config::Config;
-pub use plugin::{Decoder, Privacy, Sampler, Source, Validator};
+pub use plugin::{Decoder, Detector, Privacy, Sampler, Source, Validator};
 
 /// Implementation details used by the `export_*!` macros. Not a public API.
 #[doc(hidden)]

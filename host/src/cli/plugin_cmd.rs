@@ -225,6 +225,22 @@ fn run_batch(
         PluginKind::Sampler => instance
             .sample(&events)
             .map(|keep| zip_outcomes(&events, keep, |k| json!({"keep": k}))),
+        PluginKind::Detector => {
+            // One throwaway namespace per run: writes are read back within
+            // the run and never stored.
+            let kv = crate::plugin::KvNamespace::new(
+                "plugin-run".into(),
+                crate::plugin::kv::DEFAULT_MAX_BYTES,
+                Vec::new(),
+            );
+            instance.detect(&events, &kv).map(|detected| {
+                detected
+                    .events
+                    .iter()
+                    .map(|e| json!({"detected": event::to_json(e)}))
+                    .collect()
+            })
+        }
         PluginKind::Source | PluginKind::Decoder => unreachable!("handled above"),
     };
     match outcomes {

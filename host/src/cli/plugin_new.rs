@@ -146,6 +146,9 @@ fn cases(kind: PluginKind) -> &'static str {
         PluginKind::Validator => include_str!("templates/cases/validator.jsonl"),
         PluginKind::Privacy => include_str!("templates/cases/privacy.jsonl"),
         PluginKind::Sampler => include_str!("templates/cases/sampler.jsonl"),
+        // No detector template (`rust` refuses first); `plugin test` cannot
+        // drive a detector yet.
+        PluginKind::Detector => "",
     }
 }
 
@@ -158,6 +161,9 @@ fn rust(args: &NewArgs) -> anyhow::Result<Vec<File>> {
         PluginKind::Validator => include_str!("templates/rust/validator.rs"),
         PluginKind::Privacy => include_str!("templates/rust/privacy.rs"),
         PluginKind::Sampler => include_str!("templates/rust/sampler.rs"),
+        PluginKind::Detector => bail!(
+            "no template for a detector yet: start from guests/threshold-detector (README, \"Detectors\")"
+        ),
     };
     let f = |t: &str| fill(t, args, &sdk);
     Ok(vec![

@@ -21,6 +21,8 @@
 //! - [`cache`]: precompiled artefacts on disk, keyed by content hash;
 //! - [`host`]: the host imports (`log`, `clock`, `config`) and the deny-all
 //!   WASI context;
+//! - [`kv`]: the detectors' key-value import (contract 0.3.0), staged per
+//!   call and committed with the batch;
 //! - [`file`]: reading plugin files safely (regular files only, size cap,
 //!   header first, never blocking);
 //! - [`load`]: reading, checking and probing a component ([`Runtime::load`]);
@@ -42,6 +44,7 @@ pub mod host;
 pub mod inspect;
 pub mod instance;
 pub mod kind;
+pub mod kv;
 pub mod limiter;
 pub mod limits;
 pub mod load;
@@ -58,8 +61,9 @@ pub use bindings::{
 pub use contract::Contract;
 pub use engine::{Runtime, lower_this_thread_priority};
 pub use error::{CallError, LoadError, TrapCause};
-pub use instance::PluginInstance;
+pub use instance::{Detected, PluginInstance};
 pub use kind::PluginKind;
+pub use kv::{KvHandle, KvNamespace};
 pub use limits::{Grants, Limits, NetworkGrant, SocketRule};
 pub use load::PluginOptions;
 pub use output::{FrameError, Polled, Redacted};
