@@ -39,9 +39,9 @@ pub mod bindings;
 pub mod clock;
 pub mod config;
 mod event;
-pub mod kv;
 mod export;
 mod flat;
+pub mod kv;
 pub mod log;
 mod plugin;
 

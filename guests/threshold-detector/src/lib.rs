@@ -82,9 +82,13 @@ impl Detector for Threshold {
                 continue;
             };
             let number = |what: &str| {
-                raw.trim().parse::<f64>().ok().filter(|v| v.is_finite()).ok_or_else(|| {
-                    InitError::for_key(key, format!("{key} must be a {what} (is {raw:?})"))
-                })
+                raw.trim()
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|v| v.is_finite())
+                    .ok_or_else(|| {
+                        InitError::for_key(key, format!("{key} must be a {what} (is {raw:?})"))
+                    })
             };
             let r = rules.entry(metric.to_string()).or_default();
             match setting {
@@ -95,8 +99,12 @@ impl Detector for Threshold {
                     r.mean_window_ns = Some((s * 1e9) as i64);
                 }
                 "mean_window_n" => r.mean_window_n = Some(count(key, raw)? as usize),
-                "range_lo" => r.range = Some((number("number")?, r.range.map_or(f64::MAX, |x| x.1))),
-                "range_hi" => r.range = Some((r.range.map_or(f64::MIN, |x| x.0), number("number")?)),
+                "range_lo" => {
+                    r.range = Some((number("number")?, r.range.map_or(f64::MAX, |x| x.1)))
+                }
+                "range_hi" => {
+                    r.range = Some((r.range.map_or(f64::MIN, |x| x.0), number("number")?))
+                }
                 "consecutive" => r.consecutive = count(key, raw)?,
                 "rate_above" => r.rate_above = Some(number("number")?),
                 _ => {
@@ -163,7 +171,12 @@ fn count(key: &str, raw: &str) -> Result<u32, InitError> {
         .parse::<u32>()
         .ok()
         .filter(|n| *n > 0)
-        .ok_or_else(|| InitError::for_key(key, format!("{key} must be a whole number above 0 (is {raw:?})")))
+        .ok_or_else(|| {
+            InitError::for_key(
+                key,
+                format!("{key} must be a whole number above 0 (is {raw:?})"),
+            )
+        })
 }
 
 /// The kv key of a window: `w/<metric>/<device>` (the metric first: it
@@ -205,7 +218,15 @@ fn now_or(w: &Window) -> i64 {
 }
 
 /// An `alert` or `cleared` event.
-fn signal(kind: &str, bit: u8, source: &str, metric: &str, time_ns: i64, value: f64, threshold: f64) -> Event {
+fn signal(
+    kind: &str,
+    bit: u8,
+    source: &str,
+    metric: &str,
+    time_ns: i64,
+    value: f64,
+    threshold: f64,
+) -> Event {
     Event::new(source, kind, time_ns)
         .with_value(value)
         .with_attr("rule", rule_name(bit))

@@ -27,7 +27,15 @@ pub struct Window {
 impl Window {
     /// Adds a reading and applies `rules`; alerts and cleared events go to
     /// `out`.
-    pub fn add(&mut self, t: i64, v: f64, rules: &Rules, source: &str, metric: &str, out: &mut Vec<Event>) {
+    pub fn add(
+        &mut self,
+        t: i64,
+        v: f64,
+        rules: &Rules,
+        source: &str,
+        metric: &str,
+        out: &mut Vec<Event>,
+    ) {
         if let Some(above) = rules.mean_above {
             self.samples.push_back((t, v));
             if let Some(w) = rules.mean_window_ns {
@@ -84,7 +92,14 @@ impl Window {
 
     /// Drops readings older than the time window at `now`; a window left
     /// empty ends its mean episode. Returns whether anything changed.
-    pub fn expire(&mut self, now: i64, rules: &Rules, source: &str, metric: &str, out: &mut Vec<Event>) -> bool {
+    pub fn expire(
+        &mut self,
+        now: i64,
+        rules: &Rules,
+        source: &str,
+        metric: &str,
+        out: &mut Vec<Event>,
+    ) -> bool {
         let Some(w) = rules.mean_window_ns else {
             return false;
         };
@@ -118,7 +133,12 @@ impl Window {
             Some((t, v)) => format!("{t}:{v:?}"),
             None => "-".to_string(),
         };
-        let mut s = format!("v1 {} {} {last} {}", self.active, self.consec, self.samples.len());
+        let mut s = format!(
+            "v1 {} {} {last} {}",
+            self.active,
+            self.consec,
+            self.samples.len()
+        );
         for (t, v) in &self.samples {
             s.push_str(&format!(" {t} {v:?}"));
         }
@@ -172,7 +192,10 @@ mod tests {
     fn three_out_of_range_alert_once_and_one_inside_clears() {
         let mut w = Window::default();
         let mut out = Vec::new();
-        for (i, v) in [10.0, 80.0, 80.0, 80.0, 80.0, 80.0, 10.0, 80.0].iter().enumerate() {
+        for (i, v) in [10.0, 80.0, 80.0, 80.0, 80.0, 80.0, 10.0, 80.0]
+            .iter()
+            .enumerate()
+        {
             w.add(i as i64, *v, &range_rules(), "d", "temp", &mut out);
         }
         let kinds: Vec<&str> = out.iter().map(|e| e.kind.as_str()).collect();

@@ -93,12 +93,16 @@ impl Pipeline {
             let kv = KvNamespace::new(stage.name.clone(), config.stages.kv_max_bytes, entries);
             let tick_ms = match r.config.get(TICK_MS_KEY) {
                 None => None,
-                Some(v) => Some(v.to_string().parse::<u64>().map_err(|_| {
-                    PipelineError::BadTick {
-                        role: role.clone(),
-                        value: v.to_string(),
-                    }
-                })?),
+                Some(v) => {
+                    Some(
+                        v.to_string()
+                            .parse::<u64>()
+                            .map_err(|_| PipelineError::BadTick {
+                                role: role.clone(),
+                                value: v.to_string(),
+                            })?,
+                    )
+                }
             };
             detectors.push(DetectorStage::new(stage, kv, tick_ms));
         }

@@ -78,7 +78,11 @@ pub struct Detected {
 
 /// Runs `events` through one detector: they come back unchanged, followed
 /// by the detector's new events (with fresh ids).
-pub(super) fn detect(d: &mut DetectorStage, mut events: Vec<Event>, out: &mut Detected) -> Vec<Event> {
+pub(super) fn detect(
+    d: &mut DetectorStage,
+    mut events: Vec<Event>,
+    out: &mut Detected,
+) -> Vec<Event> {
     let n = events.len() as u64;
     d.stage.counters.events_in += n;
     d.stage.counters.events_out += n;
@@ -130,7 +134,12 @@ pub(super) fn tick(d: &mut DetectorStage, now_ns: i64, out: &mut Detected) -> Ve
     events
 }
 
-fn append_made(d: &mut DetectorStage, made: Vec<Event>, events: &mut Vec<Event>, out: &mut Detected) {
+fn append_made(
+    d: &mut DetectorStage,
+    made: Vec<Event>,
+    events: &mut Vec<Event>,
+    out: &mut Detected,
+) {
     if made.is_empty() {
         return;
     }
@@ -150,7 +159,10 @@ fn append_made(d: &mut DetectorStage, made: Vec<Event>, events: &mut Vec<Event>,
 #[allow(clippy::type_complexity)]
 pub(super) fn take_writes<'a>(
     detectors: impl Iterator<Item = &'a DetectorStage>,
-) -> (Vec<KvWrite>, Vec<(KvHandle, Vec<(String, Option<Vec<u8>>)>)>) {
+) -> (
+    Vec<KvWrite>,
+    Vec<(KvHandle, Vec<(String, Option<Vec<u8>>)>)>,
+) {
     let mut writes = Vec::new();
     let mut taken = Vec::new();
     for d in detectors {

@@ -79,7 +79,9 @@ impl fmt::Display for PluginKind {
 
 /// A kind name that is not one of the six.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown plugin kind `{0}` (expected source, decoder, validator, detector, privacy or sampler)")]
+#[error(
+    "unknown plugin kind `{0}` (expected source, decoder, validator, detector, privacy or sampler)"
+)]
 pub struct UnknownKind(pub String);
 
 impl FromStr for PluginKind {

@@ -116,11 +116,7 @@ impl KvNamespace {
                 }
             }
         }
-        self.committed_bytes = self
-            .committed
-            .iter()
-            .map(|(k, v)| entry_bytes(k, v))
-            .sum();
+        self.committed_bytes = self.committed.iter().map(|(k, v)| entry_bytes(k, v)).sum();
         self.bytes = self.bytes_with_batch();
     }
 
@@ -285,17 +281,14 @@ pub(crate) fn add_to_linker(linker: &mut Linker<HostState>) -> wasmtime::Result<
                 .unwrap_or_default(),))
         },
     )?;
-    kv.func_wrap(
-        "usage",
-        |store: StoreContextMut<'_, HostState>, (): ()| {
-            Ok(((store
-                .data()
-                .kv
-                .as_ref()
-                .map(|c| (c.bytes, KvNamespace::lock(&c.ns).max_bytes))
-                .unwrap_or((0, 0))),))
-        },
-    )?;
+    kv.func_wrap("usage", |store: StoreContextMut<'_, HostState>, (): ()| {
+        Ok(((store
+            .data()
+            .kv
+            .as_ref()
+            .map(|c| (c.bytes, KvNamespace::lock(&c.ns).max_bytes))
+            .unwrap_or((0, 0))),))
+    })?;
     Ok(())
 }
 
@@ -319,7 +312,11 @@ mod tests {
         call.finish();
         let mut guard = KvNamespace::lock(&ns);
         assert_eq!(guard.usage(), (17, 20));
-        assert_eq!(guard.committed().len(), 1, "nothing applied before the commit");
+        assert_eq!(
+            guard.committed().len(),
+            1,
+            "nothing applied before the commit"
+        );
         let writes = guard.take_batch();
         guard.committed_ok(writes);
         assert_eq!(guard.committed().keys().collect::<Vec<_>>(), ["b", "c"]);

@@ -15,7 +15,12 @@ const RULES: &str = "\"temp.range_lo\" = 0, \"temp.range_hi\" = 50, \"temp.conse
 #[test]
 fn kill_9_in_the_middle_of_a_window_fires_the_alert_exactly_once() {
     let s = Scenario::new();
-    write_config(&s, Path::new(components::THRESHOLD_DETECTOR), RULES, 1 << 20);
+    write_config(
+        &s,
+        Path::new(components::THRESHOLD_DETECTOR),
+        RULES,
+        1 << 20,
+    );
     let host = Host::start(&s.config);
     feed(&s, &host, &[("d1", "temp", 80.0, 1)]);
     feed(&s, &host, &[("d1", "temp", 81.0, 2)]);
@@ -88,6 +93,9 @@ fn a_hot_swap_in_the_middle_of_a_window_keeps_it_and_fires_once() {
         use sha2::Digest;
         hex::encode(sha2::Sha256::digest(&v2))
     };
-    let link = alert["provenance"]["chain"][0].as_str().unwrap().to_string();
+    let link = alert["provenance"]["chain"][0]
+        .as_str()
+        .unwrap()
+        .to_string();
     assert_eq!(link, format!("thresholds@{}", &v2_sha[..12]), "{alert}");
 }

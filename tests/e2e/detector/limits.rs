@@ -23,7 +23,11 @@ fn a_write_past_the_namespace_bound_is_refused_to_the_guest_and_the_host_goes_on
     feed(
         &s,
         &host,
-        &[("a", "temp", 80.0, 4), ("a", "temp", 80.0, 5), ("a", "temp", 80.0, 6)],
+        &[
+            ("a", "temp", 80.0, 4),
+            ("a", "temp", 80.0, 5),
+            ("a", "temp", 80.0, 6),
+        ],
     );
     wait_delivered(&s, 10);
     let log = host.stop();
@@ -32,11 +36,17 @@ fn a_write_past_the_namespace_bound_is_refused_to_the_guest_and_the_host_goes_on
     assert_eq!(c.get("detector.kv_error"), Some(&3), "{c:?}");
     // The long device's window was never kept: no alert for it.
     assert_eq!(c.get("alert/out_of_range"), Some(&1), "{c:?}");
-    for e in unique(&s).iter().filter(|e| e["kind"] == "detector.kv_error") {
+    for e in unique(&s)
+        .iter()
+        .filter(|e| e["kind"] == "detector.kv_error")
+    {
         let error = e["attributes"]["error"].as_str().unwrap();
         assert!(error.contains("kv_max_bytes = 200"), "{e}");
     }
-    let alert = unique(&s).into_iter().find(|e| e["kind"] == "alert").unwrap();
+    let alert = unique(&s)
+        .into_iter()
+        .find(|e| e["kind"] == "alert")
+        .unwrap();
     assert_eq!(alert["source"], "a");
     let t = totals(&log);
     assert_eq!(t["accepted"], 10, "{log}");

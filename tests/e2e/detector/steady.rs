@@ -16,7 +16,12 @@ const RULES: &str = "\"temp.range_lo\" = 0, \"temp.range_hi\" = 50, \"temp.conse
 #[test]
 fn steady_readings_give_exactly_k_alerts_and_k_cleared_for_each_rule() {
     let s = Scenario::new();
-    write_config(&s, Path::new(components::THRESHOLD_DETECTOR), RULES, 1 << 20);
+    write_config(
+        &s,
+        Path::new(components::THRESHOLD_DETECTOR),
+        RULES,
+        1 << 20,
+    );
     let base = 1_700_000_000_000u64;
     let mut readings: Vec<(&str, &str, f64, u64)> = Vec::new();
     // temp on d1: 3 episodes of 4 readings out of range (alert at the 3rd),
@@ -36,13 +41,18 @@ fn steady_readings_give_exactly_k_alerts_and_k_cleared_for_each_rule() {
     // load on d1: mean of the last 4 goes 5, 10, 15 (alert), 20, 15, 10
     // (cleared), 5, 0; twice: 2 alerts, 2 cleared.
     for _ in 0..2 {
-        for v in [0.0, 0.0, 0.0, 0.0, 20.0, 20.0, 20.0, 20.0, 0.0, 0.0, 0.0, 0.0] {
+        for v in [
+            0.0, 0.0, 0.0, 0.0, 20.0, 20.0, 20.0, 20.0, 0.0, 0.0, 0.0, 0.0,
+        ] {
             readings.push(("d1", "load", v, base));
         }
     }
     // flow on d3, one reading a second: +17/s (alert), +1/s (cleared),
     // twice: 2 alerts, 2 cleared.
-    for (i, v) in [0.0, 1.0, 2.0, 19.0, 20.0, 21.0, 45.0, 46.0].iter().enumerate() {
+    for (i, v) in [0.0, 1.0, 2.0, 19.0, 20.0, 21.0, 45.0, 46.0]
+        .iter()
+        .enumerate()
+    {
         readings.push(("d3", "flow", *v, base + i as u64 * 1000));
     }
     append(&s.input, &readings);
@@ -88,9 +98,17 @@ fn steady_readings_give_exactly_k_alerts_and_k_cleared_for_each_rule() {
 fn a_time_window_is_closed_by_the_timer_without_new_input() {
     let s = Scenario::new();
     let rules = "\"pressure.mean_above\" = 5, \"pressure.mean_window_s\" = 1, tick_ms = 100";
-    write_config(&s, Path::new(components::THRESHOLD_DETECTOR), rules, 1 << 20);
+    write_config(
+        &s,
+        Path::new(components::THRESHOLD_DETECTOR),
+        rules,
+        1 << 20,
+    );
     let now = now_ms();
-    append(&s.input, &[("p1", "pressure", 9.0, now), ("p1", "pressure", 11.0, now)]);
+    append(
+        &s.input,
+        &[("p1", "pressure", 9.0, now), ("p1", "pressure", 11.0, now)],
+    );
     let host = Host::start(&s.config);
     // Two readings, the alert, and — with no further input — the cleared
     // event a tick makes once the window is a second old.

@@ -65,7 +65,11 @@ pub fn write_config(s: &Scenario, plugin: &Path, config: &str, kv_max_bytes: u64
         plugin.display()
     );
     let tail = file_transport(&s.path("out.jsonl"));
-    std::fs::write(&s.config, config_with_stages(&s.data, &input, &stages, &tail)).unwrap();
+    std::fs::write(
+        &s.config,
+        config_with_stages(&s.data, &input, &stages, &tail),
+    )
+    .unwrap();
 }
 
 /// Delivered events, each id once (delivery is at least once), in order.
