@@ -45,7 +45,7 @@ pub struct ChainOutcome {
     /// Events a sampler did not keep.
     pub sampled_out: u64,
     /// What the detectors made (counted, and which made each event).
-    pub detected: detect::Detected,
+    pub detected: detect::DetectorRun,
 }
 
 impl Chains {

@@ -65,7 +65,7 @@ impl DetectorStage {
 /// The new events of one chain run and which detector made each (by id),
 /// for their provenance.
 #[derive(Debug, Default)]
-pub struct Detected {
+pub struct DetectorRun {
     /// Detector chain link by the id of each event it made.
     pub by_id: HashMap<(u64, u64), String>,
     /// New events made (before privacy and samplers).
@@ -81,7 +81,7 @@ pub struct Detected {
 pub(super) fn detect(
     d: &mut DetectorStage,
     mut events: Vec<Event>,
-    out: &mut Detected,
+    out: &mut DetectorRun,
 ) -> Vec<Event> {
     let n = events.len() as u64;
     d.stage.counters.events_in += n;
@@ -111,7 +111,7 @@ pub(super) fn detect(
 
 /// Calls `tick` on `d` at `now_ns` and returns its new events (none if it
 /// failed, counted in `out`).
-pub(super) fn tick(d: &mut DetectorStage, now_ns: i64, out: &mut Detected) -> Vec<Event> {
+pub(super) fn tick(d: &mut DetectorStage, now_ns: i64, out: &mut DetectorRun) -> Vec<Event> {
     let kv = d.kv.clone();
     let made = match d.stage.call(|i| i.tick(now_ns, &kv)) {
         Some(Ok(detected)) => match detected.refused {
@@ -138,7 +138,7 @@ fn append_made(
     d: &mut DetectorStage,
     made: Vec<Event>,
     events: &mut Vec<Event>,
-    out: &mut Detected,
+    out: &mut DetectorRun,
 ) {
     if made.is_empty() {
         return;

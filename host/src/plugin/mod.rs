@@ -2,7 +2,7 @@
 //! sandboxed call that cannot hurt the host.
 //!
 //! - [`bindings`]: the single `bindgen!` of the WIT package;
-//! - [`kind`]: the five plugin kinds and the exports that identify them;
+//! - [`kind`]: the six plugin kinds and the exports that identify them;
 //! - [`contract`]: which contract version (0.1.0 or 0.2.0) a component
 //!   implements, read off its stage export's signature;
 //! - [`flat`]: the 0.2.0 flat batch form (through the `halyard-flat` codec
