@@ -67,7 +67,7 @@ CREATE TABLE IF NOT EXISTS kv (
     key   TEXT NOT NULL,
     value BLOB NOT NULL,
     PRIMARY KEY (ns, key)
-) WITHOUT ROWID;
+);
 ";
 
 /// A connection ready for use, plus what was found in the file.
