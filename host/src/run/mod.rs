@@ -467,6 +467,12 @@ fn worker_pipelines(
     let workers = if config.stages.detect.is_empty() {
         config.pipeline.workers()
     } else {
+        if config.pipeline.workers() > 1 {
+            tracing::info!(
+                asked = config.pipeline.workers(),
+                "detectors are configured: one pipeline worker"
+            );
+        }
         1
     };
     let mut pipelines = Vec::with_capacity(workers);
