@@ -5,14 +5,16 @@
 //! A detector's output is new events in the flat layout. A buffer that
 //! breaks the layout is a broken call (like any unreadable result); events
 //! over a host cap (too many, a string too long) refuse the call's whole
-//! output, which is counted but is not a trap.
+//! output, which is counted but is not a trap. Either way the call's `kv`
+//! writes are dropped with its output, so the store never says an alert
+//! fired that was not kept.
 
 use wasmtime::Store;
 use wasmtime::component::Instance;
 
 use super::super::bindings::Event;
 use super::super::host::HostState;
-use super::super::kv::KvHandle;
+use super::super::kv::{KvHandle, KvNamespace, OpenBatch};
 use super::super::output;
 use super::{CallError, PluginInstance};
 
@@ -48,16 +50,18 @@ impl PluginInstance {
     pub fn detect(&mut self, events: &[Event], kv: &KvHandle) -> Result<Detected, CallError> {
         self.items = events.len();
         let batch = self.encode(events)?;
+        let saved = KvNamespace::lock(kv).open_batch();
         self.kv = Some(kv.clone());
         let called = self.call_cached::<(Vec<u8>,), (Vec<u8>,)>((batch,));
         self.kv = None;
         let (bytes,) = called?;
-        self.detected(&bytes)
+        self.detected(&bytes, kv, saved)
     }
 
     /// Runs a detector's `tick` at `now_ns`; see [`PluginInstance::detect`].
     pub fn tick(&mut self, now_ns: i64, kv: &KvHandle) -> Result<Detected, CallError> {
         self.items = 0;
+        let saved = KvNamespace::lock(kv).open_batch();
         self.kv = Some(kv.clone());
         let called = self.call_with::<(i64,), (Vec<u8>,)>((now_ns,), |live| match live.tick {
             Some(tick) => tick.typed::<(i64,), (Vec<u8>,)>(&live.store),
@@ -65,21 +69,37 @@ impl PluginInstance {
         });
         self.kv = None;
         let (bytes,) = called?;
-        self.detected(&bytes)
+        self.detected(&bytes, kv, saved)
     }
 
-    /// Reads a detector's output batch and checks it against the caps.
-    fn detected(&mut self, bytes: &[u8]) -> Result<Detected, CallError> {
-        let events = self.read(bytes)?;
+    /// Reads a detector's output batch and checks it against the caps; if
+    /// either fails, the call's `kv` writes are dropped (`saved` is put
+    /// back).
+    fn detected(
+        &mut self,
+        bytes: &[u8],
+        kv: &KvHandle,
+        saved: OpenBatch,
+    ) -> Result<Detected, CallError> {
+        let events = match self.read(bytes) {
+            Ok(events) => events,
+            Err(err) => {
+                KvNamespace::lock(kv).restore_batch(saved);
+                return Err(err);
+            }
+        };
         match output::check_events(&events, &self.plugin.options.limits) {
             Ok(()) => Ok(Detected {
                 events,
                 refused: None,
             }),
-            Err(reason) => Ok(Detected {
-                events: Vec::new(),
-                refused: Some(reason),
-            }),
+            Err(reason) => {
+                KvNamespace::lock(kv).restore_batch(saved);
+                Ok(Detected {
+                    events: Vec::new(),
+                    refused: Some(reason),
+                })
+            }
         }
     }
 }

@@ -46,6 +46,13 @@ pub struct KvNamespace {
     bytes: u64,
 }
 
+/// A saved open batch (see [`KvNamespace::open_batch`]).
+#[derive(Debug)]
+pub struct OpenBatch {
+    batch: BTreeMap<String, Change>,
+    bytes: u64,
+}
+
 /// A namespace shared by every instance (and version) of one detector.
 pub type KvHandle = Arc<Mutex<KvNamespace>>;
 
@@ -95,6 +102,22 @@ impl KvNamespace {
             Some(change) => Some(change.as_deref()),
             None => self.committed.get(key).map(|v| Some(v.as_slice())),
         }
+    }
+
+    /// The open batch as it is now, to put back with
+    /// [`KvNamespace::restore_batch`] if a call's output is refused.
+    pub fn open_batch(&self) -> OpenBatch {
+        OpenBatch {
+            batch: self.batch.clone(),
+            bytes: self.bytes,
+        }
+    }
+
+    /// Puts back the open batch saved by [`KvNamespace::open_batch`]: the
+    /// writes of the calls since are dropped.
+    pub fn restore_batch(&mut self, saved: OpenBatch) {
+        self.batch = saved.batch;
+        self.bytes = saved.bytes;
     }
 
     /// The open batch's writes as buffer writes, in key order, and the

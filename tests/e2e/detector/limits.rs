@@ -59,11 +59,14 @@ fn a_detector_that_traps_loses_only_its_own_output_and_its_writes() {
     let s = Scenario::new();
     write_config(&s, Path::new(components::TRAPPING_DETECTOR), "", 1 << 20);
     let host = Host::start(&s.config);
-    let batches: [&[f64]; 5] = [
+    // Traps on the batches with a negative reading; its output for the
+    // batch with 1000 breaks a host cap and is refused.
+    let batches: [&[f64]; 6] = [
         &[1.0, 2.0, 3.0],
         &[4.0, -1.0],
         &[5.0, 6.0, 7.0, 8.0],
         &[-2.0],
+        &[1000.0],
         &[9.0],
     ];
     let mut ts = 0;
@@ -77,14 +80,15 @@ fn a_detector_that_traps_loses_only_its_own_output_and_its_writes() {
             .collect();
         feed(&s, &host, &readings);
     }
-    // 11 readings, every one delivered, and one `seen` event per batch
-    // that did not trap.
-    wait_delivered(&s, 14);
+    // 12 readings, every one delivered, and one `seen` event per batch
+    // that neither trapped nor was refused.
+    wait_delivered(&s, 15);
     let log = host.stop();
     let events = unique(&s);
     let readings = events.iter().filter(|e| e["kind"] == "temp").count();
-    assert_eq!(readings, 11);
-    // The trapped calls' kv writes were discarded: 3, 3 + 4, 7 + 1.
+    assert_eq!(readings, 12);
+    // The trapped and refused calls' kv writes were discarded: 3, 3 + 4,
+    // 7 + 1.
     let seen: Vec<f64> = events
         .iter()
         .filter(|e| e["kind"] == "seen")
@@ -92,8 +96,8 @@ fn a_detector_that_traps_loses_only_its_own_output_and_its_writes() {
         .collect();
     assert_eq!(seen, [3.0, 7.0, 8.0]);
     let t = totals(&log);
-    assert_eq!(t["accepted"], 14, "{log}");
+    assert_eq!(t["accepted"], 15, "{log}");
     assert_eq!(t["detected"], 3, "{log}");
-    assert_eq!(t["detector_failures"], 2, "{log}");
+    assert_eq!(t["detector_failures"], 3, "{log}");
     assert_eq!(t["rejected"], 0, "{log}");
 }

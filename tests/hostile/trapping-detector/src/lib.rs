@@ -3,7 +3,10 @@
 //! new total. A batch with a negative reading makes it write the count
 //! first and then panic (trap): the host must still deliver the batch's
 //! events, lose only this call's output, and discard the write, so the
-//! next `seen` total counts only the batches that did not trap.
+//! next `seen` total counts only the batches that did not trap. A batch
+//! with a reading of exactly 1000 gets a `seen` event whose source is
+//! over the host's 64 KiB string cap: the host refuses that output, and
+//! must drop the call's write with it.
 
 #![warn(missing_docs)]
 
@@ -31,7 +34,12 @@ impl Detector for TrappingDetector {
             panic!("negative reading: trapping after a kv write");
         }
         let time = events.last().map_or(0, |e| e.time_ns);
-        vec![Event::new("trapping-detector", "seen", time).with_value(total as f64)]
+        let source = if events.iter().any(|e| e.value == Some(1000.0)) {
+            "x".repeat(65 << 10)
+        } else {
+            "trapping-detector".to_string()
+        };
+        vec![Event::new(source, "seen", time).with_value(total as f64)]
     }
 }
 
