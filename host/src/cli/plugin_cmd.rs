@@ -21,7 +21,7 @@ use crate::plugin::{
 pub struct RunArgs {
     /// The component file.
     pub file: PathBuf,
-    /// Input: JSON lines of events for validator, privacy and sampler; raw
+    /// Input: JSON lines of events for validator, detector, privacy and sampler; raw
     /// lines (one frame each) for a decoder; `-` for stdin. Not used by sources.
     #[arg(long, short, value_name = "FILE")]
     pub input: Option<PathBuf>,

@@ -360,6 +360,22 @@ mod tests {
     }
 
     #[test]
+    fn a_restored_open_batch_drops_the_writes_of_the_calls_since() {
+        let ns = KvNamespace::new("d".into(), 100, Vec::new());
+        let mut first = KvCall::begin(ns.clone());
+        first.set("kept".into(), b"1".to_vec()).unwrap();
+        first.finish();
+        let saved = KvNamespace::lock(&ns).open_batch();
+        let mut refused = KvCall::begin(ns.clone());
+        refused.set("dropped".into(), b"2".to_vec()).unwrap();
+        refused.finish();
+        KvNamespace::lock(&ns).restore_batch(saved);
+        let call = KvCall::begin(ns.clone());
+        assert_eq!(call.keys(""), ["kept".to_string()]);
+        assert_eq!(KvNamespace::lock(&ns).usage(), (5, 100));
+    }
+
+    #[test]
     fn oversized_keys_and_values_are_refused() {
         let ns = KvNamespace::new("d".into(), 1 << 30, Vec::new());
         let mut call = KvCall::begin(ns);
