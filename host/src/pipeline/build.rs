@@ -10,7 +10,7 @@ use halyard_buffer::Buffer;
 use super::stage::StageSeed;
 use super::{
     Chains, DetectorStage, IngestReport, NativeStages, Pipeline, PipelineError, QuarantinePolicy,
-    Stage, TICK_MS_KEY,
+    Stage, tick_ms,
 };
 use crate::config::{HostConfig, InputPlugin, PluginRef};
 use crate::plugin::{Grants, KvNamespace, Limits, PluginKind, PluginOptions, Runtime};
@@ -91,19 +91,7 @@ impl Pipeline {
             // One namespace per detector name: a hot swap keeps it.
             let entries = buffer.kv_entries(&stage.name)?;
             let kv = KvNamespace::new(stage.name.clone(), config.stages.kv_max_bytes, entries);
-            let tick_ms = match r.config.get(TICK_MS_KEY) {
-                None => None,
-                Some(v) => {
-                    Some(
-                        v.to_string()
-                            .parse::<u64>()
-                            .map_err(|_| PipelineError::BadTick {
-                                role: role.clone(),
-                                value: v.to_string(),
-                            })?,
-                    )
-                }
-            };
+            let tick_ms = tick_ms(&role, r)?;
             detectors.push(DetectorStage::new(stage, kv, tick_ms));
         }
         let chains = Chains {

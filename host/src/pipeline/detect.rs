@@ -35,6 +35,26 @@ pub const TICK_MS_KEY: &str = "tick_ms";
 /// The shortest tick interval the host honours; shorter asks are raised.
 pub const MIN_TICK: Duration = Duration::from_millis(10);
 
+/// The `tick_ms` a detector's config entry (at `role`, `stages.detect[0]`)
+/// asks for; a value that is not a whole number of milliseconds is an
+/// error naming the role and the key.
+pub fn tick_ms(
+    role: &str,
+    r: &crate::config::PluginRef,
+) -> Result<Option<u64>, super::PipelineError> {
+    r.config
+        .get(TICK_MS_KEY)
+        .map(|v| {
+            v.to_string()
+                .parse::<u64>()
+                .map_err(|_| super::PipelineError::BadTick {
+                    role: role.to_string(),
+                    value: v.to_string(),
+                })
+        })
+        .transpose()
+}
+
 /// One detector in the chain: its stage, its namespace and its timer.
 pub struct DetectorStage {
     /// The plugin, its counters and health.

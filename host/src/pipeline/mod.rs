@@ -57,7 +57,7 @@ use crate::tap::Tap;
 
 pub use build::{ChainSeeds, plugin_options};
 pub use chain::{ChainOutcome, Chains};
-pub use detect::{DetectorStage, MIN_TICK, TICK_MS_KEY};
+pub use detect::{DetectorStage, MIN_TICK, TICK_MS_KEY, tick_ms};
 pub use native::{NativeFactory, NativeStages, StagePlugin};
 pub use record::id_bytes;
 pub use restage::{ChainPlan, Slot};

@@ -101,3 +101,28 @@ fn a_detector_that_traps_loses_only_its_own_output_and_its_writes() {
     assert_eq!(t["detector_failures"], 3, "{log}");
     assert_eq!(t["rejected"], 0, "{log}");
 }
+
+#[test]
+fn a_tick_that_is_not_a_number_is_refused_naming_the_detector_and_key() {
+    let s = Scenario::new();
+    write_config(
+        &s,
+        Path::new(components::THRESHOLD_DETECTOR),
+        "tick_ms = \"soon\"",
+        1 << 20,
+    );
+    let expected =
+        "stages.detect[0]: `config.tick_ms` must be a whole number of milliseconds (is `soon`)";
+    for args in [["config", "check"], ["run", "--config"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_halyard"))
+            .args(args)
+            .arg(&s.config)
+            .env("HALYARD_DEV_MODE", "1")
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {stderr}");
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+}
