@@ -284,6 +284,7 @@ impl Buffer {
         if let Some(cursor) = &commit.cursor {
             write_cursor(&tx, cursor)?;
         }
+        crate::kv::apply(&tx, commit.kv)?;
         if let Some(usage) = commit.usage {
             let outcome = AppendOutcome {
                 accepted: accept as u64 + unrouted,

@@ -64,6 +64,9 @@ pub struct Commit<'a> {
     /// reader ([`Buffer::set_kind_reader`]) is asked when a consumer
     /// filters by kind, and the kind is otherwise not stored.
     pub kinds: &'a [(String, u64)],
+    /// Detector key-value changes staged while producing these records
+    /// (see `kv.rs`), applied in the same transaction, in order.
+    pub kv: &'a [crate::KvWrite],
 }
 
 impl Commit<'_> {
@@ -75,6 +78,7 @@ impl Commit<'_> {
             && self.cursor.is_none()
             && self.replayed.is_empty()
             && self.usage.is_none()
+            && self.kv.is_empty()
     }
 }
 

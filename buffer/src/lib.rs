@@ -164,6 +164,7 @@ mod damage;
 mod dead_letter;
 mod delivery;
 mod error;
+mod kv;
 mod salvage;
 mod schema;
 mod staging;
@@ -181,6 +182,7 @@ pub use consumer::{Consumer, ConsumerStats, DEFAULT_CONSUMER, KindReader, MAX_CO
 pub use damage::{Damage, FoundAt};
 pub use dead_letter::{DeadLetter, DeadLetterFilter, Kept, NewDeadLetter, Origin, ReasonSummary};
 pub use error::{BufferError, Cause};
+pub use kv::KvWrite;
 pub use staging::Staged;
 pub use stats::Stats;
 pub use usage::{StoredUsage, UsageCounts, last_usage_report};

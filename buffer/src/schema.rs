@@ -62,6 +62,12 @@ CREATE TABLE IF NOT EXISTS cursors (
     name  TEXT PRIMARY KEY NOT NULL,
     value BLOB NOT NULL
 );
+CREATE TABLE IF NOT EXISTS kv (
+    ns    TEXT NOT NULL,
+    key   TEXT NOT NULL,
+    value BLOB NOT NULL,
+    PRIMARY KEY (ns, key)
+);
 ";
 
 /// A connection ready for use, plus what was found in the file.

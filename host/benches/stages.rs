@@ -220,7 +220,9 @@ fn compare_mechanisms(
             PluginKind::Sampler => mechanism::compare(name, &loaded, events, BUDGET, |i, b| {
                 black_box(i.sample(black_box(b)).expect("sample"));
             }),
-            PluginKind::Source => unreachable!("no source is benchmarked"),
+            PluginKind::Source | PluginKind::Detector => {
+                unreachable!("no source or detector is benchmarked")
+            }
         });
     }
     mechanism::print(&rows, BUDGET);
@@ -234,7 +236,9 @@ fn bench(plugin: &Arc<Plugin>, name: &str, frames: &[Frame], events: &[Event]) -
         PluginKind::Validator => bench_validator(plugin, name, events),
         PluginKind::Privacy => bench_redact(plugin, name, events),
         PluginKind::Sampler => bench_sampler(plugin, name, events),
-        PluginKind::Source => unreachable!("no source is benchmarked"),
+        PluginKind::Source | PluginKind::Detector => {
+            unreachable!("no source or detector is benchmarked")
+        }
     }
 }
 

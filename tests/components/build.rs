@@ -22,6 +22,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "range_validator",
             "redact_privacy",
             "fraction_sampler",
+            "threshold_detector",
         ],
     ),
     (
@@ -34,6 +35,7 @@ const WORKSPACES: &[(&str, &[&str])] = &[
             "lying_source",
             "lying_privacy",
             "legacy_redact",
+            "trapping_detector",
         ],
     ),
 ];

@@ -10,6 +10,7 @@ mod dead_letters;
 mod delivery;
 mod durability;
 mod full_policy;
+mod kv;
 mod model;
 mod pages;
 mod staging;

@@ -1,6 +1,7 @@
 //! The wit-bindgen output for the Halyard contract: `halyard:plugin@0.2.0`
-//! (`wit/0.2.0/plugin.wit`, the default) and, with the `v0_1` feature,
-//! `halyard:plugin@0.1.0` (`wit/plugin.wit`).
+//! (`wit/0.2.0/plugin.wit`, the default), the `detector` world of
+//! `halyard:plugin@0.3.0` (`wit/0.3.0/plugin.wit`) and, with the `v0_1`
+//! feature, `halyard:plugin@0.1.0` (`wit/plugin.wit`).
 //!
 //! Why it is laid out like this: the four shared 0.1.0 interfaces (`types`,
 //! `log`, `clock`, `config`) are generated exactly once, in [`shared`], and
@@ -98,6 +99,17 @@ pub mod sampler {
         "sampler",
         "export_sampler_world",
         "halyard_sdk::bindings::sampler"
+    );
+}
+
+/// The 0.3.0 `detector` world: `detect(list<u8>) -> list<u8>`,
+/// `tick(s64) -> list<u8>`, and the `kv` import.
+pub mod detector {
+    world!(
+        "../../wit/0.3.0",
+        "detector",
+        "export_detector_world",
+        "halyard_sdk::bindings::detector"
     );
 }
 

@@ -63,6 +63,18 @@ pub mod __private {
         crate::flat::decode(frames, |frames| decoder.decode_batch(frames))
     }
 
+    /// The 0.3.0 `detect` export: the batch read into events, the
+    /// detector's new events written back as a batch.
+    pub fn detect_flat<T: crate::Detector>(detector: &mut T, events: Vec<u8>) -> Vec<u8> {
+        let made = detector.detect(crate::flat::read_events(&events));
+        crate::flat::write_events(&made)
+    }
+
+    /// The 0.3.0 `tick` export.
+    pub fn tick_flat<T: crate::Detector>(detector: &mut T, now_ns: i64) -> Vec<u8> {
+        crate::flat::write_events(&detector.tick(now_ns))
+    }
+
     /// The `info` export.
     pub fn info(name: &str, version: &str) -> PluginInfo {
         PluginInfo {
@@ -257,6 +269,60 @@ macro_rules! export_source {
             name = $name, version = $version,
             fn poll(max: u32) -> ::std::vec::Vec<u8> => $crate::__private::poll_flat::<$ty>
         );
+    };
+}
+
+/// Exports a [`Detector`](crate::Detector) type as the component's
+/// `detector` world of contract 0.3.0 (`detect` and `tick`, flat batches
+/// both ways, the [`kv`](crate::kv) import). Same forms as
+/// [`export_validator!`].
+#[macro_export]
+macro_rules! export_detector {
+    ($ty:ty) => {
+        $crate::export_detector!(
+            $ty,
+            name = ::core::env!("CARGO_PKG_NAME"),
+            version = ::core::env!("CARGO_PKG_VERSION")
+        );
+    };
+    ($ty:ty, name = $name:expr, version = $version:expr $(,)?) => {
+        const _: () = {
+            ::std::thread_local! {
+                static INSTANCE: $crate::__private::Slot<$ty> =
+                    const { ::core::cell::RefCell::new(::core::option::Option::None) };
+            }
+
+            // Only ever used as a type parameter of the wasm exports.
+            #[allow(dead_code)]
+            struct HalyardExport;
+
+            impl $crate::bindings::detector::Guest for HalyardExport {
+                fn info() -> $crate::PluginInfo {
+                    $crate::__private::info($name, $version)
+                }
+
+                fn init() -> ::core::result::Result<(), $crate::InitError> {
+                    $crate::__private::init(&INSTANCE, <$ty as $crate::Detector>::init)
+                }
+
+                fn detect(events: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8> {
+                    $crate::__private::with(&INSTANCE, <$ty as $crate::Detector>::init, |plugin| {
+                        $crate::__private::detect_flat::<$ty>(plugin, events)
+                    })
+                }
+
+                fn tick(now_ns: i64) -> ::std::vec::Vec<u8> {
+                    $crate::__private::with(&INSTANCE, <$ty as $crate::Detector>::init, |plugin| {
+                        $crate::__private::tick_flat::<$ty>(plugin, now_ns)
+                    })
+                }
+            }
+
+            #[cfg(target_arch = "wasm32")]
+            $crate::bindings::detector::export_detector_world!(
+                HalyardExport with_types_in $crate::bindings::detector
+            );
+        };
     };
 }
 

@@ -41,6 +41,7 @@ pub mod config;
 mod event;
 mod export;
 mod flat;
+pub mod kv;
 pub mod log;
 mod plugin;
 
@@ -50,7 +51,7 @@ pub use bindings::shared::halyard::plugin::types::{
     Action, AttrValue, Attribute, Event, EventId, Frame, InitError, PluginInfo, Verdict,
 };
 pub use config::Config;
-pub use plugin::{Decoder, Privacy, Sampler, Source, Validator};
+pub use plugin::{Decoder, Detector, Privacy, Sampler, Source, Validator};
 
 /// Implementation details used by the `export_*!` macros. Not a public API.
 #[doc(hidden)]

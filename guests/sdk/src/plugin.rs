@@ -11,6 +11,30 @@
 
 use crate::{Action, Config, Event, Frame, InitError, Verdict};
 
+/// A detector (contract 0.3.0): sees the events its chain accepted and
+/// returns *new* events (alerts, summaries). The events it sees go on
+/// unchanged whatever it returns.
+///
+/// Its state across batches, restarts and hot swaps belongs in
+/// [`crate::kv`], not in `self`: the instance is soft, the store is
+/// committed with each batch.
+pub trait Detector: Sized + 'static {
+    /// Builds the instance from its config; an error refuses the plugin.
+    fn init(config: &Config) -> Result<Self, InitError>;
+
+    /// Looks at a batch of accepted events; returns new events (the host
+    /// assigns their ids).
+    fn detect(&mut self, events: Vec<Event>) -> Vec<Event>;
+
+    /// Called every `tick_ms` (the plugin's config key) with the host's
+    /// wall clock in nanoseconds since the Unix epoch, so a time window can
+    /// close without new input. The default makes nothing.
+    fn tick(&mut self, now_ns: i64) -> Vec<Event> {
+        let _ = now_ns;
+        Vec::new()
+    }
+}
+
 /// A source: polled by the host on an interval, returns new events.
 pub trait Source: Sized + 'static {
     /// Builds the instance from its config; an error refuses the plugin.

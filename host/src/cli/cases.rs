@@ -43,7 +43,8 @@ pub struct Case {
 /// What a case hands the plugin.
 #[derive(Debug, Clone)]
 pub enum Input {
-    /// Events, for validators, privacy policies and samplers.
+    /// Events, for validators, detectors, privacy policies and samplers
+    /// (a detector gets them one batch each, in order).
     Events(Vec<Value>),
     /// Frames, for decoders.
     Frames(Vec<FrameCase>),

@@ -163,6 +163,12 @@ fn plugin_problems(
     let mut refused = Vec::new();
     for target in crate::reload::swap::targets(config) {
         let r = &target.plugin;
+        if target.key.kind == crate::plugin::PluginKind::Detector
+            && let Err(err) = crate::pipeline::tick_ms(&target.role, r)
+        {
+            refused.push(err.to_string());
+            continue;
+        }
         match runtime.load(&r.plugin, Some(target.key.kind), plugin_options(r)) {
             Ok(plugin) => {
                 loaded += 1;

@@ -288,6 +288,8 @@ fn run_host(file: &std::path::Path) -> anyhow::Result<ExitCode> {
         sampled_out = report.ingest.sampled_out,
         buffer_dropped = report.ingest.buffer_dropped,
         buffer_evicted = report.ingest.buffer_evicted,
+        detected = report.ingest.detected,
+        detector_failures = report.ingest.detector_failures,
         delivered = report.ship.events_delivered,
         dead_lettered_batches = report.ship.batches_dead_lettered,
         dead_lettered_events = report.ship.events_dead_lettered,

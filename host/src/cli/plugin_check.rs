@@ -278,6 +278,15 @@ fn bench(plugin: &std::sync::Arc<Plugin>, n: u32, batch: u32) -> Bench {
             PluginKind::Validator => instance.validate(&events).map(drop).map_err(err),
             PluginKind::Privacy => instance.redact(&events).map(drop).map_err(err),
             PluginKind::Sampler => instance.sample(&events).map(drop).map_err(err),
+            PluginKind::Detector => {
+                // A throwaway namespace: the bench's writes go nowhere.
+                let kv = crate::plugin::KvNamespace::new(
+                    "bench".into(),
+                    crate::plugin::kv::DEFAULT_MAX_BYTES,
+                    Vec::new(),
+                );
+                instance.detect(&events, &kv).map(drop).map_err(err)
+            }
         }
     };
     if let Err(e) = call(&mut instance) {

@@ -21,7 +21,7 @@ use crate::plugin::{
 pub struct RunArgs {
     /// The component file.
     pub file: PathBuf,
-    /// Input: JSON lines of events for validator, privacy and sampler; raw
+    /// Input: JSON lines of events for validator, detector, privacy and sampler; raw
     /// lines (one frame each) for a decoder; `-` for stdin. Not used by sources.
     #[arg(long, short, value_name = "FILE")]
     pub input: Option<PathBuf>,
@@ -225,6 +225,22 @@ fn run_batch(
         PluginKind::Sampler => instance
             .sample(&events)
             .map(|keep| zip_outcomes(&events, keep, |k| json!({"keep": k}))),
+        PluginKind::Detector => {
+            // One throwaway namespace per run: writes are read back within
+            // the run and never stored.
+            let kv = crate::plugin::KvNamespace::new(
+                "plugin-run".into(),
+                crate::plugin::kv::DEFAULT_MAX_BYTES,
+                Vec::new(),
+            );
+            instance.detect(&events, &kv).map(|detected| {
+                detected
+                    .events
+                    .iter()
+                    .map(|e| json!({"detected": event::to_json(e)}))
+                    .collect()
+            })
+        }
         PluginKind::Source | PluginKind::Decoder => unreachable!("handled above"),
     };
     match outcomes {

@@ -48,6 +48,7 @@ pub struct NewArgs {
 
 const WIT_0_1: &str = include_str!("../../../wit/plugin.wit");
 const WIT_0_2: &str = include_str!("../../../wit/0.2.0/plugin.wit");
+const WIT_0_3: &str = include_str!("../../../wit/0.3.0/plugin.wit");
 const JS_HELPER: &str = include_str!("../../../guests/js/halyard.js");
 const JS_BUILD: &str = include_str!("../../../guests/js/build.mjs");
 /// The guests' lock file: a new Rust project starts with the dependency
@@ -146,6 +147,7 @@ fn cases(kind: PluginKind) -> &'static str {
         PluginKind::Validator => include_str!("templates/cases/validator.jsonl"),
         PluginKind::Privacy => include_str!("templates/cases/privacy.jsonl"),
         PluginKind::Sampler => include_str!("templates/cases/sampler.jsonl"),
+        PluginKind::Detector => include_str!("templates/cases/detector.jsonl"),
     }
 }
 
@@ -158,9 +160,10 @@ fn rust(args: &NewArgs) -> anyhow::Result<Vec<File>> {
         PluginKind::Validator => include_str!("templates/rust/validator.rs"),
         PluginKind::Privacy => include_str!("templates/rust/privacy.rs"),
         PluginKind::Sampler => include_str!("templates/rust/sampler.rs"),
+        PluginKind::Detector => include_str!("templates/rust/detector.rs"),
     };
     let f = |t: &str| fill(t, args, &sdk);
-    Ok(vec![
+    let mut files = vec![
         ("Cargo.toml", f(include_str!("templates/rust/Cargo.toml"))),
         ("Cargo.lock", GUESTS_LOCK.to_string()),
         ("src/lib.rs", f(source)),
@@ -172,7 +175,16 @@ fn rust(args: &NewArgs) -> anyhow::Result<Vec<File>> {
             "wit/0.2.0/deps/halyard-plugin-0.1.0.wit",
             WIT_0_1.to_string(),
         ),
-    ])
+    ];
+    if args.kind == PluginKind::Detector {
+        // The detector world is contract 0.3.0: its WIT, for reference.
+        files.push(("wit/0.3.0/plugin.wit", WIT_0_3.to_string()));
+        files.push((
+            "wit/0.3.0/deps/halyard-plugin-0.1.0.wit",
+            WIT_0_1.to_string(),
+        ));
+    }
+    Ok(files)
 }
 
 fn js(args: &NewArgs) -> anyhow::Result<Vec<File>> {

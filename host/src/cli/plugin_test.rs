@@ -14,8 +14,10 @@ use serde_json::{Value, json};
 use super::RuntimeArgs;
 use super::cases::{self, Case, Input};
 use crate::event;
+use crate::plugin::kv::DEFAULT_MAX_BYTES;
 use crate::plugin::{
-    Action, EventId, Frame, Limits, LoadError, PluginKind, PluginOptions, Runtime, Verdict,
+    Action, EventId, Frame, KvNamespace, Limits, LoadError, PluginKind, PluginOptions, Runtime,
+    Verdict,
 };
 
 /// Arguments of `halyard plugin test`.
@@ -177,6 +179,7 @@ fn outcomes(
                 })
                 .collect())
         }
+        (PluginKind::Detector, Input::Events(e)) => detect_one_by_one(instance, &input_events(e)?),
         (PluginKind::Validator | PluginKind::Privacy | PluginKind::Sampler, Input::Events(e)) => {
             let events = input_events(e)?;
             match kind {
@@ -216,6 +219,34 @@ fn outcomes(
             }
         )),
     }
+}
+
+/// A detector's outcome per event: each event is its own batch, committed
+/// before the next (its `kv` writes applied to one store for the whole
+/// case), so a case reads as a sequence of readings; the outcome is
+/// `{"events": [new events]}`, or `{"error": …}` if the host refused them.
+fn detect_one_by_one(
+    instance: &mut crate::plugin::PluginInstance,
+    events: &[crate::plugin::Event],
+) -> Result<Vec<Value>, String> {
+    let kv = KvNamespace::new("plugin-test".into(), DEFAULT_MAX_BYTES, Vec::new());
+    let mut out = Vec::with_capacity(events.len());
+    for event in events {
+        let detected = instance
+            .detect(std::slice::from_ref(event), &kv)
+            .map_err(|e| format!("call failed: {e}"))?;
+        let mut ns = KvNamespace::lock(&kv);
+        let writes = ns.take_batch();
+        ns.committed_ok(writes);
+        drop(ns);
+        out.push(match detected.refused {
+            Some(reason) => json!({ "error": reason }),
+            None => {
+                json!({"events": detected.events.iter().map(event_json).collect::<Vec<_>>()})
+            }
+        });
+    }
+    Ok(out)
 }
 
 /// The case's events; one without an `id` gets `0…0N` (N its 1-based

@@ -226,6 +226,12 @@ pub enum StartAt {
 pub struct StagesConfig {
     /// Validators (fail closed: a trap dead-letters the batch).
     pub validate: Vec<PluginRef>,
+    /// Detectors, after the validators (fail open: a trap loses only the
+    /// detector's own new events for the batch). Contract 0.3.0.
+    pub detect: Vec<PluginRef>,
+    /// The byte bound of each detector's key-value namespace (keys plus
+    /// values); a write past it is refused with an error the guest sees.
+    pub kv_max_bytes: u64,
     /// Privacy policies (fail closed: a trap drops the batch, counted).
     pub privacy: Vec<PluginRef>,
     /// Samplers (fail open: a trap keeps the batch).
@@ -240,6 +246,8 @@ impl Default for StagesConfig {
     fn default() -> Self {
         StagesConfig {
             validate: Vec::new(),
+            detect: Vec::new(),
+            kv_max_bytes: crate::plugin::kv::DEFAULT_MAX_BYTES,
             privacy: Vec::new(),
             sample: Vec::new(),
             quarantine_after_traps: 5,

@@ -262,6 +262,7 @@ fn plugin_refs(config: &HostConfig) -> Vec<(String, &PluginRef)> {
     }
     for (chain, refs) in [
         ("validate", &config.stages.validate),
+        ("detect", &config.stages.detect),
         ("privacy", &config.stages.privacy),
         ("sample", &config.stages.sample),
     ] {

@@ -8,9 +8,12 @@ use std::time::Duration;
 use halyard_buffer::Buffer;
 
 use super::stage::StageSeed;
-use super::{Chains, IngestReport, NativeStages, Pipeline, PipelineError, QuarantinePolicy, Stage};
+use super::{
+    Chains, DetectorStage, IngestReport, NativeStages, Pipeline, PipelineError, QuarantinePolicy,
+    Stage, tick_ms,
+};
 use crate::config::{HostConfig, InputPlugin, PluginRef};
-use crate::plugin::{Grants, Limits, PluginKind, PluginOptions, Runtime};
+use crate::plugin::{Grants, KvNamespace, Limits, PluginKind, PluginOptions, Runtime};
 
 impl Pipeline {
     /// Loads every plugin the config names and checks it against its kind;
@@ -82,12 +85,23 @@ impl Pipeline {
                 .map(|(i, r)| load(format!("{what}[{i}]"), r, kind))
                 .collect::<Result<Vec<_>, _>>()
         };
+        let mut detectors = Vec::new();
+        for (i, r) in config.stages.detect.iter().enumerate() {
+            let role = format!("stages.detect[{i}]");
+            let stage = load(role.clone(), r, PluginKind::Detector)?;
+            // One namespace per detector name: a hot swap keeps it.
+            let entries = buffer.kv_entries(&stage.name)?;
+            let kv = KvNamespace::new(stage.name.clone(), config.stages.kv_max_bytes, entries);
+            let tick_ms = tick_ms(&role, r)?;
+            detectors.push(DetectorStage::new(stage, kv, tick_ms));
+        }
         let chains = Chains {
             validators: chain(
                 &config.stages.validate,
                 "stages.validate",
                 PluginKind::Validator,
             )?,
+            detectors,
             privacy: chain(
                 &config.stages.privacy,
                 "stages.privacy",
@@ -174,7 +188,9 @@ impl Pipeline {
     /// have is kept with its instance and counters, one only it has gets a
     /// fresh instance sharing its health, the rest are dropped.
     pub fn rechain_like(&mut self, seeds: &ChainSeeds) {
-        let old = std::mem::take(&mut self.chains);
+        let mut old = std::mem::take(&mut self.chains);
+        // A config reload does not change the detectors (a restart does).
+        self.chains.detectors = std::mem::take(&mut old.detectors);
         let follow = |old: Vec<Stage>, seeds: &[StageSeed]| {
             let mut old: Vec<Option<Stage>> = old.into_iter().map(Some).collect();
             seeds

@@ -1,18 +1,22 @@
-//! The stage chains every batch runs through: validate → privacy → sample,
-//! each a list of plugins, each with the failure policy of its kind:
+//! The stage chains every batch runs through: validate → detect → privacy →
+//! sample, each a list of plugins, each with the failure policy of its kind:
 //!
 //! - validator: fail closed: if it traps (or is quarantined) the whole
 //!   batch is rejected with the reason and goes to the dead-letter table;
+//! - detector: fail open: if it traps the events go on and only its own
+//!   new events for the batch are lost (counted); see [`super::detect`];
 //! - privacy: fail closed: if it traps the batch is dropped and counted;
 //!   unredacted data never ships; a rewrite the host refuses (over a cap)
 //!   drops that event alone;
 //! - sampler: fail open: if it traps every event is kept.
 //!
-//! Invariant: every event that enters [`Chains::run`] leaves in exactly one
-//! of `accepted`, `rejected`, `privacy_dropped` or `sampled_out`.
+//! Invariant: every event that enters [`Chains::run`], and every event a
+//! detector makes in it, leaves in exactly one of `accepted`, `rejected`,
+//! `privacy_dropped` or `sampled_out`.
 
 use crate::plugin::{Action, Event, EventId, Verdict};
 
+use super::detect::{self, DetectorStage};
 use super::stage::Stage;
 
 /// The configured chains.
@@ -20,6 +24,8 @@ use super::stage::Stage;
 pub struct Chains {
     /// Validators, in order.
     pub validators: Vec<Stage>,
+    /// Detectors, in order (after the validators, before privacy).
+    pub detectors: Vec<DetectorStage>,
     /// Privacy policies, in order.
     pub privacy: Vec<Stage>,
     /// Samplers, in order.
@@ -40,6 +46,8 @@ pub struct ChainOutcome {
     pub privacy_dropped_ids: Vec<EventId>,
     /// Events a sampler did not keep.
     pub sampled_out: u64,
+    /// What the detectors made (counted, and which made each event).
+    pub detected: detect::DetectorRun,
 }
 
 impl Chains {
@@ -52,6 +60,22 @@ impl Chains {
             }
             events = validate(stage, events, &mut outcome.rejected);
         }
+        for d in &mut self.detectors {
+            if events.is_empty() {
+                break;
+            }
+            events = detect::detect(d, events, &mut outcome.detected);
+        }
+        outcome.accepted = events;
+        self.run_after_detect(&mut outcome);
+        outcome
+    }
+
+    /// Runs `outcome.accepted` through the privacy policies and samplers
+    /// (the part of the chain after the detectors; a tick's events start
+    /// here).
+    pub fn run_after_detect(&mut self, outcome: &mut ChainOutcome) {
+        let mut events = std::mem::take(&mut outcome.accepted);
         for stage in &mut self.privacy {
             if events.is_empty() {
                 break;
@@ -70,13 +94,13 @@ impl Chains {
             events = sample(stage, events, &mut outcome.sampled_out);
         }
         outcome.accepted = events;
-        outcome
     }
 
     /// Every stage, in pipeline order.
     pub fn stages(&self) -> impl Iterator<Item = &Stage> {
         self.validators
             .iter()
+            .chain(self.detectors.iter().map(|d| &d.stage))
             .chain(&self.privacy)
             .chain(&self.samplers)
     }

@@ -1,8 +1,9 @@
 //! What one ingest will commit, and committing it: the accepted events
 //! (staged in the buffer file once they pass [`super::STAGE_AFTER_BYTES`]),
 //! the dead letters (screened first, see [`super::dead_letters`]), the
-//! dead letters a replay settles, the input's position and the licence
-//! usage this ingest counted go into one buffer transaction (so after any
+//! dead letters a replay settles, the input's position, the detectors'
+//! `kv` writes and the licence usage this ingest counted go into one
+//! buffer transaction (so after any
 //! crash the usage matches what was stored: an ingest a restart redoes was
 //! not counted); then the tap and the stage counters learn what was stored.
 
@@ -40,6 +41,8 @@ impl Pipeline {
             .as_ref()
             .filter(|c| !c.is_empty() || !kinds.is_empty())
             .map(|_| UsageCounts(&rows));
+        // The detectors' kv writes of this batch, in its transaction.
+        let (kv, kv_taken) = super::detect::take_writes(self.chains.detectors.iter());
         let appended = self.buffer.commit(&Commit {
             staged: Some(&pending.staged),
             records: &pending.records,
@@ -58,7 +61,9 @@ impl Pipeline {
             // buffer ignores runs that do not cover every record, e.g. a
             // replay's, and then asks its kind reader.)
             kinds: &pending.kinds,
+            kv: &kv,
         });
+        super::detect::settle(kv_taken, appended.is_ok());
         if let Some(usage) = &self.usage {
             // Stored with the commit, or (on failure) forgotten: the input
             // redoes the work and counts it again.
@@ -104,6 +109,9 @@ impl Pipeline {
     /// it). A failure only leaves rows the next open drops, so it is
     /// logged, not returned.
     pub(super) fn discard(&self, pending: Pending) {
+        // Detector kv writes of an ingest that did not commit are forgotten
+        // (after a commit there are none left).
+        super::detect::forget(self.chains.detectors.iter());
         if let Some(usage) = &self.usage {
             usage.take();
         }

@@ -2,9 +2,10 @@
 //! buffer:
 //!
 //! ```text
-//! frames ─► decode ─► ids ─► validate ─► privacy ─► sample ─► buffer
-//!             │                  │           │          │
-//!             └► dead letter ◄───┘        dropped   sampled out
+//! frames ─► decode ─► ids ─► validate ─► detect ─► privacy ─► sample ─► buffer
+//!             │                  │          │  ▲         │          │
+//!             └► dead letter ◄───┘          └──┘      dropped   sampled out
+//!                                      new events (alerts), tick
 //! ```
 //!
 //! Invariants:
@@ -34,6 +35,7 @@ mod build;
 mod chain;
 mod commit;
 mod dead_letters;
+mod detect;
 mod native;
 mod record;
 mod refuse;
@@ -56,6 +58,7 @@ use crate::tap::Tap;
 
 pub use build::{ChainSeeds, plugin_options};
 pub use chain::{ChainOutcome, Chains};
+pub use detect::{DetectorStage, MIN_TICK, TICK_MS_KEY, tick_ms};
 pub use native::{NativeFactory, NativeStages, StagePlugin};
 pub use record::id_bytes;
 pub use restage::{ChainPlan, Slot};
@@ -134,6 +137,13 @@ pub struct IngestReport {
     pub buffer_dropped: u64,
     /// Older events the buffer evicted to make room (`drop_oldest`).
     pub buffer_evicted: u64,
+    /// New events detectors made (they then end up accepted, dropped by
+    /// privacy or sampled out like any other).
+    pub detected: u64,
+    /// Detector calls (`detect` or `tick`) whose output was lost: a trap,
+    /// a quarantined detector, or output over a host cap. The batch's
+    /// events went on.
+    pub detector_failures: u64,
 }
 
 impl IngestReport {
@@ -146,6 +156,8 @@ impl IngestReport {
         self.sampled_out += other.sampled_out;
         self.buffer_dropped += other.buffer_dropped;
         self.buffer_evicted += other.buffer_evicted;
+        self.detected += other.detected;
+        self.detector_failures += other.detector_failures;
     }
 }
 
@@ -172,6 +184,15 @@ pub enum PipelineError {
     /// frames were taken: nothing of them was accepted.
     #[error("the host is shutting down: not accepted")]
     ShuttingDown,
+    /// A detector's `tick_ms` config value is not a whole number of
+    /// milliseconds.
+    #[error("{role}: `config.tick_ms` must be a whole number of milliseconds (is `{value}`)")]
+    BadTick {
+        /// Where it is used (`stages.detect[0]`).
+        role: String,
+        /// The value given.
+        value: String,
+    },
     /// An earlier batch of the same input was not accepted, so this one,
     /// which carries a read position past it, was not committed either:
     /// the input sends both again, in order.
@@ -427,18 +448,43 @@ impl Pipeline {
         }
         let chain: Vec<String> = origin
             .into_iter()
-            .chain(
-                [
-                    &self.chains.validators,
-                    &self.chains.privacy,
-                    &self.chains.samplers,
-                ]
-                .into_iter()
-                .flatten()
-                .map(chain_link),
-            )
+            .chain(self.chains.validators.iter().map(chain_link))
+            .chain(self.chains.detectors.iter().map(|d| chain_link(&d.stage)))
+            .chain(self.after_detect_links())
             .collect();
         let outcome = self.chains.run(events);
+        self.settle_outcome(outcome, kinds_in, &chain, report, pending)
+    }
+
+    /// The chain links of the privacy policies and samplers: what a
+    /// detector's new events pass after it.
+    fn after_detect_links(&self) -> Vec<String> {
+        self.chains
+            .privacy
+            .iter()
+            .chain(&self.chains.samplers)
+            .map(chain_link)
+            .collect()
+    }
+
+    /// Counts a chain run's `outcome`, sets its rejections aside as dead
+    /// letters and its accepted events (stamped with `chain`, or with their
+    /// detector's chain) as records in `pending`.
+    fn settle_outcome(
+        &mut self,
+        outcome: ChainOutcome,
+        mut kinds_in: BTreeMap<String, u64>,
+        chain: &[String],
+        report: &mut IngestReport,
+        pending: &mut Pending,
+    ) -> Result<(), PipelineError> {
+        report.detected += outcome.detected.events;
+        report.detector_failures += outcome.detected.failures;
+        if self.usage.is_some() {
+            for (kind, n) in &outcome.detected.kinds {
+                *kinds_in.entry(kind.clone()).or_default() += n;
+            }
+        }
         if let Some(trace) = &mut self.trace {
             trace.accepted(&outcome.accepted);
             for (e, reason) in &outcome.rejected {
@@ -448,6 +494,11 @@ impl Pipeline {
                 trace.privacy_dropped(id);
             }
         }
+        let after_detect = if outcome.detected.by_id.is_empty() {
+            Vec::new()
+        } else {
+            self.after_detect_links()
+        };
         // Stored with the chunk, so transports filter and delivered usage
         // is counted by kind without parsing a payload.
         for e in &outcome.accepted {
@@ -493,8 +544,13 @@ impl Pipeline {
             .as_ref()
             .map(|s| s.lock().unwrap_or_else(|e| e.into_inner()));
         for e in &outcome.accepted {
+            let derived = outcome.detected.by_id.get(&(e.id.hi, e.id.lo)).map(|link| {
+                std::iter::once(link.clone())
+                    .chain(after_detect.iter().cloned())
+                    .collect::<Vec<_>>()
+            });
             let record = match &mut stamper {
-                Some(stamper) => stamper.record(e, &chain),
+                Some(stamper) => stamper.record(e, derived.as_deref().unwrap_or(chain)),
                 None => event_record(e),
             };
             pending.record_bytes += record.payload.len();
@@ -549,6 +605,9 @@ impl Pipeline {
         let chains = &mut self.chains;
         for stage in &mut chains.validators {
             out.push((PluginKind::Validator, None, stage));
+        }
+        for d in &mut chains.detectors {
+            out.push((PluginKind::Detector, None, &mut d.stage));
         }
         for stage in &mut chains.privacy {
             out.push((PluginKind::Privacy, None, stage));

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::plugin::{
-    Action, CallError, Event, Frame, FrameError, PluginInstance, PluginKind, Polled, Redacted,
-    Verdict,
+    Action, CallError, Detected, Event, Frame, FrameError, KvHandle, PluginInstance, PluginKind,
+    Polled, Redacted, Verdict,
 };
 
 /// The calls a stage makes on its plugin, whatever runs it. Each method
@@ -31,6 +31,25 @@ pub trait StagePlugin: Send {
     fn redact(&mut self, events: &[Event]) -> Result<Vec<Action>, CallError>;
     /// A sampler's sample.
     fn sample(&mut self, events: &[Event]) -> Result<Vec<bool>, CallError>;
+
+    /// A detector's detect, inside a `kv` transaction on `kv` (see
+    /// `PluginInstance::detect`). Only components are detectors: native
+    /// stand-ins refuse (the chain fails open).
+    fn detect(&mut self, events: &[Event], kv: &KvHandle) -> Result<Detected, CallError> {
+        let _ = (events, kv);
+        Err(CallError::Restart {
+            plugin: "native".into(),
+            message: "native stages are not detectors".into(),
+        })
+    }
+    /// A detector's tick; see [`StagePlugin::detect`].
+    fn tick(&mut self, now_ns: i64, kv: &KvHandle) -> Result<Detected, CallError> {
+        let _ = (now_ns, kv);
+        Err(CallError::Restart {
+            plugin: "native".into(),
+            message: "native stages are not detectors".into(),
+        })
+    }
 
     /// A poll with the events the host refused kept apart (see
     /// `PluginInstance::poll_checked`). Native code is trusted: by default
@@ -91,6 +110,12 @@ impl StagePlugin for PluginInstance {
     }
     fn redact_checked(&mut self, events: &[Event]) -> Result<Redacted, CallError> {
         PluginInstance::redact_checked(self, events)
+    }
+    fn detect(&mut self, events: &[Event], kv: &KvHandle) -> Result<Detected, CallError> {
+        PluginInstance::detect(self, events, kv)
+    }
+    fn tick(&mut self, now_ns: i64, kv: &KvHandle) -> Result<Detected, CallError> {
+        PluginInstance::tick(self, now_ns, kv)
     }
 }
 

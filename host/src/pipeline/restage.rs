@@ -53,7 +53,10 @@ impl Pipeline {
     /// thread). A `Keep` of an index that does not exist, or is kept twice,
     /// is skipped with an error log; the reloader never plans one.
     pub fn rechain(&mut self, plan: ChainPlan) {
-        let old = std::mem::take(&mut self.chains);
+        let mut old = std::mem::take(&mut self.chains);
+        // A config reload does not change the detectors (a restart does):
+        // they keep their instances and namespaces.
+        self.chains.detectors = std::mem::take(&mut old.detectors);
         let mut removed = Vec::new();
         self.chains.validators = self.rebuild(
             PluginKind::Validator,

@@ -22,6 +22,9 @@ pub enum Contract {
     /// `halyard:plugin@0.2.0`: flat batches (`list<u8>`), privacy patches,
     /// many frames per decoder call.
     V0_2,
+    /// `halyard:plugin@0.3.0`: the `detector` world and the `kv` import
+    /// (flat batches in and out).
+    V0_3,
 }
 
 impl Contract {
@@ -30,6 +33,7 @@ impl Contract {
         match self {
             Contract::V0_1 => "halyard:plugin@0.1.0",
             Contract::V0_2 => "halyard:plugin@0.2.0",
+            Contract::V0_3 => "halyard:plugin@0.3.0",
         }
     }
 
@@ -37,6 +41,10 @@ impl Contract {
     /// against. A signature of neither version reads as 0.1.0, whose exact
     /// check then refuses it with wasmtime's account of the mismatch.
     pub fn detect(engine: &Engine, component: &Component, kind: PluginKind) -> Contract {
+        // Only 0.3.0 has the detector world.
+        if kind == PluginKind::Detector {
+            return Contract::V0_3;
+        }
         let ty = component.component_type();
         let stage = ty
             .exports(engine)

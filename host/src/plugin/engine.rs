@@ -226,6 +226,7 @@ fn new_linker(engine: &Engine, mode: CallMode) -> Result<Linker<HostState>, Load
     .map_err(failed)?;
     HostImports::add_to_linker::<HostState, HasSelf<HostState>>(&mut linker, |s| s)
         .map_err(failed)?;
+    super::kv::add_to_linker(&mut linker).map_err(failed)?;
     Ok(linker)
 }
 

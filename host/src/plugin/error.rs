@@ -83,7 +83,7 @@ pub enum LoadError {
     },
     /// The component imports something plugins may not use.
     #[error(
-        "forbidden import `{import}`: plugins may import only halyard:plugin/{{types,log,clock,config}} \
+        "forbidden import `{import}`: plugins may import only halyard:plugin/{{types,log,clock,config,kv}} \
          and the WASI interfaces granted to them{hint}"
     )]
     ForbiddenImport {
@@ -117,7 +117,7 @@ pub enum LoadError {
     },
     /// No kind was declared and the exports match no kind (or several).
     #[error(
-        "cannot tell the plugin kind: exports are [{exports}], none of poll, decode, validate, redact or sample (or more than one)"
+        "cannot tell the plugin kind: exports are [{exports}], none of poll, decode, validate, detect, redact or sample (or more than one)"
     )]
     UnknownKind {
         /// The component's exports.

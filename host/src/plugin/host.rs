@@ -50,6 +50,9 @@ pub struct HostState {
     log_budget: u32,
     /// Log records dropped over budget in the current call.
     log_dropped: u32,
+    /// The `kv` transaction of the detector call in progress; `None`
+    /// outside `detect` and `tick` (see [`super::kv`]).
+    pub(crate) kv: Option<super::kv::KvCall>,
 }
 
 /// The process-wide start of the monotonic clock plugins see.
@@ -97,6 +100,7 @@ impl HostState {
             recent,
             log_budget: LOG_RECORDS_PER_CALL,
             log_dropped: 0,
+            kv: None,
         }
     }
 

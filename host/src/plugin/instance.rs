@@ -37,6 +37,10 @@ use super::output;
 #[path = "instance_flat.rs"]
 mod flat_calls;
 
+#[path = "instance_detect.rs"]
+mod detect_calls;
+pub use detect_calls::Detected;
+
 #[path = "instance_errors.rs"]
 mod errors;
 use errors::{cut_error, trap_error};
@@ -56,6 +60,9 @@ pub struct PluginInstance {
     items: usize,
     /// The deadline of the guest entry in progress, for its error message.
     deadline_now: Duration,
+    /// The detector namespace the call being made writes to (set by the
+    /// detector calls only, see `instance_detect.rs`).
+    kv: Option<super::kv::KvHandle>,
 }
 
 /// A store with an instantiated, initialised component.
@@ -65,6 +72,8 @@ struct Live {
     /// The stage export as a typed function, checked once (0.2.0 calls,
     /// whose parameters own their data; see [`PluginInstance::call_cached`]).
     typed: Option<Box<dyn Any + Send + Sync>>,
+    /// A detector's `tick` export.
+    tick: Option<Func>,
 }
 
 impl PluginInstance {
@@ -79,6 +88,7 @@ impl PluginInstance {
             writer: Writer::new(),
             items: 0,
             deadline_now: plugin_deadline,
+            kv: None,
         }
     }
 
@@ -159,10 +169,14 @@ impl PluginInstance {
             })?;
         self.check_stage_type(&instance, &mut store)?;
         let stage = self.init(&instance, &mut store)?;
+        let tick = (self.plugin.kind == super::kind::PluginKind::Detector)
+            .then(|| instance.get_func(&mut store, "tick"))
+            .flatten();
         self.live = Some(Live {
             store,
             stage,
             typed: None,
+            tick,
         });
         Ok(info)
     }
@@ -225,6 +239,10 @@ impl PluginInstance {
         use super::kind::PluginKind::*;
         let name = self.plugin.kind.stage_export();
         let store = &mut *store;
+        if self.plugin.contract == Contract::V0_3 {
+            return detect_calls::check_stage_type(instance, store)
+                .map_err(|(export, e)| self.export_type_error(export, &e));
+        }
         if self.plugin.contract == Contract::V0_2 {
             return flat_calls::check_stage_type(self.plugin.kind, instance, store)
                 .map_err(|e| self.export_type_error(name, &e));
@@ -245,6 +263,8 @@ impl PluginInstance {
             Sampler => instance
                 .get_typed_func::<(&[Event],), (Vec<bool>,)>(store, name)
                 .map(drop),
+            // Contract 0.3.0 only; checked above.
+            Detector => Ok(()),
         };
         checked.map_err(|e| self.export_type_error(name, &e))
     }
@@ -344,6 +364,7 @@ impl PluginInstance {
         };
         live.store.data_mut().start_call();
         live.store.set_epoch_deadline(ticks);
+        live.store.data_mut().kv = self.kv.clone().map(super::kv::KvCall::begin);
         let outcome = match typed(&mut live) {
             Ok(typed) => match self.plugin.call_mode {
                 CallMode::Sync => call_mode::run(|| typed.call(&mut live.store, params)),
@@ -353,8 +374,14 @@ impl PluginInstance {
             },
             Err(err) => Ok(Err(err)),
         };
+        let kv = live.store.data_mut().kv.take();
         match self.finish(&mut live.store, outcome) {
             Ok(value) => {
+                // The call returned: its writes join its batch's. A trapped
+                // call's writes are dropped with the store.
+                if let Some(kv) = kv {
+                    kv.finish();
+                }
                 self.live = Some(live);
                 Ok(value)
             }
@@ -412,7 +439,7 @@ impl PluginInstance {
         self.items = events.len();
         let (mut verdicts,): (Vec<Verdict>,) = match self.plugin.contract {
             Contract::V0_1 => self.call((events,))?,
-            Contract::V0_2 => {
+            Contract::V0_2 | Contract::V0_3 => {
                 let batch = self.encode(events)?;
                 self.call_cached((batch,))?
             }
@@ -441,7 +468,7 @@ impl PluginInstance {
         self.items = events.len();
         let (keep,): (Vec<bool>,) = match self.plugin.contract {
             Contract::V0_1 => self.call((events,))?,
-            Contract::V0_2 => {
+            Contract::V0_2 | Contract::V0_3 => {
                 let batch = self.encode(events)?;
                 self.call_cached((batch,))?
             }
@@ -458,7 +485,7 @@ impl PluginInstance {
         self.items = max as usize;
         let events = match self.plugin.contract {
             Contract::V0_1 => self.call::<_, (Vec<Event>,)>((max,))?.0,
-            Contract::V0_2 => self.poll_flat(max)?,
+            Contract::V0_2 | Contract::V0_3 => self.poll_flat(max)?,
         };
         Ok(output::split_polled(
             events,
@@ -481,7 +508,7 @@ impl PluginInstance {
                 self.call::<_, (Vec<Result<Vec<Event>, String>>,)>((frames,))?
                     .0
             }
-            Contract::V0_2 => self.decode_flat(frames)?,
+            Contract::V0_2 | Contract::V0_3 => self.decode_flat(frames)?,
         };
         output::check_count("results", results.len(), frames.len())
             .map_err(|m| self.bad_output(m))?;
@@ -508,7 +535,7 @@ impl PluginInstance {
         self.items = events.len();
         let (mut actions, mut unapplied) = match self.plugin.contract {
             Contract::V0_1 => (self.call::<_, (Vec<Action>,)>((events,))?.0, Vec::new()),
-            Contract::V0_2 => self.redact_flat(events)?,
+            Contract::V0_2 | Contract::V0_3 => self.redact_flat(events)?,
         };
         output::check_count("actions", actions.len(), events.len())
             .map_err(|m| self.bad_output(m))?;

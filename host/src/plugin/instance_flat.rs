@@ -41,6 +41,8 @@ pub(super) fn check_stage_type(
         PluginKind::Sampler => instance
             .get_typed_func::<(Vec<u8>,), (Vec<bool>,)>(store, name)
             .map(drop),
+        // A detector is contract 0.3.0 (see `instance_detect.rs`).
+        PluginKind::Detector => Ok(()),
     }
 }
 
@@ -54,7 +56,7 @@ impl PluginInstance {
     }
 
     /// Reads a guest's batch; a malformed one breaks the call.
-    fn read(&mut self, bytes: &[u8]) -> Result<Vec<Event>, CallError> {
+    pub(super) fn read(&mut self, bytes: &[u8]) -> Result<Vec<Event>, CallError> {
         flat::decode(bytes, &self.plugin.options.limits).map_err(|m| self.bad_output(m))
     }
 

@@ -13,6 +13,9 @@ pub enum PluginKind {
     Decoder,
     /// Accepts or rejects each event.
     Validator,
+    /// Sees accepted events and returns new ones (alerts, summaries);
+    /// contract 0.3.0 only, with a host key-value store.
+    Detector,
     /// Keeps, rewrites or drops each event before it leaves the device.
     Privacy,
     /// Keeps or discards each event.
@@ -21,10 +24,11 @@ pub enum PluginKind {
 
 impl PluginKind {
     /// Every kind, in pipeline order.
-    pub const ALL: [PluginKind; 5] = [
+    pub const ALL: [PluginKind; 6] = [
         PluginKind::Source,
         PluginKind::Decoder,
         PluginKind::Validator,
+        PluginKind::Detector,
         PluginKind::Privacy,
         PluginKind::Sampler,
     ];
@@ -36,14 +40,22 @@ impl PluginKind {
             PluginKind::Source => "poll",
             PluginKind::Decoder => "decode",
             PluginKind::Validator => "validate",
+            PluginKind::Detector => "detect",
             PluginKind::Privacy => "redact",
             PluginKind::Sampler => "sample",
         }
     }
 
     /// The exports every component of this kind must have.
-    pub fn required_exports(self) -> [&'static str; 3] {
-        ["info", "init", self.stage_export()]
+    pub fn required_exports(self) -> &'static [&'static str] {
+        match self {
+            PluginKind::Source => &["info", "init", "poll"],
+            PluginKind::Decoder => &["info", "init", "decode"],
+            PluginKind::Validator => &["info", "init", "validate"],
+            PluginKind::Detector => &["info", "init", "detect", "tick"],
+            PluginKind::Privacy => &["info", "init", "redact"],
+            PluginKind::Sampler => &["info", "init", "sample"],
+        }
     }
 
     /// The lowercase name used in config files and on the command line.
@@ -52,6 +64,7 @@ impl PluginKind {
             PluginKind::Source => "source",
             PluginKind::Decoder => "decoder",
             PluginKind::Validator => "validator",
+            PluginKind::Detector => "detector",
             PluginKind::Privacy => "privacy",
             PluginKind::Sampler => "sampler",
         }
@@ -64,9 +77,11 @@ impl fmt::Display for PluginKind {
     }
 }
 
-/// A kind name that is not one of the five.
+/// A kind name that is not one of the six.
 #[derive(Debug, thiserror::Error)]
-#[error("unknown plugin kind `{0}` (expected source, decoder, validator, privacy or sampler)")]
+#[error(
+    "unknown plugin kind `{0}` (expected source, decoder, validator, detector, privacy or sampler)"
+)]
 pub struct UnknownKind(pub String);
 
 impl FromStr for PluginKind {

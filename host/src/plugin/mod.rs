@@ -2,7 +2,7 @@
 //! sandboxed call that cannot hurt the host.
 //!
 //! - [`bindings`]: the single `bindgen!` of the WIT package;
-//! - [`kind`]: the five plugin kinds and the exports that identify them;
+//! - [`kind`]: the six plugin kinds and the exports that identify them;
 //! - [`contract`]: which contract version (0.1.0 or 0.2.0) a component
 //!   implements, read off its stage export's signature;
 //! - [`flat`]: the 0.2.0 flat batch form (through the `halyard-flat` codec
@@ -21,6 +21,8 @@
 //! - [`cache`]: precompiled artefacts on disk, keyed by content hash;
 //! - [`host`]: the host imports (`log`, `clock`, `config`) and the deny-all
 //!   WASI context;
+//! - [`kv`]: the detectors' key-value import (contract 0.3.0), staged per
+//!   call and committed with the batch;
 //! - [`file`]: reading plugin files safely (regular files only, size cap,
 //!   header first, never blocking);
 //! - [`load`]: reading, checking and probing a component ([`Runtime::load`]);
@@ -42,6 +44,7 @@ pub mod host;
 pub mod inspect;
 pub mod instance;
 pub mod kind;
+pub mod kv;
 pub mod limiter;
 pub mod limits;
 pub mod load;
@@ -60,8 +63,9 @@ pub use contract::Contract;
 pub use engine::precompile_for;
 pub use engine::{Runtime, lower_this_thread_priority};
 pub use error::{CallError, LoadError, TrapCause};
-pub use instance::PluginInstance;
+pub use instance::{Detected, PluginInstance};
 pub use kind::PluginKind;
+pub use kv::{KvHandle, KvNamespace};
 pub use limits::{Grants, Limits, NetworkGrant, SocketRule};
 pub use load::PluginFormat;
 pub use load::PluginOptions;

@@ -62,7 +62,8 @@ impl State {
                 .is_ok()
                 && done.recv().is_ok()
             {
-                self.loaded.retain(|k, _| k.input.is_some());
+                self.loaded
+                    .retain(|k, _| k.input.is_some() || k.kind == PluginKind::Detector);
                 self.loaded.extend(hashes);
                 applied.push("stages (chains)".to_string());
             }
@@ -126,15 +127,17 @@ impl State {
         }
         // Chains: rebuilt when any entry changed; unchanged entries keep
         // their stage.
-        let old_chain: Vec<&Target> = self
-            .targets
-            .iter()
-            .filter(|t| t.key.input.is_none())
-            .collect();
-        let new_chain: Vec<&Target> = new_targets
-            .iter()
-            .filter(|t| t.key.input.is_none())
-            .collect();
+        // Detectors are not rebuilt by a reload (a change to them needs a
+        // restart, see `needs_restart`); their files are still followed.
+        let in_chain = |t: &&Target| t.key.input.is_none() && t.key.kind != PluginKind::Detector;
+        targets.extend(
+            self.targets
+                .iter()
+                .filter(|t| t.key.kind == PluginKind::Detector)
+                .cloned(),
+        );
+        let old_chain: Vec<&Target> = self.targets.iter().filter(in_chain).collect();
+        let new_chain: Vec<&Target> = new_targets.iter().filter(in_chain).collect();
         let same = old_chain.len() == new_chain.len()
             && old_chain
                 .iter()
@@ -258,6 +261,11 @@ fn needs_restart(old: &HostConfig, new: &HostConfig) -> Vec<String> {
         "stages.quarantine_*",
         old.stages.quarantine_after_traps != new.stages.quarantine_after_traps
             || old.stages.quarantine_window_s != new.stages.quarantine_window_s,
+    );
+    check(
+        "stages.detect and stages.kv_max_bytes",
+        old.stages.detect != new.stages.detect
+            || old.stages.kv_max_bytes != new.stages.kv_max_bytes,
     );
     check("buffer", old.buffer != new.buffer);
     check("transport (other than batch and retry)", {

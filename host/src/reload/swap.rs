@@ -72,6 +72,7 @@ pub fn targets(config: &HostConfig) -> Vec<Target> {
     }
     for (kind, what, refs) in [
         (PluginKind::Validator, "validate", &config.stages.validate),
+        (PluginKind::Detector, "detect", &config.stages.detect),
         (PluginKind::Privacy, "privacy", &config.stages.privacy),
         (PluginKind::Sampler, "sample", &config.stages.sample),
     ] {

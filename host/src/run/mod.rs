@@ -475,7 +475,19 @@ fn worker_pipelines(
     natives: &NativeStages,
     first: Pipeline,
 ) -> Result<Vec<Pipeline>, RunError> {
-    let workers = config.pipeline.workers();
+    // A detector's kv namespace is one per host and its batches must commit
+    // in the order they saw it: with detectors, one worker.
+    let workers = if config.stages.detect.is_empty() {
+        config.pipeline.workers()
+    } else {
+        if config.pipeline.workers() > 1 {
+            tracing::info!(
+                asked = config.pipeline.workers(),
+                "detectors are configured: one pipeline worker"
+            );
+        }
+        1
+    };
     let mut pipelines = Vec::with_capacity(workers);
     for _ in 1..workers {
         let mut more = Pipeline::build_with(config, runtime, buffer.clone(), natives)?;

@@ -312,6 +312,12 @@ fn serve(i: usize, shared: &Shared, sources: &[SourceSchedule]) -> IngestReport 
     let mut next_poll: Vec<Instant> = sources.iter().map(|_| start).collect();
     loop {
         let now = Instant::now();
+        // Detector ticks, on the first worker (with detectors it is the only one).
+        let next_tick = if i == 0 {
+            tick_if_due(i, shared, now)
+        } else {
+            None
+        };
         for (s, schedule) in sources.iter().enumerate() {
             if next_poll[s] <= now {
                 next_poll[s] = now + schedule.interval;
@@ -331,6 +337,8 @@ fn serve(i: usize, shared: &Shared, sources: &[SourceSchedule]) -> IngestReport 
         }
         let wait = next_poll
             .iter()
+            .copied()
+            .chain(next_tick)
             .min()
             .map(|t| t.saturating_duration_since(Instant::now()))
             .unwrap_or(Duration::from_secs(3600));
@@ -366,8 +374,26 @@ fn serve(i: usize, shared: &Shared, sources: &[SourceSchedule]) -> IngestReport 
     pipeline.totals.clone()
 }
 
+/// Ticks worker `i`'s detectors if a tick is due at `now`; returns when
+/// the next one is due.
+fn tick_if_due(i: usize, shared: &Shared, now: Instant) -> Option<Instant> {
+    let mut pipeline = lock(&shared.pipelines[i]);
+    pipeline.sync_stages();
+    if pipeline.next_tick().is_some_and(|t| t <= now) {
+        shared.progress.begin_on(i);
+        let ticked = pipeline.tick_detectors();
+        shared.progress.end_on(i);
+        match ticked {
+            Ok(report) if report.accepted > 0 => shared.appended.notify_one(),
+            Ok(_) => {}
+            Err(err) => tracing::error!(error = %err, "detector tick not committed"),
+        }
+    }
+    pipeline.next_tick()
+}
+
 /// The next request for a worker, waiting at most `wait` (when a source
-/// poll is due).
+/// poll or a detector tick is due).
 fn take(shared: &Shared, wait: Duration) -> Next {
     let deadline = Instant::now() + wait;
     let mut queue = lock(&shared.queue);

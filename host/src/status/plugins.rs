@@ -27,6 +27,8 @@ pub enum StageRole {
     Decode,
     /// A validator chain entry.
     Validate,
+    /// A detector chain entry.
+    Detect,
     /// A privacy chain entry.
     Privacy,
     /// A sampler chain entry.
@@ -40,6 +42,7 @@ impl StageRole {
             StageRole::Source => "source",
             StageRole::Decode => "decode",
             StageRole::Validate => "validate",
+            StageRole::Detect => "detect",
             StageRole::Privacy => "privacy",
             StageRole::Sample => "sample",
         }
@@ -438,6 +441,7 @@ impl Registrar {
             PluginKind::Source => StageRole::Source,
             PluginKind::Decoder => StageRole::Decode,
             PluginKind::Validator => StageRole::Validate,
+            PluginKind::Detector => StageRole::Detect,
             PluginKind::Privacy => StageRole::Privacy,
             PluginKind::Sampler => StageRole::Sample,
         };

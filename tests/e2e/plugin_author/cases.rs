@@ -7,7 +7,7 @@ use halyard_test_components as components;
 use super::support::{Cli, both, repo, stdout};
 
 /// Each Rust example guest with its case file and the number of cases.
-const EXAMPLES: [(&str, &str, usize); 5] = [
+const EXAMPLES: [(&str, &str, usize); 6] = [
     (components::SIM_SOURCE, "guests/sim-source/cases.jsonl", 3),
     (
         components::JSONL_DECODER,
@@ -28,6 +28,11 @@ const EXAMPLES: [(&str, &str, usize); 5] = [
         components::FRACTION_SAMPLER,
         "guests/fraction-sampler/cases.jsonl",
         5,
+    ),
+    (
+        components::THRESHOLD_DETECTOR,
+        "guests/threshold-detector/cases.jsonl",
+        6,
     ),
 ];
 

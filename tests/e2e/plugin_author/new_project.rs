@@ -40,30 +40,7 @@ fn a_new_rust_validator_builds_outside_the_repo_and_passes_its_cases() {
     assert!(manifest.contains("[workspace]"), "{manifest}");
     assert!(!manifest.contains(".workspace"), "{manifest}");
 
-    // The same target directory as the example guests, so the SDK's
-    // dependencies are built already; the lock file written pins the
-    // versions the repository's guests build with, so nothing is fetched.
-    // `<target>/guests/wasm32-wasip2/release/range_validator.wasm` -> `<target>/guests`.
-    let target = std::path::Path::new(halyard_test_components::RANGE_VALIDATOR)
-        .ancestors()
-        .nth(3)
-        .expect("the guests' target directory")
-        .to_path_buf();
-    let build = Command::new(env!("CARGO"))
-        .args([
-            "build",
-            "--release",
-            "--offline",
-            "--target",
-            "wasm32-wasip2",
-        ])
-        .current_dir(&project)
-        .env("CARGO_TARGET_DIR", &target)
-        .env_remove("RUSTFLAGS")
-        .output()
-        .expect("cargo");
-    assert!(build.status.success(), "{}", both(&build));
-    let wasm = target.join("wasm32-wasip2/release/my_check.wasm");
+    let wasm = build_project(&project, "my_check");
     let cases = project.join("cases.jsonl");
     let out = cli.run(&[
         "plugin",
@@ -179,5 +156,72 @@ fn js_and_python_projects_hold_everything_their_build_needs() {
         both(&out).contains("plugin name `My_Plugin`"),
         "{}",
         both(&out)
+    );
+}
+
+/// Builds the Rust project at `project` for wasm32-wasip2 and returns its
+/// component (`crate_name`.wasm).
+fn build_project(project: &std::path::Path, crate_name: &str) -> std::path::PathBuf {
+    // The same target directory as the example guests, so the SDK's
+    // dependencies are built already; the lock file written pins the
+    // versions the repository's guests build with, so nothing is fetched.
+    // `<target>/guests/wasm32-wasip2/release/range_validator.wasm` -> `<target>/guests`.
+    let target = std::path::Path::new(halyard_test_components::RANGE_VALIDATOR)
+        .ancestors()
+        .nth(3)
+        .expect("the guests' target directory")
+        .to_path_buf();
+    let build = Command::new(env!("CARGO"))
+        .args([
+            "build",
+            "--release",
+            "--offline",
+            "--target",
+            "wasm32-wasip2",
+        ])
+        .current_dir(project)
+        .env("CARGO_TARGET_DIR", &target)
+        .env_remove("RUSTFLAGS")
+        .output()
+        .expect("cargo");
+    assert!(build.status.success(), "{}", both(&build));
+    target.join(format!("wasm32-wasip2/release/{crate_name}.wasm"))
+}
+
+#[test]
+fn a_new_rust_detector_builds_outside_the_repo_and_passes_its_cases() {
+    let cli = Cli::new();
+    let project = cli.path("my-alarm");
+    let out = cli.run(&[
+        "plugin",
+        "new",
+        "my-alarm",
+        "--kind",
+        "detector",
+        "--dir",
+        project.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(project.join("wit/0.3.0/plugin.wit").is_file());
+    let wasm = build_project(&project, "my_alarm");
+    let cases = project.join("cases.jsonl");
+    let out = cli.run(&[
+        "plugin",
+        "test",
+        wasm.to_str().unwrap(),
+        "--cases",
+        cases.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", both(&out));
+    assert!(
+        stdout(&out).ends_with(": 3 passed, 0 failed\n"),
+        "{}",
+        stdout(&out)
+    );
+    let out = cli.run(&["plugin", "check", wasm.to_str().unwrap()]);
+    assert!(
+        stdout(&out).contains("kind:     detector\n"),
+        "{}",
+        stdout(&out)
     );
 }

@@ -346,6 +346,8 @@ mod tests {
             sampled_out: 4,
             buffer_dropped: 6,
             buffer_evicted: 7,
+            detected: 0,
+            detector_failures: 0,
         };
         let a = Answer::from(&report);
         assert_eq!(
