@@ -13,12 +13,40 @@ use tokio::sync::oneshot;
 
 use crate::pipeline_support::{Host, Scenario, config_with_input, decoder_line, wait_for};
 
-/// Free loopback ports: all bound at once (so they differ), then released
-/// for the config to name.
+/// Free loopback ports for a config to name, all different.
+///
+/// They are taken below the kernel's ephemeral range
+/// (`ip_local_port_range`): a receiver or broker another test binds on
+/// port 0 gets an ephemeral port, so it can never take one of these
+/// between this check and the host binding it (a port released here used
+/// to be handed to the next port-0 listener, and a test then talked to
+/// another test's server). Within one test process a counter walks the
+/// range from a random start, so parallel tests pick different ports.
 pub fn free_ports<const N: usize>() -> [SocketAddr; N] {
-    let held: Vec<TcpListener> = (0..N)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let high = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|t| t.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32768)
+        .clamp(12_000, 65_535);
+    let low = 10_000;
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos())
+        ^ std::process::id();
+    let _ = NEXT.compare_exchange(0, seed % (high - low), Ordering::SeqCst, Ordering::SeqCst);
+    let mut held: Vec<TcpListener> = Vec::with_capacity(N);
+    for _ in 0..(high - low) {
+        if held.len() == N {
+            break;
+        }
+        let port = low + NEXT.fetch_add(1, Ordering::SeqCst) % (high - low);
+        if let Ok(l) = TcpListener::bind(("127.0.0.1", port as u16)) {
+            held.push(l);
+        }
+    }
+    assert_eq!(held.len(), N, "no free ports below the ephemeral range");
     std::array::from_fn(|i| held[i].local_addr().unwrap())
 }
 
