@@ -31,8 +31,10 @@ mod http_support;
 #[allow(dead_code)]
 #[path = "../operate/support.rs"]
 mod operate_support;
-/// The real receiver, run in-process on 127.0.0.1.
+/// The real receiver, run in-process on 127.0.0.1 (the pipeline suite's
+/// helper, without that suite's receiver tests).
 #[allow(dead_code)]
+#[path = "../pipeline/receiver_support.rs"]
 mod receiver;
 /// The pipeline tests' helpers (host process, scenario, waits with
 /// deadlines), shared rather than copied.

@@ -24,6 +24,7 @@ mod multi_transport;
 mod precompiled;
 mod receiver;
 mod receiver_refusals;
+mod receiver_support;
 mod refusals;
 mod retry;
 mod support;

@@ -1,6 +1,5 @@
-//! The real receiver, run in-process on 127.0.0.1: the `Receiver` of
-//! `tests/e2e/pipeline/receiver.rs` without that file's own tests (which
-//! would otherwise run again in this binary).
+//! The real receiver, run in-process on 127.0.0.1 on its own runtime,
+//! and waits on what it stored: shared by the pipeline and emit suites.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -9,7 +8,7 @@ use std::time::Duration;
 use halyard_receiver::{ReceiverConfig, Stats, open_stats};
 use tokio::sync::oneshot;
 
-use crate::support::wait_for;
+use crate::support::{Scenario, http_transport, wait_for};
 
 /// A receiver running on its own runtime; stopped on drop.
 pub struct Receiver {
@@ -75,9 +74,16 @@ impl Drop for Receiver {
     }
 }
 
-/// Any free port on loopback.
 pub fn loopback_any() -> SocketAddr {
     "127.0.0.1:0".parse().unwrap()
+}
+
+/// A scenario whose host ships to a fresh receiver on 127.0.0.1.
+pub fn with_receiver() -> (Scenario, Receiver) {
+    let s = Scenario::new();
+    let receiver = Receiver::start(loopback_any(), &s.path("received.db"), None);
+    s.write_config(&http_transport(&receiver.url(), None));
+    (s, receiver)
 }
 
 /// Waits (at most 90 s) until the receiver stored `n` distinct events.
