@@ -66,7 +66,7 @@ impl Runtime {
         let bytes = super::file::read_component(path, self.max_file_bytes)?;
         let format = check_header(path, &bytes)?;
         if self.trusted_keys.is_empty() {
-            return self.load_unsigned(path.to_path_buf(), &bytes, kind, options);
+            return self.load_bytes(path.to_path_buf(), &bytes, kind, options);
         }
         let kind_name = kind.map(|k| k.to_string());
         let signature = super::file::check_signature(
@@ -87,17 +87,6 @@ impl Runtime {
     /// messages and in `/plugins`. Precompiled plugins are refused here:
     /// only [`Runtime::load`] checks the signature they need.
     pub fn load_bytes(
-        &self,
-        path: PathBuf,
-        bytes: &[u8],
-        kind: Option<PluginKind>,
-        options: PluginOptions,
-    ) -> Result<Arc<Plugin>, LoadError> {
-        self.load_unsigned(path, bytes, kind, options)
-    }
-
-    /// A load nothing vouches for: components only.
-    fn load_unsigned(
         &self,
         path: PathBuf,
         bytes: &[u8],
@@ -126,7 +115,7 @@ impl Runtime {
                 PluginFormat::Component => self.compile(&path, bytes, &sha256)?,
                 // SAFETY: a precompiled plugin is native code. It reaches this
                 // point only from `Runtime::load` after its signature verified
-                // over these very bytes under a trusted key (`load_unsigned`
+                // over these very bytes under a trusted key (`load_bytes`
                 // refuses it otherwise), so it is what `halyard plugin compile`
                 // wrote on the signer's machine. wasmtime checks its header,
                 // version, target, CPU features and engine settings, and refuses
