@@ -23,7 +23,9 @@
 //! - **Leases end on chunk boundaries.** When a batch limit cuts a chunk,
 //!   the chunk is split in two rows before the lease is taken (see
 //!   [`split`]), so ack, eviction and dead-lettering still work on whole
-//!   rows in a sequence range.
+//!   rows in a sequence range. A shipper's lease
+//!   (`Buffer::next_whole_batch_for`) stops before a chunk that would not
+//!   fit whole instead, and splits only a first chunk over its limits.
 
 use rusqlite::Transaction;
 

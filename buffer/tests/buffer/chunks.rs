@@ -327,6 +327,48 @@ fn small_batches_over_large_chunks_deliver_each_record_once() {
     assert_eq!(buffer.stats().records, 0);
 }
 
+/// A shipper's lease takes whole chunks: it stops before a chunk that
+/// would not fit whole (no row is rewritten), cuts only a first chunk that
+/// is over the limits alone, and still delivers every record once, in
+/// order.
+#[test]
+fn whole_chunk_leases_stop_before_a_chunk_that_does_not_fit() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), u64::MAX, WhenFull::DropOldest);
+    let whole = |buffer: &halyard_buffer::Buffer, max| {
+        let consumer = halyard_buffer::DEFAULT_CONSUMER;
+        let batch = buffer.next_whole_batch_for(consumer, max, usize::MAX);
+        batch.unwrap().unwrap()
+    };
+    {
+        let (buffer, _) = open(&cfg);
+        buffer.append(&recs(0..300, 10)).unwrap();
+        buffer.append(&recs(300..1300, 10)).unwrap();
+        buffer.append(&recs(1300..1400, 10)).unwrap();
+        // 300 fit; the next chunk of 1000 would not: the batch ends before it.
+        assert_eq!(nums(&whole(&buffer, 1000)), (0..300).collect::<Vec<_>>());
+        // The chunk of 1000 fills a batch exactly; the 100 after it wait.
+        assert_eq!(nums(&whole(&buffer, 1000)), (300..1300).collect::<Vec<_>>());
+    }
+    // No row was rewritten.
+    assert_eq!(rows(&cfg.path), vec![(300, 300), (1300, 1000), (1400, 100)]);
+    {
+        let (buffer, _) = open(&cfg);
+        let first = whole(&buffer, 1000);
+        assert_eq!(nums(&first), (0..300).collect::<Vec<_>>());
+        // A first chunk over the limit alone is cut, as an exact lease cuts it.
+        let second = whole(&buffer, 40);
+        assert_eq!(nums(&second), (300..340).collect::<Vec<_>>());
+        buffer.ack(&second).unwrap();
+        buffer.ack(&first).unwrap();
+        // The rest of the cut chunk (960) fits; the 100 after it do not.
+        assert_eq!(nums(&whole(&buffer, 1000)), (340..1300).collect::<Vec<_>>());
+    }
+    assert_eq!(rows(&cfg.path), vec![(1300, 960), (1400, 100)]);
+    let (buffer, _) = open(&cfg);
+    assert_eq!(drain(&buffer, 1000), (340..1400).collect::<Vec<_>>());
+}
+
 /// A chunk whose bytes SQLite reads without complaint but whose parts do
 /// not agree (an overflow page overwritten with plausible bytes) is damage:
 /// the salvage leaves it out, its records are counted lost, and the rest

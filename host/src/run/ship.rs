@@ -168,7 +168,9 @@ pub async fn ship(
             let buffer = buffer.clone();
             let (n, b) = (limits.max_events, limits.max_bytes);
             let name = settings.transport.clone();
-            match tokio::task::spawn_blocking(move || buffer.next_batch_for(&name, n, b)).await {
+            match tokio::task::spawn_blocking(move || buffer.next_whole_batch_for(&name, n, b))
+                .await
+            {
                 Ok(Ok(Some(batch))) => batch,
                 Ok(Ok(None)) => continue,
                 Ok(Err(err)) => {
