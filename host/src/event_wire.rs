@@ -39,6 +39,22 @@ pub fn to_vec_with<P: Serialize>(event: &Event, provenance: Option<&P>) -> Vec<u
     out
 }
 
+/// The event's JSON form with a `provenance` member last whose JSON is
+/// already rendered (`provenance` must be one valid JSON value): the same
+/// bytes as [`to_vec_with`] given that value, without serialising it again.
+pub fn to_vec_with_raw(event: &Event, provenance: &[u8]) -> Vec<u8> {
+    let mut out = to_vec(event);
+    // `to_vec` always writes an object with at least `id` in it.
+    if out.last() == Some(&b'}') {
+        out.pop();
+        out.reserve(provenance.len() + 16);
+        out.extend_from_slice(b",\"provenance\":");
+        out.extend_from_slice(provenance);
+        out.push(b'}');
+    }
+    out
+}
+
 struct Wire<'a, P> {
     event: &'a Event,
     provenance: Option<&'a P>,
@@ -191,6 +207,11 @@ mod tests {
                 .insert("provenance".into(), provenance.clone());
             assert_eq!(
                 String::from_utf8(to_vec_with(e, Some(&provenance))).unwrap(),
+                serde_json::to_string(&stamped).unwrap()
+            );
+            let raw = serde_json::to_vec(&provenance).unwrap();
+            assert_eq!(
+                String::from_utf8(to_vec_with_raw(e, &raw)).unwrap(),
                 serde_json::to_string(&stamped).unwrap()
             );
         }
