@@ -67,11 +67,14 @@ fn main() {
     let valid = write_input(&input, lines);
     let warm = dir.path().join("warm.jsonl");
     let warm_valid = write_input(&warm, 10_000);
-    let modes = arg_text("--modes").unwrap_or_else(|| "wasm,native".into());
+    let modes = match arg("--scaling") {
+        Some(1) => "wasm-w1,wasm-w2,wasm-w1-1cpu,wasm-w2-1cpu".to_owned(),
+        _ => arg_text("--modes").unwrap_or_else(|| "wasm,native".into()),
+    };
     let modes: Vec<&str> = modes.split(',').map(str::trim).collect();
     if let Some(bad) = modes
         .iter()
-        .find(|m| !["wasm", "native", "none"].contains(m))
+        .find(|m| !["wasm", "native", "none"].contains(&base(m)))
     {
         panic!("--modes: unknown mode {bad:?} (wasm, native, none)");
     }

@@ -177,8 +177,17 @@ fn engine_config() -> Config {
     // Component-model async support costs ~300 ns per call and no plugin
     // kind uses it.
     config.concurrency_support(false);
+    // For profiling only: `HALYARD_PERF_MAP=1` has wasmtime write
+    // `/tmp/perf-<pid>.map`, so `perf report` names guest functions
+    // instead of `[unknown]` (BENCHMARKS.md, "Where the time goes").
+    if std::env::var_os(PERF_MAP_ENV).is_some() {
+        config.profiler(wasmtime::ProfilingStrategy::PerfMap);
+    }
     config
 }
+
+/// The environment variable that turns on wasmtime's perf map.
+pub const PERF_MAP_ENV: &str = "HALYARD_PERF_MAP";
 
 /// Compiles the component `bytes` for `target` (a target triple such as
 /// `aarch64-unknown-linux-gnu`; `None`: this machine's architecture) into
