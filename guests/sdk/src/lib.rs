@@ -34,6 +34,7 @@
 
 #![warn(missing_docs)]
 
+mod allocator;
 #[doc(hidden)]
 pub mod bindings;
 pub mod clock;
