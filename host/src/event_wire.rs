@@ -40,16 +40,19 @@ pub fn to_vec_with<P: Serialize>(event: &Event, provenance: Option<&P>) -> Vec<u
 }
 
 /// The event's JSON form with a `provenance` member last whose JSON is
-/// already rendered (`provenance` must be one valid JSON value): the same
-/// bytes as [`to_vec_with`] given that value, without serialising it again.
-pub fn to_vec_with_raw(event: &Event, provenance: &[u8]) -> Vec<u8> {
+/// already rendered, in `parts` written one after the other (together one
+/// valid JSON value): the same bytes as [`to_vec_with`] given that value,
+/// without serialising it again or joining the parts first.
+pub fn to_vec_with_raw(event: &Event, parts: &[&[u8]]) -> Vec<u8> {
     let mut out = to_vec(event);
     // `to_vec` always writes an object with at least `id` in it.
     if out.last() == Some(&b'}') {
         out.pop();
-        out.reserve(provenance.len() + 16);
+        out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 16);
         out.extend_from_slice(b",\"provenance\":");
-        out.extend_from_slice(provenance);
+        for part in parts {
+            out.extend_from_slice(part);
+        }
         out.push(b'}');
     }
     out
@@ -211,7 +214,7 @@ mod tests {
             );
             let raw = serde_json::to_vec(&provenance).unwrap();
             assert_eq!(
-                String::from_utf8(to_vec_with_raw(e, &raw)).unwrap(),
+                String::from_utf8(to_vec_with_raw(e, &[&raw[..1], &raw[1..]])).unwrap(),
                 serde_json::to_string(&stamped).unwrap()
             );
         }

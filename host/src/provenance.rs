@@ -260,13 +260,11 @@ impl Stamper {
         if self.chain != chain {
             self.render_tail(chain);
         }
-        let mut stamp = Vec::with_capacity(self.head.len() + 20 + self.tail.len());
-        stamp.extend_from_slice(&self.head);
-        stamp.extend_from_slice(itoa::Buffer::new().format(self.seq.next_seq()).as_bytes());
-        stamp.extend_from_slice(&self.tail);
+        let mut seq = itoa::Buffer::new();
+        let seq = seq.format(self.seq.next_seq()).as_bytes();
         Record {
             id: crate::pipeline::id_bytes(&e.id),
-            payload: crate::event_wire::to_vec_with_raw(e, &stamp),
+            payload: crate::event_wire::to_vec_with_raw(e, &[&self.head, seq, &self.tail]),
         }
     }
 }
