@@ -61,10 +61,17 @@ fn a_stopped_receiver_never_blocks_the_other_and_gets_everything_when_back() {
     wait_for("a got every event", Duration::from_secs(90), || {
         a.stats().events_stored == total
     });
-    let metrics = client.metrics(run.status);
     let pending = |m: &crate::operate_support::Metrics, t: &str| {
         m.get("halyard_transport_pending_events", &[("transport", t)])
     };
+    // The receiver stores a batch before it answers, and the host counts
+    // it delivered only once the answer is in: wait for the acknowledgement.
+    wait_for(
+        "a's last batch acknowledged",
+        Duration::from_secs(30),
+        || pending(&client.metrics(run.status), "a") == 0.0,
+    );
+    let metrics = client.metrics(run.status);
     assert_eq!(pending(&metrics, "a"), 0.0);
     assert_eq!(pending(&metrics, "b"), second as f64, "b's backlog waits");
     assert_eq!(metrics.get("halyard_buffer_events", &[]), second as f64);
