@@ -44,6 +44,7 @@
 //!   tests can exercise argument parsing without spawning a process;
 //!   `halyard deadletter` lists, shows, replays and purges dead letters.
 
+pub mod allocator;
 pub mod audit;
 pub mod cli;
 pub mod config;

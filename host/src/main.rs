@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 
 fn main() -> ExitCode {
+    halyard::allocator::limit_arenas();
     let cli = halyard::cli::Cli::parse();
     match halyard::cli::run(cli) {
         Ok(code) => code,
