@@ -11,8 +11,8 @@
 //! Measured with the `http_memory` test (debug build, one pipeline worker,
 //! a 14.2 MiB request), the peak grew 2.83–3.03× the body with glibc's
 //! default (16 arenas on 2 cores), 2.74× with 4, 2.46× with 2 and 2.23×
-//! with one. In the pipeline benchmark (2 cores, 2 workers) 2 arenas cost 7–20 %
-//! more CPU per line (the threads wait on each other's locks) while 4 cost
+//! with one. In the pipeline benchmark (2 cores, 2 workers) 2 arenas cost
+//! 7–20 % more CPU per line (the threads wait on each other's locks) while 4 cost
 //! nothing measurable and took 4–5 MB off the peak RSS: see BENCHMARKS.md
 //! ("Issue 14, third round"). So the cap is two arenas per core: one for
 //! each busy thread a core runs (a pipeline worker and a tokio worker).
@@ -28,15 +28,11 @@ pub const ARENAS_PER_CORE: usize = 2;
 /// Call it first in `main`, before any thread starts: arenas already made
 /// are kept. Elsewhere than Linux with glibc it does nothing.
 pub fn limit_arenas() {
-    if std::env::var_os("MALLOC_ARENA_MAX").is_some() {
-        return;
-    }
-    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let arenas = i32::try_from(cores.saturating_mul(ARENAS_PER_CORE)).unwrap_or(i32::MAX);
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    glibc::set_arena_max(arenas);
-    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
-    let _ = arenas;
+    if std::env::var_os("MALLOC_ARENA_MAX").is_none() {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        glibc::set_arena_max(cores.saturating_mul(ARENAS_PER_CORE));
+    }
 }
 
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
@@ -51,7 +47,8 @@ mod glibc {
     /// `M_ARENA_MAX` in glibc's `malloc.h`.
     const M_ARENA_MAX: c_int = -8;
 
-    pub(super) fn set_arena_max(arenas: i32) {
+    pub(super) fn set_arena_max(arenas: usize) {
+        let arenas = c_int::try_from(arenas).unwrap_or(c_int::MAX);
         // SAFETY: a plain call with integer arguments; glibc takes its own
         // lock. It returns 0 on a bad parameter, which leaves the default.
         unsafe { mallopt(M_ARENA_MAX, arenas) };
