@@ -25,7 +25,7 @@ mod write;
 
 pub use error::LayoutError;
 pub use read::{AttrIter, Batch, EventView, frames};
-pub use write::{Writer, frame_buffer};
+pub use write::{Mark, Writer, frame_buffer};
 
 /// The layout version this crate reads and writes (byte 0 of a batch).
 pub const LAYOUT_VERSION: u8 = 1;

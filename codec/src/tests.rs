@@ -89,6 +89,56 @@ fn repeated_strings_are_stored_once() {
 }
 
 #[test]
+fn a_rollback_forgets_the_events_after_its_mark_and_nothing_before() {
+    let mut w = Writer::new();
+    w.push(&fields("d1", "temp"), [("operator", Value::Str("alice"))])
+        .unwrap();
+    let mark = w.mark();
+    assert_eq!(mark.events(), 1);
+    // A failed frame: two events, the second sharing strings with the first.
+    w.push(&fields("d9", "volts"), [("lost", Value::Int(1))])
+        .unwrap();
+    w.push(&fields("d9", "volts"), [("lost", Value::Int(2))])
+        .unwrap();
+    w.rollback(mark);
+    assert_eq!(w.len(), 1);
+    // The next event repeats what the forgotten ones stored: it must not
+    // point at bytes that are gone.
+    w.push(&fields("d9", "volts"), [("kept", Value::Bool(true))])
+        .unwrap();
+    let buf = w.finish();
+    let batch = Batch::parse(&buf).unwrap();
+    let events: Vec<_> = batch
+        .iter()
+        .map(|e| {
+            (
+                e.fields.source,
+                e.fields.kind,
+                e.attrs().collect::<Vec<_>>(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("d1", "temp", vec![("operator", Value::Str("alice"))]),
+            ("d9", "volts", vec![("kept", Value::Bool(true))]),
+        ]
+    );
+    // Exactly the strings of the two events shipped, nothing of the lost.
+    let strings = "d1temp".len()
+        + "celsius".len()
+        + "operatoralice".len()
+        + "d9volts".len()
+        + "celsius".len()
+        + "kept".len();
+    assert_eq!(
+        buf.len(),
+        HEADER_LEN + 2 * EVENT_LEN + 2 * ATTR_LEN + strings
+    );
+}
+
+#[test]
 fn an_empty_batch_is_just_a_header() {
     let buf = Writer::new().finish();
     assert_eq!(buf, [1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);

@@ -147,6 +147,34 @@ impl Writer {
         self.clear();
     }
 
+    /// Where the writer is now, to [`Writer::rollback`] to: how a decoder's
+    /// failed frame takes back the events it had already written.
+    pub fn mark(&self) -> Mark {
+        Mark {
+            records: self.records.len(),
+            attrs: self.attrs.len(),
+            strings: self.strings.len(),
+            events: self.events,
+            attr_count: self.attr_count,
+        }
+    }
+
+    /// Forgets every event written since `mark` (taken from this writer,
+    /// with no rollback to an earlier mark in between). The repeat hints
+    /// are reset, since they may point at forgotten strings: the next
+    /// event stores its strings afresh.
+    pub fn rollback(&mut self, mark: Mark) {
+        self.records.truncate(mark.records);
+        self.attrs.truncate(mark.attrs);
+        self.strings.truncate(mark.strings);
+        self.events = mark.events.min(self.events);
+        self.attr_count = mark.attr_count.min(self.attr_count);
+        self.last_source = (0, 0);
+        self.last_kind = (0, 0);
+        self.last_unit = (0, 0);
+        self.last_keys.clear();
+    }
+
     /// Forgets every event written, keeping capacity.
     pub fn clear(&mut self) {
         self.records.clear();
@@ -186,6 +214,23 @@ impl Writer {
 fn put_ref(out: &mut [u8], (offset, len): Ref) {
     out[0..4].copy_from_slice(&offset.to_le_bytes());
     out[4..8].copy_from_slice(&len.to_le_bytes());
+}
+
+/// A position in a [`Writer`] (see [`Writer::mark`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mark {
+    records: usize,
+    attrs: usize,
+    strings: usize,
+    events: u32,
+    attr_count: u32,
+}
+
+impl Mark {
+    /// Events written before the mark.
+    pub fn events(&self) -> usize {
+        self.events as usize
+    }
 }
 
 /// Builds a decoder's frame buffer: every frame's bytes back to back, and
