@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use halyard_sdk::{Config, Event, EventId, InitError, Sampler};
+use halyard_sdk::{Config, Event, EventId, Events, InitError, Sampler};
 
 /// How many sources the rate cap tracks before it forgets them all.
 const MAX_TRACKED_SOURCES: usize = 10_000;
@@ -49,7 +49,18 @@ impl Sampler for FractionSampler {
     }
 
     fn sample(&mut self, event: &Event) -> bool {
-        in_fraction(event.id, self.fraction) && self.within_cap(event)
+        in_fraction(event.id, self.fraction) && self.within_cap(&event.source, event.time_ns)
+    }
+
+    /// What the host calls: the batch read in place, no copies.
+    fn sample_views(&mut self, events: &Events<'_>) -> Vec<bool> {
+        events
+            .iter()
+            .map(|event| {
+                in_fraction(event.id(), self.fraction)
+                    && self.within_cap(event.source(), event.time_ns())
+            })
+            .collect()
     }
 }
 
@@ -81,12 +92,12 @@ impl FractionSampler {
 
     /// Applies the per-source-per-second cap to an event the fraction kept,
     /// counting it if it is kept.
-    fn within_cap(&mut self, event: &Event) -> bool {
+    fn within_cap(&mut self, source: &str, time_ns: i64) -> bool {
         let Some(cap) = self.cap else {
             return true;
         };
-        let bucket = event.time_ns.div_euclid(1_000_000_000);
-        if let Some((last, count)) = self.buckets.get_mut(&event.source) {
+        let bucket = time_ns.div_euclid(1_000_000_000);
+        if let Some((last, count)) = self.buckets.get_mut(source) {
             if *last != bucket {
                 *last = bucket;
                 *count = 1;
@@ -101,7 +112,7 @@ impl FractionSampler {
         if self.buckets.len() >= MAX_TRACKED_SOURCES {
             self.buckets.clear();
         }
-        self.buckets.insert(event.source.clone(), (bucket, 1));
+        self.buckets.insert(source.to_owned(), (bucket, 1));
         true
     }
 }
@@ -155,6 +166,23 @@ mod tests {
         .map(|e| s.sample(e))
         .collect();
         assert_eq!(kept, [true, true, true, false, true]);
+    }
+
+    #[test]
+    fn the_views_path_decides_as_the_owned_path() {
+        let pairs = [("fraction", "0.5"), ("max_per_source_per_s", "3")];
+        let events: Vec<Event> = (0..200)
+            .map(|i| event(["a", "b"][i % 2], (i as i64 / 20) * 1_000_000_000, i as u64))
+            .collect();
+        let bytes = halyard_sdk::Events::encode(&events);
+        let views = halyard_sdk::Events::parse(&bytes).expect("parses");
+        let viewed = sampler(&pairs).sample_views(&views);
+        let mut owned = sampler(&pairs);
+        let owned: Vec<bool> = events.iter().map(|e| owned.sample(e)).collect();
+        assert_eq!(viewed, owned);
+        // Both the fraction and the cap did drop something.
+        let kept = viewed.iter().filter(|k| **k).count();
+        assert!(kept > 0 && kept < 100, "kept {kept}");
     }
 
     #[test]

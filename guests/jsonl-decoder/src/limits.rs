@@ -11,7 +11,7 @@
 //! The checks are a few length comparisons per event and allocate nothing
 //! unless a frame fails.
 
-use halyard_sdk::{AttrValue, Config, Event, InitError};
+use halyard_sdk::{Config, Event, InitError, NewEvent};
 
 use crate::line::Caps;
 
@@ -62,37 +62,65 @@ impl Limits {
     /// Checks one decoded event; `time_field` names the time field in the
     /// reason. The reason says which part is over which cap.
     pub fn check(&self, event: &Event, time_field: &str) -> Result<(), String> {
-        self.check_str(&event.source, "source")?;
-        self.check_str(&event.kind, "kind")?;
-        if let Some(unit) = &event.unit {
+        let fields = NewEvent {
+            time_ns: event.time_ns,
+            source: &event.source,
+            kind: &event.kind,
+            value: event.value,
+            unit: event.unit.as_deref(),
+            body: event.body.as_deref(),
+        };
+        let attributes = event.attributes.iter();
+        let attributes = attributes.map(|a| (a.key.as_str(), a.value.as_str()));
+        self.check_parts(&fields, attributes, time_field)
+    }
+
+    /// [`Limits::check`] on an event's parts, however they are held: each
+    /// attribute as its key and, for a string value, its text.
+    pub(crate) fn check_parts<'a>(
+        &self,
+        event: &NewEvent<'_>,
+        attributes: impl ExactSizeIterator<Item = (&'a str, Option<&'a str>)>,
+        time_field: &str,
+    ) -> Result<(), String> {
+        let NewEvent {
+            source,
+            kind,
+            unit,
+            time_ns,
+            body,
+            ..
+        } = *event;
+        self.check_str(source, "source")?;
+        self.check_str(kind, "kind")?;
+        if let Some(unit) = unit {
             self.check_str(unit, "unit")?;
         }
-        if event.time_ns < 0 {
+        if time_ns < 0 {
             return Err(format!(
-                "field {time_field:?} is before 1970 ({} ns)",
-                event.time_ns
+                "field {time_field:?} is before 1970 ({time_ns} ns)"
             ));
         }
-        if event.attributes.len() > self.max_attributes {
+        if attributes.len() > self.max_attributes {
             return Err(format!(
                 "{} attributes (limit {})",
-                event.attributes.len(),
+                attributes.len(),
                 self.max_attributes
             ));
         }
-        for (i, attr) in event.attributes.iter().enumerate() {
-            if attr.key.len() > self.max_string_bytes {
+        for (i, (key, text)) in attributes.enumerate() {
+            if key.len() > self.max_string_bytes {
                 return Err(format!(
                     "attribute {i}: key of {} bytes (limit {})",
-                    attr.key.len(),
+                    key.len(),
                     self.max_string_bytes
                 ));
             }
-            if let AttrValue::Str(v) = &attr.value
+            if let Some(v) = text
                 && v.len() > self.max_string_bytes
             {
-                let name = if attr.key.len() <= QUOTED_KEY_BYTES {
-                    format!("attribute {:?}", attr.key)
+                let name = if key.len() <= QUOTED_KEY_BYTES {
+                    format!("attribute {key:?}")
                 } else {
                     format!("attribute {i}")
                 };
@@ -103,7 +131,7 @@ impl Limits {
                 ));
             }
         }
-        if let Some(body) = &event.body
+        if let Some(body) = body
             && body.len() > self.max_body_bytes
         {
             return Err(format!(

@@ -1,6 +1,8 @@
 //! The field mapping from one JSON object to one event.
 
-use halyard_sdk::{AttrValue, Attribute, Config, Event, Frame, InitError};
+use std::borrow::Cow;
+
+use halyard_sdk::{AttrRef, Attribute, Config, Event, EventSink, InitError, NewEvent};
 use serde_json::{Map, Number, Value};
 
 use crate::limits::Limits;
@@ -75,16 +77,44 @@ impl Mapping {
     /// would break a host cap is a bad line (see [`Limits`]).
     pub fn decode_frame(
         &self,
-        frame: &Frame,
+        data: &[u8],
+        origin: &str,
         now: &mut dyn FnMut() -> i64,
     ) -> Result<Vec<Event>, String> {
         let mut events = Vec::new();
+        self.each_event(data, origin, now, |event| events.push(event.to_event()))?;
+        Ok(events)
+    }
+
+    /// [`Mapping::decode_frame`] into the SDK's batch: the same events,
+    /// pushed as borrowed fields (mostly slices of the line). A failed
+    /// frame's events are taken back by the caller ([`EventSink::frame`]).
+    pub fn decode_frame_into(
+        &self,
+        data: &[u8],
+        origin: &str,
+        now: &mut dyn FnMut() -> i64,
+        out: &mut EventSink<'_>,
+    ) -> Result<(), String> {
+        self.each_event(data, origin, now, |event| event.push_to(out))
+    }
+
+    /// Every line of a frame as a [`LineEvent`] handed to `each`, in order,
+    /// until the first bad line.
+    fn each_event(
+        &self,
+        data: &[u8],
+        origin: &str,
+        now: &mut dyn FnMut() -> i64,
+        mut each: impl FnMut(LineEvent<'_>),
+    ) -> Result<(), String> {
         let topic = self
             .topic_pattern
             .as_ref()
-            .and_then(|p| p.captures(&frame.origin))
+            .and_then(|p| p.captures(origin))
             .unwrap_or_default();
-        for (index, raw) in frame.data.split(|b| *b == b'\n').enumerate() {
+        let mut count = 0;
+        for (index, raw) in data.split(|b| *b == b'\n').enumerate() {
             let n = index + 1;
             let raw = raw.strip_suffix(b"\r").unwrap_or(raw);
             let line = std::str::from_utf8(raw).map_err(|_| format!("line {n}: not UTF-8"))?;
@@ -93,23 +123,24 @@ impl Mapping {
             }
             let event = self
                 .limits
-                .room_for_another(events.len())
-                .and_then(|()| self.decode_line(line, &frame.origin, &topic, now))
-                .and_then(|event| self.limits.check(&event, &self.time_field).map(|()| event))
+                .room_for_another(count)
+                .and_then(|()| self.decode_line(line, origin, &topic, now))
+                .and_then(|event| event.check(&self.limits, &self.time_field).map(|()| event))
                 .map_err(|reason| format!("line {n}: {reason}"))?;
-            events.push(event);
+            each(event);
+            count += 1;
         }
-        Ok(events)
+        Ok(())
     }
 
     /// One non-blank line to one event; the error is the reason only.
-    fn decode_line(
-        &self,
-        line: &str,
-        origin: &str,
-        topic: &FromTopic<'_>,
+    fn decode_line<'a>(
+        &'a self,
+        line: &'a str,
+        origin: &'a str,
+        topic: &FromTopic<'a>,
         now: &mut dyn FnMut() -> i64,
-    ) -> Result<Event, String> {
+    ) -> Result<LineEvent<'a>, String> {
         let parsed = line::parse(line, self.limits.parse_caps()).map_err(|err| match err {
             ParseError::Json(err) => json_error(err),
             ParseError::BodyTooLarge => self.limits.body_too_large(),
@@ -122,20 +153,20 @@ impl Mapping {
         let source = match source {
             Some(s) => s,
             None => take_text(&mut object, SOURCE_FALLBACK)?
-                .or_else(|| topic.source.map(str::to_owned))
-                .or_else(|| self.default_source.clone())
-                .unwrap_or_else(|| origin.to_owned()),
+                .or_else(|| topic.source.map(Cow::Borrowed))
+                .or_else(|| self.default_source.as_deref().map(Cow::Borrowed))
+                .unwrap_or(Cow::Borrowed(origin)),
         };
         let kind = match take_text(&mut object, &self.kind_field)? {
             Some(k) => Some(k),
             None => {
-                take_text(&mut object, KIND_FALLBACK)?.or_else(|| topic.kind.map(str::to_owned))
+                take_text(&mut object, KIND_FALLBACK)?.or_else(|| topic.kind.map(Cow::Borrowed))
             }
         };
         let kind = match kind {
-            None => String::new(),
+            None => Cow::Borrowed(""),
             Some(k) if self.kind_prefix.is_empty() => k,
-            Some(k) => format!("{}{k}", self.kind_prefix),
+            Some(k) => Cow::Owned(format!("{}{k}", self.kind_prefix)),
         };
         let value = match object.take(&self.value_field) {
             None | Some(Field::Null) => None,
@@ -149,16 +180,13 @@ impl Mapping {
             Some(_) => return Err(format!("field {:?} is not a number", self.time_field)),
         };
 
-        let mut event = Event::new(source, kind, time_ns);
-        event.value = value;
-        event.unit = unit;
+        let mut attributes = Vec::new();
         let mut body = Map::new();
-        // Keys are unique (see `Object::insert`), so attributes are pushed
-        // without `set_attr`'s search.
+        // Keys are unique (see `Object::insert`).
         for (key, field) in object.into_rest() {
             let value = match field {
-                Field::Str(s) => AttrValue::Str(s.into_owned()),
-                Field::Bool(b) => AttrValue::Boolean(b),
+                Field::Str(s) => Attr::Str(s),
+                Field::Bool(b) => Attr::Bool(b),
                 Field::Number(n) => number_attr(&n),
                 Field::Null => {
                     body.insert(key.into_owned(), Value::Null);
@@ -169,15 +197,18 @@ impl Mapping {
                     continue;
                 }
             };
-            event.attributes.push(Attribute {
-                key: key.into_owned(),
-                value,
-            });
+            attributes.push((key, value));
         }
-        if !body.is_empty() {
-            event.body = Some(Value::Object(body).to_string());
-        }
-        Ok(event)
+        let body = (!body.is_empty()).then(|| Value::Object(body).to_string());
+        Ok(LineEvent {
+            source,
+            kind,
+            value,
+            unit,
+            time_ns,
+            attributes,
+            body,
+        })
     }
 
     /// A JSON time number in the configured unit, to nanoseconds.
@@ -199,12 +230,12 @@ impl Mapping {
 
 /// Removes `field` and returns it as text: strings as-is, numbers and
 /// booleans as their JSON text; absent or null is `None`.
-fn take_text(object: &mut Object<'_>, field: &str) -> Result<Option<String>, String> {
+fn take_text<'a>(object: &mut Object<'a>, field: &str) -> Result<Option<Cow<'a, str>>, String> {
     match object.take(field) {
         None | Some(Field::Null) => Ok(None),
-        Some(Field::Str(s)) => Ok(Some(s.into_owned())),
-        Some(Field::Number(n)) => Ok(Some(Value::Number(n).to_string())),
-        Some(Field::Bool(b)) => Ok(Some(Value::Bool(b).to_string())),
+        Some(Field::Str(s)) => Ok(Some(s)),
+        Some(Field::Number(n)) => Ok(Some(Cow::Owned(Value::Number(n).to_string()))),
+        Some(Field::Bool(b)) => Ok(Some(Cow::Owned(Value::Bool(b).to_string()))),
         Some(Field::Nested(_)) => Err(format!("field {field:?} is not a string")),
     }
 }
@@ -220,9 +251,97 @@ fn json_error(err: serde_json::Error) -> String {
 
 /// A JSON number as an attribute: `int` when it is an integer that fits
 /// i64, otherwise `float`.
-fn number_attr(n: &Number) -> AttrValue {
+fn number_attr<'a>(n: &Number) -> Attr<'a> {
     match n.as_i64() {
-        Some(i) => AttrValue::Int(i),
-        None => AttrValue::Float(n.as_f64().unwrap_or(f64::NAN)),
+        Some(i) => Attr::Int(i),
+        None => Attr::Float(n.as_f64().unwrap_or(f64::NAN)),
+    }
+}
+
+/// An attribute value of a [`LineEvent`]: a string borrowed from the line
+/// unless it had escapes.
+#[derive(Debug)]
+pub(crate) enum Attr<'a> {
+    Str(Cow<'a, str>),
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl Attr<'_> {
+    fn as_ref(&self) -> AttrRef<'_> {
+        match self {
+            Attr::Str(s) => AttrRef::Str(s),
+            Attr::Int(i) => AttrRef::Int(*i),
+            Attr::Float(x) => AttrRef::Float(*x),
+            Attr::Bool(b) => AttrRef::Boolean(*b),
+        }
+    }
+}
+
+/// One line's event, its strings borrowed from the line (or the config,
+/// or the frame's origin) where they can be: what both the owned and the
+/// views path build from, so the two cannot differ.
+#[derive(Debug)]
+pub(crate) struct LineEvent<'a> {
+    pub(crate) source: Cow<'a, str>,
+    pub(crate) kind: Cow<'a, str>,
+    pub(crate) value: Option<f64>,
+    pub(crate) unit: Option<Cow<'a, str>>,
+    pub(crate) time_ns: i64,
+    pub(crate) attributes: Vec<(Cow<'a, str>, Attr<'a>)>,
+    pub(crate) body: Option<String>,
+}
+
+impl LineEvent<'_> {
+    /// The host's caps (see [`Limits::check_parts`]).
+    fn check(&self, limits: &Limits, time_field: &str) -> Result<(), String> {
+        let attributes = self.attributes.iter().map(|(key, value)| {
+            let text = match value {
+                Attr::Str(s) => Some(&**s),
+                _ => None,
+            };
+            (&**key, text)
+        });
+        limits.check_parts(&self.fields(), attributes, time_field)
+    }
+
+    /// Every field but the attributes, borrowed.
+    fn fields(&self) -> NewEvent<'_> {
+        NewEvent {
+            time_ns: self.time_ns,
+            source: &self.source,
+            kind: &self.kind,
+            value: self.value,
+            unit: self.unit.as_deref(),
+            body: self.body.as_deref(),
+        }
+    }
+
+    /// The event, owned.
+    fn to_event(&self) -> Event {
+        let mut event = Event::new(self.source.as_ref(), self.kind.as_ref(), self.time_ns);
+        event.value = self.value;
+        event.unit = self.unit.as_deref().map(str::to_owned);
+        event.attributes = self
+            .attributes
+            .iter()
+            .map(|(key, value)| Attribute {
+                key: key.clone().into_owned(),
+                value: value.as_ref().to_owned(),
+            })
+            .collect();
+        event.body = self.body.clone();
+        event
+    }
+
+    /// The event, pushed into the SDK's batch.
+    fn push_to(&self, out: &mut EventSink<'_>) {
+        out.push(
+            &self.fields(),
+            self.attributes
+                .iter()
+                .map(|(key, value)| (&**key, value.as_ref())),
+        );
     }
 }

@@ -1,4 +1,4 @@
-use halyard_sdk::{AttrValue, Config, Event, Frame};
+use halyard_sdk::{AttrValue, Config, Event, EventSink};
 
 use super::Mapping;
 
@@ -12,12 +12,28 @@ fn mapping(pairs: &[(&str, &str)]) -> Mapping {
 }
 
 fn decode(m: &Mapping, data: &[u8]) -> Result<Vec<Event>, String> {
-    let frame = Frame {
-        data: data.to_vec(),
-        content_type: String::new(),
-        origin: "file:/tmp/in.jsonl".into(),
-    };
-    m.decode_frame(&frame, &mut || NOW)
+    decode_at(m, "file:/tmp/in.jsonl", data)
+}
+
+/// Both paths, owned events and events pushed into the SDK's batch, which
+/// must agree exactly (floats compared by their bits, through `Debug`).
+fn decode_at(m: &Mapping, origin: &str, data: &[u8]) -> Result<Vec<Event>, String> {
+    let owned = m.decode_frame(data, origin, &mut || NOW);
+    let (viewed, pushed) = EventSink::capture(|out| {
+        out.frame(|out| m.decode_frame_into(data, origin, &mut || NOW, out))
+    });
+    match (&owned, viewed) {
+        (Ok(events), Ok(count)) => {
+            assert_eq!(count as usize, events.len());
+            assert_eq!(format!("{pushed:?}"), format!("{events:?}"));
+        }
+        (Err(owned), Err(viewed)) => {
+            assert_eq!(&viewed, owned);
+            assert!(pushed.is_empty(), "a failed frame's events are taken back");
+        }
+        (owned, viewed) => panic!("the paths disagree: {owned:?} against {viewed:?}"),
+    }
+    owned
 }
 
 #[test]
@@ -65,15 +81,7 @@ fn topic_pattern_names_source_and_kind_of_mqtt_frames() {
         ("kind_prefix", "env."),
         ("default_source", "gw"),
     ]);
-    let frame = |origin: &str, data: &[u8]| Frame {
-        data: data.to_vec(),
-        content_type: String::new(),
-        origin: origin.into(),
-    };
-    let decode_at = |origin: &str, data: &[u8]| {
-        m.decode_frame(&frame(origin, data), &mut || NOW)
-            .expect("decodes")
-    };
+    let decode_at = |origin: &str, data: &[u8]| decode_at(&m, origin, data).expect("decodes");
     let e = &decode_at("mqtt:sensors/boiler-3/temp", b"{\"value\":1}")[0];
     assert_eq!(
         (e.source.as_str(), e.kind.as_str()),

@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use halyard_sdk::{Config, Event, InitError, Validator, Verdict, clock};
+use halyard_sdk::{Config, Event, Events, InitError, Validator, Verdict, clock};
 
 const NS_PER_S: i128 = 1_000_000_000;
 
@@ -22,6 +22,26 @@ struct Bounds {
 struct Limit {
     seconds: f64,
     ns: i128,
+}
+
+/// The fields a verdict depends on, borrowed from an owned event or from
+/// the host's batch.
+struct Checked<'a> {
+    source: &'a str,
+    kind: &'a str,
+    value: Option<f64>,
+    time_ns: i64,
+}
+
+impl<'a> Checked<'a> {
+    fn of(event: &'a Event) -> Self {
+        Checked {
+            source: &event.source,
+            kind: &event.kind,
+            value: event.value,
+            time_ns: event.time_ns,
+        }
+    }
 }
 
 /// The validator's parsed config.
@@ -40,13 +60,33 @@ impl Validator for RangeValidator {
     }
 
     fn validate(&mut self, event: &Event) -> Verdict {
-        self.check(event, clock::now_ns())
+        self.check(&Checked::of(event), clock::now_ns())
     }
 
     /// Reads the clock once per batch instead of once per event.
     fn validate_batch(&mut self, events: Vec<Event>) -> Vec<Verdict> {
         let now = clock::now_ns();
-        events.iter().map(|event| self.check(event, now)).collect()
+        events
+            .iter()
+            .map(|event| self.check(&Checked::of(event), now))
+            .collect()
+    }
+
+    /// What the host calls: the batch read in place, no copies.
+    fn validate_views(&mut self, events: &Events<'_>) -> Vec<Verdict> {
+        let now = clock::now_ns();
+        events
+            .iter()
+            .map(|event| {
+                let fields = Checked {
+                    source: event.source(),
+                    kind: event.kind(),
+                    value: event.value(),
+                    time_ns: event.time_ns(),
+                };
+                self.check(&fields, now)
+            })
+            .collect()
     }
 }
 
@@ -83,7 +123,7 @@ impl RangeValidator {
 
     /// The verdict on one event at wall-clock time `now_ns`, in the
     /// documented check order.
-    fn check(&self, event: &Event, now_ns: i64) -> Verdict {
+    fn check(&self, event: &Checked<'_>, now_ns: i64) -> Verdict {
         if event.source.is_empty() {
             return Verdict::reject("missing source");
         }
@@ -95,7 +135,7 @@ impl RangeValidator {
             None => {}
             Some(v) if !v.is_finite() => return Verdict::reject("value is not finite"),
             Some(v) => {
-                let kind = &event.kind;
+                let kind = event.kind;
                 let bounds = self.per_kind.get(kind).unwrap_or(&self.default);
                 if let Some(min) = bounds.min.filter(|min| v < *min) {
                     return Verdict::reject(format!(

@@ -16,7 +16,7 @@ fn reading(kind: &str, value: Option<f64>) -> Event {
 }
 
 fn reason(v: &RangeValidator, event: &Event) -> String {
-    match v.check(event, NOW) {
+    match v.check(&Checked::of(event), NOW) {
         Verdict::Accept => "accept".into(),
         Verdict::Reject(reason) => reason,
     }

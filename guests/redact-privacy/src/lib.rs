@@ -6,7 +6,7 @@
 
 mod policy;
 
-use halyard_sdk::{Action, Config, Event, InitError, Privacy};
+use halyard_sdk::{Action, Config, Event, Events, InitError, Privacy, Redaction};
 
 pub use policy::{Policy, salted_hash};
 
@@ -25,6 +25,15 @@ impl Privacy for RedactPrivacy {
 
     fn redact(&mut self, event: Event) -> Action {
         self.policy.apply(event)
+    }
+
+    /// What the host calls: each event read in place and answered with an
+    /// edit, so an event is never copied into the guest's heap.
+    fn redact_views(&mut self, events: &Events<'_>) -> Vec<Redaction> {
+        events
+            .iter()
+            .map(|event| self.policy.apply_view(&event))
+            .collect()
     }
 }
 

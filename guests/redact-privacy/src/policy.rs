@@ -2,7 +2,9 @@
 
 use std::collections::{HashMap, HashSet};
 
-use halyard_sdk::{Action, AttrValue, Config, Event, InitError};
+use halyard_sdk::{
+    Action, AttrRef, AttrValue, Config, Edit, Event, EventRef, InitError, Redaction,
+};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
@@ -162,6 +164,56 @@ impl Policy {
             Action::Rewrite(event)
         } else {
             Action::Keep
+        }
+    }
+
+    /// [`Policy::apply`] on an event read in place: the same outcome, said
+    /// as an edit of the event (removals by position, masks set by key),
+    /// without copying the event or diffing a rewrite against it.
+    pub fn apply_view(&mut self, event: &EventRef<'_>) -> Redaction {
+        if self.blocked(event.source()) {
+            return Redaction::Drop;
+        }
+        let mut edit = Edit::new();
+        if !self.drop_keys.is_empty() || !self.hash_keys.is_empty() {
+            let mut masked: Vec<&str> = Vec::new();
+            for (i, (key, value)) in event.attributes().enumerate() {
+                if self.drop_keys.contains(key) {
+                    edit.remove_attr(i);
+                } else if self.hash_keys.contains(key) {
+                    // A set names its attribute by key, so a key that
+                    // repeats (the contract forbids it; a decoder may not
+                    // care) would leave its second value unmasked: such an
+                    // event takes the owned path, which rewrites it whole.
+                    if masked.contains(&key) {
+                        return Redaction::from(self.apply(event.to_event()));
+                    }
+                    masked.push(key);
+                    let token = match value {
+                        AttrRef::Str(text) => self.cache.get(&self.salt, text),
+                        other => self.cache.get(&self.salt, &other.to_string()),
+                    };
+                    if value != AttrRef::Str(&token) {
+                        edit.set_attr(key, token);
+                    }
+                }
+            }
+            if let Some(body) = event.body().and_then(|b| self.redact_body(b))
+                && Some(body.as_str()) != event.body()
+            {
+                edit.set_body(Some(body));
+            }
+        }
+        if self.hash_source {
+            let token = self.cache.get(&self.salt, event.source());
+            if token != event.source() {
+                edit.set_source(token);
+            }
+        }
+        if edit.is_empty() {
+            Redaction::Keep
+        } else {
+            Redaction::Edit(edit)
         }
     }
 

@@ -1,4 +1,4 @@
-use halyard_sdk::{Action, AttrValue, Config, Event};
+use halyard_sdk::{Action, AttrValue, Config, Event, Events, Redaction};
 
 use super::{Policy, salted_hash};
 use crate::policy::CACHE_LIMIT;
@@ -108,4 +108,85 @@ fn non_string_attributes_are_hashed_as_their_text() {
             assert_eq!(out.attr(key), Some(&AttrValue::Str(salted_hash("s", text))));
         }
     }
+}
+
+/// The decision of [`Policy::apply_view`] applied to `event`, as the host
+/// would ship it (`None`: dropped).
+fn shipped_by_view(p: &mut Policy, event: &Event) -> Option<Event> {
+    let bytes = Events::encode(std::slice::from_ref(event));
+    let events = Events::parse(&bytes).expect("a batch the SDK wrote parses");
+    let view = events.get(0).expect("one event");
+    match p.apply_view(&view) {
+        Redaction::Keep => Some(event.clone()),
+        Redaction::Drop => None,
+        Redaction::Edit(edit) => Some(edit.apply(event).expect("positions within the event")),
+        Redaction::Rewrite(new) => Some(new),
+    }
+}
+
+/// The decision of [`Policy::apply`] applied to `event`.
+fn shipped_by_owned(p: &mut Policy, event: &Event) -> Option<Event> {
+    match p.apply(event.clone()) {
+        Action::Keep => Some(event.clone()),
+        Action::Drop => None,
+        Action::Rewrite(new) => Some(new),
+    }
+}
+
+#[test]
+fn the_views_path_ships_what_the_owned_path_ships() {
+    let configs: [&[(&str, &str)]; 4] = [
+        &[
+            ("drop_keys", "ip"),
+            ("hash_keys", "user,room"),
+            ("salt", "pepper"),
+        ],
+        &[
+            ("hash_source", "true"),
+            ("salt", "pepper"),
+            ("block_sources", "bad-*"),
+        ],
+        &[("drop_keys", "user,ip,room")],
+        &[("hash_keys", "none-of-these"), ("salt", "s")],
+    ];
+    let mut with_body = event();
+    with_body.body = Some(r#"{"z":1,"ip":"x","user":"alice","room":12}"#.into());
+    let mut repeated = event();
+    // Keys must be unique by contract, but a decoder may break it: both
+    // values of a masked key must still be masked.
+    repeated.attributes.push(halyard_sdk::Attribute {
+        key: "user".into(),
+        value: AttrValue::Str("bob".into()),
+    });
+    let mut already = event();
+    already.set_attr("user", salted_hash("pepper", "alice"));
+    let inputs = [
+        event(),
+        with_body,
+        repeated,
+        already,
+        Event::new("bad-1", "k", 0),
+        Event::new("dev-2", "k", 0).with_attr("room", 1.5f64),
+    ];
+    for pairs in configs {
+        for input in &inputs {
+            let owned = shipped_by_owned(&mut policy(pairs), input);
+            let viewed = shipped_by_view(&mut policy(pairs), input);
+            assert_eq!(viewed, owned, "config {pairs:?}, event {input:?}");
+        }
+    }
+    // The repeated key really is masked twice.
+    let mut p = policy(configs[0]);
+    let shipped = shipped_by_view(&mut p, &inputs[2]).expect("kept");
+    let users: Vec<_> = shipped
+        .attributes
+        .iter()
+        .filter(|a| a.key == "user")
+        .collect();
+    assert_eq!(users.len(), 2);
+    assert!(
+        users
+            .iter()
+            .all(|a| a.value.as_str().is_some_and(|v| v.starts_with("h:")))
+    );
 }

@@ -33,18 +33,18 @@ pub mod __private {
         crate::flat::write_events(&poll_capped(source, max))
     }
 
-    /// The 0.2.0 `validate` export: the batch read into events, then the
-    /// plugin's `validate_batch`.
+    /// The 0.2.0 `validate` export: the plugin's `validate_views` on the
+    /// batch read in place.
     pub fn validate_flat<T: crate::Validator>(
         validator: &mut T,
         events: Vec<u8>,
     ) -> Vec<crate::Verdict> {
-        validator.validate_batch(crate::flat::read_events(&events))
+        validator.validate_views(&crate::flat::views(&events))
     }
 
     /// The 0.2.0 `sample` export; see [`validate_flat`].
     pub fn sample_flat<T: crate::Sampler>(sampler: &mut T, events: Vec<u8>) -> Vec<bool> {
-        sampler.sample_batch(crate::flat::read_events(&events))
+        sampler.sample_views(&crate::flat::views(&events))
     }
 
     /// The 0.2.0 `redact` export: rewrites go back as patches when they can.
@@ -52,7 +52,7 @@ pub mod __private {
         privacy: &mut T,
         events: Vec<u8>,
     ) -> Vec<crate::bindings::privacy::halyard::plugin0_2_0::flat::Action> {
-        crate::flat::redact(&events, |events| privacy.redact_batch(events))
+        crate::flat::redact(&events, |events| privacy.redact_views(events))
     }
 
     /// The 0.2.0 `decode` export.
@@ -60,7 +60,7 @@ pub mod __private {
         decoder: &mut T,
         frames: crate::bindings::decoder::halyard::plugin0_2_0::flat::FrameBatch,
     ) -> crate::bindings::decoder::halyard::plugin0_2_0::flat::Decoded {
-        crate::flat::decode(frames, |frames| decoder.decode_batch(frames))
+        crate::flat::decode(frames, |frames, out| decoder.decode_views(frames, out))
     }
 
     /// The 0.3.0 `detect` export: the batch read into events, the

@@ -1,20 +1,21 @@
-//! The 0.2.0 glue: flat batches to and from the SDK's `Event`, and a
-//! privacy rewrite turned into a patch.
+//! The 0.2.0 glue: flat batches to and from the SDK's views and `Event`s,
+//! and a privacy rewrite turned into a patch.
 //!
 //! Why: contract 0.2.0 moves a batch as one buffer (layout in
 //! `wit/0.2.0/plugin.wit`, code in the `halyard-flat` crate the host shares)
 //! so the host no longer lowers every string of every event into the guest
-//! one allocation at a time. Plugin authors keep writing against `Event`;
-//! this module converts at the edge, inside the guest, where an allocation
-//! is an ordinary `malloc` rather than a call across the sandbox.
+//! one allocation at a time. The trait methods read the batch in place
+//! (`view.rs`) or, by default, as owned `Event`s converted here at the
+//! edge, inside the guest, where an allocation is an ordinary `malloc`
+//! rather than a call across the sandbox.
 
 use std::cell::RefCell;
 
-use halyard_flat::{Batch, EventView, Fields, Value, Writer};
+use halyard_flat::{Batch, EventView, Writer};
 
 use crate::bindings::decoder::halyard::plugin0_2_0::flat as decoder_flat;
 use crate::bindings::privacy::halyard::plugin0_2_0::flat as privacy_flat;
-use crate::{Action, AttrValue, Attribute, Event, EventId, Frame};
+use crate::{AttrRef, Event, EventSink, Events, Frames, Redaction};
 
 thread_local! {
     /// One writer per instance, so its buffers keep their capacity.
@@ -30,70 +31,14 @@ pub(crate) fn parse(bytes: &[u8]) -> Batch<'_> {
     }
 }
 
+/// A batch the host sent, for the views API.
+pub(crate) fn views(bytes: &[u8]) -> Events<'_> {
+    Events::new(parse(bytes))
+}
+
 /// Every event of a batch, owned.
 pub(crate) fn read_events(bytes: &[u8]) -> Vec<Event> {
-    parse(bytes).iter().map(|view| to_event(&view)).collect()
-}
-
-/// One borrowed event as the SDK's owned `Event`.
-pub(crate) fn to_event(view: &EventView<'_>) -> Event {
-    let f = &view.fields;
-    Event {
-        id: EventId {
-            hi: f.id.0,
-            lo: f.id.1,
-        },
-        time_ns: f.time_ns,
-        source: f.source.to_owned(),
-        kind: f.kind.to_owned(),
-        value: f.value,
-        unit: f.unit.map(str::to_owned),
-        attributes: view
-            .attrs()
-            .map(|(key, value)| Attribute {
-                key: key.to_owned(),
-                value: to_attr_value(value),
-            })
-            .collect(),
-        body: f.body.map(str::to_owned),
-    }
-}
-
-fn to_attr_value(value: Value<'_>) -> AttrValue {
-    match value {
-        Value::Str(s) => AttrValue::Str(s.to_owned()),
-        Value::Int(i) => AttrValue::Int(i),
-        Value::Float(x) => AttrValue::Float(x),
-        Value::Bool(b) => AttrValue::Boolean(b),
-    }
-}
-
-fn from_attr_value(value: &AttrValue) -> Value<'_> {
-    match value {
-        AttrValue::Str(s) => Value::Str(s),
-        AttrValue::Int(i) => Value::Int(*i),
-        AttrValue::Float(x) => Value::Float(*x),
-        AttrValue::Boolean(b) => Value::Bool(*b),
-    }
-}
-
-fn push(writer: &mut Writer, event: &Event) {
-    let fields = Fields {
-        id: (event.id.hi, event.id.lo),
-        time_ns: event.time_ns,
-        source: &event.source,
-        kind: &event.kind,
-        value: event.value,
-        unit: event.unit.as_deref(),
-        body: event.body.as_deref(),
-    };
-    let attrs = event
-        .attributes
-        .iter()
-        .map(|a| (a.key.as_str(), from_attr_value(&a.value)));
-    if let Err(err) = writer.push(&fields, attrs) {
-        panic!("cannot encode the plugin's events: {err}");
-    }
+    views(bytes).to_events()
 }
 
 /// Events as one batch (a source's poll, a privacy rewrite).
@@ -101,45 +46,27 @@ pub(crate) fn write_events<'e>(events: impl IntoIterator<Item = &'e Event>) -> V
     WRITER.with(|w| {
         let mut w = w.borrow_mut();
         w.clear();
-        for event in events {
-            push(&mut w, event);
-        }
+        let mut sink = EventSink::new(&mut w);
+        events.into_iter().for_each(|event| sink.push_event(event));
         w.finish()
     })
 }
 
-/// The `decode` export: frames out of the buffer, the plugin's batch
-/// method, and every decoded event into one batch.
+/// The `decode` export: the frames read in place, the plugin's
+/// `decode_views`, and every event it pushed as one batch.
 pub(crate) fn decode(
     batch: decoder_flat::FrameBatch,
-    decode_batch: impl FnOnce(Vec<Frame>) -> Vec<Result<Vec<Event>, String>>,
+    decode_views: impl FnOnce(&Frames<'_>, &mut EventSink<'_>) -> Vec<Result<u32, String>>,
 ) -> decoder_flat::Decoded {
     let frames = match halyard_flat::frames(&batch.data, &batch.ends) {
         Ok(frames) => frames,
         Err(err) => panic!("the host sent a malformed frame batch: {err}"),
     };
-    let frames = frames
-        .into_iter()
-        .map(|data| Frame {
-            data: data.to_vec(),
-            content_type: batch.content_type.clone(),
-            origin: batch.origin.clone(),
-        })
-        .collect();
-    let decoded = decode_batch(frames);
+    let frames = Frames::new(frames, &batch.content_type, &batch.origin);
     WRITER.with(|w| {
         let mut w = w.borrow_mut();
         w.clear();
-        let results = decoded
-            .into_iter()
-            .map(|result| {
-                result.map(|events| {
-                    events.iter().for_each(|e| push(&mut w, e));
-                    // `max_events_out` bounds this far below u32.
-                    u32::try_from(events.len()).unwrap_or(u32::MAX)
-                })
-            })
-            .collect();
+        let results = decode_views(&frames, &mut EventSink::new(&mut w));
         decoder_flat::Decoded {
             results,
             events: w.finish(),
@@ -147,25 +74,28 @@ pub(crate) fn decode(
     })
 }
 
-/// The `redact` export: the plugin's action per event, with each rewrite
-/// sent as a patch against the event when a patch can say it exactly.
+/// The `redact` export: the plugin's decision per event; an edit goes
+/// back as a patch, and a rewrite as the patch that says it when one can.
 pub(crate) fn redact(
     bytes: &[u8],
-    redact_batch: impl FnOnce(Vec<Event>) -> Vec<Action>,
+    redact_views: impl FnOnce(&Events<'_>) -> Vec<Redaction>,
 ) -> Vec<privacy_flat::Action> {
-    let batch = parse(bytes);
-    let actions = redact_batch(batch.iter().map(|v| to_event(&v)).collect());
-    actions
+    let events = views(bytes);
+    redact_views(&events)
         .into_iter()
         .enumerate()
-        .map(|(i, action)| match action {
-            Action::Keep => privacy_flat::Action::Keep,
-            Action::Drop => privacy_flat::Action::Drop,
-            Action::Rewrite(new) => match batch.event(i).and_then(|old| patch(&old, &new)) {
-                Some(patch) if is_noop(&patch) => privacy_flat::Action::Keep,
-                Some(patch) => privacy_flat::Action::Patch(patch),
-                None => privacy_flat::Action::Rewrite(write_events([&new])),
-            },
+        .map(|(i, decision)| match decision {
+            Redaction::Keep => privacy_flat::Action::Keep,
+            Redaction::Drop => privacy_flat::Action::Drop,
+            Redaction::Edit(edit) if edit.is_empty() => privacy_flat::Action::Keep,
+            Redaction::Edit(edit) => privacy_flat::Action::Patch(edit.into_patch()),
+            Redaction::Rewrite(new) => {
+                match events.get(i).and_then(|old| patch(old.view(), &new)) {
+                    Some(patch) if is_noop(&patch) => privacy_flat::Action::Keep,
+                    Some(patch) => privacy_flat::Action::Patch(patch),
+                    None => privacy_flat::Action::Rewrite(write_events([&new])),
+                }
+            }
         })
         .collect()
 }
@@ -215,7 +145,7 @@ pub(crate) fn patch(old: &EventView<'_>, new: &Event) -> Option<privacy_flat::Pa
             None => remove.push(u32::try_from(i).ok()?),
             Some(at) if at == kept => {
                 let now = &new_attrs[at].value;
-                if !same_value(value, now) {
+                if !AttrRef::from(value).same_as(now) {
                     set.push(new_attrs[at].clone());
                 }
                 kept += 1;
@@ -229,16 +159,6 @@ pub(crate) fn patch(old: &EventView<'_>, new: &Event) -> Option<privacy_flat::Pa
         set,
         fields,
     })
-}
-
-fn same_value(old: Value<'_>, new: &AttrValue) -> bool {
-    match (old, new) {
-        (Value::Str(a), AttrValue::Str(b)) => a == b,
-        (Value::Int(a), AttrValue::Int(b)) => a == *b,
-        (Value::Float(a), AttrValue::Float(b)) => a.to_bits() == b.to_bits(),
-        (Value::Bool(a), AttrValue::Boolean(b)) => a == *b,
-        _ => false,
-    }
 }
 
 #[cfg(test)]

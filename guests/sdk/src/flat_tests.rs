@@ -16,10 +16,9 @@ fn event() -> Event {
 /// The patch from `old` to `new`, through a real batch.
 fn diff(old: &Event, new: &Event) -> Option<Patch> {
     let bytes = write_events([old]);
-    let batch = parse(&bytes);
-    let view = batch.event(0).expect("one event");
-    assert_eq!(&to_event(&view), old, "the batch round-trips");
-    patch(&view, new)
+    let event = views(&bytes).get(0).expect("one event");
+    assert_eq!(&event.to_event(), old, "the batch round-trips");
+    patch(event.view(), new)
 }
 
 #[test]

@@ -45,6 +45,9 @@ mod flat;
 pub mod kv;
 pub mod log;
 mod plugin;
+mod redaction;
+mod sink;
+mod view;
 
 /// The contract's data types, re-exported so plugins never name wit-bindgen
 /// paths. Every plugin kind shares these same Rust types.
@@ -53,6 +56,9 @@ pub use bindings::shared::halyard::plugin::types::{
 };
 pub use config::Config;
 pub use plugin::{Decoder, Detector, Privacy, Sampler, Source, Validator};
+pub use redaction::{Edit, Redaction};
+pub use sink::{EventSink, NewEvent};
+pub use view::{AttrRef, EventRef, Events, FrameRef, Frames};
 
 /// Implementation details used by the `export_*!` macros. Not a public API.
 #[doc(hidden)]

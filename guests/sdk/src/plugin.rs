@@ -4,12 +4,16 @@
 //! the instance from its config; the SDK stores the instance and routes every
 //! stage call to it. The `*_batch` methods are what the host actually calls
 //! (one call per batch); their defaults map the per-event method, and a
-//! plugin overrides them only when it can do a batch better.
+//! plugin overrides them only when it can do a batch better. The
+//! `*_views` methods are the batch read in place, without owned copies;
+//! their defaults copy and call the `*_batch` method.
 //!
 //! Instance state is soft: the host recreates the instance after a trap or a
 //! reload and calls `init` again, so never rely on state surviving.
 
-use crate::{Action, Config, Event, Frame, InitError, Verdict};
+use crate::{
+    Action, Config, Event, EventSink, Events, Frame, Frames, InitError, Redaction, Verdict,
+};
 
 /// A detector (contract 0.3.0): sees the events its chain accepted and
 /// returns *new* events (alerts, summaries). The events it sees go on
@@ -58,6 +62,30 @@ pub trait Decoder: Sized + 'static {
     fn decode_batch(&mut self, frames: Vec<Frame>) -> Vec<Result<Vec<Event>, String>> {
         frames.into_iter().map(|frame| self.decode(frame)).collect()
     }
+
+    /// Decodes a batch read in place, pushing the events into `out`: one
+    /// result per frame, in order, each the number of events the frame
+    /// gave ([`EventSink::frame`] counts them, and takes back a failed
+    /// frame's). What the host actually calls. The default copies the
+    /// frames, calls [`Decoder::decode_batch`] and pushes its events;
+    /// override it to decode from the host's bytes into the batch with no
+    /// copies in between.
+    fn decode_views(
+        &mut self,
+        frames: &Frames<'_>,
+        out: &mut EventSink<'_>,
+    ) -> Vec<Result<u32, String>> {
+        self.decode_batch(frames.to_frames())
+            .into_iter()
+            .map(|result| {
+                result.map(|events| {
+                    events.iter().for_each(|event| out.push_event(event));
+                    // `max_events_out` bounds a call far below u32.
+                    u32::try_from(events.len()).unwrap_or(u32::MAX)
+                })
+            })
+            .collect()
+    }
 }
 
 /// A validator: decides whether each event is valid.
@@ -71,6 +99,14 @@ pub trait Validator: Sized + 'static {
     /// The verdicts on a batch: one per event, in order.
     fn validate_batch(&mut self, events: Vec<Event>) -> Vec<Verdict> {
         events.iter().map(|event| self.validate(event)).collect()
+    }
+
+    /// The verdicts on a batch read in place ([`crate::EventRef`]s, no
+    /// copies): what the host actually calls. The default copies the
+    /// events and calls [`Validator::validate_batch`]; override it when
+    /// the per-event copies matter (they are most of a simple check's cost).
+    fn validate_views(&mut self, events: &Events<'_>) -> Vec<Verdict> {
+        self.validate_batch(events.to_events())
     }
 }
 
@@ -87,6 +123,18 @@ pub trait Privacy: Sized + 'static {
     fn redact_batch(&mut self, events: Vec<Event>) -> Vec<Action> {
         events.into_iter().map(|event| self.redact(event)).collect()
     }
+
+    /// The decisions for a batch read in place, with changes said as
+    /// [`crate::Edit`]s: what the host actually calls. The default copies
+    /// the events and calls [`Privacy::redact_batch`] (the SDK then turns
+    /// each rewrite into the smallest edit it can); override it to skip
+    /// the copies and the diff.
+    fn redact_views(&mut self, events: &Events<'_>) -> Vec<Redaction> {
+        self.redact_batch(events.to_events())
+            .into_iter()
+            .map(Redaction::from)
+            .collect()
+    }
 }
 
 /// A sampler: decides which events are worth keeping.
@@ -100,5 +148,12 @@ pub trait Sampler: Sized + 'static {
     /// The decisions for a batch: one per event, in order.
     fn sample_batch(&mut self, events: Vec<Event>) -> Vec<bool> {
         events.iter().map(|event| self.sample(event)).collect()
+    }
+
+    /// The decisions for a batch read in place: what the host actually
+    /// calls. The default copies the events and calls
+    /// [`Sampler::sample_batch`]; override it to skip the copies.
+    fn sample_views(&mut self, events: &Events<'_>) -> Vec<bool> {
+        self.sample_batch(events.to_events())
     }
 }
