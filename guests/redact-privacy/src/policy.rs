@@ -176,7 +176,6 @@ impl Policy {
         }
         let mut edit = Edit::new();
         if !self.drop_keys.is_empty() || !self.hash_keys.is_empty() {
-            let mut masked: Vec<&str> = Vec::new();
             for (i, (key, value)) in event.attributes().enumerate() {
                 if self.drop_keys.contains(key) {
                     edit.remove_attr(i);
@@ -185,10 +184,11 @@ impl Policy {
                     // repeats (the contract forbids it; a decoder may not
                     // care) would leave its second value unmasked: such an
                     // event takes the owned path, which rewrites it whole.
-                    if masked.contains(&key) {
+                    // (A scan, not a set: no allocation per event, and the
+                    // host caps an event at 256 attributes.)
+                    if event.attributes().take(i).any(|(k, _)| k == key) {
                         return Redaction::from(self.apply(event.to_event()));
                     }
-                    masked.push(key);
                     let token = match value {
                         AttrRef::Str(text) => self.cache.get(&self.salt, text),
                         other => self.cache.get(&self.salt, &other.to_string()),
