@@ -62,17 +62,9 @@ impl Limits {
     /// Checks one decoded event; `time_field` names the time field in the
     /// reason. The reason says which part is over which cap.
     pub fn check(&self, event: &Event, time_field: &str) -> Result<(), String> {
-        let fields = NewEvent {
-            time_ns: event.time_ns,
-            source: &event.source,
-            kind: &event.kind,
-            value: event.value,
-            unit: event.unit.as_deref(),
-            body: event.body.as_deref(),
-        };
         let attributes = event.attributes.iter();
         let attributes = attributes.map(|a| (a.key.as_str(), a.value.as_str()));
-        self.check_parts(&fields, attributes, time_field)
+        self.check_parts(&NewEvent::from(event), attributes, time_field)
     }
 
     /// [`Limits::check`] on an event's parts, however they are held: each

@@ -29,6 +29,21 @@ pub struct NewEvent<'a> {
     pub body: Option<&'a str>,
 }
 
+/// Why: an owned event's fields, borrowed, for [`EventSink::push`] or for
+/// checks written once against `NewEvent` (its id is left out).
+impl<'a> From<&'a Event> for NewEvent<'a> {
+    fn from(event: &'a Event) -> Self {
+        NewEvent {
+            time_ns: event.time_ns,
+            source: &event.source,
+            kind: &event.kind,
+            value: event.value,
+            unit: event.unit.as_deref(),
+            body: event.body.as_deref(),
+        }
+    }
+}
+
 /// The events a decoder call returns, written as they are pushed.
 pub struct EventSink<'w> {
     writer: &'w mut Writer,
@@ -102,14 +117,7 @@ impl<'w> EventSink<'w> {
     /// batch from [`crate::Events::encode`] needs it); the host assigns
     /// the ids of the events a stage makes.
     pub fn push_event(&mut self, event: &Event) {
-        let fields = NewEvent {
-            time_ns: event.time_ns,
-            source: &event.source,
-            kind: &event.kind,
-            value: event.value,
-            unit: event.unit.as_deref(),
-            body: event.body.as_deref(),
-        };
+        let fields = NewEvent::from(event);
         let attrs = event.attributes.iter().map(|a| {
             let value = match &a.value {
                 AttrValue::Str(s) => AttrRef::Str(s),
