@@ -113,12 +113,7 @@ impl AttrValue {
 /// booleans with Rust's `Display`) for logs, hashing and comparisons.
 impl fmt::Display for AttrValue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            AttrValue::Str(s) => f.write_str(s),
-            AttrValue::Int(i) => write!(f, "{i}"),
-            AttrValue::Float(x) => write!(f, "{x}"),
-            AttrValue::Boolean(b) => write!(f, "{b}"),
-        }
+        crate::AttrRef::from(self).fmt(f)
     }
 }
 

@@ -9,7 +9,7 @@
 
 use halyard_flat::{Fields, Value, Writer};
 
-use crate::{AttrRef, AttrValue, Event};
+use crate::{AttrRef, Event};
 
 /// An event's fields other than its attributes, borrowed, for
 /// [`EventSink::push`]. The host assigns the id.
@@ -118,15 +118,10 @@ impl<'w> EventSink<'w> {
     /// the ids of the events a stage makes.
     pub fn push_event(&mut self, event: &Event) {
         let fields = NewEvent::from(event);
-        let attrs = event.attributes.iter().map(|a| {
-            let value = match &a.value {
-                AttrValue::Str(s) => AttrRef::Str(s),
-                AttrValue::Int(i) => AttrRef::Int(*i),
-                AttrValue::Float(x) => AttrRef::Float(*x),
-                AttrValue::Boolean(b) => AttrRef::Boolean(*b),
-            };
-            (a.key.as_str(), value)
-        });
+        let attrs = event
+            .attributes
+            .iter()
+            .map(|a| (a.key.as_str(), AttrRef::from(&a.value)));
         self.push_with_id((event.id.hi, event.id.lo), &fields, attrs);
     }
 

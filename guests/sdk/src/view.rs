@@ -209,8 +209,23 @@ impl<'a> From<Value<'a>> for AttrRef<'a> {
     }
 }
 
-/// Why: the same canonical text as `AttrValue`'s `Display` (hashing and
-/// logs must not depend on which API a plugin used).
+/// Why: an owned value read without a copy (pushing an owned event, and
+/// `AttrValue`'s `Display`, which is this one).
+impl<'a> From<&'a AttrValue> for AttrRef<'a> {
+    fn from(value: &'a AttrValue) -> Self {
+        match value {
+            AttrValue::Str(s) => AttrRef::Str(s),
+            AttrValue::Int(i) => AttrRef::Int(*i),
+            AttrValue::Float(x) => AttrRef::Float(*x),
+            AttrValue::Boolean(b) => AttrRef::Boolean(*b),
+        }
+    }
+}
+
+/// Why: one canonical text per value (strings as-is, numbers and booleans
+/// with Rust's `Display`) for logs, hashing and comparisons; `AttrValue`'s
+/// `Display` is this one, so a hash cannot depend on which API a plugin
+/// used.
 impl std::fmt::Display for AttrRef<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
