@@ -13,7 +13,9 @@
 //! suffixes: `-wN` runs it with `[pipeline] workers = N` (`--workers N` sets
 //! it for every mode; unset: one worker per CPU) and `-1cpu` pins the host
 //! to CPU 0. `--scaling 1` is short for
-//! `--modes wasm-w1,wasm-w2,wasm-w1-1cpu,wasm-w2-1cpu`. The input is the peer
+//! `--modes wasm-w1,wasm-w2,wasm-w1-1cpu,wasm-w2-1cpu`. The environment
+//! variable `PIPELINE_BENCH_WRAP` puts a command before the host's (a
+//! profiler: `heaptrack`, `perf record -g -o FILE`). The input is the peer
 //! benchmark's `sensor-lines.py` format (generated in-process, identical
 //! bytes); 10 % of the lines fail the range check, the rest are delivered.
 //!
@@ -22,7 +24,8 @@
 //! calls `run`), so its peak RSS (`VmHWM`) is the host's alone; the
 //! receiver runs in this process, on the same 2 cores, as it would on a
 //! device's loopback. A run is timed from the child's start until the
-//! receiver has stored every valid event; it then checks exact counts: all
+//! receiver has stored every valid event (and, as the sustained rate,
+//! from 10 % to 90 % of them stored); it then checks exact counts: all
 //! delivered, no duplicates, nothing dropped. The compile cache is warmed
 //! first, as it is on a device after the first start.
 
@@ -93,9 +96,10 @@ fn main() {
             let expect = if base(mode) == "none" { lines } else { valid };
             let run = measure(dir.path(), &format!("{mode}-{i}"), mode, &input, expect);
             println!(
-                "{mode:>6} run {i}: {:>9.0} lines/s  {:>6.2} s  peak RSS {:>5.1} MB  \
-                 CPU per line: host {:>5.1} µs, receiver {:>5.1} µs",
+                "{mode:>6} run {i}: {:>9.0} lines/s ({:>6.0} sustained)  {:>6.2} s  \
+                 peak RSS {:>5.1} MB  CPU per line: host {:>5.1} µs, receiver {:>5.1} µs",
                 run.lines_per_s(lines),
+                run.sustained_per_s(lines),
                 run.elapsed.as_secs_f64(),
                 run.peak_rss_kb as f64 / 1024.0,
                 run.host_cpu.as_secs_f64() * 1e6 / lines as f64,
@@ -105,14 +109,16 @@ fn main() {
         }
     }
     println!(
-        "\n| stages | lines/s (median) | delivered/s | peak RSS (max) | host CPU µs/line | receiver CPU µs/line |"
+        "\n| stages | lines/s (median) | sustained lines/s, 10→90 % (median) | delivered/s | peak RSS (max) | host CPU µs/line | receiver CPU µs/line |"
     );
-    println!("|---|---:|---:|---:|---:|---:|");
+    println!("|---|---:|---:|---:|---:|---:|---:|");
     let mut medians = Vec::new();
     for (mode, runs) in &results {
         let mut rates: Vec<f64> = runs.iter().map(|r| r.lines_per_s(lines)).collect();
         rates.sort_by(f64::total_cmp);
         let median = rates[rates.len() / 2];
+        let mut sustained: Vec<f64> = runs.iter().map(|r| r.sustained_per_s(lines)).collect();
+        sustained.sort_by(f64::total_cmp);
         let rss = runs.iter().map(|r| r.peak_rss_kb).max().unwrap_or(0);
         let per_line = |cpu: Duration| cpu.as_secs_f64() * 1e6 / lines as f64;
         let mut host: Vec<f64> = runs.iter().map(|r| per_line(r.host_cpu)).collect();
@@ -121,7 +127,8 @@ fn main() {
         recv.sort_by(f64::total_cmp);
         let delivered = if base(mode) == "none" { lines } else { valid };
         println!(
-            "| {mode} | {median:.0} | {:.0} | {:.1} MB | {:.1} | {:.1} |",
+            "| {mode} | {median:.0} | {:.0} | {:.0} | {:.1} MB | {:.1} | {:.1} |",
+            sustained[sustained.len() / 2],
             median * delivered as f64 / lines as f64,
             rss as f64 / 1024.0,
             host[host.len() / 2],
@@ -153,6 +160,8 @@ fn workers(mode: &str) -> Option<u64> {
 /// One timed run.
 struct Run {
     elapsed: Duration,
+    /// From 10 % to 90 % of the events stored.
+    sustained: Duration,
     peak_rss_kb: u64,
     /// CPU time (user + system) the host process used in total.
     host_cpu: Duration,
@@ -163,6 +172,11 @@ struct Run {
 impl Run {
     fn lines_per_s(&self, lines: u64) -> f64 {
         lines as f64 / self.elapsed.as_secs_f64()
+    }
+    /// Lines per second between 10 % and 90 % stored (the invalid lines
+    /// are spread evenly through the input).
+    fn sustained_per_s(&self, lines: u64) -> f64 {
+        0.8 * lines as f64 / self.sustained.as_secs_f64().max(1e-9)
     }
 }
 
@@ -206,14 +220,17 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
         true => Some("0".to_owned()),
         false => arg_text("--cpus"),
     };
-    let mut command = match cpus {
-        Some(cpus) => {
-            let mut taskset = Command::new("taskset");
-            taskset.arg("-c").arg(cpus).arg(&exe);
-            taskset
-        }
-        None => Command::new(&exe),
-    };
+    // `PIPELINE_BENCH_WRAP="heaptrack"` (or `perf record -g`, …) runs the
+    // host under a profiler; the words come before the executable.
+    let wrap = std::env::var("PIPELINE_BENCH_WRAP").unwrap_or_default();
+    let mut argv: Vec<std::ffi::OsString> = Vec::new();
+    if let Some(cpus) = cpus {
+        argv.extend(["taskset".into(), "-c".into(), cpus.into()]);
+    }
+    argv.extend(wrap.split_whitespace().map(Into::into));
+    argv.push(exe.into());
+    let mut command = Command::new(&argv[0]);
+    command.args(&argv[1..]);
     let mut host = command
         .env(CHILD_MODE, mode)
         // Benchmarks run unlicensed; the host says so in its log.
@@ -223,8 +240,18 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
         .stdout(Stdio::piped())
         .spawn()
         .expect("start the host");
+    // When the receiver first held 10 % and 90 % of the events: the rate
+    // between them is the sustained one, without the start (loading the
+    // plugins) and the tail (the last partial batch waits out `max_age`).
+    let (mut at_10, mut at_90) = (None, None);
     let elapsed = loop {
         let stored = open_stats(&store).map(|s| s.events_stored).unwrap_or(0);
+        if stored * 10 >= valid {
+            at_10.get_or_insert_with(|| start.elapsed());
+        }
+        if stored * 10 >= valid * 9 {
+            at_90.get_or_insert_with(|| start.elapsed());
+        }
         if stored >= valid {
             break start.elapsed();
         }
@@ -266,6 +293,9 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
     let _ = std::fs::remove_file(&store);
     Run {
         elapsed,
+        sustained: at_90
+            .unwrap_or(elapsed)
+            .saturating_sub(at_10.unwrap_or_default()),
         peak_rss_kb,
         host_cpu,
         receiver_cpu,
@@ -275,6 +305,8 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
 /// Child mode: run the host (`native` swaps in the native twins) until
 /// stdin closes, then print the peak RSS, CPU time and what was left.
 fn child(mode: &str) {
+    // As `halyard`'s `main` does first, before any thread starts.
+    halyard::allocator::limit_arenas();
     let path = PathBuf::from(std::env::var(CHILD_CONFIG).expect("the child's config"));
     let natives = match base(mode) {
         "native" => native_stages(),

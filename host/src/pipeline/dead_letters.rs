@@ -101,7 +101,7 @@ impl DeadLetters {
 fn redact(privacy: &mut [Stage], events: Vec<Event>) -> Vec<Option<Event>> {
     let mut slots: Vec<Option<Event>> = events.into_iter().map(Some).collect();
     for stage in privacy {
-        let (at, batch): (Vec<usize>, Vec<Event>) = slots
+        let (at, mut batch): (Vec<usize>, Vec<Event>) = slots
             .iter_mut()
             .enumerate()
             .filter_map(|(i, slot)| slot.take().map(|e| (i, e)))
@@ -110,7 +110,8 @@ fn redact(privacy: &mut [Stage], events: Vec<Event>) -> Vec<Option<Event>> {
             break;
         }
         // Anything but a full answer leaves every slot empty: dropped.
-        if let Some(Ok(redacted)) = stage.call(|p| p.redact_checked(&batch)) {
+        // Edits are applied to `batch` where the events lie.
+        if let Some(Ok(redacted)) = stage.call(|p| p.redact_in_place(&mut batch)) {
             for ((i, event), action) in at.into_iter().zip(batch).zip(redacted.actions) {
                 slots[i] = match action {
                     Action::Keep => Some(event),

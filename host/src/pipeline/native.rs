@@ -81,6 +81,14 @@ pub trait StagePlugin: Send {
             refused: Vec::new(),
         })
     }
+    /// A redact that may edit `events` where they lie; [`Action::Keep`]
+    /// then keeps the event as it now is (see
+    /// `PluginInstance::redact_in_place`). This is what the pipeline
+    /// calls. By default nothing is edited in place: edits come back as
+    /// rewrites.
+    fn redact_in_place(&mut self, events: &mut [Event]) -> Result<Redacted, CallError> {
+        self.redact_checked(events)
+    }
 }
 
 impl StagePlugin for PluginInstance {
@@ -110,6 +118,9 @@ impl StagePlugin for PluginInstance {
     }
     fn redact_checked(&mut self, events: &[Event]) -> Result<Redacted, CallError> {
         PluginInstance::redact_checked(self, events)
+    }
+    fn redact_in_place(&mut self, events: &mut [Event]) -> Result<Redacted, CallError> {
+        PluginInstance::redact_in_place(self, events)
     }
     fn detect(&mut self, events: &[Event], kv: &KvHandle) -> Result<Detected, CallError> {
         PluginInstance::detect(self, events, kv)

@@ -182,14 +182,15 @@ pub fn decode_rewrite(bytes: &[u8], limits: &Limits) -> Result<Event, String> {
     }
 }
 
-/// `event` with `patch` applied (see the WIT's `patch`). The patch's
-/// strings were lifted under the output cap; the result is checked like
-/// any rewrite by the caller. Removing a position past the event's
-/// attributes refuses the patch.
-pub fn apply_patch(event: &Event, patch: Patch) -> Result<Event, String> {
-    let mut out = event.clone();
+/// Applies `patch` to `event` in place (see the WIT's `patch`), so a
+/// masked attribute costs its new value and not a copy of the event. The
+/// patch's strings were lifted under the output cap; the caller checks
+/// the result like any rewrite. Removing a position past the event's
+/// attributes refuses the patch and leaves the event as it was: every
+/// position is checked before anything changes.
+pub fn apply_patch(event: &mut Event, patch: Patch) -> Result<(), String> {
     if !patch.remove.is_empty() {
-        let n = out.attributes.len();
+        let n = event.attributes.len();
         let mut gone = vec![false; n];
         for &i in &patch.remove {
             let at = usize::try_from(i)
@@ -199,28 +200,28 @@ pub fn apply_patch(event: &Event, patch: Patch) -> Result<Event, String> {
             gone[at] = true;
         }
         let mut i = 0;
-        out.attributes.retain(|_| {
+        event.attributes.retain(|_| {
             i += 1;
             !gone[i - 1]
         });
     }
     for attr in patch.set {
-        match out.attributes.iter_mut().find(|a| a.key == attr.key) {
+        match event.attributes.iter_mut().find(|a| a.key == attr.key) {
             Some(existing) => existing.value = attr.value,
-            None => out.attributes.push(attr),
+            None => event.attributes.push(attr),
         }
     }
     for edit in patch.fields {
         match edit {
-            FieldEdit::TimeNs(t) => out.time_ns = t,
-            FieldEdit::Source(s) => out.source = s,
-            FieldEdit::Kind(k) => out.kind = k,
-            FieldEdit::Value(v) => out.value = v,
-            FieldEdit::Unit(u) => out.unit = u,
-            FieldEdit::Body(b) => out.body = b,
+            FieldEdit::TimeNs(t) => event.time_ns = t,
+            FieldEdit::Source(s) => event.source = s,
+            FieldEdit::Kind(k) => event.kind = k,
+            FieldEdit::Value(v) => event.value = v,
+            FieldEdit::Unit(u) => event.unit = u,
+            FieldEdit::Body(b) => event.body = b,
         }
     }
-    Ok(out)
+    Ok(())
 }
 
 #[cfg(test)]
@@ -299,7 +300,8 @@ mod tests {
                 FieldEdit::Body(None),
             ],
         };
-        let out = apply_patch(&event(), patch).unwrap();
+        let mut out = event();
+        apply_patch(&mut out, patch).unwrap();
         let keys: Vec<&str> = out.attributes.iter().map(|a| a.key.as_str()).collect();
         assert_eq!(keys, ["seq", "ok", "new"]);
         assert_eq!(out.attributes[0].value, AttrValue::Int(4));
@@ -313,12 +315,14 @@ mod tests {
     #[test]
     fn a_patch_past_the_attributes_is_refused() {
         let patch = Patch {
-            remove: vec![3],
+            remove: vec![0, 3],
             set: Vec::new(),
             fields: Vec::new(),
         };
-        let err = apply_patch(&event(), patch).unwrap_err();
+        let mut out = event();
+        let err = apply_patch(&mut out, patch).unwrap_err();
         assert_eq!(err, "patch removes attribute 3 of an event with 3");
+        assert_eq!(out, event(), "a refused patch changes nothing");
     }
 
     #[test]

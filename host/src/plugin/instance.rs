@@ -530,11 +530,31 @@ impl PluginInstance {
 
     /// Applies a privacy policy like [`PluginInstance::redact`], and says
     /// which rewrites the host refused (they are drops already: privacy
-    /// fails closed). Refusals are not traps.
+    /// fails closed). Refusals are not traps. An event the policy edited
+    /// comes back as [`Action::Rewrite`] (a copy); the pipeline, which owns
+    /// its events, uses [`PluginInstance::redact_in_place`] instead.
     pub fn redact_checked(&mut self, events: &[Event]) -> Result<output::Redacted, CallError> {
+        let mut edited = events.to_vec();
+        let mut redacted = self.redact_in_place(&mut edited)?;
+        for ((action, after), before) in redacted.actions.iter_mut().zip(edited).zip(events) {
+            if *action == Action::Keep && after != *before {
+                *action = Action::Rewrite(after);
+            }
+        }
+        Ok(redacted)
+    }
+
+    /// Applies a privacy policy to `events` in place: an edit (a 0.2.0
+    /// patch) changes the event where it lies and its action is
+    /// [`Action::Keep`], so a masked attribute costs its new value, not a
+    /// copy of the event. Rewrites and drops are as in
+    /// [`PluginInstance::redact_checked`]; an edit that breaks a cap is a
+    /// refused drop like a rewrite that does. A call that fails (a trap, a
+    /// broken answer) leaves `events` unchanged.
+    pub fn redact_in_place(&mut self, events: &mut [Event]) -> Result<output::Redacted, CallError> {
         self.items = events.len();
         let (mut actions, mut unapplied) = match self.plugin.contract {
-            Contract::V0_1 => (self.call::<_, (Vec<Action>,)>((events,))?.0, Vec::new()),
+            Contract::V0_1 => (self.call::<_, (Vec<Action>,)>((&*events,))?.0, Vec::new()),
             Contract::V0_2 | Contract::V0_3 => self.redact_flat(events)?,
         };
         output::check_count("actions", actions.len(), events.len())
@@ -544,7 +564,7 @@ impl PluginInstance {
             refused.append(&mut unapplied);
             refused.sort_by_key(|(i, _)| *i);
         }
-        for (action, original) in actions.iter_mut().zip(events) {
+        for (action, original) in actions.iter_mut().zip(events.iter()) {
             if let Action::Rewrite(event) = action {
                 event.id = original.id;
             }

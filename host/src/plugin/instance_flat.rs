@@ -129,13 +129,17 @@ impl PluginInstance {
         Ok(())
     }
 
-    /// A privacy call: actions in the 0.1.0 form (a patch applied becomes
-    /// a rewrite), and the events whose patch or rewrite could not apply
-    /// (already drops), with the reason.
+    /// A privacy call that edits `events` in place: a patch is applied to
+    /// its event, whose action is then [`Action::Keep`] ("keep it as it
+    /// now is"); a rewrite comes back as [`Action::Rewrite`]. Also returns
+    /// the events whose patch or rewrite could not apply (already drops),
+    /// with the reason. Nothing is
+    /// applied unless the whole answer is sound, so a broken call leaves
+    /// `events` as they were.
     #[allow(clippy::type_complexity)]
     pub(super) fn redact_flat(
         &mut self,
-        events: &[Event],
+        events: &mut [Event],
     ) -> Result<(Vec<Action>, Vec<(usize, String)>), CallError> {
         let batch = self.encode(events)?;
         let (actions,): (Vec<FlatAction>,) = self.call_cached((batch,))?;
@@ -145,22 +149,25 @@ impl PluginInstance {
         let mut refused = Vec::new();
         let actions = actions
             .into_iter()
-            .zip(events)
+            .zip(events.iter_mut())
             .enumerate()
             .map(|(i, (action, event))| {
-                let applied = match action {
+                let outcome = match action {
                     FlatAction::Keep => return Action::Keep,
                     FlatAction::Drop => return Action::Drop,
-                    FlatAction::Patch(patch) => flat::apply_patch(event, patch),
-                    FlatAction::Rewrite(bytes) => flat::decode_rewrite(&bytes, limits),
-                };
-                match applied {
-                    Ok(event) => Action::Rewrite(event),
-                    Err(reason) => {
-                        refused.push((i, reason));
-                        Action::Drop
+                    FlatAction::Patch(patch) => flat::apply_patch(event, patch)
+                        .and_then(|()| {
+                            output::check_event(event, limits).map_err(|r| format!("rewrite {r}"))
+                        })
+                        .map(|()| Action::Keep),
+                    FlatAction::Rewrite(bytes) => {
+                        flat::decode_rewrite(&bytes, limits).map(Action::Rewrite)
                     }
-                }
+                };
+                outcome.unwrap_or_else(|reason| {
+                    refused.push((i, reason));
+                    Action::Drop
+                })
             })
             .collect();
         Ok((actions, refused))

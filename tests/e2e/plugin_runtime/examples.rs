@@ -225,6 +225,48 @@ fn redact_privacy_drops_hashes_and_blocks() {
 }
 
 #[test]
+fn redact_privacy_edits_in_place_what_it_would_rewrite() {
+    let rt = runtime();
+    let plugin = rt.load(
+        components::REDACT_PRIVACY,
+        PluginKind::Privacy,
+        &[
+            ("drop_keys", "email"),
+            ("hash_keys", "operator"),
+            ("salt", "s3cret"),
+            ("block_sources", "blocked"),
+        ],
+    );
+    let sensitive = with_attr(
+        with_attr(reading("d1", "temp", Some(20.0)), "operator", "alice"),
+        "email",
+        "alice@example.com",
+    );
+    let plain = with_attr(reading("d2", "temp", Some(20.0)), "site", "north");
+    let original = vec![sensitive, plain, reading("blocked", "temp", Some(20.0))];
+    let mut inst = plugin.instance();
+    let copied = inst.redact_checked(&original).expect("redact");
+    let mut events = original.clone();
+    let edited = inst.redact_in_place(&mut events).expect("redact");
+    // The edit is made where the event lies: kept as it now is.
+    assert_eq!(edited.actions, [Action::Keep, Action::Keep, Action::Drop]);
+    assert!(edited.refused.is_empty());
+    assert_eq!(attr(&events[0], "email"), None);
+    assert_eq!(
+        attr(&events[0], "operator"),
+        Some(salted("s3cret", "alice").as_str())
+    );
+    assert_eq!(events[0].id, original[0].id);
+    assert_eq!(
+        events[1], original[1],
+        "an event kept unedited is untouched"
+    );
+    // The copying form answers the same edit as a rewrite of a copy.
+    assert_eq!(copied.actions[0], Action::Rewrite(events[0].clone()));
+    assert_eq!(copied.actions[1..], [Action::Keep, Action::Drop]);
+}
+
+#[test]
 fn redact_privacy_requires_a_salt_to_hash() {
     let rt = runtime();
     let err = rt
