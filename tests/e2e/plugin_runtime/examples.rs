@@ -3,6 +3,7 @@
 use halyard::plugin::{Action, AttrValue, Event, EventId, Frame, LoadError, PluginKind, Verdict};
 use halyard_test_components as components;
 use sha2::{Digest, Sha256};
+use std::sync::Arc;
 
 use crate::support::{attr, now_ns, reading, runtime, with_attr};
 
@@ -264,6 +265,28 @@ fn redact_privacy_edits_in_place_what_it_would_rewrite() {
     // The copying form answers the same edit as a rewrite of a copy.
     assert_eq!(copied.actions[0], Action::Rewrite(events[0].clone()));
     assert_eq!(copied.actions[1..], [Action::Keep, Action::Drop]);
+}
+
+#[test]
+fn a_second_worker_runs_the_first_workers_loaded_plugin() {
+    use halyard::pipeline::{QuarantinePolicy, Stage};
+    let rt = runtime();
+    let policy = QuarantinePolicy {
+        threshold: 3,
+        window: std::time::Duration::from_secs(60),
+    };
+    let config = [("hash_keys", "operator"), ("salt", "s")];
+    // Each worker's pipeline loads the file on its own, as at start.
+    let first = rt.load(components::REDACT_PRIVACY, PluginKind::Privacy, &config);
+    let second = rt.load(components::REDACT_PRIVACY, PluginKind::Privacy, &config);
+    assert!(!Arc::ptr_eq(&first, &second), "two loads, two copies");
+    let leader = Stage::new("redact".into(), &first, policy);
+    let mut follower = Stage::new("redact".into(), &second, policy);
+    follower.share_health(&leader);
+    let runs = follower.plugin().expect("a component stage");
+    assert!(Arc::ptr_eq(runs, &first), "one copy of the code for both");
+    drop(follower);
+    assert_eq!(Arc::strong_count(&second), 1, "the second load is let go");
 }
 
 #[test]
