@@ -20,6 +20,13 @@ pub fn to_vec(event: &Event) -> Vec<u8> {
 /// [`crate::provenance::Stamper`] adds), as bytes.
 pub fn to_vec_with<P: Serialize>(event: &Event, provenance: Option<&P>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
+    write_with(&mut out, event, provenance);
+    out
+}
+
+/// Appends the event's JSON form to `out` (empty if it cannot be written).
+fn write_with<P: Serialize>(out: &mut Vec<u8>, event: &Event, provenance: Option<&P>) {
+    let start = out.len();
     let written = if has_duplicate_keys(&event.attributes) {
         // Rare: the map semantics (first position, last value) of `to_json`.
         let mut json = to_json(event);
@@ -29,14 +36,13 @@ pub fn to_vec_with<P: Serialize>(event: &Event, provenance: Option<&P>) -> Vec<u
                 serde_json::to_value(p).unwrap_or_default(),
             );
         }
-        serde_json::to_writer(&mut out, &json)
+        serde_json::to_writer(&mut *out, &json)
     } else {
-        serde_json::to_writer(&mut out, &Wire { event, provenance })
+        serde_json::to_writer(&mut *out, &Wire { event, provenance })
     };
     if written.is_err() {
-        out.clear();
+        out.truncate(start);
     }
-    out
 }
 
 /// The event's JSON form with a `provenance` member last whose JSON is
@@ -44,11 +50,15 @@ pub fn to_vec_with<P: Serialize>(event: &Event, provenance: Option<&P>) -> Vec<u
 /// valid JSON value): the same bytes as [`to_vec_with`] given that value,
 /// without serialising it again or joining the parts first.
 pub fn to_vec_with_raw(event: &Event, parts: &[&[u8]]) -> Vec<u8> {
-    let mut out = to_vec(event);
-    // `to_vec` always writes an object with at least `id` in it.
+    // Room for the provenance up front: one allocation per event, not a
+    // second one to grow it.
+    let extra = parts.iter().map(|p| p.len()).sum::<usize>() + 16;
+    let mut out = Vec::with_capacity(256 + extra);
+    write_with::<()>(&mut out, event, None);
+    // `write_with` always writes an object with at least `id` in it.
     if out.last() == Some(&b'}') {
         out.pop();
-        out.reserve(parts.iter().map(|p| p.len()).sum::<usize>() + 16);
+        out.reserve(extra);
         out.extend_from_slice(b",\"provenance\":");
         for part in parts {
             out.extend_from_slice(part);
