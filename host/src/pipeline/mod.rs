@@ -36,6 +36,7 @@ mod chain;
 mod commit;
 mod dead_letters;
 mod detect;
+mod frame_run;
 mod native;
 mod record;
 mod refuse;
@@ -60,6 +61,7 @@ use crate::tap::Tap;
 pub use build::{ChainSeeds, plugin_options};
 pub use chain::{ChainOutcome, Chains};
 pub use detect::{DetectorStage, MIN_TICK, TICK_MS_KEY, tick_ms};
+pub use frame_run::FrameRun;
 pub use native::{NativeFactory, NativeStages, StagePlugin};
 pub use record::id_bytes;
 pub use restage::{ChainPlan, Slot};
@@ -92,25 +94,6 @@ pub const MAX_BYTES_PER_CALL: usize = 256 << 10;
 /// commit is still all-or-nothing. Ordinary batches (a file read, a small
 /// request) never reach it and pay nothing.
 pub const STAGE_AFTER_BYTES: usize = 4 << 20;
-
-/// The frames for the next decode call: at most [`MAX_PER_CALL`] frames and
-/// [`MAX_BYTES_PER_CALL`] bytes, but always at least one frame if any is
-/// left.
-fn next_call<I: Iterator<Item = KeyedFrame>>(
-    frames: &mut std::iter::Peekable<I>,
-) -> Vec<KeyedFrame> {
-    let mut chunk = Vec::with_capacity(frames.size_hint().0.min(MAX_PER_CALL));
-    let mut bytes = 0;
-    while chunk.len() < MAX_PER_CALL {
-        let fits = |f: &KeyedFrame| bytes + f.frame.data.len() <= MAX_BYTES_PER_CALL;
-        let Some(frame) = frames.next_if(|f| chunk.is_empty() || fits(f)) else {
-            break;
-        };
-        bytes += frame.frame.data.len();
-        chunk.push(frame);
-    }
-    chunk
-}
 
 /// A frame from a host-owned input, with an optional stable key.
 pub struct KeyedFrame {
@@ -295,13 +278,28 @@ impl Pipeline {
         input_bytes: u64,
         turn: impl FnOnce() -> Result<(), PipelineError>,
     ) -> Result<IngestReport, PipelineError> {
+        self.ingest_with(input, position, input_bytes, turn, |p, report, pending| {
+            p.decode_and_run(input, frames, report, pending)
+        })
+    }
+
+    /// One ingest: admits `input_bytes`, lets `run` decode and run the
+    /// chains into the pending commit, waits for `turn`, commits.
+    fn ingest_with(
+        &mut self,
+        input: &str,
+        position: Option<Vec<u8>>,
+        input_bytes: u64,
+        turn: impl FnOnce() -> Result<(), PipelineError>,
+        run: impl FnOnce(&mut Self, &mut IngestReport, &mut Pending) -> Result<(), PipelineError>,
+    ) -> Result<IngestReport, PipelineError> {
         if !self.decoders.contains_key(input) {
             return Err(PipelineError::UnknownInput(input.to_string()));
         }
         self.buffer.admit(self.admission.estimate(input_bytes))?;
         let mut report = IngestReport::default();
         let mut pending = Pending::default();
-        let ran = self.decode_and_run(input, frames, &mut report, &mut pending);
+        let ran = run(self, &mut report, &mut pending);
         let cursor = position.as_deref().map(|value| Cursor {
             name: input,
             value: Some(value),
@@ -327,11 +325,12 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         let mut frames = frames.into_iter().peekable();
         loop {
-            let chunk = next_call(&mut frames);
+            let chunk = frame_run::next_call(&mut frames);
             if chunk.is_empty() {
                 return Ok(());
             }
-            let events = self.decode(input, chunk, report, pending)?;
+            let (keys, raw): (Vec<_>, Vec<_>) = chunk.into_iter().map(|f| (f.key, f.frame)).unzip();
+            let events = self.decode(input, &keys, &raw, report, pending)?;
             let origin = self.decoders.get(input).map(chain_link);
             self.run_chains(events, origin, report, pending)?;
         }
@@ -347,7 +346,8 @@ impl Pipeline {
     fn decode(
         &mut self,
         input: &str,
-        frames: Vec<KeyedFrame>,
+        keys: &[Option<[u8; 16]>],
+        raw: &[Frame],
         report: &mut IngestReport,
         pending: &mut Pending,
     ) -> Result<Vec<Event>, PipelineError> {
@@ -355,15 +355,14 @@ impl Pipeline {
             .decoders
             .get_mut(input)
             .ok_or_else(|| PipelineError::UnknownInput(input.to_string()))?;
-        let (keys, raw): (Vec<_>, Vec<_>) = frames.into_iter().map(|f| (f.key, f.frame)).unzip();
         decoder.counters.events_in += raw.len() as u64;
         let mut decode_errors = 0;
         let dead = &mut pending.dead;
         let mut events = Vec::new();
         let mut refused = 0;
-        match decoder.call(|i| i.decode_checked(&raw)) {
+        match decoder.call(|i| i.decode_checked(raw)) {
             Some(Ok(results)) => {
-                for ((result, key), frame) in results.into_iter().zip(&keys).zip(&raw) {
+                for ((result, key), frame) in results.into_iter().zip(keys).zip(raw) {
                     let reason = match result {
                         Ok(decoded) => {
                             let first = events.len();
@@ -409,7 +408,7 @@ impl Pipeline {
                 if let Some(trace) = &mut self.trace {
                     raw.iter().for_each(|_| trace.failed(&reason));
                 }
-                for (f, k) in raw.iter().zip(&keys) {
+                for (f, k) in raw.iter().zip(keys) {
                     dead.frame(input, frame_record(f, k), reason.clone());
                 }
             }

@@ -36,7 +36,7 @@ use tokio::sync::{Notify, oneshot};
 
 use super::progress::Progress;
 use super::sequence::Ticket;
-use crate::pipeline::{IngestReport, KeyedFrame, Pipeline, PipelineError};
+use crate::pipeline::{FrameRun, IngestReport, KeyedFrame, Pipeline, PipelineError};
 
 /// A request to the pipeline workers.
 pub enum Work {
@@ -44,8 +44,9 @@ pub enum Work {
     Frames {
         /// The input's name.
         input: String,
-        /// The frames, in order.
-        frames: Vec<KeyedFrame>,
+        /// The frames, in order; shared with the input, which keeps them
+        /// to send again if the commit fails.
+        frames: Arc<FrameRun>,
         /// The input's read position just past these frames, committed
         /// with their events.
         position: Option<Vec<u8>>,
@@ -426,20 +427,17 @@ fn serve_one(pipeline: &mut Pipeline, work: Work, appended: &Notify) {
             ticket,
             reply,
         } => {
-            let bytes = frames.iter().map(|f| f.frame.data.len() as u64).sum();
             let result = match ticket {
                 // An earlier batch failed: this one cannot commit, so no
                 // plugin sees it now (it comes back, in order).
                 Some(t) if t.refused() => Err(PipelineError::EarlierBatchRefused),
                 Some(t) => {
                     let result =
-                        pipeline.ingest_frames_in_turn(&input, frames, position, bytes, || {
-                            t.wait_turn()
-                        });
+                        pipeline.ingest_run_in_turn(&input, &frames, position, || t.wait_turn());
                     t.finish(result.is_ok());
                     result
                 }
-                None => pipeline.ingest_frames(&input, frames, position, bytes),
+                None => pipeline.ingest_run_in_turn(&input, &frames, position, || Ok(())),
             };
             answer(result, reply, appended);
         }

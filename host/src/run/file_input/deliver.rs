@@ -8,6 +8,7 @@
 //! order. The stop signal is checked before every batch.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 use std::sync::mpsc::Sender;
 
 use tokio::sync::{oneshot, watch};
@@ -15,7 +16,7 @@ use tokio::sync::{oneshot, watch};
 use super::identity::{self, Position};
 use super::lines::{Line, LongLine, Piece};
 use super::{FileInput, MAX_LINES, Open, wait};
-use crate::pipeline::{IngestReport, KeyedFrame, PipelineError};
+use crate::pipeline::{FrameRun, IngestReport, KeyedFrame, PipelineError};
 use crate::plugin::Frame;
 use crate::run::worker::Work;
 
@@ -36,9 +37,10 @@ pub(super) struct Flight {
 
 /// What a flight asks; kept to send again if an earlier one failed.
 enum Request {
-    /// Lines, with the position just past them.
+    /// Lines, with the position just past them; the worker reads the
+    /// same frames (no copy per send).
     Frames {
-        frames: Vec<KeyedFrame>,
+        frames: Arc<FrameRun>,
         position: Vec<u8>,
     },
     /// A too-long line's kept prefix, dead-lettered.
@@ -68,13 +70,15 @@ impl FileInput {
         if pieces.is_empty() {
             // Only blank lines (or none complete): move past the blank ones.
             return settled == open.sent
-                || self.commit(open, Vec::new(), settled, work, stop).await;
+                || self
+                    .commit(open, FrameRun::default(), settled, work, stop)
+                    .await;
         }
         let key = *open
             .key
             .get_or_insert_with(|| identity::file_key(&self.name, &open.fingerprint, open.here));
         let origin = self.origin();
-        let mut batch = Vec::new();
+        let mut batch = FrameRun::default();
         let mut pieces = pieces.into_iter().peekable();
         while let Some(piece) = pieces.next() {
             let end = piece.end();
@@ -104,7 +108,10 @@ impl FileInput {
             }
         }
         // Blank lines after a too-long line at the end.
-        settled == open.sent || self.commit(open, Vec::new(), settled, work, stop).await
+        settled == open.sent
+            || self
+                .commit(open, FrameRun::default(), settled, work, stop)
+                .await
     }
 
     /// Sends `frames` with the position `upto`; false if the input stopped
@@ -112,12 +119,13 @@ impl FileInput {
     async fn commit(
         &self,
         open: &mut Open,
-        frames: Vec<KeyedFrame>,
+        frames: FrameRun,
         upto: u64,
         work: &Sender<Work>,
         stop: &mut watch::Receiver<bool>,
     ) -> bool {
         let position = encode(&open.position(upto));
+        let frames = Arc::new(frames);
         self.submit(open, Request::Frames { frames, position }, upto, work, stop)
             .await
     }
@@ -201,7 +209,7 @@ impl FileInput {
         let work_item = match request {
             Request::Frames { frames, position } => Work::Frames {
                 input,
-                frames: batch_copy(frames),
+                frames: Arc::clone(frames),
                 position: Some(position.clone()),
                 ticket,
                 reply,
@@ -322,14 +330,4 @@ const CONTENT_TYPE: &str = "application/x-ndjson";
 /// A position as stored (JSON).
 fn encode(position: &Position) -> Vec<u8> {
     serde_json::to_vec(position).unwrap_or_default()
-}
-
-fn batch_copy(frames: &[KeyedFrame]) -> Vec<KeyedFrame> {
-    frames
-        .iter()
-        .map(|f| KeyedFrame {
-            frame: f.frame.clone(),
-            key: f.key,
-        })
-        .collect()
 }

@@ -196,7 +196,7 @@ impl Committer {
         let report = self
             .send(work, stop, |reply| Work::Frames {
                 input: self.name.clone(),
-                frames: messages.iter().map(|m| self.frame(m, None)).collect(),
+                frames: Arc::new(messages.iter().map(|m| self.frame(m, None)).collect()),
                 position: None,
                 ticket: None,
                 reply,
