@@ -10,8 +10,9 @@
 
 use std::ops::Range;
 
-use super::{IngestReport, KeyedFrame, MAX_BYTES_PER_CALL, MAX_PER_CALL, Pipeline};
-use super::{PipelineError, chain_link};
+use super::commit::Pending;
+use super::record::chain_link;
+use super::{IngestReport, KeyedFrame, MAX_BYTES_PER_CALL, MAX_PER_CALL, Pipeline, PipelineError};
 use crate::plugin::Frame;
 
 /// Frames in order, with their stable keys, as two parallel lists so a
@@ -44,6 +45,16 @@ impl FrameRun {
         self.frames.iter().map(|f| f.data.len() as u64).sum()
     }
 
+    /// The frames (and their keys) of one decode call.
+    fn slice(&self, call: Range<usize>) -> (&[Option<[u8; 16]>], &[Frame]) {
+        (&self.keys[call.clone()], &self.frames[call])
+    }
+
+    /// Every frame (and key), as one decode call.
+    fn all(&self) -> (&[Option<[u8; 16]>], &[Frame]) {
+        (&self.keys, &self.frames)
+    }
+
     /// The frames of each decode call, in order (see [`call_len`]).
     fn calls(&self) -> impl Iterator<Item = Range<usize>> + '_ {
         let mut at = 0;
@@ -69,10 +80,8 @@ impl FromIterator<KeyedFrame> for FrameRun {
 /// The frames for the next decode call: at most [`MAX_PER_CALL`] frames and
 /// [`MAX_BYTES_PER_CALL`] bytes, but always at least one frame if any is
 /// left.
-pub(super) fn next_call<I: Iterator<Item = KeyedFrame>>(
-    frames: &mut std::iter::Peekable<I>,
-) -> Vec<KeyedFrame> {
-    let mut chunk = Vec::with_capacity(frames.size_hint().0.min(MAX_PER_CALL));
+fn next_call<I: Iterator<Item = KeyedFrame>>(frames: &mut std::iter::Peekable<I>) -> FrameRun {
+    let mut chunk = FrameRun::default();
     let mut bytes = 0;
     while let Some(frame) = frames.next_if(|f| takes(chunk.len(), bytes, f.frame.data.len())) {
         bytes += frame.frame.data.len();
@@ -98,11 +107,46 @@ fn call_len(sizes: impl Iterator<Item = usize>) -> usize {
 
 /// Whether a decode call holding `n` frames of `bytes` takes one more of
 /// `size`: the one rule for every way frames reach a decoder.
-pub(super) fn takes(n: usize, bytes: usize, size: usize) -> bool {
+fn takes(n: usize, bytes: usize, size: usize) -> bool {
     n < MAX_PER_CALL && (n == 0 || bytes + size <= MAX_BYTES_PER_CALL)
 }
 
 impl Pipeline {
+    /// Decodes `frames` call by call and runs each call's events through
+    /// the chains into `pending`.
+    pub(super) fn decode_and_run(
+        &mut self,
+        input: &str,
+        frames: impl IntoIterator<Item = KeyedFrame>,
+        report: &mut IngestReport,
+        pending: &mut Pending,
+    ) -> Result<(), PipelineError> {
+        let mut frames = frames.into_iter().peekable();
+        loop {
+            let chunk = next_call(&mut frames);
+            if chunk.is_empty() {
+                return Ok(());
+            }
+            let (keys, frames) = chunk.all();
+            self.run_call(input, keys, frames, report, pending)?;
+        }
+    }
+
+    /// One decode call's frames (with their keys), decoded and their events
+    /// run through the chains into `pending`.
+    fn run_call(
+        &mut self,
+        input: &str,
+        keys: &[Option<[u8; 16]>],
+        frames: &[Frame],
+        report: &mut IngestReport,
+        pending: &mut Pending,
+    ) -> Result<(), PipelineError> {
+        let events = self.decode(input, keys, frames, report, pending)?;
+        let origin = self.decoders.get(input).map(chain_link);
+        self.run_chains(events, origin, report, pending)
+    }
+
     /// [`Pipeline::ingest_frames_in_turn`] for frames the caller keeps (see
     /// [`FrameRun`]): the same calls, the same one commit.
     pub fn ingest_run_in_turn(
@@ -114,10 +158,8 @@ impl Pipeline {
     ) -> Result<IngestReport, PipelineError> {
         self.ingest_with(input, position, run.bytes(), turn, |p, report, pending| {
             for call in run.calls() {
-                let (keys, frames) = (&run.keys[call.clone()], &run.frames[call]);
-                let events = p.decode(input, keys, frames, report, pending)?;
-                let origin = p.decoders.get(input).map(chain_link);
-                p.run_chains(events, origin, report, pending)?;
+                let (keys, frames) = run.slice(call);
+                p.run_call(input, keys, frames, report, pending)?;
             }
             Ok(())
         })

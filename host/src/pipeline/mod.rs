@@ -314,28 +314,6 @@ impl Pipeline {
         Ok(report)
     }
 
-    /// Decodes `frames` call by call and runs each call's events through
-    /// the chains into `pending`.
-    fn decode_and_run(
-        &mut self,
-        input: &str,
-        frames: impl IntoIterator<Item = KeyedFrame>,
-        report: &mut IngestReport,
-        pending: &mut Pending,
-    ) -> Result<(), PipelineError> {
-        let mut frames = frames.into_iter().peekable();
-        loop {
-            let chunk = frame_run::next_call(&mut frames);
-            if chunk.is_empty() {
-                return Ok(());
-            }
-            let (keys, raw): (Vec<_>, Vec<_>) = chunk.into_iter().map(|f| (f.key, f.frame)).unzip();
-            let events = self.decode(input, &keys, &raw, report, pending)?;
-            let origin = self.decoders.get(input).map(chain_link);
-            self.run_chains(events, origin, report, pending)?;
-        }
-    }
-
     /// The read position input `input` last committed with its events.
     pub fn position(&self, input: &str) -> Result<Option<Vec<u8>>, PipelineError> {
         Ok(self.buffer.cursor(input)?)

@@ -1,11 +1,13 @@
 //! Each example guest's exact outcomes on fixed input.
 
-use halyard::plugin::{Action, AttrValue, Event, EventId, Frame, LoadError, PluginKind, Verdict};
+use halyard::plugin::{
+    Action, AttrValue, Event, EventId, Frame, LoadError, Plugin, PluginKind, Verdict,
+};
 use halyard_test_components as components;
 use sha2::{Digest, Sha256};
 use std::sync::Arc;
 
-use crate::support::{attr, now_ns, reading, runtime, with_attr};
+use crate::support::{TestRuntime, attr, now_ns, reading, runtime, with_attr};
 
 fn reject(reason: &str) -> Verdict {
     Verdict::Reject(reason.to_string())
@@ -176,10 +178,10 @@ fn salted(salt: &str, value: &str) -> String {
     format!("h:{}", &hex::encode(digest)[..16])
 }
 
-#[test]
-fn redact_privacy_drops_hashes_and_blocks() {
-    let rt = runtime();
-    let plugin = rt.load(
+/// redact-privacy dropping `email`, hashing `operator` with salt
+/// `s3cret`, and blocking `test-*` and `blocked`.
+fn redact_privacy(rt: &TestRuntime) -> Arc<Plugin> {
+    rt.load(
         components::REDACT_PRIVACY,
         PluginKind::Privacy,
         &[
@@ -188,12 +190,23 @@ fn redact_privacy_drops_hashes_and_blocks() {
             ("salt", "s3cret"),
             ("block_sources", "test-*, blocked"),
         ],
-    );
-    let sensitive = with_attr(
+    )
+}
+
+/// A reading with an `operator` and an `email` attribute.
+fn sensitive() -> Event {
+    with_attr(
         with_attr(reading("d1", "temp", Some(20.0)), "operator", "alice"),
         "email",
         "alice@example.com",
-    );
+    )
+}
+
+#[test]
+fn redact_privacy_drops_hashes_and_blocks() {
+    let rt = runtime();
+    let plugin = redact_privacy(&rt);
+    let sensitive = sensitive();
     let events = vec![
         sensitive.clone(),
         with_attr(reading("d2", "temp", Some(20.0)), "site", "north"),
@@ -228,21 +241,8 @@ fn redact_privacy_drops_hashes_and_blocks() {
 #[test]
 fn redact_privacy_edits_in_place_what_it_would_rewrite() {
     let rt = runtime();
-    let plugin = rt.load(
-        components::REDACT_PRIVACY,
-        PluginKind::Privacy,
-        &[
-            ("drop_keys", "email"),
-            ("hash_keys", "operator"),
-            ("salt", "s3cret"),
-            ("block_sources", "blocked"),
-        ],
-    );
-    let sensitive = with_attr(
-        with_attr(reading("d1", "temp", Some(20.0)), "operator", "alice"),
-        "email",
-        "alice@example.com",
-    );
+    let plugin = redact_privacy(&rt);
+    let sensitive = sensitive();
     let plain = with_attr(reading("d2", "temp", Some(20.0)), "site", "north");
     let original = vec![sensitive, plain, reading("blocked", "temp", Some(20.0))];
     let mut inst = plugin.instance();
