@@ -36,6 +36,12 @@ pub enum LayoutError {
     },
     /// The batch is too large for u32 offsets (writer side).
     TooLarge,
+    /// A privacy answer (contract 0.4.0) breaks a rule; `what` says which
+    /// record and which rule.
+    Answer {
+        /// E.g. `action 3: unknown action 9`.
+        what: String,
+    },
 }
 
 impl LayoutError {
@@ -63,6 +69,7 @@ impl fmt::Display for LayoutError {
             }
             LayoutError::Record { what } => write!(f, "batch {what}"),
             LayoutError::TooLarge => f.write_str("batch too large for 32-bit offsets"),
+            LayoutError::Answer { what } => write!(f, "answer {what}"),
         }
     }
 }

@@ -12,17 +12,24 @@
 //! - [`Batch::parse`] checks a whole buffer once (every length, reference,
 //!   tag and UTF-8) and then hands out borrowed [`EventView`]s without
 //!   copying. It never panics, whatever the bytes: guest output is hostile.
-//! - [`frames`] splits a decoder's frame buffer by its end offsets.
+//! - [`frames`] splits a decoder's frame buffer by its end offsets;
+//! - [`AnswerWriter`] and [`Answer::parse`] are the same for a privacy
+//!   policy's answer in contract 0.4.0 (`wit/0.4.0/plugin.wit`).
 //!
 //! It has no dependencies and no knowledge of either side's Rust types:
 //! each side converts its own `Event` to and from [`Fields`] and [`Value`].
 
 #![warn(missing_docs)]
 
+mod answer;
 mod error;
 mod read;
 mod write;
 
+pub use answer::{
+    ACTION_LEN, ANSWER_HEADER_LEN, ANSWER_VERSION, ActionRef, Answer, AnswerWriter, EDIT_LEN,
+    EditRef, Edits,
+};
 pub use error::LayoutError;
 pub use read::{AttrIter, Batch, EventView, frames};
 pub use write::{Mark, Writer, frame_buffer};

@@ -271,11 +271,11 @@ pub fn frames<'a>(data: &'a [u8], ends: &'a [u32]) -> Result<Vec<&'a [u8]>, Layo
 }
 
 /// Record `i` of `size` bytes; empty if out of range (never, after parse).
-fn record(area: &[u8], i: usize, size: usize) -> &[u8] {
+pub(crate) fn record(area: &[u8], i: usize, size: usize) -> &[u8] {
     area.get(i * size..(i + 1) * size).unwrap_or_default()
 }
 
-fn u32_at(rec: &[u8], at: usize) -> u32 {
+pub(crate) fn u32_at(rec: &[u8], at: usize) -> u32 {
     let mut b = [0u8; 4];
     if let Some(s) = rec.get(at..at + 4) {
         b.copy_from_slice(s);
@@ -283,7 +283,7 @@ fn u32_at(rec: &[u8], at: usize) -> u32 {
     u32::from_le_bytes(b)
 }
 
-fn u64_at(rec: &[u8], at: usize) -> u64 {
+pub(crate) fn u64_at(rec: &[u8], at: usize) -> u64 {
     let mut b = [0u8; 8];
     if let Some(s) = rec.get(at..at + 8) {
         b.copy_from_slice(s);
