@@ -42,7 +42,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use halyard::plugin::{Event, Frame, Plugin, PluginKind, PluginOptions, Runtime};
-use halyard_test_components::{FRACTION_SAMPLER, JSONL_DECODER, RANGE_VALIDATOR, REDACT_PRIVACY};
+use halyard_test_components::{
+    FRACTION_SAMPLER, JSONL_DECODER, RANGE_VALIDATOR, REDACT_PRIVACY, REDACT_V0_2,
+};
 
 use report::Row;
 use timing::{Budget, ns_per_event, timed};
@@ -75,8 +77,10 @@ pub struct Stage {
     pub config: &'static [(&'static str, &'static str)],
 }
 
-/// The stages, in table order. The first four are distinct components.
-const STAGES: [Stage; 5] = [
+/// The stages, in table order. The first four are distinct components; the
+/// last is redact-privacy's policy built against contract 0.2.0, to compare
+/// its `list<action>` answer with 0.4.0's flat one in the same run.
+const STAGES: [Stage; 6] = [
     Stage {
         name: "jsonl-decoder",
         path: JSONL_DECODER,
@@ -106,6 +110,12 @@ const STAGES: [Stage; 5] = [
         path: FRACTION_SAMPLER,
         kind: PluginKind::Sampler,
         config: &[("fraction", "0.5")],
+    },
+    Stage {
+        name: "redact-privacy, 0.2.0 answer",
+        path: REDACT_V0_2,
+        kind: PluginKind::Privacy,
+        config: &[("hash_keys", "operator"), ("salt", "bench")],
     },
 ];
 

@@ -42,21 +42,78 @@ pub(crate) const CACHE_LIMIT: usize = 4096;
 /// when full is crude but needs no bookkeeping per hit.
 #[derive(Debug, Default)]
 struct HashCache {
-    tokens: HashMap<String, String>,
+    /// Value → index in `tokens` (an index, so a hit is one lookup that
+    /// hands back a borrowed token).
+    index: HashMap<String, usize>,
+    tokens: Vec<String>,
 }
 
 impl HashCache {
-    /// `salted_hash(salt, value)`, from the cache when possible.
-    fn get(&mut self, salt: &str, value: &str) -> String {
-        if let Some(token) = self.tokens.get(value) {
-            return token.clone();
+    /// `salted_hash(salt, value)`, from the cache when possible; borrowed,
+    /// so a hit costs one lookup and no allocation.
+    fn get(&mut self, salt: &str, value: &str) -> &str {
+        let at = match self.index.get(value) {
+            Some(&at) => at,
+            None => {
+                if self.tokens.len() >= CACHE_LIMIT {
+                    self.index.clear();
+                    self.tokens.clear();
+                }
+                self.index.insert(value.to_owned(), self.tokens.len());
+                self.tokens.push(salted_hash(salt, value));
+                self.tokens.len() - 1
+            }
+        };
+        self.tokens.get(at).map_or("", String::as_str)
+    }
+}
+
+/// A set of attribute keys from the config.
+///
+/// Why not just a `HashSet`: a policy names a handful of keys, and every
+/// attribute key of every event is looked up; comparing it with a few
+/// keys costs less than hashing it (SipHash, in the sandbox). Many keys
+/// still go in a hash set.
+#[derive(Debug)]
+enum KeySet {
+    /// At most [`KeySet::FEW`] keys, compared one by one.
+    Few(Vec<String>),
+    /// More keys.
+    Many(HashSet<String>),
+}
+
+impl KeySet {
+    const FEW: usize = 8;
+
+    fn new(mut keys: Vec<String>) -> Self {
+        keys.sort_unstable();
+        keys.dedup();
+        if keys.len() <= Self::FEW {
+            KeySet::Few(keys)
+        } else {
+            KeySet::Many(keys.into_iter().collect())
         }
-        let token = salted_hash(salt, value);
-        if self.tokens.len() >= CACHE_LIMIT {
-            self.tokens.clear();
+    }
+
+    fn contains(&self, key: &str) -> bool {
+        match self {
+            KeySet::Few(keys) => keys.iter().any(|k| k == key),
+            KeySet::Many(keys) => keys.contains(key),
         }
-        self.tokens.insert(value.to_owned(), token.clone());
-        token
+    }
+
+    fn is_empty(&self) -> bool {
+        match self {
+            KeySet::Few(keys) => keys.is_empty(),
+            KeySet::Many(keys) => keys.is_empty(),
+        }
+    }
+
+    fn iter(&self) -> Box<dyn Iterator<Item = &String> + '_> {
+        match self {
+            KeySet::Few(keys) => Box::new(keys.iter()),
+            KeySet::Many(keys) => Box::new(keys.iter()),
+        }
     }
 }
 
@@ -70,8 +127,8 @@ enum Block {
 /// The parsed config of the privacy policy.
 #[derive(Debug)]
 pub struct Policy {
-    drop_keys: HashSet<String>,
-    hash_keys: HashSet<String>,
+    drop_keys: KeySet,
+    hash_keys: KeySet,
     hash_source: bool,
     salt: String,
     blocks: Vec<Block>,
@@ -81,8 +138,8 @@ pub struct Policy {
 impl Policy {
     /// Parses and checks the config (see README.md).
     pub fn from_config(config: &Config) -> Result<Self, InitError> {
-        let drop_keys: HashSet<String> = config.list("drop_keys").into_iter().collect();
-        let hash_keys: HashSet<String> = config.list("hash_keys").into_iter().collect();
+        let drop_keys = KeySet::new(config.list("drop_keys"));
+        let hash_keys = KeySet::new(config.list("hash_keys"));
         let hash_source = config.bool("hash_source", false)?;
         let salt = config.get("salt").unwrap_or_default().to_owned();
         if salt.is_empty() && (!hash_keys.is_empty() || hash_source) {
@@ -112,7 +169,7 @@ impl Policy {
     /// How many hashes are cached (for tests).
     #[cfg(test)]
     pub(crate) fn cached(&self) -> usize {
-        self.cache.tokens.len()
+        self.cache.index.len()
     }
 
     /// True when events from `source` must not be shipped at all.
@@ -146,7 +203,7 @@ impl Policy {
                             AttrValue::Str(text) => self.cache.get(&self.salt, text),
                             other => self.cache.get(&self.salt, &other.to_string()),
                         };
-                        attr.value = AttrValue::Str(token);
+                        attr.value = AttrValue::Str(token.to_owned());
                         changed = true;
                     }
                 }
@@ -157,7 +214,7 @@ impl Policy {
             }
         }
         if self.hash_source {
-            event.source = self.cache.get(&self.salt, &event.source);
+            event.source = self.cache.get(&self.salt, &event.source).to_owned();
             changed = true;
         }
         if changed {
@@ -193,7 +250,7 @@ impl Policy {
                         AttrRef::Str(text) => self.cache.get(&self.salt, text),
                         other => self.cache.get(&self.salt, &other.to_string()),
                     };
-                    if value != AttrRef::Str(&token) {
+                    if value != AttrRef::Str(token) {
                         edit.set_attr(key, token);
                     }
                 }
@@ -201,7 +258,7 @@ impl Policy {
             if let Some(body) = event.body().and_then(|b| self.redact_body(b))
                 && Some(body.as_str()) != event.body()
             {
-                edit.set_body(Some(body));
+                edit.set_body(Some(&body));
             }
         }
         if self.hash_source {
@@ -225,7 +282,7 @@ impl Policy {
             return None;
         };
         let mut changed = false;
-        for key in &self.drop_keys {
+        for key in self.drop_keys.iter() {
             changed |= map.shift_remove(key).is_some();
         }
         for (key, value) in map.iter_mut() {
@@ -236,7 +293,7 @@ impl Policy {
                     Value::String(text) => self.cache.get(&self.salt, text),
                     other => self.cache.get(&self.salt, &other.to_string()),
                 };
-                *value = Value::String(token);
+                *value = Value::String(token.to_owned());
                 changed = true;
             }
         }

@@ -1,6 +1,7 @@
 //! The wit-bindgen output for the Halyard contract: `halyard:plugin@0.2.0`
 //! (`wit/0.2.0/plugin.wit`, the default), the `detector` world of
-//! `halyard:plugin@0.3.0` (`wit/0.3.0/plugin.wit`) and, with the `v0_1`
+//! `halyard:plugin@0.3.0` (`wit/0.3.0/plugin.wit`), the `privacy` world of
+//! `halyard:plugin@0.4.0` (`wit/0.4.0/plugin.wit`) and, with the `v0_1`
 //! feature, `halyard:plugin@0.1.0` (`wit/plugin.wit`).
 //!
 //! Why it is laid out like this: the four shared 0.1.0 interfaces (`types`,
@@ -82,14 +83,38 @@ pub mod validator {
     );
 }
 
-/// The 0.2.0 `privacy` world: `redact(list<u8>) -> list<flat.action>`.
+/// The 0.4.0 `privacy` world: `redact(list<u8>) -> list<u8>` (an answer
+/// in the `halyard-flat` answer layout).
 pub mod privacy {
     world!(
-        "../../wit/0.2.0",
+        "../../wit/0.4.0",
         "privacy",
         "export_privacy_world",
         "halyard_sdk::bindings::privacy"
     );
+}
+
+/// The 0.2.0 `privacy` world: `redact(list<u8>) -> list<flat.action>`, for
+/// guests that must keep that contract (`export_privacy_v0_2!`); its
+/// `patch` type is also what [`crate::Edit`] holds.
+pub mod privacy_v0_2 {
+    // `world!` plus the `flat` interface, which here comes from a dependency
+    // package and so must be named to be generated.
+    wit_bindgen::generate!({
+        path: "wit-v0_2",
+        world: "privacy-v0-2",
+        with: {
+            "halyard:plugin/types@0.1.0": crate::bindings::shared::halyard::plugin::types,
+            "halyard:plugin/log@0.1.0": crate::bindings::shared::halyard::plugin::log,
+            "halyard:plugin/clock@0.1.0": crate::bindings::shared::halyard::plugin::clock,
+            "halyard:plugin/config@0.1.0": crate::bindings::shared::halyard::plugin::config,
+            "halyard:plugin/flat@0.2.0": generate,
+        },
+        additional_derives: [PartialEq],
+        pub_export_macro: true,
+        export_macro_name: "export_privacy_v0_2_world",
+        default_bindings_module: "halyard_sdk::bindings::privacy_v0_2",
+    });
 }
 
 /// The 0.2.0 `sampler` world: `sample(list<u8>) -> list<bool>`.

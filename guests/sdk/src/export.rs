@@ -47,11 +47,17 @@ pub mod __private {
         sampler.sample_views(&crate::flat::views(&events))
     }
 
+    /// The 0.4.0 `redact` export: the plugin's decisions as one answer
+    /// buffer; rewrites go back as patches when they can.
+    pub fn redact_answer<T: crate::Privacy>(privacy: &mut T, events: Vec<u8>) -> Vec<u8> {
+        crate::flat::redact_answer(&events, |events| privacy.redact_views(events))
+    }
+
     /// The 0.2.0 `redact` export: rewrites go back as patches when they can.
     pub fn redact_flat<T: crate::Privacy>(
         privacy: &mut T,
         events: Vec<u8>,
-    ) -> Vec<crate::bindings::privacy::halyard::plugin0_2_0::flat::Action> {
+    ) -> Vec<crate::bindings::privacy_v0_2::halyard::plugin0_2_0::flat::Action> {
         crate::flat::redact(&events, |events| privacy.redact_views(events))
     }
 
@@ -187,7 +193,8 @@ macro_rules! export_validator {
 }
 
 /// Exports a [`Privacy`](crate::Privacy) type as the component's `privacy`
-/// world. Same forms as [`export_validator!`].
+/// world of contract 0.4.0 (the answer is one flat buffer; see the README).
+/// Same forms as [`export_validator!`].
 #[macro_export]
 macro_rules! export_privacy {
     ($ty:ty) => {
@@ -201,8 +208,31 @@ macro_rules! export_privacy {
         $crate::__export_plugin!(
             $ty, Privacy, privacy, export_privacy_world,
             name = $name, version = $version,
+            fn redact(events: ::std::vec::Vec<u8>) -> ::std::vec::Vec<u8>
+                => $crate::__private::redact_answer::<$ty>
+        );
+    };
+}
+
+/// Exports a [`Privacy`](crate::Privacy) type as the component's `privacy`
+/// world of contract 0.2.0 (`list<action>` answers), for a guest that must
+/// load on hosts older than contract 0.4.0. Same forms as
+/// [`export_privacy!`].
+#[macro_export]
+macro_rules! export_privacy_v0_2 {
+    ($ty:ty) => {
+        $crate::export_privacy_v0_2!(
+            $ty,
+            name = ::core::env!("CARGO_PKG_NAME"),
+            version = ::core::env!("CARGO_PKG_VERSION")
+        );
+    };
+    ($ty:ty, name = $name:expr, version = $version:expr $(,)?) => {
+        $crate::__export_plugin!(
+            $ty, Privacy, privacy_v0_2, export_privacy_v0_2_world,
+            name = $name, version = $version,
             fn redact(events: ::std::vec::Vec<u8>)
-                -> ::std::vec::Vec<$crate::bindings::privacy::halyard::plugin0_2_0::flat::Action>
+                -> ::std::vec::Vec<$crate::bindings::privacy_v0_2::halyard::plugin0_2_0::flat::Action>
                 => $crate::__private::redact_flat::<$ty>
         );
     };

@@ -11,15 +11,17 @@
 
 use std::cell::RefCell;
 
-use halyard_flat::{Batch, EventView, Writer};
+use halyard_flat::{AnswerWriter, Batch, EditRef, EventView, Value, Writer};
 
 use crate::bindings::decoder::halyard::plugin0_2_0::flat as decoder_flat;
-use crate::bindings::privacy::halyard::plugin0_2_0::flat as privacy_flat;
-use crate::{AttrRef, Event, EventSink, Events, Frames, Redaction};
+use crate::bindings::privacy_v0_2::halyard::plugin0_2_0::flat as privacy_flat;
+use crate::{AttrRef, Attribute, Event, EventSink, Events, Frames, Redaction};
 
 thread_local! {
     /// One writer per instance, so its buffers keep their capacity.
     static WRITER: RefCell<Writer> = RefCell::new(Writer::new());
+    /// The same for privacy answers (contract 0.4.0).
+    static ANSWER: RefCell<AnswerWriter> = RefCell::new(AnswerWriter::new());
 }
 
 /// Reads a batch the host sent. The host's own buffer is well formed; if
@@ -98,6 +100,65 @@ pub(crate) fn redact(
             }
         })
         .collect()
+}
+
+/// The 0.4.0 `redact` export: the same decisions as [`redact`], written as
+/// one answer buffer (layout in `wit/0.4.0/plugin.wit`).
+pub(crate) fn redact_answer(
+    bytes: &[u8],
+    redact_views: impl FnOnce(&Events<'_>) -> Vec<Redaction>,
+) -> Vec<u8> {
+    let events = views(bytes);
+    let decisions = redact_views(&events);
+    ANSWER.with(|w| {
+        let mut w = w.borrow_mut();
+        w.clear();
+        for (i, decision) in decisions.into_iter().enumerate() {
+            // An edit or patch with no changes is written as a keep.
+            let written = match decision {
+                Redaction::Keep => w.patch([]),
+                Redaction::Drop => {
+                    w.drop_event();
+                    Ok(())
+                }
+                Redaction::Edit(edit) => w.patch(edit.iter()),
+                Redaction::Rewrite(new) => {
+                    match events.get(i).and_then(|old| patch(old.view(), &new)) {
+                        Some(patch) => {
+                            w.patch(edit_refs((&patch.remove, &patch.set, &patch.fields)))
+                        }
+                        None => w.rewrite(&write_events([&new])),
+                    }
+                }
+            };
+            // Only an answer past 4 GiB fails; the host could not take it.
+            if let Err(err) = written {
+                panic!("privacy answer cannot be written: {err}");
+            }
+        }
+        w.finish()
+    })
+}
+
+/// A 0.2.0 patch's removals, sets and field replacements as the answer
+/// layout's edit records, in the order the host applies them.
+fn edit_refs<'p>(
+    (remove, set, fields): (&'p [u32], &'p [Attribute], &'p [privacy_flat::FieldEdit]),
+) -> impl Iterator<Item = EditRef<'p>> {
+    use privacy_flat::FieldEdit;
+    let removes = remove.iter().map(|&i| EditRef::Remove(i));
+    let sets = set
+        .iter()
+        .map(|a| EditRef::Set(&a.key, Value::from(AttrRef::from(&a.value))));
+    let fields = fields.iter().map(|f| match f {
+        FieldEdit::TimeNs(t) => EditRef::TimeNs(*t),
+        FieldEdit::Source(s) => EditRef::Source(s),
+        FieldEdit::Kind(k) => EditRef::Kind(k),
+        FieldEdit::Value(v) => EditRef::Value(*v),
+        FieldEdit::Unit(u) => EditRef::Unit(u.as_deref()),
+        FieldEdit::Body(b) => EditRef::Body(b.as_deref()),
+    });
+    removes.chain(sets).chain(fields)
 }
 
 fn is_noop(patch: &privacy_flat::Patch) -> bool {

@@ -99,15 +99,9 @@ impl<'w> EventSink<'w> {
             unit: event.unit,
             body: event.body,
         };
-        let attrs = attributes.into_iter().map(|(key, value)| {
-            let value = match value {
-                AttrRef::Str(s) => Value::Str(s),
-                AttrRef::Int(i) => Value::Int(i),
-                AttrRef::Float(x) => Value::Float(x),
-                AttrRef::Boolean(b) => Value::Bool(b),
-            };
-            (key, value)
-        });
+        let attrs = attributes
+            .into_iter()
+            .map(|(key, value)| (key, Value::from(value)));
         if let Err(err) = self.writer.push(&fields, attrs) {
             panic!("cannot encode the plugin's events: {err}");
         }

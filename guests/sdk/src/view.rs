@@ -209,6 +209,54 @@ impl<'a> From<Value<'a>> for AttrRef<'a> {
     }
 }
 
+/// Why: [`crate::Edit::set_attr`] takes plain borrowed values.
+impl<'a> From<&'a str> for AttrRef<'a> {
+    fn from(value: &'a str) -> Self {
+        AttrRef::Str(value)
+    }
+}
+
+/// Why: as for `&str`.
+impl<'a> From<&'a String> for AttrRef<'a> {
+    fn from(value: &'a String) -> Self {
+        AttrRef::Str(value)
+    }
+}
+
+/// Why: as for `&str`.
+impl From<i64> for AttrRef<'_> {
+    fn from(value: i64) -> Self {
+        AttrRef::Int(value)
+    }
+}
+
+/// Why: as for `&str`.
+impl From<f64> for AttrRef<'_> {
+    fn from(value: f64) -> Self {
+        AttrRef::Float(value)
+    }
+}
+
+/// Why: as for `&str`.
+impl From<bool> for AttrRef<'_> {
+    fn from(value: bool) -> Self {
+        AttrRef::Boolean(value)
+    }
+}
+
+/// Why: the codec's form of a value, for writing it into a batch or an
+/// answer.
+impl<'a> From<AttrRef<'a>> for Value<'a> {
+    fn from(value: AttrRef<'a>) -> Self {
+        match value {
+            AttrRef::Str(s) => Value::Str(s),
+            AttrRef::Int(i) => Value::Int(i),
+            AttrRef::Float(x) => Value::Float(x),
+            AttrRef::Boolean(b) => Value::Bool(b),
+        }
+    }
+}
+
 /// Why: an owned value read without a copy (pushing an owned event, and
 /// `AttrValue`'s `Display`, which is this one).
 impl<'a> From<&'a AttrValue> for AttrRef<'a> {

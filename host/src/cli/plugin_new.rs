@@ -49,6 +49,7 @@ pub struct NewArgs {
 const WIT_0_1: &str = include_str!("../../../wit/plugin.wit");
 const WIT_0_2: &str = include_str!("../../../wit/0.2.0/plugin.wit");
 const WIT_0_3: &str = include_str!("../../../wit/0.3.0/plugin.wit");
+const WIT_0_4: &str = include_str!("../../../wit/0.4.0/plugin.wit");
 const JS_HELPER: &str = include_str!("../../../guests/js/halyard.js");
 const JS_BUILD: &str = include_str!("../../../guests/js/build.mjs");
 /// The guests' lock file: a new Rust project starts with the dependency
@@ -181,6 +182,15 @@ fn rust(args: &NewArgs) -> anyhow::Result<Vec<File>> {
         files.push(("wit/0.3.0/plugin.wit", WIT_0_3.to_string()));
         files.push((
             "wit/0.3.0/deps/halyard-plugin-0.1.0.wit",
+            WIT_0_1.to_string(),
+        ));
+    }
+    if args.kind == PluginKind::Privacy {
+        // The SDK exports a privacy policy as contract 0.4.0 (a flat
+        // answer): its WIT, for reference.
+        files.push(("wit/0.4.0/plugin.wit", WIT_0_4.to_string()));
+        files.push((
+            "wit/0.4.0/deps/halyard-plugin-0.1.0.wit",
             WIT_0_1.to_string(),
         ));
     }

@@ -1,10 +1,11 @@
 //! Which version of the `halyard:plugin` contract a component implements.
 //!
-//! Both versions have the same worlds and the same export names; they
-//! differ in the stage export's signature (0.2.0 moves batches as one flat
-//! buffer, see [`super::flat`]). So the version is read off the stage
-//! export's type before anything is instantiated, and
-//! [`super::instance`] checks the exact signature when it starts.
+//! The versions share world and export names; they differ in the stage
+//! export's signature (0.2.0 moves batches as one flat buffer, see
+//! [`super::flat`]; 0.4.0 also answers a privacy call with one). So the
+//! version is read off the stage export's type before anything is
+//! instantiated, and [`super::instance`] checks the exact signature when it
+//! starts. Only a detector is told by its kind (it exists in 0.3.0 alone).
 
 use std::fmt;
 
@@ -25,6 +26,9 @@ pub enum Contract {
     /// `halyard:plugin@0.3.0`: the `detector` world and the `kv` import
     /// (flat batches in and out).
     V0_3,
+    /// `halyard:plugin@0.4.0`: a `privacy` world whose answer is one flat
+    /// buffer (`halyard_flat::Answer`).
+    V0_4,
 }
 
 impl Contract {
@@ -34,6 +38,7 @@ impl Contract {
             Contract::V0_1 => "halyard:plugin@0.1.0",
             Contract::V0_2 => "halyard:plugin@0.2.0",
             Contract::V0_3 => "halyard:plugin@0.3.0",
+            Contract::V0_4 => "halyard:plugin@0.4.0",
         }
     }
 
@@ -54,6 +59,8 @@ impl Contract {
                 _ => None,
             });
         match stage {
+            // Only 0.4.0's privacy answer is a byte list.
+            Some(f) if kind == PluginKind::Privacy && returns_bytes(&f) => Contract::V0_4,
             Some(f) if is_flat(&f, kind) => Contract::V0_2,
             _ => Contract::V0_1,
         }
@@ -66,13 +73,22 @@ impl fmt::Display for Contract {
     }
 }
 
+fn is_bytes(t: &Type) -> bool {
+    matches!(t, Type::List(l) if l.ty() == Type::U8)
+}
+
+/// Whether a function's (first) result is `list<u8>`.
+fn returns_bytes(f: &ComponentFunc) -> bool {
+    f.results().next().is_some_and(|t| is_bytes(&t))
+}
+
 /// Whether a stage function has the 0.2.0 shape: a source returns
 /// `list<u8>`, a decoder takes a record (`frame-batch`), the others take
 /// `list<u8>`.
 fn is_flat(f: &ComponentFunc, kind: PluginKind) -> bool {
-    let bytes = |t: &Type| matches!(t, Type::List(l) if l.ty() == Type::U8);
+    let bytes = is_bytes;
     match kind {
-        PluginKind::Source => f.results().next().is_some_and(|t| bytes(&t)),
+        PluginKind::Source => returns_bytes(f),
         PluginKind::Decoder => f
             .params()
             .next()

@@ -1,6 +1,7 @@
 //! The host side of contract 0.2.0: events to and from the flat batch form
 //! (through the `halyard-flat` codec the guest SDK shares), the WIT records
-//! of `halyard:plugin/flat@0.2.0`, and applying a privacy patch.
+//! of `halyard:plugin/flat@0.2.0`, and applying a privacy patch (0.2.0) or
+//! a privacy answer's edits (0.4.0), which follow one rule.
 //!
 //! Guest output is hostile: a buffer that breaks the layout, or whose
 //! strings (counting shared bytes once per reference) add up past the
@@ -9,7 +10,7 @@
 //! for its event alone (privacy then drops it: fails closed). Nothing here
 //! panics on any input.
 
-use halyard_flat::{Batch, EventView, Fields, LayoutError, Value, Writer};
+use halyard_flat::{Batch, EditRef, EventView, Fields, LayoutError, Value, Writer};
 use wasmtime::component::{ComponentType, Lift, Lower};
 
 use super::bindings::{AttrValue, Attribute, Event, EventId};
@@ -116,15 +117,10 @@ pub fn encode(writer: &mut Writer, events: &[Event]) -> Result<Vec<u8>, LayoutEr
             unit: event.unit.as_deref(),
             body: event.body.as_deref(),
         };
-        let attrs = event.attributes.iter().map(|a| {
-            let value = match &a.value {
-                AttrValue::Str(s) => Value::Str(s),
-                AttrValue::Int(i) => Value::Int(*i),
-                AttrValue::Float(x) => Value::Float(*x),
-                AttrValue::Boolean(b) => Value::Bool(*b),
-            };
-            (a.key.as_str(), value)
-        });
+        let attrs = event
+            .attributes
+            .iter()
+            .map(|a| (a.key.as_str(), value_ref(&a.value)));
         writer.push(&fields, attrs)?;
     }
     Ok(writer.finish())
@@ -161,12 +157,7 @@ fn to_event(view: &EventView<'_>) -> Event {
             .attrs()
             .map(|(key, value)| Attribute {
                 key: key.to_owned(),
-                value: match value {
-                    Value::Str(s) => AttrValue::Str(s.to_owned()),
-                    Value::Int(i) => AttrValue::Int(i),
-                    Value::Float(x) => AttrValue::Float(x),
-                    Value::Bool(b) => AttrValue::Boolean(b),
-                },
+                value: owned_value(value),
             })
             .collect(),
         body: f.body.map(str::to_owned),
@@ -182,46 +173,116 @@ pub fn decode_rewrite(bytes: &[u8], limits: &Limits) -> Result<Event, String> {
     }
 }
 
-/// Applies `patch` to `event` in place (see the WIT's `patch`), so a
-/// masked attribute costs its new value and not a copy of the event. The
-/// patch's strings were lifted under the output cap; the caller checks
-/// the result like any rewrite. Removing a position past the event's
-/// attributes refuses the patch and leaves the event as it was: every
-/// position is checked before anything changes.
-pub fn apply_patch(event: &mut Event, patch: Patch) -> Result<(), String> {
-    if !patch.remove.is_empty() {
-        let n = event.attributes.len();
-        let mut gone = vec![false; n];
-        for &i in &patch.remove {
+/// Applies `patch` to `event` in place (see the WIT's `patch`): the same
+/// rule as a 0.4.0 answer's edits, [`apply_edits`].
+pub fn apply_patch(event: &mut Event, patch: &Patch) -> Result<(), String> {
+    let removes = patch.remove.iter().map(|&i| EditRef::Remove(i));
+    let sets = patch
+        .set
+        .iter()
+        .map(|a| EditRef::Set(&a.key, value_ref(&a.value)));
+    let fields = patch.fields.iter().map(|f| match f {
+        FieldEdit::TimeNs(t) => EditRef::TimeNs(*t),
+        FieldEdit::Source(s) => EditRef::Source(s),
+        FieldEdit::Kind(k) => EditRef::Kind(k),
+        FieldEdit::Value(v) => EditRef::Value(*v),
+        FieldEdit::Unit(u) => EditRef::Unit(u.as_deref()),
+        FieldEdit::Body(b) => EditRef::Body(b.as_deref()),
+    });
+    apply_edits(event, removes.chain(sets).chain(fields))
+}
+
+/// Applies a privacy policy's edits to `event` in place, so a masked
+/// attribute costs its new value and not a copy of the event: every
+/// removal (by position in the event as sent), then every set in order (by
+/// key: in place, or appended), then the field replacements in order. The
+/// edits' strings were held to the output cap; the caller checks the
+/// result like any rewrite. Removing a position past the event's
+/// attributes refuses the edits and leaves the event as it was: every
+/// position is checked before anything changes. A replaced string reuses
+/// the old one's allocation when it fits.
+pub fn apply_edits<'a>(
+    event: &mut Event,
+    edits: impl Iterator<Item = EditRef<'a>> + Clone,
+) -> Result<(), String> {
+    let n = event.attributes.len();
+    let mut gone: Option<Vec<bool>> = None;
+    for edit in edits.clone() {
+        if let EditRef::Remove(i) = edit {
             let at = usize::try_from(i)
                 .ok()
                 .filter(|&at| at < n)
                 .ok_or_else(|| format!("patch removes attribute {i} of an event with {n}"))?;
-            gone[at] = true;
+            gone.get_or_insert_with(|| vec![false; n])[at] = true;
         }
+    }
+    if let Some(gone) = gone {
         let mut i = 0;
         event.attributes.retain(|_| {
             i += 1;
             !gone[i - 1]
         });
     }
-    for attr in patch.set {
-        match event.attributes.iter_mut().find(|a| a.key == attr.key) {
-            Some(existing) => existing.value = attr.value,
-            None => event.attributes.push(attr),
+    for edit in edits.clone() {
+        if let EditRef::Set(key, value) = edit {
+            match event.attributes.iter_mut().find(|a| a.key == key) {
+                Some(existing) => set_value(&mut existing.value, value),
+                None => event.attributes.push(Attribute {
+                    key: key.to_owned(),
+                    value: owned_value(value),
+                }),
+            }
         }
     }
-    for edit in patch.fields {
+    for edit in edits {
         match edit {
-            FieldEdit::TimeNs(t) => event.time_ns = t,
-            FieldEdit::Source(s) => event.source = s,
-            FieldEdit::Kind(k) => event.kind = k,
-            FieldEdit::Value(v) => event.value = v,
-            FieldEdit::Unit(u) => event.unit = u,
-            FieldEdit::Body(b) => event.body = b,
+            EditRef::Remove(_) | EditRef::Set(..) => {}
+            EditRef::TimeNs(t) => event.time_ns = t,
+            EditRef::Source(s) => replace(&mut event.source, s),
+            EditRef::Kind(k) => replace(&mut event.kind, k),
+            EditRef::Value(v) => event.value = v,
+            EditRef::Unit(u) => replace_optional(&mut event.unit, u),
+            EditRef::Body(b) => replace_optional(&mut event.body, b),
         }
     }
     Ok(())
+}
+
+fn value_ref(value: &AttrValue) -> Value<'_> {
+    match value {
+        AttrValue::Str(s) => Value::Str(s),
+        AttrValue::Int(i) => Value::Int(*i),
+        AttrValue::Float(x) => Value::Float(*x),
+        AttrValue::Boolean(b) => Value::Bool(*b),
+    }
+}
+
+fn owned_value(value: Value<'_>) -> AttrValue {
+    match value {
+        Value::Str(s) => AttrValue::Str(s.to_owned()),
+        Value::Int(i) => AttrValue::Int(i),
+        Value::Float(x) => AttrValue::Float(x),
+        Value::Bool(b) => AttrValue::Boolean(b),
+    }
+}
+
+fn set_value(slot: &mut AttrValue, value: Value<'_>) {
+    match (slot, value) {
+        (AttrValue::Str(old), Value::Str(new)) => replace(old, new),
+        (slot, value) => *slot = owned_value(value),
+    }
+}
+
+fn replace(old: &mut String, new: &str) {
+    old.clear();
+    old.push_str(new);
+}
+
+fn replace_optional(old: &mut Option<String>, new: Option<&str>) {
+    match (old.as_mut(), new) {
+        (Some(old), Some(new)) => replace(old, new),
+        (_, new) => *old = new.map(str::to_owned),
+    }
 }
 
 #[cfg(test)]
@@ -301,7 +362,7 @@ mod tests {
             ],
         };
         let mut out = event();
-        apply_patch(&mut out, patch).unwrap();
+        apply_patch(&mut out, &patch).unwrap();
         let keys: Vec<&str> = out.attributes.iter().map(|a| a.key.as_str()).collect();
         assert_eq!(keys, ["seq", "ok", "new"]);
         assert_eq!(out.attributes[0].value, AttrValue::Int(4));
@@ -320,7 +381,7 @@ mod tests {
             fields: Vec::new(),
         };
         let mut out = event();
-        let err = apply_patch(&mut out, patch).unwrap_err();
+        let err = apply_patch(&mut out, &patch).unwrap_err();
         assert_eq!(err, "patch removes attribute 3 of an event with 3");
         assert_eq!(out, event(), "a refused patch changes nothing");
     }

@@ -243,9 +243,14 @@ impl PluginInstance {
             return detect_calls::check_stage_type(instance, store)
                 .map_err(|(export, e)| self.export_type_error(export, &e));
         }
-        if self.plugin.contract == Contract::V0_2 {
-            return flat_calls::check_stage_type(self.plugin.kind, instance, store)
-                .map_err(|e| self.export_type_error(name, &e));
+        if matches!(self.plugin.contract, Contract::V0_2 | Contract::V0_4) {
+            return flat_calls::check_stage_type(
+                self.plugin.contract,
+                self.plugin.kind,
+                instance,
+                store,
+            )
+            .map_err(|e| self.export_type_error(name, &e));
         }
         let checked = match self.plugin.kind {
             Source => instance
@@ -439,7 +444,7 @@ impl PluginInstance {
         self.items = events.len();
         let (mut verdicts,): (Vec<Verdict>,) = match self.plugin.contract {
             Contract::V0_1 => self.call((events,))?,
-            Contract::V0_2 | Contract::V0_3 => {
+            Contract::V0_2 | Contract::V0_3 | Contract::V0_4 => {
                 let batch = self.encode(events)?;
                 self.call_cached((batch,))?
             }
@@ -468,7 +473,7 @@ impl PluginInstance {
         self.items = events.len();
         let (keep,): (Vec<bool>,) = match self.plugin.contract {
             Contract::V0_1 => self.call((events,))?,
-            Contract::V0_2 | Contract::V0_3 => {
+            Contract::V0_2 | Contract::V0_3 | Contract::V0_4 => {
                 let batch = self.encode(events)?;
                 self.call_cached((batch,))?
             }
@@ -485,7 +490,7 @@ impl PluginInstance {
         self.items = max as usize;
         let events = match self.plugin.contract {
             Contract::V0_1 => self.call::<_, (Vec<Event>,)>((max,))?.0,
-            Contract::V0_2 | Contract::V0_3 => self.poll_flat(max)?,
+            Contract::V0_2 | Contract::V0_3 | Contract::V0_4 => self.poll_flat(max)?,
         };
         Ok(output::split_polled(
             events,
@@ -508,7 +513,7 @@ impl PluginInstance {
                 self.call::<_, (Vec<Result<Vec<Event>, String>>,)>((frames,))?
                     .0
             }
-            Contract::V0_2 | Contract::V0_3 => self.decode_flat(frames)?,
+            Contract::V0_2 | Contract::V0_3 | Contract::V0_4 => self.decode_flat(frames)?,
         };
         output::check_count("results", results.len(), frames.len())
             .map_err(|m| self.bad_output(m))?;
@@ -556,6 +561,7 @@ impl PluginInstance {
         let (mut actions, mut unapplied) = match self.plugin.contract {
             Contract::V0_1 => (self.call::<_, (Vec<Action>,)>((&*events,))?.0, Vec::new()),
             Contract::V0_2 | Contract::V0_3 => self.redact_flat(events)?,
+            Contract::V0_4 => self.redact_answer(events)?,
         };
         output::check_count("actions", actions.len(), events.len())
             .map_err(|m| self.bad_output(m))?;

@@ -1,7 +1,7 @@
-//! The contract 0.2.0 calls of [`PluginInstance`]: the batch goes in as
-//! one flat buffer and comes back as checked host `Event`s, so the rest of
-//! the instance (caps, refusals, ids) and the pipeline see no difference
-//! between the two contract versions.
+//! The contract 0.2.0 calls of [`PluginInstance`] (and 0.4.0's privacy
+//! call): the batch goes in as one flat buffer and comes back as checked
+//! host `Event`s, so the rest of the instance (caps, refusals, ids) and the
+//! pipeline see no difference between the contract versions.
 //!
 //! A buffer from the guest that breaks the layout, a wrong number of
 //! results, or event counts that do not add up is a broken call (like a
@@ -11,21 +11,28 @@
 use wasmtime::Store;
 use wasmtime::component::Instance;
 
+use halyard_flat::{ActionRef, Answer};
+
 use super::super::bindings::{Action, Event, Frame, Verdict};
+use super::super::contract::Contract;
 use super::super::flat::{self, Decoded, FlatAction, FrameBatch};
 use super::super::host::HostState;
 use super::super::kind::PluginKind;
 use super::super::output;
 use super::{CallError, PluginInstance};
 
-/// Checks a 0.2.0 stage export's exact signature.
+/// Checks a 0.2.0 (or 0.4.0) stage export's exact signature.
 pub(super) fn check_stage_type(
+    contract: Contract,
     kind: PluginKind,
     instance: &Instance,
     store: &mut Store<HostState>,
 ) -> wasmtime::Result<()> {
     let name = kind.stage_export();
     match kind {
+        PluginKind::Privacy if contract == Contract::V0_4 => instance
+            .get_typed_func::<(Vec<u8>,), (Vec<u8>,)>(store, name)
+            .map(drop),
         PluginKind::Source => instance
             .get_typed_func::<(u32,), (Vec<u8>,)>(store, name)
             .map(drop),
@@ -155,11 +162,9 @@ impl PluginInstance {
                 let outcome = match action {
                     FlatAction::Keep => return Action::Keep,
                     FlatAction::Drop => return Action::Drop,
-                    FlatAction::Patch(patch) => flat::apply_patch(event, patch)
-                        .and_then(|()| {
-                            output::check_event(event, limits).map_err(|r| format!("rewrite {r}"))
-                        })
-                        .map(|()| Action::Keep),
+                    FlatAction::Patch(patch) => {
+                        flat::apply_patch(event, &patch).and_then(|()| edited(event, limits))
+                    }
                     FlatAction::Rewrite(bytes) => {
                         flat::decode_rewrite(&bytes, limits).map(Action::Rewrite)
                     }
@@ -172,4 +177,61 @@ impl PluginInstance {
             .collect();
         Ok((actions, refused))
     }
+
+    /// [`PluginInstance::redact_flat`] for a 0.4.0 policy: its answer is
+    /// one buffer, checked whole (layout, count, and what its strings cost
+    /// against the output cap) before any edit applies, then read in place.
+    #[allow(clippy::type_complexity)]
+    pub(super) fn redact_answer(
+        &mut self,
+        events: &mut [Event],
+    ) -> Result<(Vec<Action>, Vec<(usize, String)>), CallError> {
+        let batch = self.encode(events)?;
+        let (bytes,): (Vec<u8>,) = self.call_cached((batch,))?;
+        let answer = match Answer::parse(&bytes) {
+            Ok(answer) => answer,
+            Err(e) => return Err(self.bad_output(e.to_string())),
+        };
+        output::check_count("actions", answer.len(), events.len())
+            .map_err(|m| self.bad_output(m))?;
+        let cap = self.plugin.options.limits.max_output_bytes as u64;
+        if answer.referenced_bytes() > cap {
+            return Err(self.bad_output(format!(
+                "answer strings add up to {} bytes, over the {cap}-byte output cap",
+                answer.referenced_bytes()
+            )));
+        }
+        let limits = &self.plugin.options.limits;
+        let mut refused = Vec::new();
+        let actions = answer
+            .iter()
+            .zip(events.iter_mut())
+            .enumerate()
+            .map(|(i, (action, event))| {
+                let outcome = match action {
+                    ActionRef::Keep => return Action::Keep,
+                    ActionRef::Drop => return Action::Drop,
+                    ActionRef::Patch(edits) => {
+                        flat::apply_edits(event, edits).and_then(|()| edited(event, limits))
+                    }
+                    ActionRef::Rewrite(bytes) => {
+                        flat::decode_rewrite(bytes, limits).map(Action::Rewrite)
+                    }
+                };
+                outcome.unwrap_or_else(|reason| {
+                    refused.push((i, reason));
+                    Action::Drop
+                })
+            })
+            .collect();
+        Ok((actions, refused))
+    }
+}
+
+/// An event a patch edited in place: kept as it now is, unless it broke a
+/// per-event cap (then refused like a rewrite that does).
+fn edited(event: &Event, limits: &super::super::limits::Limits) -> Result<Action, String> {
+    output::check_event(event, limits)
+        .map(|()| Action::Keep)
+        .map_err(|r| format!("rewrite {r}"))
 }

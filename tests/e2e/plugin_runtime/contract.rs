@@ -1,8 +1,10 @@
 //! Contract versions: the example guests are built against
-//! `halyard:plugin@0.2.0` (flat batches), `legacy-redact` against 0.1.0,
-//! and the host runs both. The same redaction policy built both ways gives
-//! exactly the same actions: the 0.2.0 patch path (rewrite → patch in the
-//! SDK, patch → event in the host) changes nothing an operator can see.
+//! `halyard:plugin@0.2.0` (flat batches) but for the privacy policy, which
+//! the SDK exports as 0.4.0 (a flat answer); `legacy-redact` is the same
+//! policy built against 0.1.0 and `redact-v0-2` against 0.2.0, and the
+//! host runs all three. The policy built every way gives exactly the same
+//! actions: the patch paths (rewrite → patch in the SDK, patch or answer
+//! edits → event in the host) change nothing an operator can see.
 
 use halyard::plugin::{
     Action, AttrValue, Attribute, Contract, Event, EventId, PluginKind, Verdict,
@@ -12,22 +14,43 @@ use halyard_test_components as components;
 use crate::support::{reading, runtime, with_attr};
 
 #[test]
-fn example_guests_are_0_2_and_the_legacy_guest_is_0_1() {
+fn example_guests_are_0_2_or_0_4_and_the_legacy_guests_are_0_1_and_0_2() {
     let rt = runtime();
     let cases = [
-        (components::SIM_SOURCE, PluginKind::Source, &[][..]),
-        (components::JSONL_DECODER, PluginKind::Decoder, &[][..]),
-        (components::RANGE_VALIDATOR, PluginKind::Validator, &[][..]),
-        (components::REDACT_PRIVACY, PluginKind::Privacy, &[][..]),
-        (components::FRACTION_SAMPLER, PluginKind::Sampler, &[][..]),
+        (components::SIM_SOURCE, PluginKind::Source, Contract::V0_2),
+        (
+            components::JSONL_DECODER,
+            PluginKind::Decoder,
+            Contract::V0_2,
+        ),
+        (
+            components::RANGE_VALIDATOR,
+            PluginKind::Validator,
+            Contract::V0_2,
+        ),
+        (
+            components::REDACT_PRIVACY,
+            PluginKind::Privacy,
+            Contract::V0_4,
+        ),
+        (
+            components::FRACTION_SAMPLER,
+            PluginKind::Sampler,
+            Contract::V0_2,
+        ),
+        (
+            components::LEGACY_REDACT,
+            PluginKind::Privacy,
+            Contract::V0_1,
+        ),
+        (components::REDACT_V0_2, PluginKind::Privacy, Contract::V0_2),
     ];
-    for (path, kind, config) in cases {
-        let plugin = rt.load(path, kind, config);
-        assert_eq!(plugin.contract, Contract::V0_2, "{path}");
+    for (path, kind, contract) in cases {
+        let plugin = rt.load(path, kind, &[]);
+        assert_eq!(plugin.contract, contract, "{path}");
     }
-    let legacy = rt.load(components::LEGACY_REDACT, PluginKind::Privacy, &[]);
-    assert_eq!(legacy.contract, Contract::V0_1);
-    assert_eq!(legacy.contract.to_string(), "halyard:plugin@0.1.0");
+    let privacy = rt.load(components::REDACT_PRIVACY, PluginKind::Privacy, &[]);
+    assert_eq!(privacy.contract.to_string(), "halyard:plugin@0.4.0");
 }
 
 /// Events that exercise every kind of edit the policy makes: attributes
@@ -87,7 +110,7 @@ fn events() -> Vec<Event> {
 }
 
 #[test]
-fn one_policy_built_for_0_1_and_0_2_gives_identical_actions() {
+fn one_policy_built_for_0_1_0_2_and_0_4_gives_identical_actions() {
     let rt = runtime();
     let configs: [&[(&str, &str)]; 3] = [
         &[
@@ -107,12 +130,19 @@ fn one_policy_built_for_0_1_and_0_2_gives_identical_actions() {
     for config in configs {
         let new = rt.load(components::REDACT_PRIVACY, PluginKind::Privacy, config);
         let old = rt.load(components::LEGACY_REDACT, PluginKind::Privacy, config);
-        let new_actions = new.instance().redact(&events).expect("0.2.0 redact");
+        let mid = rt.load(components::REDACT_V0_2, PluginKind::Privacy, config);
+        let new_actions = new.instance().redact(&events).expect("0.4.0 redact");
         let old_actions = old.instance().redact(&events).expect("0.1.0 redact");
+        let mid_actions = mid.instance().redact(&events).expect("0.2.0 redact");
         assert_eq!(new_actions.len(), events.len());
         // NaN != NaN: compare the debug form, which prints it.
         assert_eq!(
             format!("{new_actions:?}"),
+            format!("{old_actions:?}"),
+            "config {config:?}"
+        );
+        assert_eq!(
+            format!("{mid_actions:?}"),
             format!("{old_actions:?}"),
             "config {config:?}"
         );

@@ -181,8 +181,14 @@ fn salted(salt: &str, value: &str) -> String {
 /// redact-privacy dropping `email`, hashing `operator` with salt
 /// `s3cret`, and blocking `test-*` and `blocked`.
 fn redact_privacy(rt: &TestRuntime) -> Arc<Plugin> {
+    redact_privacy_built(rt, components::REDACT_PRIVACY)
+}
+
+/// The example policy's config on `path`: the example (contract 0.4.0) or
+/// the same policy built for another contract version.
+fn redact_privacy_built(rt: &TestRuntime, path: &str) -> Arc<Plugin> {
     rt.load(
-        components::REDACT_PRIVACY,
+        path,
         PluginKind::Privacy,
         &[
             ("drop_keys", "email"),
@@ -241,30 +247,37 @@ fn redact_privacy_drops_hashes_and_blocks() {
 #[test]
 fn redact_privacy_edits_in_place_what_it_would_rewrite() {
     let rt = runtime();
-    let plugin = redact_privacy(&rt);
-    let sensitive = sensitive();
-    let plain = with_attr(reading("d2", "temp", Some(20.0)), "site", "north");
-    let original = vec![sensitive, plain, reading("blocked", "temp", Some(20.0))];
-    let mut inst = plugin.instance();
-    let copied = inst.redact_checked(&original).expect("redact");
-    let mut events = original.clone();
-    let edited = inst.redact_in_place(&mut events).expect("redact");
-    // The edit is made where the event lies: kept as it now is.
-    assert_eq!(edited.actions, [Action::Keep, Action::Keep, Action::Drop]);
-    assert!(edited.refused.is_empty());
-    assert_eq!(attr(&events[0], "email"), None);
-    assert_eq!(
-        attr(&events[0], "operator"),
-        Some(salted("s3cret", "alice").as_str())
-    );
-    assert_eq!(events[0].id, original[0].id);
-    assert_eq!(
-        events[1], original[1],
-        "an event kept unedited is untouched"
-    );
-    // The copying form answers the same edit as a rewrite of a copy.
-    assert_eq!(copied.actions[0], Action::Rewrite(events[0].clone()));
-    assert_eq!(copied.actions[1..], [Action::Keep, Action::Drop]);
+    // A 0.4.0 answer's edits and a 0.2.0 patch apply by one rule.
+    for path in [components::REDACT_PRIVACY, components::REDACT_V0_2] {
+        let plugin = redact_privacy_built(&rt, path);
+        let sensitive = sensitive();
+        let plain = with_attr(reading("d2", "temp", Some(20.0)), "site", "north");
+        let original = vec![sensitive, plain, reading("blocked", "temp", Some(20.0))];
+        let mut inst = plugin.instance();
+        let copied = inst.redact_checked(&original).expect("redact");
+        let mut events = original.clone();
+        let edited = inst.redact_in_place(&mut events).expect("redact");
+        // The edit is made where the event lies: kept as it now is.
+        assert_eq!(
+            edited.actions,
+            [Action::Keep, Action::Keep, Action::Drop],
+            "{path}"
+        );
+        assert!(edited.refused.is_empty());
+        assert_eq!(attr(&events[0], "email"), None);
+        assert_eq!(
+            attr(&events[0], "operator"),
+            Some(salted("s3cret", "alice").as_str())
+        );
+        assert_eq!(events[0].id, original[0].id);
+        assert_eq!(
+            events[1], original[1],
+            "an event kept unedited is untouched"
+        );
+        // The copying form answers the same edit as a rewrite of a copy.
+        assert_eq!(copied.actions[0], Action::Rewrite(events[0].clone()));
+        assert_eq!(copied.actions[1..], [Action::Keep, Action::Drop]);
+    }
 }
 
 #[test]

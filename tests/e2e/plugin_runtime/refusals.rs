@@ -180,6 +180,90 @@ fn a_lying_privacy_rewrite_is_dropped_never_shipped_and_never_traps() {
     assert_eq!((privacy.calls(), privacy.traps()), (10, 0));
 }
 
+/// A 0.4.0 answer written by hand: an edit that cannot apply, or that
+/// makes its event too big, refuses that event alone (dropped, never
+/// shipped unredacted); the sound edits of the same answer apply.
+#[test]
+fn a_lying_privacy_answers_bad_edits_are_refused_for_their_events_alone() {
+    let rt = runtime();
+    let mut privacy = lying(&rt, components::LYING_ANSWER, PluginKind::Privacy, &[]);
+    let mut mask = lie("mask");
+    mask.attributes.push(Attribute {
+        key: "operator".into(),
+        value: AttrValue::Str("alice".into()),
+    });
+    let plain = reading("d1", "temp", Some(1.0));
+    let original = vec![plain.clone(), lie("remove:7"), mask, lie("body:1048577")];
+    for _ in 0..5 {
+        let mut events = original.clone();
+        let redacted = privacy.redact_in_place(&mut events).expect("no trap");
+        assert_eq!(
+            redacted.actions,
+            [Action::Keep, Action::Drop, Action::Keep, Action::Drop]
+        );
+        assert_eq!(
+            redacted.refused,
+            vec![
+                (
+                    1,
+                    "patch removes attribute 7 of an event with 1".to_string()
+                ),
+                (
+                    3,
+                    "rewrite body of 1048579 bytes (limit 1048576)".to_string()
+                ),
+            ]
+        );
+        assert_eq!(events[0], plain);
+        assert_eq!(events[1], original[1], "a refused patch changes nothing");
+        let operator = events[2].attributes.iter().find(|a| a.key == "operator");
+        assert_eq!(
+            operator.map(|a| &a.value),
+            Some(&AttrValue::Str("masked".into()))
+        );
+    }
+    assert_eq!((privacy.calls(), privacy.traps()), (5, 0));
+}
+
+/// A 0.4.0 answer that breaks the layout is a broken call, like a 0.2.0
+/// result wasmtime cannot lift: nothing of it applies, the reason names
+/// the rule, and the next call runs on a fresh instance.
+#[test]
+fn a_broken_privacy_answer_is_a_broken_call_that_applies_nothing() {
+    let rt = runtime();
+    let mut privacy = lying(&rt, components::LYING_ANSWER, PluginKind::Privacy, &[]);
+    let cases = [
+        ("short", "0 actions for 1 inputs"),
+        ("garbage", "answer layout version 171"),
+        ("version", "answer layout version 9"),
+        ("string", "answer edit 0: string 4294967295+8 outside the"),
+        (
+            "huge",
+            "answer strings add up to 20971680 bytes, over the 16777216-byte output cap",
+        ),
+    ];
+    for (i, (mode, want)) in cases.iter().enumerate() {
+        let mut masked = lie(&format!("answer:{mode}"));
+        masked.attributes.push(Attribute {
+            key: "operator".into(),
+            value: AttrValue::Str("alice".into()),
+        });
+        let original = vec![masked];
+        let mut events = original.clone();
+        let err = privacy
+            .redact_in_place(&mut events)
+            .expect_err("a broken answer");
+        let message = err.to_string();
+        assert!(message.contains(want), "{mode}: {message}");
+        assert_eq!(events, original, "{mode}: nothing applied");
+        assert_eq!(privacy.traps(), i as u64 + 1, "{mode}");
+        // A sound call right after works.
+        let mut fine = vec![reading("d1", "temp", Some(1.0))];
+        let ok = privacy.redact_in_place(&mut fine).expect("sound call");
+        assert_eq!(ok.actions, [Action::Keep]);
+    }
+}
+
 #[test]
 fn an_over_long_reject_reason_is_cut_and_the_events_stay_rejected() {
     let rt = runtime();
