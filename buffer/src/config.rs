@@ -75,6 +75,21 @@ pub struct BufferConfig {
     /// backlog. A consumer missing from `Some(list)` is removed at open.
     #[serde(default)]
     pub consumers: Option<Vec<crate::Consumer>>,
+    /// SQLite's page cache for the buffer's connection, in KiB (`PRAGMA
+    /// cache_size`). Why smaller than SQLite's 2 MiB default: the buffer
+    /// writes each chunk once and reads it back once, soon after, so a big
+    /// cache mostly keeps pages that will not be read again. 512 KiB
+    /// measured 2–3 MB less peak RSS in the pipeline benchmark at the same
+    /// CPU per line (BENCHMARKS.md, "Issue 14, sixth round").
+    #[serde(default = "default_cache_kib")]
+    pub cache_kib: u32,
+}
+
+/// The default [`BufferConfig::cache_kib`].
+pub const DEFAULT_CACHE_KIB: u32 = 512;
+
+fn default_cache_kib() -> u32 {
+    DEFAULT_CACHE_KIB
 }
 
 /// The default [`BufferConfig::dead_letter_max`].
@@ -103,6 +118,7 @@ impl BufferConfig {
             dead_letter_max: DEFAULT_DEAD_LETTER_MAX,
             dead_letter_max_bytes: DEFAULT_DEAD_LETTER_MAX_BYTES,
             consumers: None,
+            cache_kib: DEFAULT_CACHE_KIB,
         }
     }
 }

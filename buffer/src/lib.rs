@@ -175,8 +175,8 @@ pub use batch::{Batch, Record};
 pub use buffer::{AppendOutcome, Buffer, OpenReport};
 pub use commit::{Commit, Cursor};
 pub use config::{
-    BufferConfig, DEFAULT_DEAD_LETTER_MAX, DEFAULT_DEAD_LETTER_MAX_BYTES, RECORD_OVERHEAD_BYTES,
-    WhenFull,
+    BufferConfig, DEFAULT_CACHE_KIB, DEFAULT_DEAD_LETTER_MAX, DEFAULT_DEAD_LETTER_MAX_BYTES,
+    RECORD_OVERHEAD_BYTES, WhenFull,
 };
 pub use consumer::{Consumer, ConsumerStats, DEFAULT_CONSUMER, KindReader, MAX_CONSUMERS};
 pub use damage::{Damage, FoundAt};

@@ -167,6 +167,9 @@ pub(crate) fn try_open(config: &BufferConfig) -> Result<Opened, BufferError> {
         .ctx("open: set synchronous")?;
     conn.pragma_update(None, "journal_size_limit", JOURNAL_SIZE_LIMIT)
         .ctx("open: set journal_size_limit")?;
+    // A negative size is in KiB.
+    conn.pragma_update(None, "cache_size", -i64::from(config.cache_kib))
+        .ctx("open: set cache_size")?;
 
     let mut conn = conn;
     let removed_records = prepare_schema(&mut conn, config)?;
