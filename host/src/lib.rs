@@ -40,6 +40,8 @@
 //! - [`tap`]: the bounded broadcast of accepted and lifecycle events that
 //!   feeds the event stream without ever slowing the pipeline.
 //! - [`logging`]: JSON or human logs, levels from config or `RUST_LOG`.
+//! - [`resident`]: takes the executable's startup code out of the resident
+//!   set once the host runs.
 //! - [`cli`]: the `halyard` command line, kept apart from `main.rs` so that
 //!   tests can exercise argument parsing without spawning a process;
 //!   `halyard deadletter` lists, shows, replays and purges dead letters.
@@ -58,6 +60,7 @@ pub mod pipeline;
 pub mod plugin;
 pub mod provenance;
 pub mod reload;
+pub mod resident;
 pub mod run;
 pub mod status;
 pub mod tap;

@@ -360,6 +360,12 @@ pub async fn run_with(
     }
     background_tasks.push(tokio::spawn(fan_out(appended, wakers, background.clone())));
     tracing::info!(inputs = config.inputs.len(), "halyard running");
+    // Start-up is over: its code need not stay resident (see `resident`).
+    let dropped = crate::resident::drop_executable_pages();
+    tracing::debug!(
+        bytes = dropped,
+        "executable pages dropped from the resident set"
+    );
     // Ready first: systemd counts the watchdog from READY=1.
     systemd::ready(config.inputs.len());
     if let Some(interval) = systemd::watchdog_interval() {
