@@ -12,7 +12,10 @@
 //! with `taskset` (the receiver keeps every CPU). A mode may carry
 //! suffixes: `-wN` runs it with `[pipeline] workers = N` (`--workers N` sets
 //! it for every mode; unset: one worker per CPU) and `-1cpu` pins the host
-//! to CPU 0. `--scaling 1` is short for
+//! to CPU 0, and `-p02` runs redact-privacy's policy as built against
+//! contract 0.2.0 (`tests/hostile/redact-v0-2`) instead of the example's
+//! 0.4.0 build, to compare the two answer shapes end to end in one run.
+//! `--scaling 1` is short for
 //! `--modes wasm-w1,wasm-w2,wasm-w1-1cpu,wasm-w2-1cpu`. The environment
 //! variable `PIPELINE_BENCH_WRAP` puts a command before the host's (a
 //! profiler: `heaptrack`, `perf record -g -o FILE`). The input is the peer
@@ -49,7 +52,9 @@ use std::time::{Duration, Instant};
 use halyard::pipeline::{NativeFactory, NativeStages, StagePlugin};
 use halyard::plugin::{Action, CallError, Event, Frame, PluginKind, Verdict};
 use halyard_receiver::{ReceiverConfig, open_stats};
-use halyard_test_components::{FRACTION_SAMPLER, JSONL_DECODER, RANGE_VALIDATOR, REDACT_PRIVACY};
+use halyard_test_components::{
+    FRACTION_SAMPLER, JSONL_DECODER, RANGE_VALIDATOR, REDACT_PRIVACY, REDACT_V0_2,
+};
 
 /// Set in the child's environment to the mode it runs (`wasm`/`native`).
 const CHILD_MODE: &str = "HALYARD_PIPELINE_BENCH_CHILD";
@@ -145,7 +150,7 @@ fn main() {
     }
 }
 
-/// The mode without its `-wN` / `-1cpu` suffixes.
+/// The mode without its `-wN` / `-1cpu` / `-p02` suffixes.
 fn base(mode: &str) -> &str {
     mode.split('-').next().unwrap_or(mode)
 }
@@ -211,6 +216,9 @@ fn measure(dir: &Path, name: &str, mode: &str, input: &Path, valid: u64) -> Run 
     );
     if let Some(n) = workers(mode) {
         text.push_str(&format!("\n[pipeline]\nworkers = {n}\n"));
+    }
+    if mode.split('-').any(|part| part == "p02") {
+        text = text.replace(REDACT_PRIVACY, REDACT_V0_2);
     }
     std::fs::write(&config, text).expect("write the config");
     let start = Instant::now();

@@ -225,3 +225,28 @@ fn a_new_rust_detector_builds_outside_the_repo_and_passes_its_cases() {
         stdout(&out)
     );
 }
+
+#[test]
+fn a_new_rust_privacy_policy_carries_the_0_4_wit_it_is_exported_as() {
+    let cli = Cli::new();
+    let project = cli.path("my-policy");
+    let out = cli.run(&[
+        "plugin",
+        "new",
+        "my-policy",
+        "--kind",
+        "privacy",
+        "--dir",
+        project.to_str().unwrap(),
+    ]);
+    assert!(out.status.success(), "{}", both(&out));
+    let wit = std::fs::read_to_string(project.join("wit/0.4.0/plugin.wit")).unwrap();
+    assert!(wit.contains("package halyard:plugin@0.4.0;"), "{wit}");
+    assert!(
+        project
+            .join("wit/0.4.0/deps/halyard-plugin-0.1.0.wit")
+            .is_file()
+    );
+    let source = std::fs::read_to_string(project.join("src/lib.rs")).unwrap();
+    assert!(source.contains("export_privacy!"), "{source}");
+}
