@@ -175,7 +175,7 @@ pub fn decode_rewrite(bytes: &[u8], limits: &Limits) -> Result<Event, String> {
 
 /// Applies `patch` to `event` in place (see the WIT's `patch`): the same
 /// rule as a 0.4.0 answer's edits, [`apply_edits`].
-pub fn apply_patch(event: &mut Event, patch: &Patch) -> Result<(), String> {
+pub fn apply_patch(event: &mut Event, patch: &Patch, limits: &Limits) -> Result<(), String> {
     let removes = patch.remove.iter().map(|&i| EditRef::Remove(i));
     let sets = patch
         .set
@@ -189,7 +189,7 @@ pub fn apply_patch(event: &mut Event, patch: &Patch) -> Result<(), String> {
         FieldEdit::Unit(u) => EditRef::Unit(u.as_deref()),
         FieldEdit::Body(b) => EditRef::Body(b.as_deref()),
     });
-    apply_edits(event, removes.chain(sets).chain(fields))
+    apply_edits(event, removes.chain(sets).chain(fields), limits)
 }
 
 /// Applies a privacy policy's edits to `event` in place, so a masked
@@ -201,13 +201,28 @@ pub fn apply_patch(event: &mut Event, patch: &Patch) -> Result<(), String> {
 /// attributes refuses the edits and leaves the event as it was: every
 /// position is checked before anything changes. A replaced string reuses
 /// the old one's allocation when it fits.
+///
+/// A set finds its attribute by scanning the event's, so a guest that
+/// appends many keys could make the work grow with the square of its
+/// edits: more edits than an honest patch can need (a removal per
+/// attribute, twice the attribute cap in sets, each field once) refuse the
+/// patch before anything changes, which bounds the scan.
 pub fn apply_edits<'a>(
     event: &mut Event,
     edits: impl Iterator<Item = EditRef<'a>> + Clone,
+    limits: &Limits,
 ) -> Result<(), String> {
     let n = event.attributes.len();
+    let most = n
+        .saturating_add(limits.max_attributes.saturating_mul(2))
+        .saturating_add(FIELDS);
     let mut gone: Option<Vec<bool>> = None;
-    for edit in edits.clone() {
+    for (count, edit) in edits.clone().enumerate() {
+        if count == most {
+            return Err(format!(
+                "patch makes more than {most} edits to an event of {n} attributes"
+            ));
+        }
         if let EditRef::Remove(i) = edit {
             let at = usize::try_from(i)
                 .ok()
@@ -247,6 +262,10 @@ pub fn apply_edits<'a>(
     }
     Ok(())
 }
+
+/// The fields an edit can replace besides attributes: time, source, kind,
+/// value, unit, body.
+const FIELDS: usize = 6;
 
 fn value_ref(value: &AttrValue) -> Value<'_> {
     match value {
@@ -362,7 +381,7 @@ mod tests {
             ],
         };
         let mut out = event();
-        apply_patch(&mut out, &patch).unwrap();
+        apply_patch(&mut out, &patch, &Limits::default()).unwrap();
         let keys: Vec<&str> = out.attributes.iter().map(|a| a.key.as_str()).collect();
         assert_eq!(keys, ["seq", "ok", "new"]);
         assert_eq!(out.attributes[0].value, AttrValue::Int(4));
@@ -381,9 +400,36 @@ mod tests {
             fields: Vec::new(),
         };
         let mut out = event();
-        let err = apply_patch(&mut out, &patch).unwrap_err();
+        let err = apply_patch(&mut out, &patch, &Limits::default()).unwrap_err();
         assert_eq!(err, "patch removes attribute 3 of an event with 3");
         assert_eq!(out, event(), "a refused patch changes nothing");
+    }
+
+    #[test]
+    fn a_patch_with_more_edits_than_any_honest_one_is_refused_unapplied() {
+        let limits = Limits {
+            max_attributes: 4,
+            ..Limits::default()
+        };
+        let keys: Vec<String> = (0..20).map(|i| format!("k{i}")).collect();
+        let edits = keys
+            .iter()
+            .map(|k| EditRef::Set(k, Value::Int(1)))
+            .collect::<Vec<_>>();
+        let mut out = event();
+        // 3 attributes + 2 × 4 sets + 6 fields = 17 edits at most.
+        let err = apply_edits(&mut out, edits.iter().copied(), &limits).unwrap_err();
+        assert_eq!(
+            err,
+            "patch makes more than 17 edits to an event of 3 attributes"
+        );
+        assert_eq!(out, event(), "nothing applied");
+        apply_edits(&mut out, edits[..17].iter().copied(), &limits).unwrap();
+        assert_eq!(
+            out.attributes.len(),
+            3 + 17,
+            "the caller's cap check refuses it"
+        );
     }
 
     #[test]

@@ -162,9 +162,8 @@ impl PluginInstance {
                 let outcome = match action {
                     FlatAction::Keep => return Action::Keep,
                     FlatAction::Drop => return Action::Drop,
-                    FlatAction::Patch(patch) => {
-                        flat::apply_patch(event, &patch).and_then(|()| edited(event, limits))
-                    }
+                    FlatAction::Patch(patch) => flat::apply_patch(event, &patch, limits)
+                        .and_then(|()| edited(event, limits)),
                     FlatAction::Rewrite(bytes) => {
                         flat::decode_rewrite(&bytes, limits).map(Action::Rewrite)
                     }
@@ -212,7 +211,7 @@ impl PluginInstance {
                     ActionRef::Keep => return Action::Keep,
                     ActionRef::Drop => return Action::Drop,
                     ActionRef::Patch(edits) => {
-                        flat::apply_edits(event, edits).and_then(|()| edited(event, limits))
+                        flat::apply_edits(event, edits, limits).and_then(|()| edited(event, limits))
                     }
                     ActionRef::Rewrite(bytes) => {
                         flat::decode_rewrite(bytes, limits).map(Action::Rewrite)
