@@ -36,7 +36,8 @@ pub enum Redaction {
 /// event, and a `Vec` per kind of change plus a `String` per key and value
 /// were most of a simple policy's guest-side cost. The changes are
 /// appended to one buffer (one allocation per edited event, none per
-/// string) and copied from there into the answer.
+/// string) and copied from there into the answer. Two edits are equal when
+/// they hold the same changes made in the same order.
 #[derive(Clone, Default, PartialEq)]
 pub struct Edit {
     ops: Vec<u8>,
@@ -151,7 +152,7 @@ impl Edit {
     }
 
     /// The changes, in the order they were made.
-    pub fn iter(&self) -> impl Iterator<Item = EditRef<'_>> + Clone {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = EditRef<'_>> + Clone {
         Ops { rest: &self.ops }
     }
 
