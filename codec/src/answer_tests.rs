@@ -3,26 +3,29 @@
 
 use super::*;
 
+/// Every kind of edit, each case of each once: the second action of
+/// [`sample`].
+const EVERY_EDIT: [EditRef<'static>; 14] = [
+    EditRef::Remove(2),
+    EditRef::Set("operator", Value::Str("h:00ff")),
+    EditRef::Set("seq", Value::Int(-4)),
+    EditRef::Set("ok", Value::Bool(true)),
+    EditRef::Set("x", Value::Float(1.5)),
+    EditRef::TimeNs(-7),
+    EditRef::Source("masked"),
+    EditRef::Kind("k"),
+    EditRef::Value(Some(2.5)),
+    EditRef::Value(None),
+    EditRef::Unit(Some("c")),
+    EditRef::Unit(None),
+    EditRef::Body(Some("{}")),
+    EditRef::Body(None),
+];
+
 fn sample() -> Vec<u8> {
     let mut w = AnswerWriter::new();
     w.keep();
-    w.patch([
-        EditRef::Remove(2),
-        EditRef::Set("operator", Value::Str("h:00ff")),
-        EditRef::Set("seq", Value::Int(-4)),
-        EditRef::Set("ok", Value::Bool(true)),
-        EditRef::Set("x", Value::Float(1.5)),
-        EditRef::TimeNs(-7),
-        EditRef::Source("masked"),
-        EditRef::Kind("k"),
-        EditRef::Value(Some(2.5)),
-        EditRef::Value(None),
-        EditRef::Unit(Some("c")),
-        EditRef::Unit(None),
-        EditRef::Body(Some("{}")),
-        EditRef::Body(None),
-    ])
-    .unwrap();
+    w.patch(EVERY_EDIT).unwrap();
     w.drop_event();
     w.rewrite(&[1, 2, 3]).unwrap();
     w.patch([EditRef::Set("operator", Value::Str(""))]).unwrap();
@@ -40,25 +43,7 @@ fn an_answer_reads_back_as_written() {
         panic!("{:?}", actions[1]);
     };
     assert_eq!(edits.len(), 14);
-    assert_eq!(
-        edits.collect::<Vec<_>>(),
-        [
-            EditRef::Remove(2),
-            EditRef::Set("operator", Value::Str("h:00ff")),
-            EditRef::Set("seq", Value::Int(-4)),
-            EditRef::Set("ok", Value::Bool(true)),
-            EditRef::Set("x", Value::Float(1.5)),
-            EditRef::TimeNs(-7),
-            EditRef::Source("masked"),
-            EditRef::Kind("k"),
-            EditRef::Value(Some(2.5)),
-            EditRef::Value(None),
-            EditRef::Unit(Some("c")),
-            EditRef::Unit(None),
-            EditRef::Body(Some("{}")),
-            EditRef::Body(None),
-        ]
-    );
+    assert_eq!(edits.collect::<Vec<_>>(), EVERY_EDIT);
     assert!(matches!(actions[2], ActionRef::Drop));
     assert!(matches!(actions[3], ActionRef::Rewrite([1, 2, 3])));
     let ActionRef::Patch(edits) = actions[4] else {
