@@ -245,6 +245,12 @@ fn the_first_probe_after_an_outage_comes_within_seconds_of_the_receivers_return(
     wait_for("the first events stored", Duration::from_secs(60), || {
         receiver.stats().events_stored >= first
     });
+    // The receiver stores a batch before it answers, and the host settles
+    // it only on the answer: wait for that too, or the outage below could
+    // catch the first batch still in flight.
+    health_until(&client, &run, "the first events settled", |_, h| {
+        h["buffer"]["events"] == 0
+    });
 
     drop(receiver);
     let more = ingest(&s, &client, &run, 200, &[]);
