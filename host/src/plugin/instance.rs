@@ -33,6 +33,7 @@ use super::engine::deadline_ticks;
 use super::error::{CallError, LoadError};
 use super::host::HostState;
 use super::output;
+use super::transient;
 
 #[path = "instance_flat.rs"]
 mod flat_calls;
@@ -126,29 +127,25 @@ impl PluginInstance {
     /// and then `init`, each run under the call deadline (see
     /// [`super::deadline`]).
     pub(crate) fn start(&mut self) -> Result<PluginInfo, LoadError> {
-        let mut store = self.new_store();
         let deadline = self.plugin.options.limits.call_deadline;
         self.deadline_now = deadline;
-        let pre = self.plugin.pre.clone();
-        let started = match self.plugin.call_mode {
-            CallMode::Sync => call_mode::run(|| {
-                let instance = pre.instantiate(&mut store)?;
-                let info_fn = instance.get_typed_func::<(), (PluginInfo,)>(&mut store, "info");
-                let info = match info_fn {
-                    Ok(f) => Some(f.call(&mut store, ())?.0),
-                    Err(_) => None,
-                };
-                Ok::<_, wasmtime::Error>((instance, info))
-            }),
-            CallMode::Async => deadline::run(deadline, async {
-                let instance = pre.instantiate_async(&mut store).await?;
-                let info_fn = instance.get_typed_func::<(), (PluginInfo,)>(&mut store, "info");
-                let info = match info_fn {
-                    Ok(f) => Some(f.call_async(&mut store, ()).await?.0),
-                    Err(_) => None,
-                };
-                Ok::<_, wasmtime::Error>((instance, info))
-            }),
+        // A host resource blip while instantiating (see `transient`) gets
+        // a fresh store and another try; a guest fault does not.
+        let mut tries = 1;
+        let (mut store, started) = loop {
+            let mut store = self.new_store();
+            let started = self.instantiate(&mut store, deadline);
+            if let Ok(Err(err)) = &started
+                && transient::is_transient(err)
+                && let Some(pause) = transient::pause_after(tries)
+            {
+                tracing::debug!(plugin = %self.plugin.info.name, error = %err,
+                    "instantiation hit a transient host error; retrying");
+                std::thread::sleep(pause);
+                tries += 1;
+                continue;
+            }
+            break (store, started);
         };
         let (instance, info) = self.finish(&mut store, started).map_err(LoadError::Start)?;
         let Some(info) = info else {
@@ -179,6 +176,36 @@ impl PluginInstance {
             tick,
         });
         Ok(info)
+    }
+
+    /// Instantiates the plugin in `store` (running the guest's start
+    /// functions) and calls `info`, under the call deadline.
+    fn instantiate(
+        &self,
+        store: &mut Store<HostState>,
+        deadline: Duration,
+    ) -> Result<wasmtime::Result<(Instance, Option<PluginInfo>)>, Unfinished> {
+        let pre = self.plugin.pre.clone();
+        match self.plugin.call_mode {
+            CallMode::Sync => call_mode::run(|| {
+                let instance = pre.instantiate(&mut *store)?;
+                let info_fn = instance.get_typed_func::<(), (PluginInfo,)>(&mut *store, "info");
+                let info = match info_fn {
+                    Ok(f) => Some(f.call(&mut *store, ())?.0),
+                    Err(_) => None,
+                };
+                Ok::<_, wasmtime::Error>((instance, info))
+            }),
+            CallMode::Async => deadline::run(deadline, async {
+                let instance = pre.instantiate_async(&mut *store).await?;
+                let info_fn = instance.get_typed_func::<(), (PluginInfo,)>(&mut *store, "info");
+                let info = match info_fn {
+                    Ok(f) => Some(f.call_async(&mut *store, ()).await?.0),
+                    Err(_) => None,
+                };
+                Ok::<_, wasmtime::Error>((instance, info))
+            }),
+        }
     }
 
     /// Runs `init` and returns the stage export, or why the plugin refused.

@@ -20,6 +20,7 @@ use super::error::LoadError;
 use super::instance::PluginInstance;
 use super::kind::PluginKind;
 use super::limits::{Grants, Limits};
+use super::transient;
 use super::{Plugin, PluginInfo};
 
 /// How a plugin is to run: its config, grants and limits.
@@ -129,6 +130,7 @@ impl Runtime {
                     (component, false)
                 }
             };
+        transient::prepare_memory_images(&component, &file_stem(&path));
         let ty = component.component_type();
         let imports: Vec<String> = ty
             .imports(&self.engine)

@@ -27,6 +27,8 @@
 //!   header first, never blocking);
 //! - [`load`]: reading, checking and probing a component ([`Runtime::load`]);
 //! - [`instance`]: calls under limits, with every trap contained;
+//! - [`transient`]: host resource blips (a busy memfd seal) retried, told
+//!   apart from guest faults, which are final;
 //! - [`output`]: checks on guest output, and the refusals (per frame or
 //!   event, never traps) they produce;
 //! - [`error`]: why a load or a call failed.
@@ -50,6 +52,7 @@ pub mod limits;
 pub mod load;
 pub(crate) mod output;
 pub mod stdio;
+pub mod transient;
 
 use std::path::PathBuf;
 
