@@ -34,11 +34,40 @@ impl Pipeline {
         buffer: Arc<Buffer>,
         natives: &NativeStages,
     ) -> Result<Pipeline, PipelineError> {
+        Self::build_from(config, runtime, buffer, natives, None)
+    }
+
+    /// Another pipeline worker for `leader` (built from the same config
+    /// with [`Pipeline::build_with`]): every plugin stage starts its own
+    /// instance of the plugin `leader` already loaded, instead of loading
+    /// the file again, and the worker then [follows](Pipeline::follow) the
+    /// leader. Native stages are built afresh from `natives`.
+    pub fn build_follower(
+        config: &HostConfig,
+        runtime: &Runtime,
+        buffer: Arc<Buffer>,
+        natives: &NativeStages,
+        leader: &Pipeline,
+    ) -> Result<Pipeline, PipelineError> {
+        let mut pipeline = Self::build_from(config, runtime, buffer, natives, Some(leader))?;
+        pipeline.follow(leader);
+        Ok(pipeline)
+    }
+
+    /// Builds the pipeline; with a `leader`, a stage the leader holds at
+    /// the same place is a replica of it rather than a fresh load.
+    fn build_from(
+        config: &HostConfig,
+        runtime: &Runtime,
+        buffer: Arc<Buffer>,
+        natives: &NativeStages,
+        leader: Option<&Pipeline>,
+    ) -> Result<Pipeline, PipelineError> {
         let policy = QuarantinePolicy {
             threshold: config.stages.quarantine_after_traps.max(1),
             window: Duration::from_secs(config.stages.quarantine_window_s),
         };
-        let load = |role: String, r: &PluginRef, kind: PluginKind| {
+        let load = |role: String, r: &PluginRef, kind: PluginKind, lead: Option<&Stage>| {
             if let Some(factory) = natives.get(&r.plugin, kind) {
                 let options = plugin_options(r);
                 let name = r
@@ -46,6 +75,9 @@ impl Pipeline {
                     .clone()
                     .unwrap_or_else(|| format!("native:{}", r.plugin.display()));
                 return Ok(Stage::native(name, factory(&options.config), policy));
+            }
+            if let Some(replica) = lead.and_then(|stage| stage.seed().replica()) {
+                return Ok(replica);
             }
             let plugin = runtime
                 .load(&r.plugin, Some(kind), plugin_options(r))
@@ -64,9 +96,15 @@ impl Pipeline {
             match input.plugin() {
                 None => {}
                 Some(InputPlugin::Source(source)) => {
+                    let lead = leader.and_then(|l| l.sources.get(sources.len()).map(|(_, s)| s));
                     sources.push((
                         name.to_string(),
-                        load(format!("input {name} source"), source, PluginKind::Source)?,
+                        load(
+                            format!("input {name} source"),
+                            source,
+                            PluginKind::Source,
+                            lead,
+                        )?,
                     ));
                 }
                 Some(InputPlugin::Decoder(decoder)) => {
@@ -74,21 +112,31 @@ impl Pipeline {
                         format!("input {name} decoder"),
                         decoder,
                         PluginKind::Decoder,
+                        leader.and_then(|l| l.decoders.get(name)),
                     )?;
                     decoders.insert(name.to_string(), stage);
                 }
             }
         }
-        let chain = |refs: &[PluginRef], what: &str, kind| {
+        let chain = |refs: &[PluginRef], what: &str, kind, leads: Option<&Vec<Stage>>| {
             refs.iter()
                 .enumerate()
-                .map(|(i, r)| load(format!("{what}[{i}]"), r, kind))
+                .map(|(i, r)| {
+                    load(
+                        format!("{what}[{i}]"),
+                        r,
+                        kind,
+                        leads.and_then(|l| l.get(i)),
+                    )
+                })
                 .collect::<Result<Vec<_>, _>>()
         };
         let mut detectors = Vec::new();
         for (i, r) in config.stages.detect.iter().enumerate() {
             let role = format!("stages.detect[{i}]");
-            let stage = load(role.clone(), r, PluginKind::Detector)?;
+            // Detectors run in one worker only (their kv namespace is one
+            // per host): never a replica.
+            let stage = load(role.clone(), r, PluginKind::Detector, None)?;
             // One namespace per detector name: a hot swap keeps it.
             let entries = buffer.kv_entries(&stage.name)?;
             let kv = KvNamespace::new(stage.name.clone(), config.stages.kv_max_bytes, entries);
@@ -100,14 +148,21 @@ impl Pipeline {
                 &config.stages.validate,
                 "stages.validate",
                 PluginKind::Validator,
+                leader.map(|l| &l.chains.validators),
             )?,
             detectors,
             privacy: chain(
                 &config.stages.privacy,
                 "stages.privacy",
                 PluginKind::Privacy,
+                leader.map(|l| &l.chains.privacy),
             )?,
-            samplers: chain(&config.stages.sample, "stages.sample", PluginKind::Sampler)?,
+            samplers: chain(
+                &config.stages.sample,
+                "stages.sample",
+                PluginKind::Sampler,
+                leader.map(|l| &l.chains.samplers),
+            )?,
         };
         Ok(Pipeline {
             decoders,

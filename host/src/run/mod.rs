@@ -496,9 +496,13 @@ fn worker_pipelines(
     };
     let mut pipelines = Vec::with_capacity(workers);
     for _ in 1..workers {
-        let mut more = Pipeline::build_with(config, runtime, buffer.clone(), natives)?;
-        more.follow(&first);
-        pipelines.push(more);
+        pipelines.push(Pipeline::build_follower(
+            config,
+            runtime,
+            buffer.clone(),
+            natives,
+            &first,
+        )?);
     }
     pipelines.insert(0, first);
     tracing::info!(workers, "pipeline workers");
