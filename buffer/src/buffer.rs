@@ -265,11 +265,15 @@ impl Buffer {
         }
         {
             let mut chunk = Chunk::default();
-            for (record, _, mask, kind) in own_routed.iter().take(accept - from_staged) {
+            let own = &own_routed[..(accept - from_staged).min(own_routed.len())];
+            let mut bytes_left: usize = own.iter().map(|(r, ..)| r.payload.len()).sum();
+            for (i, (record, _, mask, kind)) in own.iter().enumerate() {
                 if chunk.must_cut(*mask, record.payload.len()) {
                     chunk.insert(&tx, now)?;
                 }
+                chunk.reserve_for(own.len() - i, bytes_left);
                 chunk.push(&record.id, &record.payload, kind.as_deref(), *mask);
+                bytes_left -= record.payload.len();
             }
             chunk.insert(&tx, now)?;
         }

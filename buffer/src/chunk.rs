@@ -67,6 +67,20 @@ impl Chunk {
                 || self.payload.len() + len > CHUNK_MAX_BYTES)
     }
 
+    /// Makes room for the next `events` events of `bytes` payload bytes
+    /// (each capped at what one chunk holds) before an empty chunk is
+    /// filled: growing by doubling instead copied the payload about twice
+    /// more, while the buffer's lock is held.
+    pub(crate) fn reserve_for(&mut self, events: usize, bytes: usize) {
+        if self.count == 0 {
+            let events = events.min(CHUNK_MAX_EVENTS);
+            self.payload.reserve(bytes.min(CHUNK_MAX_BYTES));
+            self.ids.reserve(events * 16);
+            self.lens.reserve(events * 4);
+            self.kind_index.reserve(events);
+        }
+    }
+
     /// Appends one event.
     pub(crate) fn push(&mut self, id: &[u8], payload: &[u8], kind: Option<&str>, mask: i64) {
         self.mask = mask;

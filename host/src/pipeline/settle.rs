@@ -23,7 +23,13 @@ impl Pipeline {
         let mut kinds_in = BTreeMap::<String, u64>::new();
         if self.usage.is_some() {
             for e in &events {
-                *kinds_in.entry(e.kind.clone()).or_default() += 1;
+                // The kind is cloned only the first time it is seen.
+                match kinds_in.get_mut(&e.kind) {
+                    Some(n) => *n += 1,
+                    None => {
+                        kinds_in.insert(e.kind.clone(), 1);
+                    }
+                }
             }
         }
         let chain: Vec<String> = origin
