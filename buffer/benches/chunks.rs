@@ -71,9 +71,83 @@ fn commit_read_ack(c: &mut Criterion) {
     round_trip!(c, "v3_chunks", halyard_buffer);
 }
 
+/// Events per commit in [`flow`]: what one hand-off of the file input's
+/// 1000 lines leaves after the range check drops a tenth.
+const FLOW_COMMIT: usize = 900;
+/// Commits per iteration of [`flow`].
+const FLOW_COMMITS: usize = 3;
+/// Batches in flight in [`flow`]: the http transport's `max_in_flight`.
+const FLOW_IN_FLIGHT: usize = 4;
+
+/// The buffer as the pipeline uses it: commits of a file input hand-off's
+/// worth of 330-byte events (the size a sensor line leaves the host at), whole
+/// batches of 1000 leased as they appear, up to 4 in flight, the oldest
+/// acked first. Unlike [`commit_read_ack`] the buffer rarely drains and
+/// acked pages sit between live ones, which is what page size, WAL size
+/// and vacuum policy act on. Prints the bytes the process read and wrote
+/// per event (`/proc/self/io`), which the machine's neighbours cannot move.
+fn flow(c: &mut Criterion) {
+    let dir = dir();
+    let config = halyard_buffer::BufferConfig::new(dir.path().join("flow.db"), u64::MAX);
+    let (buffer, _) = halyard_buffer::Buffer::open(config).expect("open");
+    let records: Vec<halyard_buffer::Record> = (0..FLOW_COMMIT)
+        .map(|n| {
+            let mut payload = payload(n);
+            payload.resize(330, b'5');
+            halyard_buffer::Record {
+                id: (n as u128).to_be_bytes(),
+                payload,
+            }
+        })
+        .collect();
+    let mut in_flight = std::collections::VecDeque::new();
+    let mut events = 0u64;
+    let io_before = io_bytes();
+    let mut group = c.benchmark_group("buffer_flow_2700");
+    group.throughput(Throughput::Elements((FLOW_COMMIT * FLOW_COMMITS) as u64));
+    group.bench_function("commit_lease_ack", |b| {
+        b.iter(|| {
+            for _ in 0..FLOW_COMMITS {
+                buffer.append(&records).expect("append");
+            }
+            events += (FLOW_COMMIT * FLOW_COMMITS) as u64;
+            while let Some(batch) = buffer
+                .next_whole_batch_for(halyard_buffer::DEFAULT_CONSUMER, EVENTS, 1 << 20)
+                .expect("read")
+            {
+                in_flight.push_back(batch);
+                while in_flight.len() > FLOW_IN_FLIGHT {
+                    let oldest = in_flight.pop_front().expect("a batch in flight");
+                    buffer.ack(&oldest).expect("ack");
+                }
+            }
+        })
+    });
+    group.finish();
+    let (read, written) = io_bytes();
+    println!(
+        "flow: {events} events, {:.0} bytes read and {:.0} written per event",
+        (read - io_before.0) as f64 / events as f64,
+        (written - io_before.1) as f64 / events as f64
+    );
+}
+
+/// `rchar` and `wchar` of this process: bytes passed to read and write
+/// calls, page cache or not.
+fn io_bytes() -> (u64, u64) {
+    let text = std::fs::read_to_string("/proc/self/io").unwrap_or_default();
+    let field = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0)
+    };
+    (field("rchar:"), field("wchar:"))
+}
+
 criterion_group! {
     name = benches;
     config = Criterion::default().sample_size(30);
-    targets = commit_read_ack
+    targets = commit_read_ack, flow
 }
 criterion_main!(benches);

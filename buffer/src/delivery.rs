@@ -119,12 +119,20 @@ impl Buffer {
         // A chunk the limits cut: split after the events taken.
         let mut cut: Option<(Stored, usize)> = None;
         {
-            let mut stmt = inner
+            // Which chunks, from the covering index: a chunk's `pending`,
+            // `count` and `size` are stored after its payload, so filtering
+            // or sizing it from the table walks its whole overflow chain,
+            // and a chunk that then did not fit was read for nothing.
+            let mut candidates = inner
                 .conn
-                .prepare_cached(&format!(
-                    "SELECT {COLUMNS} FROM records \
-                     WHERE seq > ?1 AND seq < ?2 AND (pending & ?4) != 0 ORDER BY seq LIMIT ?3"
-                ))
+                .prepare_cached(
+                    "SELECT seq, count, size FROM records INDEXED BY records_seq_pending \
+                     WHERE seq > ?1 AND seq < ?2 AND (pending & ?4) != 0 ORDER BY seq LIMIT ?3",
+                )
+                .ctx("next_batch: prepare index read")?;
+            let mut read = inner
+                .conn
+                .prepare_cached(&format!("SELECT {COLUMNS} FROM records WHERE seq = ?1"))
                 .ctx("next_batch: prepare read")?;
             'gaps: for (after, before) in c.leases.gaps() {
                 if before <= floor + 1 {
@@ -132,10 +140,24 @@ impl Buffer {
                 }
                 let after = after.max(floor);
                 let limit = i64::try_from(max_records).unwrap_or(i64::MAX);
-                let mut rows = stmt
+                let mut rows = candidates
                     .query((after, before, limit, mask))
                     .ctx("next_batch: read records")?;
                 while let Some(row) = rows.next().ctx("next_batch: read records")? {
+                    let seq: i64 = row.get(0).ctx("next_batch: read seq")?;
+                    if fill == Fill::WholeChunks && !records.is_empty() {
+                        let count: i64 = row.get(1).ctx("next_batch: read count")?;
+                        let size: i64 = row.get(2).ctx("next_batch: read size")?;
+                        let (count, bytes) = indexed_extent(count, size);
+                        if records.len() + count > max_records || payload_bytes + bytes > max_bytes
+                        {
+                            break 'gaps;
+                        }
+                    }
+                    let mut found = read.query([seq]).ctx("next_batch: read chunk")?;
+                    let Some(row) = found.next().ctx("next_batch: read chunk")? else {
+                        continue;
+                    };
                     let chunk = Stored::read(row)?;
                     // See `next_whole_batch_for`.
                     if fill == Fill::WholeChunks
@@ -452,6 +474,20 @@ impl Inner {
             .saturating_sub(settled.deleted_bytes + gone_bytes);
         self.after_delete(settled.deleted_bytes + gone_bytes);
     }
+}
+
+/// A chunk's events and payload bytes from its indexed `count` and `size`
+/// (each event accounts [`RECORD_OVERHEAD_BYTES`] beyond its payload), for
+/// deciding whether it fits a batch before reading it. A row whose figures
+/// make no sense gives zeros, so it is read and checked as before.
+fn indexed_extent(count: i64, size: i64) -> (usize, usize) {
+    let count = u64::try_from(count).unwrap_or(0);
+    let size = u64::try_from(size).unwrap_or(0);
+    let bytes = size.saturating_sub(count.saturating_mul(RECORD_OVERHEAD_BYTES));
+    (
+        usize::try_from(count).unwrap_or(usize::MAX),
+        usize::try_from(bytes).unwrap_or(usize::MAX),
+    )
 }
 
 /// How a lease fills a batch.

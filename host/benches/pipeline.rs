@@ -15,6 +15,8 @@
 //! to CPU 0, and `-p02` runs redact-privacy's policy as built against
 //! contract 0.2.0 (`tests/hostile/redact-v0-2`) instead of the example's
 //! 0.4.0 build, to compare the two answer shapes end to end in one run.
+//! `--batch N` sets `[batch] max_events = N` and `max_bytes = N KiB`
+//! (1000 when unset), `--in-flight N` its `max_in_flight`.
 //! `--scaling 1` is short for
 //! `--modes wasm-w1,wasm-w2,wasm-w1-1cpu,wasm-w2-1cpu`. The environment
 //! variable `PIPELINE_BENCH_WRAP` puts a command before the host's (a

@@ -369,6 +369,43 @@ fn whole_chunk_leases_stop_before_a_chunk_that_does_not_fit() {
     assert_eq!(drain(&buffer, 1000), (340..1400).collect::<Vec<_>>());
 }
 
+/// A shipper's lease decides from the index whether the next chunk fits
+/// its byte limit (the payload is read only for chunks it takes), with the
+/// same boundary as reading the payload: a chunk that fits exactly is
+/// taken, one byte less stops before it. A row whose indexed size makes no
+/// sense is read and checked against its real payload instead.
+#[test]
+fn whole_chunk_leases_stop_at_the_byte_limit_before_reading_the_chunk() {
+    let dir = tempfile::tempdir().unwrap();
+    let cfg = config(dir.path(), u64::MAX, WhenFull::DropOldest);
+    let consumer = halyard_buffer::DEFAULT_CONSUMER;
+    {
+        let (buffer, _) = open(&cfg);
+        for from in (0..400).step_by(100) {
+            buffer.append(&recs(from..from + 100, 10)).unwrap();
+        }
+        // Each chunk is 100 payloads of 10 bytes.
+        let exact = buffer.next_whole_batch_for(consumer, 1000, 2000).unwrap();
+        assert_eq!(nums(&exact.unwrap()), (0..200).collect::<Vec<_>>());
+        let short = buffer.next_whole_batch_for(consumer, 1000, 1999).unwrap();
+        assert_eq!(nums(&short.unwrap()), (200..300).collect::<Vec<_>>());
+    }
+    {
+        let conn = rusqlite::Connection::open(&cfg.path).unwrap();
+        let changed = conn
+            .execute("UPDATE records SET size = -1 WHERE seq = 400", [])
+            .unwrap();
+        assert_eq!(changed, 1);
+    }
+    let (buffer, _) = open(&cfg);
+    // 0..300 are served again after the restart; the last chunk's size
+    // says nothing, so its payload decides: 1000 more bytes do not fit.
+    let batch = buffer.next_whole_batch_for(consumer, 1000, 3500).unwrap();
+    assert_eq!(nums(&batch.unwrap()), (0..300).collect::<Vec<_>>());
+    let batch = buffer.next_whole_batch_for(consumer, 1000, 3500).unwrap();
+    assert_eq!(nums(&batch.unwrap()), (300..400).collect::<Vec<_>>());
+}
+
 /// A chunk whose bytes SQLite reads without complaint but whose parts do
 /// not agree (an overflow page overwritten with plausible bytes) is damage:
 /// the salvage leaves it out, its records are counted lost, and the rest

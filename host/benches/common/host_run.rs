@@ -69,7 +69,7 @@ max_mb = 2048
 [batch]
 max_events = {batch}
 max_bytes = {batch_bytes}
-
+{in_flight}
 [health]
 listen = "127.0.0.1:0"
 
@@ -79,6 +79,9 @@ listen = "127.0.0.1:0"
         decoder = JSONL_DECODER,
         batch = arg("--batch").unwrap_or(1000),
         batch_bytes = arg("--batch").unwrap_or(1000) * 1024,
+        in_flight = arg("--in-flight")
+            .map(|n| format!("max_in_flight = {n}\n"))
+            .unwrap_or_default(),
     )
 }
 
