@@ -1,13 +1,14 @@
-//! The buffer alone: commit 1000 events of ~200 bytes in one transaction,
-//! lease them as one batch, ack it, in a real SQLite file in WAL mode with
-//! `synchronous = NORMAL`, as the host does.
+//! The buffer alone, in a real SQLite file in WAL mode with
+//! `synchronous = NORMAL`, as the host does: `commit_read_ack` commits 1000
+//! events of ~200 bytes in one transaction, leases them as one batch and
+//! acks it; `flow` keeps batches in flight the way the shipper does.
 //!
 //! The same-run comparison with the row-per-event buffer (schema 2) in
 //! BENCHMARKS.md was taken at commit 56a0b8d, where that crate sat beside
 //! this one as `benches/v2` (`halyard-buffer-v2`); check that commit out to
 //! repeat it. It is not kept here: a second copy of the crate to maintain.
 //!
-//! `cargo bench -p halyard-buffer --bench chunks`
+//! `cargo bench -p halyard-buffer --bench chunks` (add `-- flow` for one case)
 //! Set `HALYARD_BENCH_DIR` to measure a specific disk (default: the
 //! system temp directory).
 
