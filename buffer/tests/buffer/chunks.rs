@@ -17,6 +17,13 @@ fn with_consumers(dir: &Path, consumers: &[Consumer], max_bytes: u64) -> BufferC
     }
 }
 
+/// Damages the closed buffer file at `path` by hand: runs `sql`, which
+/// must change exactly one row.
+fn change_one_row(path: &Path, sql: &str) {
+    let conn = rusqlite::Connection::open(path).unwrap();
+    assert_eq!(conn.execute(sql, []).unwrap(), 1, "{sql}");
+}
+
 fn rows(path: &Path) -> Vec<(i64, i64)> {
     let conn = rusqlite::Connection::open(path).unwrap();
     let mut stmt = conn
@@ -390,13 +397,7 @@ fn whole_chunk_leases_stop_at_the_byte_limit_before_reading_the_chunk() {
         let short = buffer.next_whole_batch_for(consumer, 1000, 1999).unwrap();
         assert_eq!(nums(&short.unwrap()), (200..300).collect::<Vec<_>>());
     }
-    {
-        let conn = rusqlite::Connection::open(&cfg.path).unwrap();
-        let changed = conn
-            .execute("UPDATE records SET size = -1 WHERE seq = 400", [])
-            .unwrap();
-        assert_eq!(changed, 1);
-    }
+    change_one_row(&cfg.path, "UPDATE records SET size = -1 WHERE seq = 400");
     let (buffer, _) = open(&cfg);
     // 0..300 are served again after the restart; the last chunk's size
     // says nothing, so its payload decides: 1000 more bytes do not fit.
@@ -420,14 +421,11 @@ fn an_inconsistent_chunk_is_salvaged_around_and_its_records_counted_lost() {
             buffer.append(&recs(from..from + 10, 30)).unwrap();
         }
     }
-    {
-        let conn = rusqlite::Connection::open(&cfg.path).unwrap();
-        // Records 10..20: lengths that no longer add up to the payload.
-        let changed = conn
-            .execute("UPDATE records SET lens = zeroblob(40) WHERE seq = 20", [])
-            .unwrap();
-        assert_eq!(changed, 1);
-    }
+    // Records 10..20: lengths that no longer add up to the payload.
+    change_one_row(
+        &cfg.path,
+        "UPDATE records SET lens = zeroblob(40) WHERE seq = 20",
+    );
     let (buffer, _) = open(&cfg);
     let delivered = drain(&buffer, 100);
     assert_eq!(
