@@ -6,6 +6,8 @@
 //! (same keys, order and number formatting), with `provenance` appended
 //! when given; the tests compare the two.
 
+mod direct;
+
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use crate::event::to_json;
@@ -27,7 +29,11 @@ pub fn to_vec_with<P: Serialize>(event: &Event, provenance: Option<&P>) -> Vec<u
 /// Appends the event's JSON form to `out` (empty if it cannot be written).
 fn write_with<P: Serialize>(out: &mut Vec<u8>, event: &Event, provenance: Option<&P>) {
     let start = out.len();
-    let written = if has_duplicate_keys(&event.attributes) {
+    let duplicates = has_duplicate_keys(&event.attributes);
+    if provenance.is_none() && !duplicates && direct::write(out, event) {
+        return;
+    }
+    let written = if duplicates {
         // Rare: the map semantics (first position, last value) of `to_json`.
         let mut json = to_json(event);
         if let (Some(p), Some(obj)) = (provenance, json.as_object_mut()) {
