@@ -138,7 +138,7 @@ impl NewDeadLetter {
         NewDeadLetter {
             id: record.id,
             origin: Origin::Event,
-            kept: Kept::Payload(record.payload.clone()),
+            kept: Kept::Payload(record.payload.to_vec()),
             reason: reason.to_string(),
         }
     }

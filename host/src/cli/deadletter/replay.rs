@@ -253,7 +253,10 @@ fn frame_origin(config: &HostConfig, input: &str) -> String {
 }
 
 fn record(id: [u8; 16], payload: Vec<u8>) -> Record {
-    Record { id, payload }
+    Record {
+        id,
+        payload: payload.into(),
+    }
 }
 
 /// A stored event's JSON back into an event, id included.
