@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use crate::payload::Payload;
+pub use bytes::Bytes;
 
 /// One opaque event as the host encoded it.
 ///
@@ -17,9 +17,9 @@ pub struct Record {
     /// chunk's buffer (a slice of it, reference-counted), so leasing a
     /// batch costs no allocation or copy per event, and a record kept
     /// keeps its whole chunk in memory (copy it with `to_vec` to hold it
-    /// long). Build one from a `Vec<u8>` with `.into()`, which keeps the
-    /// vector as it is.
-    pub payload: Payload,
+    /// long). Build one from a `Vec<u8>` with `.into()`, which takes the
+    /// vector without a copy.
+    pub payload: Bytes,
 }
 
 /// Records handed to the transport, leased until `ack`, `nack` or

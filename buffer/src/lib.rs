@@ -165,14 +165,13 @@ mod dead_letter;
 mod delivery;
 mod error;
 mod kv;
-mod payload;
 mod salvage;
 mod schema;
 mod staging;
 mod stats;
 mod usage;
 
-pub use batch::{Batch, Record};
+pub use batch::{Batch, Bytes, Record};
 pub use buffer::{AppendOutcome, Buffer, OpenReport};
 pub use commit::{Commit, Cursor};
 pub use config::{
@@ -184,7 +183,6 @@ pub use damage::{Damage, FoundAt};
 pub use dead_letter::{DeadLetter, DeadLetterFilter, Kept, NewDeadLetter, Origin, ReasonSummary};
 pub use error::{BufferError, Cause};
 pub use kv::KvWrite;
-pub use payload::Payload;
 pub use staging::Staged;
 pub use stats::Stats;
 pub use usage::{StoredUsage, UsageCounts, last_usage_report};
