@@ -47,7 +47,7 @@ macro_rules! round_trip {
         let records: Vec<$krate::Record> = (0..EVENTS)
             .map(|n| $krate::Record {
                 id: (n as u128).to_be_bytes(),
-                payload: payload(n).into(),
+                payload: payload(n),
             })
             .collect();
         let mut group = $c.benchmark_group("buffer_commit_read_ack_1000");
@@ -97,7 +97,7 @@ fn flow(c: &mut Criterion) {
             payload.resize(330, b'5');
             halyard_buffer::Record {
                 id: (n as u128).to_be_bytes(),
-                payload: payload.into(),
+                payload,
             }
         })
         .collect();

@@ -24,7 +24,7 @@ fn record(n: u64) -> Record {
     payload.resize(PAYLOAD, b'7');
     Record {
         id: u128::from(n).to_be_bytes(),
-        payload: payload.into(),
+        payload,
     }
 }
 

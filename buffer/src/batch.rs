@@ -2,8 +2,6 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-pub use bytes::Bytes;
-
 /// One opaque event as the host encoded it.
 ///
 /// The buffer never looks inside `payload`; `id` is the event's stable id so
@@ -13,13 +11,8 @@ pub use bytes::Bytes;
 pub struct Record {
     /// The event's stable id, carried unchanged through the buffer.
     pub id: [u8; 16],
-    /// The encoded event. A record read back from the buffer shares its
-    /// chunk's buffer (a slice of it, reference-counted), so leasing a
-    /// batch costs no allocation or copy per event, and a record kept
-    /// keeps its whole chunk in memory (copy it with `to_vec` to hold it
-    /// long). Build one from a `Vec<u8>` with `.into()`, which takes the
-    /// vector without a copy.
-    pub payload: Bytes,
+    /// The encoded event.
+    pub payload: Vec<u8>,
 }
 
 /// Records handed to the transport, leased until `ack`, `nack` or

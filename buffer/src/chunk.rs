@@ -27,7 +27,6 @@
 //!   (`Buffer::next_whole_batch_for`) stops before a chunk that would not
 //!   fit whole instead, and splits only a first chunk over its limits.
 
-use bytes::Bytes;
 use rusqlite::Transaction;
 
 use crate::config::RECORD_OVERHEAD_BYTES;
@@ -152,7 +151,7 @@ pub(crate) struct Stored {
     pub(crate) seq: i64,
     pub(crate) count: usize,
     pub(crate) ids: Vec<u8>,
-    pub(crate) payload: Bytes,
+    pub(crate) payload: Vec<u8>,
     /// Where each event's payload starts; `count + 1` entries.
     pub(crate) offsets: Vec<usize>,
     /// Each event's kind, by index into `kind_table`.
@@ -178,8 +177,6 @@ impl Stored {
         let count: i64 = row.get(1).map_err(|_| bad("count is not an integer"))?;
         let ids: Vec<u8> = row.get(2).map_err(|_| bad("ids are not a blob"))?;
         let payload: Vec<u8> = row.get(3).map_err(|_| bad("payload is not a blob"))?;
-        // Shared by the records leased from it: no copy per event.
-        let payload = Bytes::from(payload);
         let lens: Option<Vec<u8>> = row.get(4).map_err(|_| bad("lengths are not a blob"))?;
         let kinds: Option<Vec<u8>> = row.get(5).map_err(|_| bad("kinds are not a blob"))?;
         let count = usize::try_from(count)
@@ -240,11 +237,6 @@ impl Stored {
     /// Event `i`'s payload.
     pub(crate) fn event(&self, i: usize) -> &[u8] {
         &self.payload[self.offsets[i]..self.offsets[i + 1]]
-    }
-
-    /// Event `i`'s payload as a shared slice of the chunk's buffer.
-    pub(crate) fn event_bytes(&self, i: usize) -> Bytes {
-        self.payload.slice(self.offsets[i]..self.offsets[i + 1])
     }
 
     /// Event `i`'s kind, if stored.

@@ -177,7 +177,7 @@ impl Buffer {
                         accounted += payload.len() as u64 + RECORD_OVERHEAD_BYTES;
                         records.push(Record {
                             id: chunk.id(taken),
-                            payload: chunk.event_bytes(taken),
+                            payload: payload.to_vec(),
                         });
                         kinds.push(chunk.kind(taken));
                         taken += 1;

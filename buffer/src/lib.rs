@@ -144,7 +144,7 @@
 //! # fn main() -> Result<(), halyard_buffer::BufferError> {
 //! let (buffer, report) = Buffer::open(BufferConfig::new("/var/lib/halyard/buffer.db", 256 << 20))?;
 //! if report.recovered_from_corruption.is_some() { /* emit buffer.recovered */ }
-//! buffer.append(&[Record { id: [7; 16], payload: b"{...}".to_vec().into() }])?;
+//! buffer.append(&[Record { id: [7; 16], payload: b"{...}".to_vec() }])?;
 //! while let Some(batch) = buffer.next_batch(1000, 1 << 20)? {
 //!     // send batch.records with idempotency key batch.key(); then:
 //!     buffer.ack(&batch)?; // or buffer.nack(&batch) to retry later
@@ -171,7 +171,7 @@ mod staging;
 mod stats;
 mod usage;
 
-pub use batch::{Batch, Bytes, Record};
+pub use batch::{Batch, Record};
 pub use buffer::{AppendOutcome, Buffer, OpenReport};
 pub use commit::{Commit, Cursor};
 pub use config::{

@@ -92,13 +92,7 @@ impl Buffer {
                 let size = accounted_size(record);
                 let mask = inner.consumers.mask_of(record);
                 insert
-                    .execute((
-                        staged.token,
-                        &record.id,
-                        &record.payload[..],
-                        size as i64,
-                        mask,
-                    ))
+                    .execute((staged.token, &record.id, &record.payload, size as i64, mask))
                     .ctx("stage: insert record")?;
                 sizes.push(size);
                 masks.push(mask);

@@ -264,7 +264,7 @@ impl Stamper {
         let seq = seq.format(self.seq.next_seq()).as_bytes();
         Record {
             id: crate::pipeline::id_bytes(&e.id),
-            payload: crate::event_wire::to_vec_with_raw(e, &[&self.head, seq, &self.tail]).into(),
+            payload: crate::event_wire::to_vec_with_raw(e, &[&self.head, seq, &self.tail]),
         }
     }
 }
@@ -342,7 +342,7 @@ mod tests {
             let expected = crate::event_wire::to_vec_with(&event, Some(&stamp));
             let got = stamper.record(&event, chain).payload;
             assert_eq!(
-                String::from_utf8(got.to_vec()).unwrap(),
+                String::from_utf8(got).unwrap(),
                 String::from_utf8(expected).unwrap()
             );
         }

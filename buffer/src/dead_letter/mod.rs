@@ -138,7 +138,7 @@ impl NewDeadLetter {
         NewDeadLetter {
             id: record.id,
             origin: Origin::Event,
-            kept: Kept::Payload(record.payload.to_vec()),
+            kept: Kept::Payload(record.payload.clone()),
             reason: reason.to_string(),
         }
     }

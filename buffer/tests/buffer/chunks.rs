@@ -65,7 +65,7 @@ fn a_version_2_file_is_upgraded_with_its_rows_as_chunks_of_one() {
             conn.execute(
                 "INSERT INTO records (id, payload, size, enqueued_ms, pending) \
                  VALUES (?1, ?2, ?3, 0, 1)",
-                (&r.id[..], &r.payload[..], 30 + 64),
+                (&r.id[..], &r.payload, 30 + 64),
             )
             .unwrap();
         }

@@ -75,7 +75,7 @@ pub fn file_len(path: &Path) -> u64 {
 pub fn as_record(d: &halyard_buffer::DeadLetter) -> Record {
     Record {
         id: d.id,
-        payload: d.payload().expect("payload kept").to_vec().into(),
+        payload: d.payload().expect("payload kept").to_vec(),
     }
 }
 

@@ -152,9 +152,7 @@ fn kind_prefixes_route_records() {
     let records: Vec<Record> = (0..50u64)
         .map(|n| Record {
             id: u128::from(n).to_be_bytes(),
-            payload: format!("{} {n}", kinds[n as usize % kinds.len()])
-                .into_bytes()
-                .into(),
+            payload: format!("{} {n}", kinds[n as usize % kinds.len()]).into_bytes(),
         })
         .collect();
     let outcome = buffer.append(&records).unwrap();
@@ -237,7 +235,7 @@ fn a_replay_for_one_consumer_reaches_it_alone() {
         .map(|d| Record {
             id: d.id,
             payload: match &d.kept {
-                halyard_buffer::Kept::Payload(p) => p.clone().into(),
+                halyard_buffer::Kept::Payload(p) => p.clone(),
                 other => panic!("a refused batch keeps its payload: {other:?}"),
             },
         })
@@ -335,7 +333,7 @@ fn a_version_1_file_is_upgraded_with_its_records_for_every_consumer() {
             let r = rec(n, 20);
             conn.execute(
                 "INSERT INTO records (id, payload, size, enqueued_ms) VALUES (?1, ?2, ?3, 0)",
-                (&r.id[..], &r.payload[..], 84),
+                (&r.id[..], &r.payload, 84),
             )
             .unwrap();
         }

@@ -61,7 +61,7 @@ impl DeadLetters {
         let mut out = Vec::with_capacity(self.events.len() + self.frames.len());
         for (input, frame, reason) in self.frames {
             let kept = match frames {
-                DeadLetterFrames::Raw => Kept::Payload(frame.payload.to_vec()),
+                DeadLetterFrames::Raw => Kept::Payload(frame.payload),
                 DeadLetterFrames::Digest => Kept::Digest {
                     len: frame.payload.len() as u64,
                     sha256: Sha256::digest(&frame.payload).into(),

@@ -57,7 +57,7 @@ pub(super) fn derived_id(key: &[u8; 16], n: usize) -> EventId {
 pub(super) fn event_record(e: &Event) -> Record {
     Record {
         id: id_bytes(&e.id),
-        payload: crate::event_wire::to_vec(e).into(),
+        payload: crate::event_wire::to_vec(e),
     }
 }
 
@@ -65,7 +65,7 @@ pub(super) fn event_record(e: &Event) -> Record {
 pub(super) fn frame_record(frame: &Frame, key: &Option<[u8; 16]>) -> Record {
     Record {
         id: key.unwrap_or_else(|| id_bytes(&event::new_id())),
-        payload: frame.data.clone().into(),
+        payload: frame.data.clone(),
     }
 }
 

@@ -401,8 +401,6 @@ fn lifecycle_record(e: &LifecycleEvent, host_id: &str) -> Record {
     };
     Record {
         id: crate::pipeline::id_bytes(&id),
-        payload: serde_json::to_vec(&event::to_json(&event))
-            .unwrap_or_default()
-            .into(),
+        payload: serde_json::to_vec(&event::to_json(&event)).unwrap_or_default(),
     }
 }

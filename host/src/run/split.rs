@@ -154,7 +154,7 @@ pub fn dead_letter_groups(batch: &Batch, dead: &BTreeMap<usize, String>) -> Vec<
             Some(NewDeadLetter {
                 id: record.id,
                 origin: Origin::Batch,
-                kept: Kept::Payload(record.payload.to_vec()),
+                kept: Kept::Payload(record.payload.clone()),
                 reason: reason.clone(),
             })
         })
@@ -236,7 +236,7 @@ mod tests {
         let records: Vec<Record> = (events.iter().enumerate())
             .map(|(i, e)| Record {
                 id: [i as u8; 16],
-                payload: serde_json::to_vec(e).unwrap().into(),
+                payload: serde_json::to_vec(e).unwrap(),
             })
             .collect();
         buffer.append(&records).unwrap();

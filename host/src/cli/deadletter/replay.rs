@@ -253,10 +253,7 @@ fn frame_origin(config: &HostConfig, input: &str) -> String {
 }
 
 fn record(id: [u8; 16], payload: Vec<u8>) -> Record {
-    Record {
-        id,
-        payload: payload.into(),
-    }
+    Record { id, payload }
 }
 
 /// A stored event's JSON back into an event, id included.
