@@ -6,61 +6,121 @@
 //! in order. It used to send the worker a full copy of each request: three
 //! allocations and a copy of the line per line. A [`FrameRun`] behind an
 //! `Arc` is read by the worker where it lies; the decoder only ever borrows
-//! frames.
+//! frames. A run holds its frames packed ([`Frames::Packed`]): every line's
+//! bytes in one buffer, and one content type and origin for each group of
+//! frames that share them, so a line costs no allocation of its own and a
+//! flat decoder's call is one copy of the buffer.
 
 use std::ops::Range;
 
 use super::commit::Pending;
 use super::record::chain_link;
 use super::{IngestReport, KeyedFrame, MAX_BYTES_PER_CALL, MAX_PER_CALL, Pipeline, PipelineError};
-use crate::plugin::Frame;
+use crate::plugin::{Frames, Packed};
 
-/// Frames in order, with their stable keys, as two parallel lists so a
-/// decode call takes a slice of each.
+/// Frames in order, packed, with their stable keys.
 #[derive(Debug, Default)]
 pub struct FrameRun {
-    frames: Vec<Frame>,
+    /// Every frame's bytes back to back.
+    data: Vec<u8>,
+    /// Where each frame ends in `data`.
+    ends: Vec<usize>,
     keys: Vec<Option<[u8; 16]>>,
+    /// (first frame, content type, origin) of each group of consecutive
+    /// frames that share them, in order.
+    groups: Vec<(usize, String, String)>,
 }
 
 impl FrameRun {
     /// Appends one frame.
     pub fn push(&mut self, frame: KeyedFrame) {
-        self.frames.push(frame.frame);
-        self.keys.push(frame.key);
+        let f = frame.frame;
+        self.push_parts(frame.key, &f.data, &f.content_type, &f.origin);
+    }
+
+    /// Appends one frame from its parts: the bytes are copied into the
+    /// run's buffer, and the content type and origin are stored only when
+    /// they differ from the previous frame's.
+    pub fn push_parts(
+        &mut self,
+        key: Option<[u8; 16]>,
+        data: &[u8],
+        content_type: &str,
+        origin: &str,
+    ) {
+        let same = self
+            .groups
+            .last()
+            .is_some_and(|(_, c, o)| c == content_type && o == origin);
+        if !same {
+            self.groups
+                .push((self.ends.len(), content_type.to_owned(), origin.to_owned()));
+        }
+        self.data.extend_from_slice(data);
+        self.ends.push(self.data.len());
+        self.keys.push(key);
+    }
+
+    /// Makes room for about `frames` more frames of `bytes` in all, so a
+    /// run filled line by line does not grow by doubling.
+    pub fn reserve(&mut self, frames: usize, bytes: usize) {
+        self.data.reserve(bytes);
+        self.ends.reserve(frames);
+        self.keys.reserve(frames);
     }
 
     /// How many frames it holds.
     pub fn len(&self) -> usize {
-        self.frames.len()
+        self.ends.len()
     }
 
     /// Whether it holds none.
     pub fn is_empty(&self) -> bool {
-        self.frames.is_empty()
+        self.ends.is_empty()
     }
 
     /// The frames' total size, which sets what the buffer must admit.
     pub fn bytes(&self) -> u64 {
-        self.frames.iter().map(|f| f.data.len() as u64).sum()
+        self.data.len() as u64
     }
 
-    /// The frames (and their keys) of one decode call.
-    fn slice(&self, call: Range<usize>) -> (&[Option<[u8; 16]>], &[Frame]) {
-        (&self.keys[call.clone()], &self.frames[call])
+    /// Where frame `i` starts in `data`.
+    fn start(&self, i: usize) -> usize {
+        if i == 0 { 0 } else { self.ends[i - 1] }
     }
 
-    /// Every frame (and key), as one decode call.
-    fn all(&self) -> (&[Option<[u8; 16]>], &[Frame]) {
-        (&self.keys, &self.frames)
+    /// The frames (and their keys) of one decode call, which lies within
+    /// one group (see [`FrameRun::calls`]).
+    fn slice(&self, call: Range<usize>) -> (&[Option<[u8; 16]>], Frames<'_>) {
+        let group = self
+            .groups
+            .partition_point(|(first, ..)| *first <= call.start);
+        let (content_type, origin) = match group.checked_sub(1).and_then(|g| self.groups.get(g)) {
+            Some((_, c, o)) => (c.as_str(), o.as_str()),
+            None => ("", ""),
+        };
+        let packed = Packed {
+            data: &self.data,
+            base: self.start(call.start),
+            ends: &self.ends[call.clone()],
+            content_type,
+            origin,
+        };
+        (&self.keys[call], Frames::Packed(packed))
     }
 
-    /// The frames of each decode call, in order (see [`call_len`]).
+    /// The frames of each decode call, in order: cut where the content
+    /// type or origin changes and by [`call_len`].
     fn calls(&self) -> impl Iterator<Item = Range<usize>> + '_ {
         let mut at = 0;
         std::iter::from_fn(move || {
-            let rest = &self.frames[at..];
-            let n = call_len(rest.iter().map(|f| f.data.len()));
+            let group_end = self
+                .groups
+                .iter()
+                .map(|(first, ..)| *first)
+                .find(|&first| first > at)
+                .unwrap_or(self.len());
+            let n = call_len((at..group_end).map(|i| self.ends[i] - self.start(i)));
             (n > 0).then(|| {
                 at += n;
                 at - n..at
@@ -82,9 +142,9 @@ impl FromIterator<KeyedFrame> for FrameRun {
 /// left.
 fn next_call<I: Iterator<Item = KeyedFrame>>(frames: &mut std::iter::Peekable<I>) -> FrameRun {
     let mut chunk = FrameRun::default();
-    let mut bytes = 0;
-    while let Some(frame) = frames.next_if(|f| takes(chunk.len(), bytes, f.frame.data.len())) {
-        bytes += frame.frame.data.len();
+    while let Some(frame) =
+        frames.next_if(|f| takes(chunk.len(), chunk.data.len(), f.frame.data.len()))
+    {
         chunk.push(frame);
     }
     chunk
@@ -127,8 +187,10 @@ impl Pipeline {
             if chunk.is_empty() {
                 return Ok(());
             }
-            let (keys, frames) = chunk.all();
-            self.run_call(input, keys, frames, report, pending)?;
+            for call in chunk.calls() {
+                let (keys, frames) = chunk.slice(call);
+                self.run_call(input, keys, frames, report, pending)?;
+            }
         }
     }
 
@@ -138,7 +200,7 @@ impl Pipeline {
         &mut self,
         input: &str,
         keys: &[Option<[u8; 16]>],
-        frames: &[Frame],
+        frames: Frames<'_>,
         report: &mut IngestReport,
         pending: &mut Pending,
     ) -> Result<(), PipelineError> {
@@ -169,6 +231,7 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::plugin::Frame;
 
     fn run(sizes: &[usize]) -> FrameRun {
         sizes
@@ -198,6 +261,56 @@ mod tests {
         assert_eq!(
             big.bytes(),
             (half * 2 + 1 + MAX_BYTES_PER_CALL * 2 + 3) as u64
+        );
+    }
+
+    #[test]
+    fn calls_are_cut_where_the_origin_or_content_type_changes() {
+        let frame = |data: &str, content_type: &str, origin: &str| KeyedFrame {
+            frame: Frame {
+                data: data.as_bytes().to_vec(),
+                content_type: content_type.into(),
+                origin: origin.into(),
+            },
+            key: Some([data.len() as u8; 16]),
+        };
+        let run: FrameRun = [
+            frame("a", "t", "o1"),
+            frame("bb", "t", "o1"),
+            frame("", "t", "o2"),
+            frame("ccc", "u", "o2"),
+            frame("d", "u", "o2"),
+        ]
+        .into_iter()
+        .collect();
+        let calls: Vec<_> = run.calls().collect();
+        assert_eq!(calls, [0..2, 2..3, 3..5]);
+        let read: Vec<(Vec<&[u8]>, &str, &str, usize)> = calls
+            .into_iter()
+            .map(|call| {
+                let (keys, frames) = run.slice(call);
+                let Frames::Packed(p) = frames else {
+                    panic!("a run is packed")
+                };
+                let data = (0..frames.len()).map(|i| frames.data(i)).collect();
+                (data, p.content_type, p.origin, keys.len())
+            })
+            .collect();
+        assert_eq!(
+            read,
+            [
+                (vec![&b"a"[..], b"bb"], "t", "o1", 2),
+                (vec![&b""[..]], "t", "o2", 1),
+                (vec![&b"ccc"[..], b"d"], "u", "o2", 2),
+            ]
+        );
+        assert_eq!(run.bytes(), 7);
+        // The owned form of a packed call is the records that went in.
+        let (_, last) = run.slice(3..5);
+        let owned = last.owned();
+        assert_eq!(
+            (owned[0].data.as_slice(), owned[1].content_type.as_str()),
+            (&b"ccc"[..], "u")
         );
     }
 }

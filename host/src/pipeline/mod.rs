@@ -55,7 +55,7 @@ use halyard_buffer::{Buffer, BufferError, Cursor};
 use halyard_trust::usage::{Counter, UsageWindow};
 
 use crate::event;
-use crate::plugin::{Event, Frame, FrameError, LoadError, PluginKind};
+use crate::plugin::{Event, Frame, FrameError, Frames, LoadError, PluginKind};
 use crate::tap::Tap;
 
 pub use build::{ChainSeeds, plugin_options};
@@ -325,7 +325,7 @@ impl Pipeline {
         &mut self,
         input: &str,
         keys: &[Option<[u8; 16]>],
-        raw: &[Frame],
+        raw: Frames<'_>,
         report: &mut IngestReport,
         pending: &mut Pending,
     ) -> Result<Vec<Event>, PipelineError> {
@@ -338,9 +338,9 @@ impl Pipeline {
         let dead = &mut pending.dead;
         let mut events = Vec::new();
         let mut refused = 0;
-        match decoder.call(|i| i.decode_checked(raw)) {
+        match decoder.call(|i| i.decode_frames_checked(raw)) {
             Some(Ok(results)) => {
-                for ((result, key), frame) in results.into_iter().zip(keys).zip(raw) {
+                for (i, (result, key)) in results.into_iter().zip(keys).enumerate() {
                     let reason = match result {
                         Ok(decoded) => {
                             let first = events.len();
@@ -368,7 +368,7 @@ impl Pipeline {
                     if let Some(trace) = &mut self.trace {
                         trace.failed(&reason);
                     }
-                    dead.frame(input, frame_record(frame, key), reason);
+                    dead.frame(input, frame_record(raw.data(i), key), reason);
                 }
             }
             failed => {
@@ -384,10 +384,10 @@ impl Pipeline {
                 };
                 decode_errors += raw.len() as u64;
                 if let Some(trace) = &mut self.trace {
-                    raw.iter().for_each(|_| trace.failed(&reason));
+                    (0..raw.len()).for_each(|_| trace.failed(&reason));
                 }
-                for (f, k) in raw.iter().zip(keys) {
-                    dead.frame(input, frame_record(f, k), reason.clone());
+                for (i, k) in keys.iter().enumerate().take(raw.len()) {
+                    dead.frame(input, frame_record(raw.data(i), k), reason.clone());
                 }
             }
         }

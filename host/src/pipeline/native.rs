@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::plugin::{
-    Action, CallError, Detected, Event, Frame, FrameError, KvHandle, PluginInstance, PluginKind,
-    Polled, Redacted, Verdict,
+    Action, CallError, Detected, Event, Frame, FrameError, Frames, KvHandle, PluginInstance,
+    PluginKind, Polled, Redacted, Verdict,
 };
 
 /// The calls a stage makes on its plugin, whatever runs it. Each method
@@ -73,6 +73,15 @@ pub trait StagePlugin: Send {
                 .collect()
         })
     }
+    /// [`StagePlugin::decode_checked`] for frames in either shape (see
+    /// `PluginInstance::decode_frames_checked`); this is what the pipeline
+    /// calls. By default packed frames are made into records first.
+    fn decode_frames_checked(
+        &mut self,
+        frames: Frames<'_>,
+    ) -> Result<Vec<Result<Vec<Event>, FrameError>>, CallError> {
+        self.decode_checked(&frames.owned())
+    }
     /// A redact with the rewrites the host refused (see
     /// `PluginInstance::redact_checked`).
     fn redact_checked(&mut self, events: &[Event]) -> Result<Redacted, CallError> {
@@ -115,6 +124,12 @@ impl StagePlugin for PluginInstance {
         frames: &[Frame],
     ) -> Result<Vec<Result<Vec<Event>, FrameError>>, CallError> {
         PluginInstance::decode_checked(self, frames)
+    }
+    fn decode_frames_checked(
+        &mut self,
+        frames: Frames<'_>,
+    ) -> Result<Vec<Result<Vec<Event>, FrameError>>, CallError> {
+        PluginInstance::decode_frames_checked(self, frames)
     }
     fn redact_checked(&mut self, events: &[Event]) -> Result<Redacted, CallError> {
         PluginInstance::redact_checked(self, events)

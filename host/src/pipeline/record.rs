@@ -6,7 +6,7 @@ use sha2::{Digest, Sha256};
 
 use super::Stage;
 use crate::event;
-use crate::plugin::{Event, EventId, Frame};
+use crate::plugin::{Event, EventId};
 
 /// The event's id as 16 bytes, big-endian.
 pub fn id_bytes(id: &EventId) -> [u8; 16] {
@@ -62,10 +62,10 @@ pub(super) fn event_record(e: &Event) -> Record {
 }
 
 /// A frame that failed to decode, kept raw for the dead-letter table.
-pub(super) fn frame_record(frame: &Frame, key: &Option<[u8; 16]>) -> Record {
+pub(super) fn frame_record(data: &[u8], key: &Option<[u8; 16]>) -> Record {
     Record {
         id: key.unwrap_or_else(|| id_bytes(&event::new_id())),
-        payload: frame.data.clone(),
+        payload: data.to_vec(),
     }
 }
 

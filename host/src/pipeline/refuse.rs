@@ -34,7 +34,7 @@ impl Pipeline {
         // opts in to raw frames (see `dead_letters.rs`).
         pending.dead.frame(
             input,
-            frame_record(&frame.frame, &frame.key),
+            frame_record(&frame.frame.data, &frame.key),
             format!("{input}: {reason}"),
         );
         let cursor = position.as_deref().map(|value| Cursor {

@@ -455,6 +455,12 @@ impl StagePlugin for Unloaded {
     ) -> Result<Vec<Result<Vec<crate::plugin::Event>, String>>, CallError> {
         Self::refuse()
     }
+    fn decode_frames_checked(
+        &mut self,
+        _frames: crate::plugin::Frames<'_>,
+    ) -> Result<Vec<Result<Vec<crate::plugin::Event>, crate::plugin::FrameError>>, CallError> {
+        Self::refuse()
+    }
     fn validate(
         &mut self,
         _events: &[crate::plugin::Event],

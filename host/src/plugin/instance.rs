@@ -31,6 +31,7 @@ use super::contract::Contract;
 use super::deadline::{self, Unfinished};
 use super::engine::deadline_ticks;
 use super::error::{CallError, LoadError};
+use super::frames::Frames;
 use super::host::HostState;
 use super::output;
 
@@ -368,10 +369,21 @@ impl PluginInstance {
         &mut self,
         frames: &[Frame],
     ) -> Result<Vec<Result<Vec<Event>, output::FrameError>>, CallError> {
+        self.decode_frames_checked(Frames::Each(frames))
+    }
+
+    /// [`PluginInstance::decode_checked`] for frames in either shape: a
+    /// flat decoder gets packed frames with one copy, a 0.1.0 decoder gets
+    /// them as records.
+    pub fn decode_frames_checked(
+        &mut self,
+        frames: Frames<'_>,
+    ) -> Result<Vec<Result<Vec<Event>, output::FrameError>>, CallError> {
         self.items = frames.len();
         let results = match self.plugin.contract {
             Contract::V0_1 => {
-                self.call::<_, (Vec<Result<Vec<Event>, String>>,)>((frames,))?
+                let owned = frames.owned();
+                self.call::<_, (Vec<Result<Vec<Event>, String>>,)>((&*owned,))?
                     .0
             }
             Contract::V0_2 | Contract::V0_3 | Contract::V0_4 => self.decode_flat(frames)?,

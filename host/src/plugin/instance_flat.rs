@@ -13,9 +13,10 @@ use wasmtime::component::Instance;
 
 use halyard_flat::{ActionRef, Answer};
 
-use super::super::bindings::{Action, Event, Frame, Verdict};
+use super::super::bindings::{Action, Event, Verdict};
 use super::super::contract::Contract;
 use super::super::flat::{self, Decoded, FlatAction, FrameBatch};
+use super::super::frames::Frames;
 use super::super::host::HostState;
 use super::super::kind::PluginKind;
 use super::super::output;
@@ -74,39 +75,76 @@ impl PluginInstance {
     }
 
     /// A decode: one call per run of frames that share a content type and
-    /// origin (one input's frames always do), each answer split back into
-    /// one result per frame.
+    /// origin (one input's frames always do; packed frames are one run),
+    /// each answer split back into one result per frame.
     pub(super) fn decode_flat(
         &mut self,
-        frames: &[Frame],
+        frames: Frames<'_>,
     ) -> Result<Vec<Result<Vec<Event>, String>>, CallError> {
         let mut out = Vec::with_capacity(frames.len());
-        let mut rest = frames;
-        while let Some(first) = rest.first() {
-            let run = rest
-                .iter()
-                .position(|f| f.content_type != first.content_type || f.origin != first.origin)
-                .unwrap_or(rest.len());
-            let (group, tail) = rest.split_at(run);
-            rest = tail;
-            let mut batch = FrameBatch {
-                content_type: first.content_type.clone(),
-                origin: first.origin.clone(),
-                ..FrameBatch::default()
-            };
-            halyard_flat::frame_buffer(
-                group.iter().map(|f| f.data.as_slice()),
-                &mut batch.data,
-                &mut batch.ends,
-            )
-            .map_err(|e| CallError::Input {
-                plugin: self.plugin.info.name.clone(),
-                message: e.to_string(),
-            })?;
-            let (decoded,): (Decoded,) = self.call_cached((batch,))?;
-            self.split_decoded(decoded, group.len(), &mut out)?;
+        match frames {
+            Frames::Packed(packed) => {
+                if packed.ends.is_empty() {
+                    return Ok(out);
+                }
+                let batch = FrameBatch {
+                    data: packed.bytes().to_vec(),
+                    ends: packed
+                        .ends
+                        .iter()
+                        .map(|&end| u32::try_from(end - packed.base))
+                        .collect::<Result<_, _>>()
+                        .map_err(|_| self.too_large())?,
+                    content_type: packed.content_type.to_owned(),
+                    origin: packed.origin.to_owned(),
+                };
+                self.decode_batch(batch, packed.ends.len(), &mut out)?;
+            }
+            Frames::Each(mut rest) => {
+                while let Some(first) = rest.first() {
+                    let run = rest
+                        .iter()
+                        .position(|f| {
+                            f.content_type != first.content_type || f.origin != first.origin
+                        })
+                        .unwrap_or(rest.len());
+                    let (group, tail) = rest.split_at(run);
+                    rest = tail;
+                    let mut batch = FrameBatch {
+                        content_type: first.content_type.clone(),
+                        origin: first.origin.clone(),
+                        ..FrameBatch::default()
+                    };
+                    halyard_flat::frame_buffer(
+                        group.iter().map(|f| f.data.as_slice()),
+                        &mut batch.data,
+                        &mut batch.ends,
+                    )
+                    .map_err(|_| self.too_large())?;
+                    self.decode_batch(batch, group.len(), &mut out)?;
+                }
+            }
         }
         Ok(out)
+    }
+
+    /// One decode call of `frames` frames, its answer split into `out`.
+    fn decode_batch(
+        &mut self,
+        batch: FrameBatch,
+        frames: usize,
+        out: &mut Vec<Result<Vec<Event>, String>>,
+    ) -> Result<(), CallError> {
+        let (decoded,): (Decoded,) = self.call_cached((batch,))?;
+        self.split_decoded(decoded, frames, out)
+    }
+
+    /// A call whose frames do not fit the flat layout's 32-bit offsets.
+    fn too_large(&self) -> CallError {
+        CallError::Input {
+            plugin: self.plugin.info.name.clone(),
+            message: halyard_flat::LayoutError::TooLarge.to_string(),
+        }
     }
 
     /// One `decoded` answer for `frames` frames, as one result per frame.

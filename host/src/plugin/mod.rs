@@ -5,6 +5,8 @@
 //! - [`kind`]: the six plugin kinds and the exports that identify them;
 //! - [`contract`]: which contract version (0.1.0 or 0.2.0) a component
 //!   implements, read off its stage export's signature;
+//! - [`frames`]: a decode call's frames, owned one by one or packed in
+//!   one buffer;
 //! - [`flat`]: the 0.2.0 flat batch form (through the `halyard-flat` codec
 //!   the guest SDK shares) and privacy patches;
 //! - [`limits`]: memory, CPU and output caps, and capability grants;
@@ -42,6 +44,7 @@ pub mod engine;
 pub mod error;
 pub mod file;
 pub mod flat;
+pub mod frames;
 pub mod host;
 pub mod inspect;
 pub mod instance;
@@ -66,6 +69,7 @@ pub use contract::Contract;
 pub use engine::precompile_for;
 pub use engine::{Runtime, lower_this_thread_priority};
 pub use error::{CallError, LoadError, TrapCause};
+pub use frames::{Frames, Packed};
 pub use instance::{Detected, PluginInstance};
 pub use kind::PluginKind;
 pub use kv::{KvHandle, KvNamespace};

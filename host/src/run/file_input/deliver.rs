@@ -14,7 +14,7 @@ use std::sync::mpsc::Sender;
 use tokio::sync::{oneshot, watch};
 
 use super::identity::{self, Position};
-use super::lines::{Line, LongLine, Piece};
+use super::lines::{LongLine, Piece};
 use super::{FileInput, MAX_LINES, Open, wait};
 use crate::pipeline::{FrameRun, IngestReport, KeyedFrame, PipelineError};
 use crate::plugin::Frame;
@@ -79,11 +79,21 @@ impl FileInput {
             .get_or_insert_with(|| identity::file_key(&self.name, &open.fingerprint, open.here));
         let origin = self.origin();
         let mut batch = FrameRun::default();
-        let mut pieces = pieces.into_iter().peekable();
-        while let Some(piece) = pieces.next() {
+        let mut left = pieces.into_iter().peekable();
+        while let Some(piece) = left.next() {
             let end = piece.end();
             match piece {
-                Piece::Line(line) => batch.push(frame(key, &origin, line)),
+                Piece::Line(line) => {
+                    if batch.is_empty() {
+                        // Lines of a file tend to be alike: room for the
+                        // rest of this batch at this line's size, capped.
+                        let lines = MAX_LINES.min(left.len() + 1);
+                        let bytes = (lines * line.bytes.len()).min(RESERVE_CAP);
+                        batch.reserve(lines, bytes);
+                    }
+                    let key = Some(line_key(key, line.start));
+                    batch.push_parts(key, &line.bytes, CONTENT_TYPE, &origin);
+                }
                 Piece::TooLong(long) => {
                     let before = std::mem::take(&mut batch);
                     if !before.is_empty()
@@ -96,7 +106,7 @@ impl FileInput {
                     }
                 }
             }
-            let last = pieces.peek().is_none();
+            let last = left.peek().is_none();
             if batch.len() >= MAX_LINES || (last && !batch.is_empty()) {
                 let upto = if last { settled } else { end };
                 if !self
@@ -153,15 +163,7 @@ impl FileInput {
         tracing::warn!(input = %self.name, offset = long.start, len = long.len,
             max_line_bytes = self.max_line_bytes, "line over max_line_bytes dead-lettered");
         let upto = long.end;
-        let frame = frame(
-            key,
-            &self.origin(),
-            Line {
-                bytes: long.prefix,
-                start: long.start,
-                end: long.end,
-            },
-        );
+        let frame = frame(key, &self.origin(), long.prefix, long.start);
         let position = encode(&open.position(upto));
         let request = Request::Refuse {
             frame,
@@ -306,23 +308,34 @@ impl FileInput {
     }
 }
 
-/// A line as a frame whose key is the file's key then the line's byte
-/// offset (big-endian): the ids derived from it grow with the offset, so
-/// the receiver's id index appends instead of touching a random page per
-/// event.
-fn frame(file_key: [u8; 8], origin: &str, line: Line) -> KeyedFrame {
-    let mut key = [0u8; 16];
-    key[..8].copy_from_slice(&file_key);
-    key[8..].copy_from_slice(&line.start.to_be_bytes());
+/// A too-long line's kept prefix as a frame, keyed like every line (see
+/// [`line_key`]).
+fn frame(file_key: [u8; 8], origin: &str, data: Vec<u8>, start: u64) -> KeyedFrame {
     KeyedFrame {
         frame: Frame {
-            data: line.bytes,
+            data,
             content_type: CONTENT_TYPE.to_owned(),
             origin: origin.to_owned(),
         },
-        key: Some(key),
+        key: Some(line_key(file_key, start)),
     }
 }
+
+/// A line's frame key: the file's key, then the line's byte offset
+/// (big-endian). The ids derived from it grow with the offset, so the
+/// receiver's id index appends instead of touching a random page per
+/// event.
+fn line_key(file_key: [u8; 8], start: u64) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    key[..8].copy_from_slice(&file_key);
+    key[8..].copy_from_slice(&start.to_be_bytes());
+    key
+}
+
+/// Most bytes reserved ahead for a batch's lines; past it the buffer grows
+/// as lines come, so one long first line cannot reserve a thousand times
+/// its size.
+const RESERVE_CAP: usize = 1 << 20;
 
 /// The media type of a file input's frames.
 const CONTENT_TYPE: &str = "application/x-ndjson";
