@@ -16,7 +16,7 @@ use std::ops::Range;
 use super::commit::Pending;
 use super::record::chain_link;
 use super::{IngestReport, KeyedFrame, MAX_BYTES_PER_CALL, MAX_PER_CALL, Pipeline, PipelineError};
-use crate::plugin::{Frames, Packed};
+use crate::plugin::{Frame, Frames, Packed};
 
 /// Frames in order, packed, with their stable keys.
 #[derive(Debug, Default)]
@@ -137,17 +137,20 @@ impl FromIterator<KeyedFrame> for FrameRun {
     }
 }
 
-/// The frames for the next decode call: at most [`MAX_PER_CALL`] frames and
-/// [`MAX_BYTES_PER_CALL`] bytes, but always at least one frame if any is
-/// left.
-fn next_call<I: Iterator<Item = KeyedFrame>>(frames: &mut std::iter::Peekable<I>) -> FrameRun {
-    let mut chunk = FrameRun::default();
-    while let Some(frame) =
-        frames.next_if(|f| takes(chunk.len(), chunk.data.len(), f.frame.data.len()))
-    {
-        chunk.push(frame);
+/// The frames (and keys) for the next decode call: at most
+/// [`MAX_PER_CALL`] frames and [`MAX_BYTES_PER_CALL`] bytes, but always at
+/// least one frame if any is left. They are moved, not packed: these
+/// frames were made one by one, so packing them would copy each once more.
+fn next_call<I: Iterator<Item = KeyedFrame>>(
+    frames: &mut std::iter::Peekable<I>,
+) -> (Vec<Option<[u8; 16]>>, Vec<Frame>) {
+    let (mut keys, mut call, mut bytes) = (Vec::new(), Vec::new(), 0);
+    while let Some(f) = frames.next_if(|f| takes(call.len(), bytes, f.frame.data.len())) {
+        bytes += f.frame.data.len();
+        keys.push(f.key);
+        call.push(f.frame);
     }
-    chunk
+    (keys, call)
 }
 
 /// How many of the frames (their sizes, in order) the next decode call
@@ -183,14 +186,11 @@ impl Pipeline {
     ) -> Result<(), PipelineError> {
         let mut frames = frames.into_iter().peekable();
         loop {
-            let chunk = next_call(&mut frames);
-            if chunk.is_empty() {
+            let (keys, call) = next_call(&mut frames);
+            if call.is_empty() {
                 return Ok(());
             }
-            for call in chunk.calls() {
-                let (keys, frames) = chunk.slice(call);
-                self.run_call(input, keys, frames, report, pending)?;
-            }
+            self.run_call(input, &keys, Frames::Each(&call), report, pending)?;
         }
     }
 
@@ -231,7 +231,6 @@ impl Pipeline {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::plugin::Frame;
 
     fn run(sizes: &[usize]) -> FrameRun {
         sizes

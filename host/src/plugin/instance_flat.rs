@@ -128,17 +128,6 @@ impl PluginInstance {
         Ok(out)
     }
 
-    /// One decode call of `frames` frames, its answer split into `out`.
-    fn decode_batch(
-        &mut self,
-        batch: FrameBatch,
-        frames: usize,
-        out: &mut Vec<Result<Vec<Event>, String>>,
-    ) -> Result<(), CallError> {
-        let (decoded,): (Decoded,) = self.call_cached((batch,))?;
-        self.split_decoded(decoded, frames, out)
-    }
-
     /// A call whose frames do not fit the flat layout's 32-bit offsets.
     fn too_large(&self) -> CallError {
         CallError::Input {
@@ -147,13 +136,15 @@ impl PluginInstance {
         }
     }
 
-    /// One `decoded` answer for `frames` frames, as one result per frame.
-    fn split_decoded(
+    /// One decode call of `frames` frames, its answer split into `out` as
+    /// one result per frame.
+    fn decode_batch(
         &mut self,
-        decoded: Decoded,
+        batch: FrameBatch,
         frames: usize,
         out: &mut Vec<Result<Vec<Event>, String>>,
     ) -> Result<(), CallError> {
+        let (decoded,): (Decoded,) = self.call_cached((batch,))?;
         output::check_count("results", decoded.results.len(), frames)
             .map_err(|m| self.bad_output(m))?;
         let mut events = self.read(&decoded.events)?.into_iter();
